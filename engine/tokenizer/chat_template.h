@@ -1,0 +1,36 @@
+// Chat templates: detects the family from the GGUF Jinja source (ChatML, Llama-3) and renders
+// messages to prompt text. Not a Jinja interpreter: known families only.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/core/status.h"
+
+namespace slim {
+
+struct ChatMessage {
+  std::string role;     // "system", "user", "assistant"
+  std::string content;
+};
+
+enum class ChatTemplateKind { kChatML, kLlama3 };
+
+class ChatTemplate {
+ public:
+  // Detects the family from the template source; FailedPrecondition when unknown or empty.
+  static StatusOr<ChatTemplate> Detect(std::string_view jinja_source);
+  explicit ChatTemplate(ChatTemplateKind kind, std::string default_system = "");
+
+  ChatTemplateKind kind() const { return kind_; }
+  // InvalidArgument for an empty message list or an unknown role.
+  StatusOr<std::string> Apply(const std::vector<ChatMessage>& messages,
+                              bool add_generation_prompt = true) const;
+
+ private:
+  ChatTemplateKind kind_;
+  std::string default_system_;  // inserted when the first message is not a system message
+};
+
+}  // namespace slim

@@ -1,0 +1,67 @@
+// Byte-level BPE tokenizer (GPT-2 style) matching llama.cpp: pre-tokenizer regexes through
+// PCRE2, merges by rank, special/control tokens matched verbatim when asked. Thread-safety:
+// immutable after Create; Encode/Decode may be called from any thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/core/status.h"
+#include "engine/tokenizer/vocab.h"
+
+namespace slim {
+
+struct EncodeOptions {
+  bool add_bos = false;        // prepend BOS (when the vocab has one)
+  bool parse_special = false;  // recognise control/user-defined token texts like <|im_start|>
+};
+
+class Tokenizer {
+ public:
+  static StatusOr<std::unique_ptr<Tokenizer>> Create(VocabData vocab);
+  ~Tokenizer();
+
+  // InvalidArgument when `text` is not valid UTF-8 (the message gives the byte offset).
+  StatusOr<std::vector<int32_t>> Encode(std::string_view text, const EncodeOptions& opts) const;
+  // Raw bytes of one token (GPT-2 byte mapping undone); control tokens decode to their text
+  // only when `render_special` is true, otherwise to "".
+  std::string TokenBytes(int32_t id, bool render_special = false) const;
+  // Concatenated bytes; may end in the middle of a UTF-8 sequence.
+  std::string Decode(std::span<const int32_t> ids, bool render_special = false) const;
+
+  int32_t vocab_size() const;
+  int32_t bos_id() const;
+  int32_t eos_id() const;
+  // End-of-generation: EOS, EOT (<|im_end|>, <|eot_id|>) and similar.
+  bool IsEndOfGeneration(int32_t id) const;
+  bool IsControl(int32_t id) const;
+  // Token id of an exact token text (e.g. "<|im_end|>"), or -1.
+  int32_t FindToken(std::string_view text) const;
+  const VocabData& vocab() const;
+
+ private:
+  struct Impl;
+  explicit Tokenizer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Incremental detokenizer for streaming: Push returns the newly completed UTF-8 text and holds
+// back an incomplete trailing sequence until the next token completes it; Flush returns what
+// is left (invalid bytes replaced by U+FFFD). Not thread-safe; one per sequence.
+class StreamDecoder {
+ public:
+  explicit StreamDecoder(const Tokenizer& tok, bool render_special = false);
+  std::string Push(int32_t id);
+  std::string Flush();
+
+ private:
+  const Tokenizer& tok_;
+  bool render_special_;
+  std::string pending_;
+};
+
+}  // namespace slim

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what the build and tests need: Debian packages and PyPI tools. Idempotent:
+# packages already present are skipped, so a second run costs a few seconds.
+set -euo pipefail
+
+DEB_PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config git unzip python3 python3-pip
+  libopenblas-dev libpcre2-dev nlohmann-json3-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+  libspdlog-dev libfmt-dev prometheus-cpp-dev
+  googletest libgtest-dev libgmock-dev libbenchmark-dev
+  clang libclang-rt-dev prometheus
+)
+PIP_PACKAGES=(gguf numpy)
+
+need=()
+for p in "${DEB_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if ((${#need[@]})); then
+  echo "setup: installing Debian packages: ${need[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+PY=${PYTHON:-python3}
+missing_py=()
+for p in "${PIP_PACKAGES[@]}"; do
+  "$PY" -c "import ${p}" 2>/dev/null || missing_py+=("$p")
+done
+if ((${#missing_py[@]})); then
+  echo "setup: installing PyPI packages: ${missing_py[*]}"
+  "$PY" -m pip install -q "${missing_py[@]}"
+fi
+echo "setup: ok"
