@@ -28,6 +28,8 @@ struct ModelConfig {
   int d_model = 0;        // embedding_length
   int d_ff = 0;           // feed_forward_length
   int head_dim = 0;       // d_model / n_heads unless the file says otherwise
+  bool head_dim_explicit = false;  // head_dim given (attention.key_length): d_model need not
+                                   // equal n_heads * head_dim
   int rope_dim = 0;       // rotary dimensions (<= head_dim)
   int vocab_size = 0;
   int context_length = 0;

@@ -1,0 +1,327 @@
+// ggml tensor type table (names, block sizes) and scalar dequantization kernels to fp32, written
+// to match ggml-quants.c bit for bit. Blocks are read with memcpy (GGUF data is only byte-aligned
+// within a tensor), and the inner loops have fixed trip counts so the compiler vectorizes them.
+#include "engine/gguf/quant.h"
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+namespace slim::gguf {
+namespace {
+
+constexpr int64_t QK = 32;    // elements per block of the legacy quants
+constexpr int64_t QK_K = 256;  // elements per super-block of the K-quants
+
+struct Traits {
+  const char* name;
+  int64_t block_elements;
+  size_t block_bytes;
+  bool dequantize;  // DequantizeRow supports it
+};
+
+Traits TraitsOf(TensorType t) {
+  switch (t) {
+    case TensorType::kF32: return {"F32", 1, 4, true};
+    case TensorType::kF16: return {"F16", 1, 2, true};
+    case TensorType::kBF16: return {"BF16", 1, 2, true};
+    case TensorType::kQ4_0: return {"Q4_0", QK, 2 + 16, true};
+    case TensorType::kQ4_1: return {"Q4_1", QK, 2 + 2 + 16, true};
+    case TensorType::kQ5_0: return {"Q5_0", QK, 2 + 4 + 16, true};
+    case TensorType::kQ5_1: return {"Q5_1", QK, 2 + 2 + 4 + 16, true};
+    case TensorType::kQ8_0: return {"Q8_0", QK, 2 + 32, true};
+    case TensorType::kQ8_1: return {"Q8_1", QK, 2 + 2 + 32, false};
+    case TensorType::kQ2_K: return {"Q2_K", QK_K, 16 + 64 + 2 + 2, false};
+    case TensorType::kQ3_K: return {"Q3_K", QK_K, 32 + 64 + 12 + 2, false};
+    case TensorType::kQ4_K: return {"Q4_K", QK_K, 2 + 2 + 12 + 128, true};
+    case TensorType::kQ5_K: return {"Q5_K", QK_K, 2 + 2 + 12 + 32 + 128, true};
+    case TensorType::kQ6_K: return {"Q6_K", QK_K, 128 + 64 + 16 + 2, true};
+    case TensorType::kQ8_K: return {"Q8_K", QK_K, 4 + 256 + 32, false};
+  }
+  return {"unknown", 0, 0, false};
+}
+
+inline uint32_t Bits(float f) { return std::bit_cast<uint32_t>(f); }
+inline float FromBits(uint32_t u) { return std::bit_cast<float>(u); }
+
+// IEEE half -> single, branch-free (Maratyszcza's FP16 library): exact for normals, subnormals,
+// zeros, infinities and NaNs.
+inline float HalfToFloat(uint16_t h) {
+  const uint32_t w = static_cast<uint32_t>(h) << 16;
+  const uint32_t sign = w & 0x80000000u;
+  const uint32_t two_w = w + w;
+  // Normal (and inf/nan): shift exponent+mantissa into place, rebias by 2^-112.
+  const float normalized = FromBits((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
+  // Subnormal: put the mantissa under a 0.5 exponent and subtract 0.5.
+  const float denormalized = FromBits((two_w >> 17) | (126u << 23)) - 0.5f;
+  const uint32_t result = sign | (two_w < (1u << 27) ? Bits(denormalized) : Bits(normalized));
+  return FromBits(result);
+}
+
+inline float LoadHalf(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return HalfToFloat(h);
+}
+
+void DequantF32(const uint8_t* src, float* dst, int64_t n) {
+  std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+}
+
+void DequantF16(const uint8_t* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    dst[i] = HalfToFloat(h);
+  }
+}
+
+void DequantBF16(const uint8_t* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t b;
+    std::memcpy(&b, src + 2 * i, 2);
+    dst[i] = FromBits(static_cast<uint32_t>(b) << 16);
+  }
+}
+
+// block_q4_0: fp16 d; uint8 qs[16]. x[j] = ((qs[j] & 15) - 8) * d, x[j+16] = ((qs[j] >> 4) - 8) * d.
+void DequantQ4_0(const uint8_t* src, float* dst, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, src += 18, dst += QK) {
+    const float d = LoadHalf(src);
+    const uint8_t* qs = src + 2;
+    for (int j = 0; j < 16; ++j) {
+      dst[j] = static_cast<float>((qs[j] & 0x0F) - 8) * d;
+      dst[j + 16] = static_cast<float>((qs[j] >> 4) - 8) * d;
+    }
+  }
+}
+
+// block_q4_1: fp16 d, m; uint8 qs[16]. x = q * d + m, same nibble order as Q4_0.
+void DequantQ4_1(const uint8_t* src, float* dst, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, src += 20, dst += QK) {
+    const float d = LoadHalf(src);
+    const float m = LoadHalf(src + 2);
+    const uint8_t* qs = src + 4;
+    for (int j = 0; j < 16; ++j) {
+      dst[j] = static_cast<float>(qs[j] & 0x0F) * d + m;
+      dst[j + 16] = static_cast<float>(qs[j] >> 4) * d + m;
+    }
+  }
+}
+
+// block_q5_0: fp16 d; uint8 qh[4] (bit j = high bit of element j); uint8 qs[16].
+void DequantQ5_0(const uint8_t* src, float* dst, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, src += 22, dst += QK) {
+    const float d = LoadHalf(src);
+    uint32_t qh;
+    std::memcpy(&qh, src + 2, 4);
+    const uint8_t* qs = src + 6;
+    for (int j = 0; j < 16; ++j) {
+      const int xh0 = static_cast<int>(((qh >> j) << 4) & 0x10);
+      const int xh1 = static_cast<int>((qh >> (j + 12)) & 0x10);
+      dst[j] = static_cast<float>(((qs[j] & 0x0F) | xh0) - 16) * d;
+      dst[j + 16] = static_cast<float>(((qs[j] >> 4) | xh1) - 16) * d;
+    }
+  }
+}
+
+// block_q5_1: fp16 d, m; uint8 qh[4]; uint8 qs[16]. x = q * d + m.
+void DequantQ5_1(const uint8_t* src, float* dst, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, src += 24, dst += QK) {
+    const float d = LoadHalf(src);
+    const float m = LoadHalf(src + 2);
+    uint32_t qh;
+    std::memcpy(&qh, src + 4, 4);
+    const uint8_t* qs = src + 8;
+    for (int j = 0; j < 16; ++j) {
+      const int xh0 = static_cast<int>(((qh >> j) << 4) & 0x10);
+      const int xh1 = static_cast<int>((qh >> (j + 12)) & 0x10);
+      dst[j] = static_cast<float>((qs[j] & 0x0F) | xh0) * d + m;
+      dst[j + 16] = static_cast<float>((qs[j] >> 4) | xh1) * d + m;
+    }
+  }
+}
+
+// block_q8_0: fp16 d; int8 qs[32]. x = q * d.
+void DequantQ8_0(const uint8_t* src, float* dst, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, src += 34, dst += QK) {
+    const float d = LoadHalf(src);
+    const auto* qs = reinterpret_cast<const int8_t*>(src + 2);
+    for (int j = 0; j < 32; ++j) dst[j] = static_cast<float>(qs[j]) * d;
+  }
+}
+
+// 6-bit scale and min j (0..7) of a Q4_K/Q5_K super-block, packed into 12 bytes.
+inline void ScaleMinK4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
+  if (j < 4) {
+    *sc = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *sc = static_cast<uint8_t>((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4));
+    *m = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
+// block_q4_K: fp16 d, dmin; uint8 scales[12]; uint8 qs[128]. Eight sub-blocks of 32, each
+// x = d * sc * q - dmin * m; sub-blocks 2i and 2i+1 share qs[32i..32i+31] (low, high nibbles).
+void DequantQ4_K(const uint8_t* src, float* dst, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, src += 144) {
+    const float d = LoadHalf(src);
+    const float dmin = LoadHalf(src + 2);
+    const uint8_t* scales = src + 4;
+    const uint8_t* q = src + 16;
+    for (int is = 0; is < 8; is += 2, q += 32) {
+      uint8_t sc, m;
+      ScaleMinK4(is, scales, &sc, &m);
+      const float d1 = d * sc, m1 = dmin * m;
+      ScaleMinK4(is + 1, scales, &sc, &m);
+      const float d2 = d * sc, m2 = dmin * m;
+      for (int l = 0; l < 32; ++l) *dst++ = d1 * static_cast<float>(q[l] & 0x0F) - m1;
+      for (int l = 0; l < 32; ++l) *dst++ = d2 * static_cast<float>(q[l] >> 4) - m2;
+    }
+  }
+}
+
+// block_q5_K: fp16 d, dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128]. As Q4_K with a
+// fifth bit per element from qh (bit 2i for the low-nibble sub-block, 2i+1 for the high one).
+void DequantQ5_K(const uint8_t* src, float* dst, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, src += 176) {
+    const float d = LoadHalf(src);
+    const float dmin = LoadHalf(src + 2);
+    const uint8_t* scales = src + 4;
+    const uint8_t* qh = src + 16;
+    const uint8_t* ql = src + 48;
+    uint8_t u1 = 1, u2 = 2;
+    for (int is = 0; is < 8; is += 2, ql += 32) {
+      uint8_t sc, m;
+      ScaleMinK4(is, scales, &sc, &m);
+      const float d1 = d * sc, m1 = dmin * m;
+      ScaleMinK4(is + 1, scales, &sc, &m);
+      const float d2 = d * sc, m2 = dmin * m;
+      for (int l = 0; l < 32; ++l) {
+        *dst++ = d1 * static_cast<float>((ql[l] & 0x0F) + ((qh[l] & u1) ? 16 : 0)) - m1;
+      }
+      for (int l = 0; l < 32; ++l) {
+        *dst++ = d2 * static_cast<float>((ql[l] >> 4) + ((qh[l] & u2) ? 16 : 0)) - m2;
+      }
+      u1 = static_cast<uint8_t>(u1 << 2);
+      u2 = static_cast<uint8_t>(u2 << 2);
+    }
+  }
+}
+
+// block_q6_K: uint8 ql[128]; uint8 qh[64]; int8 scales[16]; fp16 d. x = d * scale * (q - 32).
+void DequantQ6_K(const uint8_t* src, float* dst, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, src += 210) {
+    const uint8_t* ql = src;
+    const uint8_t* qh = src + 128;
+    const auto* sc = reinterpret_cast<const int8_t*>(src + 192);
+    const float d = LoadHalf(src + 208);
+    for (int n = 0; n < 2; ++n, dst += 128, ql += 64, qh += 32, sc += 8) {
+      for (int l = 0; l < 32; ++l) {
+        const int is = l / 16;
+        const int q1 = ((ql[l] & 0x0F) | (((qh[l] >> 0) & 3) << 4)) - 32;
+        const int q2 = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) - 32;
+        const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+        const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+        dst[l] = d * static_cast<float>(sc[is]) * static_cast<float>(q1);
+        dst[l + 32] = d * static_cast<float>(sc[is + 2]) * static_cast<float>(q2);
+        dst[l + 64] = d * static_cast<float>(sc[is + 4]) * static_cast<float>(q3);
+        dst[l + 96] = d * static_cast<float>(sc[is + 6]) * static_cast<float>(q4);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+const char* TensorTypeName(TensorType t) { return TraitsOf(t).name; }
+int64_t BlockElements(TensorType t) { return TraitsOf(t).block_elements; }
+size_t BlockBytes(TensorType t) { return TraitsOf(t).block_bytes; }
+bool CanDequantize(TensorType t) { return TraitsOf(t).dequantize; }
+
+StatusOr<uint64_t> TensorBytes(TensorType t, uint64_t n_elements) {
+  const Traits tr = TraitsOf(t);
+  if (tr.block_elements == 0) {
+    return InvalidArgumentError("unknown tensor type " + std::to_string(static_cast<uint32_t>(t)));
+  }
+  const auto block = static_cast<uint64_t>(tr.block_elements);
+  if (n_elements % block != 0) {
+    return InvalidArgumentError(std::to_string(n_elements) + " elements of type " + tr.name +
+                                " are not a multiple of its block size " + std::to_string(block));
+  }
+  uint64_t bytes = 0;
+  if (__builtin_mul_overflow(n_elements / block, static_cast<uint64_t>(tr.block_bytes), &bytes)) {
+    return InvalidArgumentError("byte size of " + std::to_string(n_elements) + " elements of type " +
+                                tr.name + " overflows");
+  }
+  return bytes;
+}
+
+Status DequantizeRow(TensorType t, const void* src, float* dst, int64_t n) {
+  const Traits tr = TraitsOf(t);
+  if (tr.block_elements == 0) {
+    return InvalidArgumentError("cannot dequantize unknown tensor type " +
+                                std::to_string(static_cast<uint32_t>(t)));
+  }
+  if (!tr.dequantize) {
+    return UnimplementedError(std::string("dequantization of ") + tr.name + " is not implemented");
+  }
+  if (n < 0 || n % tr.block_elements != 0) {
+    return InvalidArgumentError("cannot dequantize " + std::to_string(n) + " elements of type " +
+                                tr.name + ": not a non-negative multiple of its block size " +
+                                std::to_string(tr.block_elements));
+  }
+  if (n == 0) return OkStatus();
+  if (src == nullptr || dst == nullptr) return InvalidArgumentError("DequantizeRow: null pointer");
+  const auto* s = static_cast<const uint8_t*>(src);
+  const int64_t nb = n / tr.block_elements;
+  switch (t) {
+    case TensorType::kF32: DequantF32(s, dst, n); break;
+    case TensorType::kF16: DequantF16(s, dst, n); break;
+    case TensorType::kBF16: DequantBF16(s, dst, n); break;
+    case TensorType::kQ4_0: DequantQ4_0(s, dst, nb); break;
+    case TensorType::kQ4_1: DequantQ4_1(s, dst, nb); break;
+    case TensorType::kQ5_0: DequantQ5_0(s, dst, nb); break;
+    case TensorType::kQ5_1: DequantQ5_1(s, dst, nb); break;
+    case TensorType::kQ8_0: DequantQ8_0(s, dst, nb); break;
+    case TensorType::kQ4_K: DequantQ4_K(s, dst, nb); break;
+    case TensorType::kQ5_K: DequantQ5_K(s, dst, nb); break;
+    case TensorType::kQ6_K: DequantQ6_K(s, dst, nb); break;
+    default:
+      return UnimplementedError(std::string("dequantization of ") + tr.name + " is not implemented");
+  }
+  return OkStatus();
+}
+
+float Fp16ToFp32(uint16_t h) { return HalfToFloat(h); }
+
+// IEEE single -> half, round to nearest even; overflow gives inf, NaN stays a (quiet) NaN.
+// Branch-free form from Maratyszcza's FP16 library: the float additions do the rounding.
+uint16_t Fp32ToFp16(float f) {
+  float base = (std::abs(f) * 0x1.0p+112f) * 0x1.0p-110f;
+  const uint32_t w = Bits(f);
+  const uint32_t shl1_w = w + w;
+  const uint32_t sign = w & 0x80000000u;
+  uint32_t bias = shl1_w & 0xFF000000u;
+  if (bias < 0x71000000u) bias = 0x71000000u;
+  base = FromBits((bias >> 1) + 0x07800000u) + base;
+  const uint32_t bits = Bits(base);
+  const uint32_t exp_bits = (bits >> 13) & 0x00007C00u;
+  const uint32_t mantissa_bits = bits & 0x00000FFFu;
+  const uint32_t nonsign = exp_bits + mantissa_bits;
+  return static_cast<uint16_t>((sign >> 16) | (shl1_w > 0xFF000000u ? 0x7E00u : nonsign));
+}
+
+float Bf16ToFp32(uint16_t b) { return FromBits(static_cast<uint32_t>(b) << 16); }
+
+uint16_t Fp32ToBf16(float f) {
+  const uint32_t u = Bits(f);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) {
+    return static_cast<uint16_t>((u >> 16) | 0x0040u);  // NaN: keep sign and payload top, quiet
+  }
+  return static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+}  // namespace slim::gguf
