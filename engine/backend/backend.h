@@ -1,0 +1,91 @@
+// The compute backend interface the layer loop is written against (engine/model.cpp). Each op
+// takes tensor views on the backend's device; index arrays (token ids, positions, rows) come as
+// host spans and the backend stages them. CPU: backend/cpu; CUDA: backend/cuda.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/core/status.h"
+#include "engine/core/tensor.h"
+#include "kvstore/kv_store.h"
+
+namespace slim {
+
+// Per-dimension-pair inverse frequencies (RoPE scaling already applied) and the attention
+// factor; rotation pairs are adjacent elements (x[2i], x[2i+1]), as ggml's "normal" mode.
+struct RopeTable {
+  std::vector<float> inv_freq;  // [rope_dim / 2]
+  int rope_dim = 0;
+};
+
+struct AttnShape {
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  float scale = 0.0f;  // 1 / sqrt(head_dim)
+};
+
+// One sequence's slice of a batch for KV writes and attention at one layer.
+struct AttnSeq {
+  int32_t row_begin = 0;                // first row of this sequence in q/k/v
+  int32_t n_rows = 0;                   // new tokens of this sequence
+  int32_t n_past = 0;                   // tokens already in its KV at this layer
+  const kv::LayerTable* table = nullptr;  // reserved for n_past + n_rows tokens
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual std::string Describe() const = 0;
+  // KV element type this backend stores (f32 on CPU, bf16 on CUDA).
+  virtual DType kv_dtype() const = 0;
+
+  // Activation/weight buffers; ResourceExhausted when the device is full.
+  virtual StatusOr<Buffer> Alloc(DType dtype, int64_t rows, int64_t cols) = 0;
+  // Host fp32 [dst.rows, dst.cols] -> dst (converted to dst.dtype).
+  virtual Status Upload(const float* host, TensorView dst) = 0;
+  // src -> host fp32 [src.rows, src.cols].
+  virtual Status Download(TensorView src, float* host) = 0;
+  // Waits for queued work (no-op on CPU).
+  virtual Status Sync() = 0;
+
+  // out[i, :] = table[ids[i], :]
+  virtual void Embed(TensorView table, std::span<const int32_t> ids, TensorView out) = 0;
+  // out = x / rms(x) * w, per row; w: [1, cols]
+  virtual void RmsNorm(TensorView x, TensorView w, float eps, TensorView out) = 0;
+  // acc += x
+  virtual void Add(TensorView acc, TensorView x) = 0;
+  // out[n, m] = x[n, k] * w[m, k]^T
+  virtual void MatMul(TensorView x, TensorView w, TensorView out) = 0;
+  // Rotates the first rope_dim dims of each head of x [n, n_heads * head_dim] in place.
+  virtual void Rope(TensorView x, int n_heads, int head_dim, std::span<const int32_t> positions,
+                    const RopeTable& rope) = 0;
+  // out[n, f] = silu(gate_up[n, f]) * gate_up[n, f + ff]  with gate_up [n, 2 * ff]
+  virtual void SwiGlu(TensorView gate_up, TensorView out) = 0;
+  // dst[i, :] = src[rows[i], :]
+  virtual void GatherRows(TensorView src, std::span<const int32_t> rows, TensorView dst) = 0;
+
+  // Writes k, v [n, n_kv_heads * head_dim] rows of each sequence at token slots
+  // [n_past, n_past + n_rows) of its block table.
+  virtual void WriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape,
+                       TensorView k, TensorView v) = 0;
+  // Causal GQA attention: row r of sequence s (its token index n_past + r) attends to that
+  // sequence's tokens [0, n_past + r]. q, out: [n, n_heads * head_dim].
+  virtual void Attention(const kv::KvStore& kv, std::span<const AttnSeq> seqs,
+                         const AttnShape& shape, TensorView q, TensorView out) = 0;
+};
+
+struct BackendOptions {
+  Device device = Device::kCpu;
+  int threads = 0;  // CPU: 0 = all cores
+};
+
+// CPU always; CUDA when built with it and a device is present (Unavailable otherwise).
+StatusOr<std::unique_ptr<Backend>> CreateBackend(const BackendOptions& options);
+
+}  // namespace slim

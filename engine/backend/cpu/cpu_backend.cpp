@@ -1,0 +1,302 @@
+// CpuBackend: fp32 ops over host memory. Projections and prefill attention go to OpenBLAS
+// sgemm (its own threads); element-wise loops and decode attention to the thread pool.
+#include "engine/backend/cpu/cpu_backend.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "engine/backend/cpu/cpu_math.h"
+
+namespace slim::cpu {
+
+namespace {
+
+float* RowPtr(TensorView t, int64_t r) { return t.as<float>() + r * t.stride; }
+
+int DefaultThreads() {
+  unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+}  // namespace
+
+CpuBackend::CpuBackend(int threads)
+    : threads_(threads > 0 ? threads : DefaultThreads()), pool_(threads_) {
+  openblas_set_num_threads(threads_);
+}
+
+std::string CpuBackend::Describe() const {
+  return "cpu (fp32, OpenBLAS, " + std::to_string(threads_) + " threads)";
+}
+
+StatusOr<Buffer> CpuBackend::Alloc(DType dtype, int64_t rows, int64_t cols) {
+  if (rows < 0 || cols < 0) return InvalidArgumentError("cpu alloc: negative shape");
+  const size_t bytes = static_cast<size_t>(rows) * static_cast<size_t>(cols) * DTypeBytes(dtype);
+  const size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, rounded);
+  if (p == nullptr) {
+    return ResourceExhaustedError("cpu alloc: cannot allocate " + std::to_string(bytes) + " bytes");
+  }
+  TensorView v;
+  v.data = p;
+  v.dtype = dtype;
+  v.device = Device::kCpu;
+  v.rows = rows;
+  v.cols = cols;
+  v.stride = cols;
+  return Buffer(v, [](void* q) { std::free(q); });
+}
+
+Status CpuBackend::Upload(const float* host, TensorView dst) {
+  if (dst.dtype != DType::kF32) return InvalidArgumentError("cpu backend holds f32 only");
+  for (int64_t r = 0; r < dst.rows; ++r)
+    std::memcpy(RowPtr(dst, r), host + r * dst.cols, static_cast<size_t>(dst.cols) * sizeof(float));
+  return OkStatus();
+}
+
+Status CpuBackend::Download(TensorView src, float* host) {
+  if (src.dtype != DType::kF32) return InvalidArgumentError("cpu backend holds f32 only");
+  for (int64_t r = 0; r < src.rows; ++r)
+    std::memcpy(host + r * src.cols, RowPtr(src, r), static_cast<size_t>(src.cols) * sizeof(float));
+  return OkStatus();
+}
+
+void CpuBackend::Embed(TensorView table, std::span<const int32_t> ids, TensorView out) {
+  assert(static_cast<int64_t>(ids.size()) == out.rows && table.cols == out.cols);
+  for (size_t i = 0; i < ids.size(); ++i)
+    std::memcpy(RowPtr(out, static_cast<int64_t>(i)), RowPtr(table, ids[i]),
+                static_cast<size_t>(out.cols) * sizeof(float));
+}
+
+void CpuBackend::RmsNorm(TensorView x, TensorView w, float eps, TensorView out) {
+  assert(x.rows == out.rows && x.cols == out.cols && w.cols == x.cols);
+  const float* wp = w.as<float>();
+  pool_.ParallelFor(x.rows, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) RmsNormRow(RowPtr(x, r), wp, eps, RowPtr(out, r), x.cols);
+  }, 16);
+}
+
+void CpuBackend::Add(TensorView acc, TensorView x) {
+  assert(acc.rows == x.rows && acc.cols == x.cols);
+  pool_.ParallelFor(acc.rows, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      float* a = RowPtr(acc, r);
+      const float* y = RowPtr(x, r);
+#pragma omp simd
+      for (int64_t c = 0; c < acc.cols; ++c) a[c] += y[c];
+    }
+  }, 16);
+}
+
+void CpuBackend::MatMul(TensorView x, TensorView w, TensorView out) {
+  assert(x.cols == w.cols && out.rows == x.rows && out.cols == w.rows);
+  if (x.rows == 0) return;
+  if (x.rows == 1) {
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(w.rows), static_cast<int>(w.cols), 1.0f,
+                w.as<float>(), static_cast<int>(w.stride), x.as<float>(), 1, 0.0f, out.as<float>(), 1);
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(x.rows),
+              static_cast<int>(w.rows), static_cast<int>(x.cols), 1.0f, x.as<float>(),
+              static_cast<int>(x.stride), w.as<float>(), static_cast<int>(w.stride), 0.0f,
+              out.as<float>(), static_cast<int>(out.stride));
+}
+
+void CpuBackend::Rope(TensorView x, int n_heads, int head_dim, std::span<const int32_t> positions,
+                      const RopeTable& rope) {
+  assert(static_cast<int64_t>(positions.size()) == x.rows && x.cols == int64_t{n_heads} * head_dim);
+  const int half = rope.rope_dim / 2;
+  pool_.ParallelFor(x.rows, [&](int64_t b, int64_t e) {
+    std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
+    for (int64_t r = b; r < e; ++r) {
+      const double pos = positions[static_cast<size_t>(r)];
+      for (int i = 0; i < half; ++i) {
+        const double theta = pos * rope.inv_freq[static_cast<size_t>(i)];
+        cs[static_cast<size_t>(i)] = static_cast<float>(std::cos(theta));
+        sn[static_cast<size_t>(i)] = static_cast<float>(std::sin(theta));
+      }
+      float* row = RowPtr(x, r);
+      for (int h = 0; h < n_heads; ++h) {
+        float* v = row + static_cast<int64_t>(h) * head_dim;
+        for (int i = 0; i < half; ++i) {
+          const float x0 = v[2 * i], x1 = v[2 * i + 1];
+          v[2 * i] = x0 * cs[static_cast<size_t>(i)] - x1 * sn[static_cast<size_t>(i)];
+          v[2 * i + 1] = x0 * sn[static_cast<size_t>(i)] + x1 * cs[static_cast<size_t>(i)];
+        }
+      }
+    }
+  }, 8);
+}
+
+void CpuBackend::SwiGlu(TensorView gate_up, TensorView out) {
+  const int64_t ff = out.cols;
+  assert(gate_up.cols == 2 * ff && gate_up.rows == out.rows);
+  pool_.ParallelFor(out.rows, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const float* g = RowPtr(gate_up, r);
+      const float* u = g + ff;
+      float* o = RowPtr(out, r);
+      for (int64_t c = 0; c < ff; ++c) o[c] = Silu(g[c]) * u[c];
+    }
+  }, 8);
+}
+
+void CpuBackend::GatherRows(TensorView src, std::span<const int32_t> rows, TensorView dst) {
+  assert(static_cast<int64_t>(rows.size()) == dst.rows && src.cols == dst.cols);
+  for (size_t i = 0; i < rows.size(); ++i)
+    std::memmove(RowPtr(dst, static_cast<int64_t>(i)), RowPtr(src, rows[i]),
+                 static_cast<size_t>(dst.cols) * sizeof(float));
+}
+
+// Block memory: K [n_kv_heads][block_tokens][head_dim] then V, fp32.
+void CpuBackend::WriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape,
+                         TensorView k, TensorView v) {
+  const kv::KvLayout& L = kv.layout();
+  const size_t head_floats = static_cast<size_t>(L.block_tokens) * L.head_dim;
+  for (const AttnSeq& s : seqs) {
+    for (int32_t r = 0; r < s.n_rows; ++r) {
+      const int32_t slot = s.n_past + r;
+      float* block = reinterpret_cast<float*>(
+          kv.Data(s.table->blocks[static_cast<size_t>(slot / L.block_tokens)]));
+      const int32_t t = slot % L.block_tokens;
+      const float* krow = RowPtr(k, s.row_begin + r);
+      const float* vrow = RowPtr(v, s.row_begin + r);
+      for (int g = 0; g < shape.n_kv_heads; ++g) {
+        float* kd = block + g * head_floats + static_cast<size_t>(t) * L.head_dim;
+        float* vd = block + (shape.n_kv_heads + g) * head_floats + static_cast<size_t>(t) * L.head_dim;
+        std::memcpy(kd, krow + g * shape.head_dim, sizeof(float) * static_cast<size_t>(shape.head_dim));
+        std::memcpy(vd, vrow + g * shape.head_dim, sizeof(float) * static_cast<size_t>(shape.head_dim));
+      }
+    }
+  }
+}
+
+void CpuBackend::Attention(const kv::KvStore& kv, std::span<const AttnSeq> seqs,
+                           const AttnShape& shape, TensorView q, TensorView out) {
+  // Decode rows of all sequences in one parallel loop; prefill-sized sequences through sgemm.
+  constexpr int32_t kGemmRows = 16;
+  std::vector<const AttnSeq*> small;
+  for (const AttnSeq& s : seqs) {
+    if (s.n_rows >= kGemmRows) AttentionGemm(kv, s, shape, q, out);
+    else if (s.n_rows > 0) small.push_back(&s);
+  }
+  if (small.empty()) return;
+  // Work items: (sequence, kv head).
+  const int64_t items = static_cast<int64_t>(small.size()) * shape.n_kv_heads;
+  pool_.ParallelFor(items, [&](int64_t b, int64_t e) {
+    for (int64_t it = b; it < e; ++it) {
+      const AttnSeq& s = *small[static_cast<size_t>(it / shape.n_kv_heads)];
+      AttentionRows(kv, s, shape, q, out, it % shape.n_kv_heads, it % shape.n_kv_heads + 1);
+    }
+  });
+}
+
+// Rows of one sequence against its blocks, for KV heads [g_begin, g_end). Single pass with an
+// online softmax per (row, head).
+void CpuBackend::AttentionRows(const kv::KvStore& kv, const AttnSeq& s, const AttnShape& shape,
+                               TensorView q, TensorView out, int64_t g_begin, int64_t g_end) {
+  const kv::KvLayout& L = kv.layout();
+  const int hd = shape.head_dim;
+  const int group = shape.n_heads / shape.n_kv_heads;
+  const size_t head_floats = static_cast<size_t>(L.block_tokens) * hd;
+  std::vector<float> scores(static_cast<size_t>(s.n_past + s.n_rows));
+  std::vector<float> acc(static_cast<size_t>(hd));
+  for (int32_t r = 0; r < s.n_rows; ++r) {
+    const int32_t n_keys = s.n_past + r + 1;
+    for (int64_t g = g_begin; g < g_end; ++g) {
+      for (int j = 0; j < group; ++j) {
+        const int h = static_cast<int>(g) * group + j;
+        const float* qh = RowPtr(q, s.row_begin + r) + static_cast<int64_t>(h) * hd;
+        float mx = -INFINITY;
+        for (int32_t t = 0; t < n_keys; ++t) {
+          const float* block = reinterpret_cast<const float*>(
+              kv.Data(s.table->blocks[static_cast<size_t>(t / L.block_tokens)]));
+          const float* kt = block + g * head_floats + static_cast<size_t>(t % L.block_tokens) * hd;
+          const float sc = Dot(qh, kt, hd) * shape.scale;
+          scores[static_cast<size_t>(t)] = sc;
+          mx = sc > mx ? sc : mx;
+        }
+        float sum = 0.0f;
+        for (int32_t t = 0; t < n_keys; ++t) {
+          const float p = ExpNonPositive(scores[static_cast<size_t>(t)] - mx);
+          scores[static_cast<size_t>(t)] = p;
+          sum += p;
+        }
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        for (int32_t t = 0; t < n_keys; ++t) {
+          const float* block = reinterpret_cast<const float*>(
+              kv.Data(s.table->blocks[static_cast<size_t>(t / L.block_tokens)]));
+          const float* vt = block + (shape.n_kv_heads + g) * head_floats +
+                            static_cast<size_t>(t % L.block_tokens) * hd;
+          Axpy(scores[static_cast<size_t>(t)], vt, acc.data(), hd);
+        }
+        float* oh = RowPtr(out, s.row_begin + r) + static_cast<int64_t>(h) * hd;
+        const float inv = 1.0f / sum;
+        for (int d = 0; d < hd; ++d) oh[d] = acc[static_cast<size_t>(d)] * inv;
+      }
+    }
+  }
+}
+
+void CpuBackend::AttentionGemm(const kv::KvStore& kv, const AttnSeq& s, const AttnShape& shape,
+                               TensorView q, TensorView out) {
+  const kv::KvLayout& L = kv.layout();
+  const int hd = shape.head_dim;
+  const int group = shape.n_heads / shape.n_kv_heads;
+  const int64_t n_total = s.n_past + s.n_rows;
+  const size_t head_floats = static_cast<size_t>(L.block_tokens) * hd;
+  constexpr int64_t kChunk = 256;  // query rows per score matrix
+  k_scratch_.resize(static_cast<size_t>(n_total * hd));
+  v_scratch_.resize(static_cast<size_t>(n_total * hd));
+  s_scratch_.resize(static_cast<size_t>(std::min<int64_t>(kChunk, s.n_rows) * n_total));
+  for (int g = 0; g < shape.n_kv_heads; ++g) {
+    // Gather this head's K and V into contiguous [n_total, hd].
+    for (int64_t b = 0; b * L.block_tokens < n_total; ++b) {
+      const float* block = reinterpret_cast<const float*>(kv.Data(s.table->blocks[static_cast<size_t>(b)]));
+      const int64_t n = std::min<int64_t>(L.block_tokens, n_total - b * L.block_tokens);
+      std::memcpy(&k_scratch_[static_cast<size_t>(b * L.block_tokens * hd)], block + g * head_floats,
+                  sizeof(float) * static_cast<size_t>(n * hd));
+      std::memcpy(&v_scratch_[static_cast<size_t>(b * L.block_tokens * hd)],
+                  block + (shape.n_kv_heads + g) * head_floats, sizeof(float) * static_cast<size_t>(n * hd));
+    }
+    for (int j = 0; j < group; ++j) {
+      const int h = g * group + j;
+      for (int64_t r0 = 0; r0 < s.n_rows; r0 += kChunk) {
+        const int64_t rows = std::min<int64_t>(kChunk, s.n_rows - r0);
+        const int64_t n_keys = s.n_past + r0 + rows;  // keys the last row of the chunk sees
+        const float* qp = RowPtr(q, s.row_begin + r0) + static_cast<int64_t>(h) * hd;
+        float* sp = s_scratch_.data();
+        // S[rows, n_keys] = scale * Q[rows, hd] * K[n_keys, hd]^T
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
+                    static_cast<int>(n_keys), hd, shape.scale, qp, static_cast<int>(q.stride),
+                    k_scratch_.data(), hd, 0.0f, sp, static_cast<int>(n_keys));
+        // Causal softmax: row i sees keys [0, n_past + r0 + i].
+        pool_.ParallelFor(rows, [&](int64_t b, int64_t e) {
+          for (int64_t i = b; i < e; ++i) {
+            float* row = sp + i * n_keys;
+            const int64_t visible = s.n_past + r0 + i + 1;
+            SoftmaxRow(row, visible);
+            std::fill(row + visible, row + n_keys, 0.0f);
+          }
+        }, 8);
+        // O[rows, hd] = P[rows, n_keys] * V[n_keys, hd]
+        float* op = RowPtr(out, s.row_begin + r0) + static_cast<int64_t>(h) * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), hd,
+                    static_cast<int>(n_keys), 1.0f, sp, static_cast<int>(n_keys), v_scratch_.data(), hd,
+                    0.0f, op, static_cast<int>(out.stride));
+      }
+    }
+  }
+}
+
+StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(int threads) {
+  return std::unique_ptr<Backend>(new CpuBackend(threads));
+}
+
+}  // namespace slim::cpu

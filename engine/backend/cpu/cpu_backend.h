@@ -1,0 +1,53 @@
+// The CPU backend: fp32 everything, OpenBLAS sgemm for projections and prefill attention, a
+// small thread pool for the element-wise loops and decode attention. KV blocks are fp32.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "engine/backend/backend.h"
+#include "engine/backend/cpu/thread_pool.h"
+
+namespace slim::cpu {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads);
+
+  Device device() const override { return Device::kCpu; }
+  std::string Describe() const override;
+  DType kv_dtype() const override { return DType::kF32; }
+
+  StatusOr<Buffer> Alloc(DType dtype, int64_t rows, int64_t cols) override;
+  Status Upload(const float* host, TensorView dst) override;
+  Status Download(TensorView src, float* host) override;
+  Status Sync() override { return OkStatus(); }
+
+  void Embed(TensorView table, std::span<const int32_t> ids, TensorView out) override;
+  void RmsNorm(TensorView x, TensorView w, float eps, TensorView out) override;
+  void Add(TensorView acc, TensorView x) override;
+  void MatMul(TensorView x, TensorView w, TensorView out) override;
+  void Rope(TensorView x, int n_heads, int head_dim, std::span<const int32_t> positions,
+            const RopeTable& rope) override;
+  void SwiGlu(TensorView gate_up, TensorView out) override;
+  void GatherRows(TensorView src, std::span<const int32_t> rows, TensorView dst) override;
+  void WriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape,
+               TensorView k, TensorView v) override;
+  void Attention(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape,
+                 TensorView q, TensorView out) override;
+
+ private:
+  // Prefill-sized attention of one sequence: gathers K/V per KV head, sgemm for scores and
+  // values, causal softmax in between.
+  void AttentionGemm(const kv::KvStore& kv, const AttnSeq& s, const AttnShape& shape, TensorView q,
+                     TensorView out);
+  // Few-row attention (decode): dot products straight over the blocks.
+  void AttentionRows(const kv::KvStore& kv, const AttnSeq& s, const AttnShape& shape, TensorView q,
+                     TensorView out, int64_t row_begin, int64_t row_end);
+
+  int threads_;
+  ThreadPool pool_;
+  std::vector<float> k_scratch_, v_scratch_, s_scratch_;
+};
+
+}  // namespace slim::cpu

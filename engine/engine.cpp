@@ -1,0 +1,215 @@
+// Engine: loading, sequence lifecycle over the KV store, and the Generate loop.
+#include "engine/engine.h"
+
+#include <chrono>
+
+#include "engine/gguf/gguf_file.h"
+
+namespace slim {
+namespace {
+
+double MsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+Engine::~Engine() = default;
+
+StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
+  if (o.model.empty()) return InvalidArgumentError("engine: no model given");
+  if (o.block_tokens <= 0 || o.block_tokens > 1024) return InvalidArgumentError("engine: block_tokens out of range");
+  std::unique_ptr<Engine> e(new Engine());
+  BackendOptions bo;
+  bo.device = o.device;
+  bo.threads = o.threads;
+  SLIM_ASSIGN_OR_RETURN(e->backend_, CreateBackend(bo));
+  SLIM_ASSIGN_OR_RETURN(e->source_, OpenWeights(o.model, o.synthetic_seed));
+  if (const gguf::GgufFile* f = e->source_->gguf_file()) {
+    SLIM_ASSIGN_OR_RETURN(VocabData vocab, VocabFromGguf(*f));
+    std::string tmpl = vocab.chat_template;
+    SLIM_ASSIGN_OR_RETURN(e->tokenizer_, Tokenizer::Create(std::move(vocab)));
+    if (!tmpl.empty()) {
+      auto ct = ChatTemplate::Detect(tmpl);
+      if (ct.ok()) e->chat_ = *ct;  // unknown templates leave chat unavailable, not an error
+    }
+  }
+  SLIM_ASSIGN_OR_RETURN(e->model_, Model::Load(*e->source_, e->backend_.get()));
+  kv::KvStoreOptions ko;
+  ko.layout = e->model_->KvLayoutFor(o.block_tokens);
+  const int64_t tokens = o.kv_tokens > 0 ? o.kv_tokens : e->model_->config().context_length;
+  ko.host_blocks = ko.layout.BlocksFor(tokens) * ko.layout.n_layers + ko.layout.n_layers;
+  SLIM_ASSIGN_OR_RETURN(e->kv_, kv::KvStore::Create(ko));
+  return e;
+}
+
+std::string Engine::Describe() const {
+  return source_->Describe() + " on " + backend_->Describe();
+}
+
+StatusOr<std::vector<int32_t>> Engine::Tokenize(std::string_view text, bool parse_special) const {
+  if (!tokenizer_) return FailedPreconditionError("this model has no tokenizer (synthetic weights)");
+  EncodeOptions eo;
+  eo.add_bos = tokenizer_->vocab().add_bos;
+  eo.parse_special = parse_special;
+  return tokenizer_->Encode(text, eo);
+}
+
+StatusOr<std::vector<int32_t>> Engine::TokenizeChat(const std::vector<ChatMessage>& messages) const {
+  if (!chat_) return FailedPreconditionError("this model has no known chat template");
+  SLIM_ASSIGN_OR_RETURN(std::string text, chat_->Apply(messages, true));
+  return Tokenize(text, true);
+}
+
+int32_t Engine::SequenceLength(kv::SeqId seq) const {
+  auto it = seq_len_.find(seq);
+  return it == seq_len_.end() ? -1 : it->second;
+}
+
+size_t Engine::SequenceKvBytes(kv::SeqId seq) const {
+  size_t tokens = 0;
+  for (int l = 0; l < config().n_layers; ++l) tokens += static_cast<size_t>(kv_->Table(seq, l).n_tokens);
+  return tokens * kv_->layout().TokenBytes();
+}
+
+StatusOr<PrefillResult> Engine::Prefill(kv::SeqId seq, std::span<const int32_t> prompt) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const ModelConfig& c = config();
+  if (prompt.empty()) return InvalidArgumentError("prompt is empty");
+  if (static_cast<int64_t>(prompt.size()) > c.context_length) {
+    return InvalidArgumentError("prompt has " + std::to_string(prompt.size()) + " tokens, over the context length " +
+                                std::to_string(c.context_length));
+  }
+  if (seq_len_.count(seq)) return Status(StatusCode::kAlreadyExists, "sequence " + std::to_string(seq) + " is live");
+  SLIM_RETURN_IF_ERROR(kv_->AddSequence(seq));
+  std::vector<int64_t> per_layer(static_cast<size_t>(c.n_layers), static_cast<int64_t>(prompt.size()));
+  Status s = kv_->ReserveAll(seq, per_layer);
+  if (!s.ok()) {
+    (void)kv_->Free(seq);
+    return s;
+  }
+  std::vector<int32_t> pos(prompt.size());
+  for (size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<int32_t>(i);
+  ForwardSeq fs{seq, prompt, pos};
+  PrefillResult r;
+  s = model_->Forward(*kv_, std::span<const ForwardSeq>(&fs, 1), &r.logits);
+  if (!s.ok()) {
+    (void)kv_->Free(seq);
+    return s;
+  }
+  seq_len_[seq] = static_cast<int32_t>(prompt.size());
+  r.prompt_tokens = static_cast<int32_t>(prompt.size());
+  r.kv_bytes = SequenceKvBytes(seq);
+  r.prefill_ms = MsSince(t0);
+  return r;
+}
+
+Status Engine::Decode(std::span<const DecodeItem> items, std::vector<float>* logits) {
+  const ModelConfig& c = config();
+  if (items.empty()) return InvalidArgumentError("decode: empty batch");
+  // Reserve one more token per layer for every sequence, all or nothing.
+  int64_t need = 0;
+  for (const DecodeItem& it : items) {
+    auto sl = seq_len_.find(it.seq);
+    if (sl == seq_len_.end()) return NotFoundError("decode: no live sequence " + std::to_string(it.seq));
+    if (sl->second + 1 > c.context_length) {
+      return OutOfRangeError("decode: sequence " + std::to_string(it.seq) + " reached the context length");
+    }
+    std::vector<int64_t> per_layer(static_cast<size_t>(c.n_layers));
+    for (int l = 0; l < c.n_layers; ++l) per_layer[static_cast<size_t>(l)] = kv_->Table(it.seq, l).n_tokens + 1;
+    need += kv_->BlocksNeeded(it.seq, per_layer);
+  }
+  if (need > kv_->FreeBlocks()) {
+    return ResourceExhaustedError("decode: " + std::to_string(need) + " KV blocks needed, " +
+                                  std::to_string(kv_->FreeBlocks()) + " free");
+  }
+  std::vector<ForwardSeq> fs(items.size());
+  scratch_pos_.resize(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    std::vector<int64_t> per_layer(static_cast<size_t>(c.n_layers));
+    for (int l = 0; l < c.n_layers; ++l) per_layer[static_cast<size_t>(l)] = kv_->Table(items[i].seq, l).n_tokens + 1;
+    SLIM_RETURN_IF_ERROR(kv_->ReserveAll(items[i].seq, per_layer));
+    scratch_pos_[i] = seq_len_[items[i].seq];
+    fs[i] = ForwardSeq{items[i].seq, std::span<const int32_t>(&items[i].token, 1),
+                       std::span<const int32_t>(&scratch_pos_[i], 1)};
+  }
+  SLIM_RETURN_IF_ERROR(model_->Forward(*kv_, fs, logits));
+  for (const DecodeItem& it : items) ++seq_len_[it.seq];
+  return OkStatus();
+}
+
+Status Engine::Release(kv::SeqId seq) {
+  auto it = seq_len_.find(seq);
+  if (it == seq_len_.end()) return NotFoundError("no live sequence " + std::to_string(seq));
+  seq_len_.erase(it);
+  return kv_->Free(seq);
+}
+
+StatusOr<GenerateResult> Engine::Generate(std::span<const int32_t> prompt, const SamplingParams& sampling,
+                                          const StopParams& stop,
+                                          const std::function<void(const std::string&)>& on_text,
+                                          kv::SeqId seq) {
+  const ModelConfig& c = config();
+  SLIM_RETURN_IF_ERROR(sampling.Validate(c.vocab_size));
+  SLIM_RETURN_IF_ERROR(stop.Validate(c.vocab_size, c.context_length));
+  if (static_cast<int64_t>(prompt.size()) + stop.max_tokens > c.context_length) {
+    return InvalidArgumentError("prompt (" + std::to_string(prompt.size()) + " tokens) plus max_tokens (" +
+                                std::to_string(stop.max_tokens) + ") exceeds the context length " +
+                                std::to_string(c.context_length));
+  }
+  if (seq < 0) seq = seq_len_.empty() ? 0 : seq_len_.rbegin()->first + 1;
+  GenerateResult res;
+  res.prompt_ids.assign(prompt.begin(), prompt.end());
+  const auto t0 = std::chrono::steady_clock::now();
+  SLIM_ASSIGN_OR_RETURN(PrefillResult pre, Prefill(seq, prompt));
+  Sampler sampler(sampling, c.vocab_size);
+  StopChecker checker(stop);
+  std::optional<StreamDecoder> decoder;
+  if (tokenizer_) decoder.emplace(*tokenizer_);
+  std::vector<int32_t> history(prompt.begin(), prompt.end());
+  std::vector<float> logits = std::move(pre.logits);
+  std::chrono::steady_clock::time_point t_first;
+  Status status;
+  for (;;) {
+    const SampleResult sr = sampler.Sample(logits, history);
+    if (res.token_ids.empty()) {
+      t_first = std::chrono::steady_clock::now();
+      res.ttft_ms = MsSince(t0);
+    }
+    res.token_ids.push_back(sr.token);
+    history.push_back(sr.token);
+    const std::string delta = decoder ? decoder->Push(sr.token) : std::string();
+    const bool eog = tokenizer_ ? tokenizer_->IsEndOfGeneration(sr.token) : false;
+    StopChecker::Step step = checker.Push(sr.token, delta, eog);
+    if (!step.text.empty()) {
+      res.text += step.text;
+      if (on_text) on_text(step.text);
+    }
+    if (step.finish != FinishReason::kNone) {
+      res.finish = step.finish;
+      break;
+    }
+    DecodeItem item{seq, sr.token};
+    status = Decode(std::span<const DecodeItem>(&item, 1), &logits);
+    if (!status.ok()) break;
+  }
+  if (status.ok()) {
+    // Held-back text that never became a stop string, then (only when the length limit ended
+    // the stream) an incomplete UTF-8 tail, which Flush replaces with U+FFFD.
+    std::string rest = checker.Flush();
+    if (decoder && res.finish == FinishReason::kLength) rest += decoder->Flush();
+    if (!rest.empty()) {
+      res.text += rest;
+      if (on_text) on_text(rest);
+    }
+  }
+  if (res.token_ids.size() > 1) {
+    res.decode_ms_per_token = MsSince(t_first) / static_cast<double>(res.token_ids.size() - 1);
+  }
+  res.kv_bytes = SequenceKvBytes(seq);
+  (void)Release(seq);
+  if (!status.ok()) return status;
+  return res;
+}
+
+}  // namespace slim

@@ -1,0 +1,111 @@
+// The engine facade: model + backend + tokenizer + KV store, with sequence lifecycle
+// (Prefill, batched Decode, Release) and a single-sequence Generate loop for tools and tests.
+// Thread-safety: one thread drives Prefill/Decode/Release/Generate; Stats() and the const
+// accessors may be called from any thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/backend/backend.h"
+#include "engine/core/status.h"
+#include "engine/model.h"
+#include "engine/sampler/sampler.h"
+#include "engine/sampler/stop_checker.h"
+#include "engine/tokenizer/chat_template.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "kvstore/kv_store.h"
+
+namespace slim {
+
+struct EngineOptions {
+  std::string model;                 // GGUF path or synthetic:NAME
+  Device device = Device::kCpu;
+  int threads = 0;                   // CPU threads, 0 = all cores
+  int64_t kv_tokens = 0;             // KV capacity in tokens per layer summed over sequences;
+                                     // 0 = the model's context length
+  int block_tokens = 64;
+  uint64_t synthetic_seed = 1234;
+};
+
+struct PrefillResult {
+  std::vector<float> logits;         // [vocab] at the last prompt position
+  int32_t prompt_tokens = 0;
+  size_t kv_bytes = 0;               // bytes of K/V stored for this sequence after prefill
+  double prefill_ms = 0.0;
+};
+
+struct DecodeItem {
+  kv::SeqId seq = 0;
+  int32_t token = 0;                 // token to append (the one just sampled)
+};
+
+struct GenerateResult {
+  std::vector<int32_t> prompt_ids;
+  std::vector<int32_t> token_ids;    // generated, including a final stop token if any
+  std::string text;                  // emitted text (stop strings excluded)
+  FinishReason finish = FinishReason::kNone;
+  double ttft_ms = 0.0;              // prefill + first sample
+  double decode_ms_per_token = 0.0;  // mean over tokens after the first
+  size_t kv_bytes = 0;
+};
+
+class Engine {
+ public:
+  static StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options);
+  ~Engine();
+
+  const ModelConfig& config() const { return model_->config(); }
+  const Tokenizer* tokenizer() const { return tokenizer_.get(); }          // null for synthetic
+  const ChatTemplate* chat_template() const { return chat_.has_value() ? &*chat_ : nullptr; }
+  Backend* backend() const { return backend_.get(); }
+  kv::KvStore& kv() { return *kv_; }
+  const kv::KvStore& kv() const { return *kv_; }
+  std::string Describe() const;
+
+  // Tokens of `text`, chat-templated first when `messages` is set (special tokens parsed).
+  StatusOr<std::vector<int32_t>> Tokenize(std::string_view text, bool parse_special) const;
+  StatusOr<std::vector<int32_t>> TokenizeChat(const std::vector<ChatMessage>& messages) const;
+
+  // Creates sequence `seq`, reserves KV for its prompt and runs it. ResourceExhausted (and no
+  // sequence left behind) when the KV store cannot hold it; InvalidArgument for bad ids or a
+  // prompt over the context.
+  StatusOr<PrefillResult> Prefill(kv::SeqId seq, std::span<const int32_t> prompt);
+  // Appends one token to each listed sequence and returns each one's next-token logits
+  // ([items.size() * vocab]). ResourceExhausted when a new KV block cannot be had (nothing
+  // is changed then).
+  Status Decode(std::span<const DecodeItem> items, std::vector<float>* logits);
+  // Frees the sequence's KV blocks.
+  Status Release(kv::SeqId seq);
+  // Tokens the sequence holds (prompt + appended), or -1.
+  int32_t SequenceLength(kv::SeqId seq) const;
+  // KV bytes the sequence's tokens occupy (sum over layers of tokens x per-token bytes).
+  size_t SequenceKvBytes(kv::SeqId seq) const;
+
+  // Prefill + sample/decode loop for one prompt; `on_text` receives text deltas as they are
+  // final. Uses sequence id `seq` and releases it at the end.
+  StatusOr<GenerateResult> Generate(std::span<const int32_t> prompt, const SamplingParams& sampling,
+                                    const StopParams& stop,
+                                    const std::function<void(const std::string&)>& on_text = nullptr,
+                                    kv::SeqId seq = -1);
+
+ private:
+  Engine() = default;
+
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<WeightSource> source_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::optional<ChatTemplate> chat_;
+  std::unique_ptr<kv::KvStore> kv_;
+  std::map<kv::SeqId, int32_t> seq_len_;  // tokens per live sequence
+  std::vector<int32_t> scratch_pos_;
+};
+
+}  // namespace slim

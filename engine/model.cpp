@@ -1,0 +1,222 @@
+// Model loading (weights by name, shapes checked, fused projections) and the layer loop.
+#include "engine/model.h"
+
+#include <cmath>
+#include <string>
+
+namespace slim {
+
+RopeTable MakeRopeTable(const ModelConfig& c, const std::vector<float>& freq_factors) {
+  RopeTable t;
+  t.rope_dim = c.rope_dim;
+  const int half = c.rope_dim / 2;
+  t.inv_freq.resize(static_cast<size_t>(half));
+  const RopeScaling& rs = c.rope_scaling;
+  for (int i = 0; i < half; ++i) {
+    double f = std::pow(static_cast<double>(c.rope_theta), -2.0 * i / c.rope_dim);
+    if (rs.type == RopeScaling::Type::kLinear) {
+      f /= rs.factor;
+    } else if (rs.type == RopeScaling::Type::kLlama3 && freq_factors.empty()) {
+      const double low_wavelen = rs.original_context / rs.low_freq_factor;
+      const double high_wavelen = rs.original_context / rs.high_freq_factor;
+      const double wavelen = 2.0 * M_PI / f;
+      if (wavelen > low_wavelen) {
+        f /= rs.factor;
+      } else if (wavelen >= high_wavelen) {
+        const double smooth = (rs.original_context / wavelen - rs.low_freq_factor) /
+                              (rs.high_freq_factor - rs.low_freq_factor);
+        f = (1.0 - smooth) * f / rs.factor + smooth * f;
+      }
+    }
+    if (!freq_factors.empty()) f /= freq_factors[static_cast<size_t>(i)];
+    t.inv_freq[static_cast<size_t>(i)] = static_cast<float>(f);
+  }
+  return t;
+}
+
+Model::Model(ModelConfig config, Backend* backend) : config_(std::move(config)), backend_(backend) {
+  shape_.n_heads = config_.n_heads;
+  shape_.n_kv_heads = config_.n_kv_heads;
+  shape_.head_dim = config_.head_dim;
+  shape_.scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
+}
+
+kv::KvLayout Model::KvLayoutFor(int block_tokens) const {
+  kv::KvLayout l;
+  l.n_layers = config_.n_layers;
+  l.n_kv_heads = config_.n_kv_heads;
+  l.head_dim = config_.head_dim;
+  l.block_tokens = block_tokens;
+  l.elem_bytes = DTypeBytes(backend_->kv_dtype());
+  return l;
+}
+
+namespace {
+
+// Reads one or more source tensors stacked by rows into a new backend buffer.
+struct Part {
+  std::string name;
+  int64_t rows;
+};
+
+StatusOr<Buffer> LoadStacked(const WeightSource& src, Backend* be, const std::vector<Part>& parts,
+                             int64_t cols, DType dtype, size_t* bytes) {
+  int64_t rows = 0;
+  for (const Part& p : parts) rows += p.rows;
+  std::vector<float> host(static_cast<size_t>(rows * cols));
+  int64_t r = 0;
+  for (const Part& p : parts) {
+    SLIM_RETURN_IF_ERROR(src.ReadF32(p.name, p.rows, cols, host.data() + r * cols));
+    r += p.rows;
+  }
+  SLIM_ASSIGN_OR_RETURN(Buffer buf, be->Alloc(dtype, rows, cols));
+  SLIM_RETURN_IF_ERROR(be->Upload(host.data(), buf.view()));
+  *bytes += static_cast<size_t>(rows * cols) * DTypeBytes(dtype);
+  return buf;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Model>> Model::Load(const WeightSource& src, Backend* backend) {
+  const ModelConfig& c = src.config();
+  SLIM_RETURN_IF_ERROR(c.Validate());
+  std::unique_ptr<Model> m(new Model(c, backend));
+  // Weights are f32 on the CPU backend; other backends pick their own storage type.
+  const DType wt = backend->device() == Device::kCpu ? DType::kF32 : DType::kBF16;
+  const int64_t d = c.d_model, hd = c.head_dim, qd = int64_t{c.n_heads} * hd,
+                kvd = int64_t{c.n_kv_heads} * hd, ff = c.d_ff;
+  size_t& bytes = m->weight_bytes_;
+  SLIM_ASSIGN_OR_RETURN(m->tok_embd_, LoadStacked(src, backend, {{"token_embd.weight", c.vocab_size}}, d, wt, &bytes));
+  SLIM_ASSIGN_OR_RETURN(m->out_norm_, LoadStacked(src, backend, {{"output_norm.weight", 1}}, d, DType::kF32, &bytes));
+  if (!c.tied_embeddings) {
+    SLIM_ASSIGN_OR_RETURN(m->lm_head_, LoadStacked(src, backend, {{"output.weight", c.vocab_size}}, d, wt, &bytes));
+  }
+  std::vector<float> factors;
+  if (src.Has("rope_freqs.weight")) {
+    factors.resize(static_cast<size_t>(c.rope_dim / 2));
+    SLIM_RETURN_IF_ERROR(src.ReadF32("rope_freqs.weight", 1, c.rope_dim / 2, factors.data()));
+  }
+  m->rope_ = MakeRopeTable(c, factors);
+  m->layers_.resize(static_cast<size_t>(c.n_layers));
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    LayerWeights& w = m->layers_[static_cast<size_t>(l)];
+    SLIM_ASSIGN_OR_RETURN(w.attn_norm, LoadStacked(src, backend, {{p + "attn_norm.weight", 1}}, d, DType::kF32, &bytes));
+    SLIM_ASSIGN_OR_RETURN(w.wqkv, LoadStacked(src, backend,
+                                              {{p + "attn_q.weight", qd}, {p + "attn_k.weight", kvd}, {p + "attn_v.weight", kvd}},
+                                              d, wt, &bytes));
+    SLIM_ASSIGN_OR_RETURN(w.wo, LoadStacked(src, backend, {{p + "attn_output.weight", d}}, qd, wt, &bytes));
+    SLIM_ASSIGN_OR_RETURN(w.ffn_norm, LoadStacked(src, backend, {{p + "ffn_norm.weight", 1}}, d, DType::kF32, &bytes));
+    SLIM_ASSIGN_OR_RETURN(w.w_gate_up, LoadStacked(src, backend, {{p + "ffn_gate.weight", ff}, {p + "ffn_up.weight", ff}},
+                                                   d, wt, &bytes));
+    SLIM_ASSIGN_OR_RETURN(w.w_down, LoadStacked(src, backend, {{p + "ffn_down.weight", d}}, ff, wt, &bytes));
+  }
+  return m;
+}
+
+Status Model::EnsureWorkspace(int64_t n_rows, int64_t n_seqs) {
+  const ModelConfig& c = config_;
+  const int64_t d = c.d_model, qd = int64_t{c.n_heads} * c.head_dim,
+                kvd = int64_t{c.n_kv_heads} * c.head_dim, ff = c.d_ff;
+  const DType at = DType::kF32;
+  if (n_rows > ws_rows_) {
+    const int64_t n = std::max(n_rows, ws_rows_ * 2);
+    SLIM_ASSIGN_OR_RETURN(x_, backend_->Alloc(at, n, d));
+    SLIM_ASSIGN_OR_RETURN(h_, backend_->Alloc(at, n, d));
+    SLIM_ASSIGN_OR_RETURN(qkv_, backend_->Alloc(at, n, qd + 2 * kvd));
+    SLIM_ASSIGN_OR_RETURN(attn_, backend_->Alloc(at, n, qd));
+    SLIM_ASSIGN_OR_RETURN(proj_, backend_->Alloc(at, n, d));
+    SLIM_ASSIGN_OR_RETURN(gate_up_, backend_->Alloc(at, n, 2 * ff));
+    SLIM_ASSIGN_OR_RETURN(act_, backend_->Alloc(at, n, ff));
+    ws_rows_ = n;
+  }
+  if (n_seqs > ws_seqs_) {
+    const int64_t n = std::max(n_seqs, ws_seqs_ * 2);
+    SLIM_ASSIGN_OR_RETURN(last_, backend_->Alloc(at, n, d));
+    SLIM_ASSIGN_OR_RETURN(last_norm_, backend_->Alloc(at, n, d));
+    SLIM_ASSIGN_OR_RETURN(logits_, backend_->Alloc(at, n, c.vocab_size));
+    ws_seqs_ = n;
+  }
+  return OkStatus();
+}
+
+Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::vector<float>* logits) {
+  const ModelConfig& c = config_;
+  int64_t n_rows = 0;
+  for (const ForwardSeq& s : seqs) {
+    if (s.tokens.size() != s.positions.size() || s.tokens.empty()) {
+      return InvalidArgumentError("forward: each sequence needs tokens with one position each");
+    }
+    for (int32_t t : s.tokens) {
+      if (t < 0 || t >= c.vocab_size) {
+        return InvalidArgumentError("forward: token id " + std::to_string(t) + " outside the vocabulary [0, " +
+                                    std::to_string(c.vocab_size) + ")");
+      }
+    }
+    n_rows += static_cast<int64_t>(s.tokens.size());
+  }
+  const int64_t n_seqs = static_cast<int64_t>(seqs.size());
+  if (n_seqs == 0) return InvalidArgumentError("forward: empty batch");
+  SLIM_RETURN_IF_ERROR(EnsureWorkspace(n_rows, n_seqs));
+
+  // Flatten the batch: ids, positions, each sequence's row range and last row.
+  std::vector<int32_t> ids, pos, last_rows;
+  ids.reserve(static_cast<size_t>(n_rows));
+  pos.reserve(static_cast<size_t>(n_rows));
+  std::vector<AttnSeq> attn(static_cast<size_t>(n_seqs));
+  int32_t row = 0;
+  for (int64_t i = 0; i < n_seqs; ++i) {
+    const ForwardSeq& s = seqs[static_cast<size_t>(i)];
+    ids.insert(ids.end(), s.tokens.begin(), s.tokens.end());
+    pos.insert(pos.end(), s.positions.begin(), s.positions.end());
+    attn[static_cast<size_t>(i)].row_begin = row;
+    attn[static_cast<size_t>(i)].n_rows = static_cast<int32_t>(s.tokens.size());
+    row += static_cast<int32_t>(s.tokens.size());
+    last_rows.push_back(row - 1);
+  }
+
+  const int64_t qd = int64_t{c.n_heads} * c.head_dim, kvd = int64_t{c.n_kv_heads} * c.head_dim;
+  const TensorView x = x_.Rows(0, n_rows), h = h_.Rows(0, n_rows), qkv = qkv_.Rows(0, n_rows),
+                   att = attn_.Rows(0, n_rows), proj = proj_.Rows(0, n_rows),
+                   gate_up = gate_up_.Rows(0, n_rows), act = act_.Rows(0, n_rows);
+  const TensorView q = qkv.Cols(0, qd), k = qkv.Cols(qd, kvd), v = qkv.Cols(qd + kvd, kvd);
+
+  backend_->Embed(tok_embd_.view(), ids, x);
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& w = layers_[static_cast<size_t>(l)];
+    backend_->RmsNorm(x, w.attn_norm.view(), c.rms_eps, h);
+    backend_->MatMul(h, w.wqkv.view(), qkv);
+    backend_->Rope(q, c.n_heads, c.head_dim, pos, rope_);
+    backend_->Rope(k, c.n_kv_heads, c.head_dim, pos, rope_);
+    for (int64_t i = 0; i < n_seqs; ++i) {
+      AttnSeq& a = attn[static_cast<size_t>(i)];
+      a.table = kv.TablePtr(seqs[static_cast<size_t>(i)].seq, l);
+      if (a.table == nullptr) return NotFoundError("forward: sequence has no KV table");
+      a.n_past = a.table->n_tokens;
+      if ((a.n_past + a.n_rows + kv.layout().block_tokens - 1) / kv.layout().block_tokens > a.table->capacity()) {
+        return FailedPreconditionError("forward: KV not reserved for layer " + std::to_string(l));
+      }
+    }
+    backend_->WriteKv(kv, attn, shape_, k, v);
+    backend_->Attention(kv, attn, shape_, q, att);
+    for (int64_t i = 0; i < n_seqs; ++i) {
+      SLIM_RETURN_IF_ERROR(kv.Append(seqs[static_cast<size_t>(i)].seq, l, attn[static_cast<size_t>(i)].n_rows));
+    }
+    backend_->MatMul(att, w.wo.view(), proj);
+    backend_->Add(x, proj);
+    backend_->RmsNorm(x, w.ffn_norm.view(), c.rms_eps, h);
+    backend_->MatMul(h, w.w_gate_up.view(), gate_up);
+    backend_->SwiGlu(gate_up, act);
+    backend_->MatMul(act, w.w_down.view(), proj);
+    backend_->Add(x, proj);
+  }
+  const TensorView last = last_.Rows(0, n_seqs), last_norm = last_norm_.Rows(0, n_seqs),
+                   lg = logits_.Rows(0, n_seqs);
+  backend_->GatherRows(x, last_rows, last);
+  backend_->RmsNorm(last, out_norm_.view(), c.rms_eps, last_norm);
+  backend_->MatMul(last_norm, lm_head_.empty() ? tok_embd_.view() : lm_head_.view(), lg);
+  logits->resize(static_cast<size_t>(n_seqs * c.vocab_size));
+  return backend_->Download(lg, logits->data());
+}
+
+}  // namespace slim

@@ -1,0 +1,69 @@
+// A loaded LLaMA-family model on a backend: its weights (fused QKV and gate-up projections),
+// RoPE table, and the transformer layer loop, written once over the Backend interface.
+// Thread-safety: Forward is called from one thread at a time (the engine thread).
+#pragma once
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "engine/backend/backend.h"
+#include "engine/core/status.h"
+#include "engine/model/model_config.h"
+#include "engine/model/weight_source.h"
+#include "kvstore/kv_store.h"
+
+namespace slim {
+
+struct LayerWeights {
+  Buffer attn_norm;  // [1, d]
+  Buffer wqkv;       // [(H + 2 * KVH) * hd, d]: q rows, then k rows, then v rows
+  Buffer wo;         // [d, H * hd]
+  Buffer ffn_norm;   // [1, d]
+  Buffer w_gate_up;  // [2 * ff, d]: gate rows, then up rows
+  Buffer w_down;     // [d, ff]
+};
+
+// New tokens of one sequence for a forward pass. Its KV must be reserved for them at every
+// layer (KvStore::ReserveAll) before Forward.
+struct ForwardSeq {
+  kv::SeqId seq = 0;
+  std::span<const int32_t> tokens;
+  std::span<const int32_t> positions;  // same length as tokens
+};
+
+RopeTable MakeRopeTable(const ModelConfig& c, const std::vector<float>& freq_factors = {});
+
+class Model {
+ public:
+  static StatusOr<std::unique_ptr<Model>> Load(const WeightSource& source, Backend* backend);
+
+  const ModelConfig& config() const { return config_; }
+  Backend* backend() const { return backend_; }
+  kv::KvLayout KvLayoutFor(int block_tokens = 64) const;
+  size_t weight_bytes() const { return weight_bytes_; }
+
+  // Runs every sequence's new tokens through all layers, appends their K/V to `kv`, and writes
+  // the last position's logits of each sequence to logits[i * vocab, (i + 1) * vocab).
+  Status Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::vector<float>* logits);
+
+ private:
+  Model(ModelConfig config, Backend* backend);
+  Status EnsureWorkspace(int64_t n_rows, int64_t n_seqs);
+
+  ModelConfig config_;
+  Backend* backend_;
+  RopeTable rope_;
+  AttnShape shape_;
+  Buffer tok_embd_;   // [vocab, d]
+  Buffer out_norm_;   // [1, d]
+  Buffer lm_head_;    // [vocab, d], empty when tied to tok_embd_
+  std::vector<LayerWeights> layers_;
+  size_t weight_bytes_ = 0;
+
+  // Activations, grown on demand.
+  int64_t ws_rows_ = 0, ws_seqs_ = 0;
+  Buffer x_, h_, qkv_, attn_, proj_, gate_up_, act_, last_, last_norm_, logits_;
+};
+
+}  // namespace slim
