@@ -28,7 +28,7 @@ class WeightSource {
 
 StatusOr<std::unique_ptr<WeightSource>> OpenGgufWeights(const std::string& path);
 
-// `name`: "llama-3.1-8b" or "smollm2-135m" (also accepted with a "synthetic:" prefix).
+// `name`: "llama-3.1-8b", "smollm2-135m" or "tiny" (tests) (also accepted with a "synthetic:" prefix).
 StatusOr<std::unique_ptr<WeightSource>> MakeSyntheticWeights(const std::string& name, uint64_t seed);
 // The config of a synthetic model, NotFound for unknown names.
 StatusOr<ModelConfig> SyntheticConfig(const std::string& name);

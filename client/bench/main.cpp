@@ -1,0 +1,240 @@
+// sliminfer-bench: engine commands that need no server — `generate` (stream a completion),
+// `tokenize` (ids as JSON) and `engine` (TTFT, decode ms/token and KV bytes per prompt length).
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "client/bench/args.h"
+#include "engine/engine.h"
+
+namespace slim::bench {
+namespace {
+
+using json = nlohmann::json;
+
+const char* kUsage = R"(usage:
+  sliminfer-bench generate --model M --prompt TEXT [--chat] [--max-tokens N] [--temperature T]
+                           [--top-k K] [--top-p P] [--seed S] [--device cpu|cuda] [--threads N] [--json]
+  sliminfer-bench tokenize --model M --text TEXT [--special] [--json]
+  sliminfer-bench engine   --model M [--device cpu|cuda] [--lengths 512,2048,8192] [--modes dense]
+                           [--decode-tokens N] [--repeat N] [--text-file F] [--prompt-ids-dir D]
+                           [--threads N] [--json]
+)";
+
+StatusOr<Device> ParseDevice(const std::string& s) {
+  if (s == "cpu") return Device::kCpu;
+  if (s == "cuda") return Device::kCuda;
+  return InvalidArgumentError("--device must be cpu or cuda, got '" + s + "'");
+}
+
+StatusOr<std::unique_ptr<Engine>> MakeEngine(const Args& a, int64_t kv_tokens) {
+  EngineOptions o;
+  o.model = a.Str("model");
+  if (o.model.empty()) return InvalidArgumentError("--model is required");
+  SLIM_ASSIGN_OR_RETURN(o.device, ParseDevice(a.Str("device", "cpu")));
+  SLIM_ASSIGN_OR_RETURN(int64_t threads, a.Int("threads", 0, 0, 1024));
+  o.threads = static_cast<int>(threads);
+  o.kv_tokens = kv_tokens;
+  return Engine::Create(o);
+}
+
+Status CmdGenerate(int argc, char** argv) {
+  SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
+                                            {"model", "prompt", "max-tokens", "temperature", "top-k", "top-p",
+                                             "seed", "device", "threads", "repetition-penalty"},
+                                            {"chat", "json"}));
+  if (!a.Has("prompt")) return InvalidArgumentError("--prompt is required");
+  SLIM_ASSIGN_OR_RETURN(auto engine, MakeEngine(a, 0));
+  std::vector<int32_t> ids;
+  if (a.Flag("chat")) {
+    SLIM_ASSIGN_OR_RETURN(ids, engine->TokenizeChat({{"user", a.Str("prompt")}}));
+  } else {
+    SLIM_ASSIGN_OR_RETURN(ids, engine->Tokenize(a.Str("prompt"), false));
+  }
+  SamplingParams sp;
+  SLIM_ASSIGN_OR_RETURN(double t, a.Float("temperature", 0.0, 0.0, 100.0));
+  sp.temperature = static_cast<float>(t);
+  SLIM_ASSIGN_OR_RETURN(int64_t k, a.Int("top-k", 0, 0, engine->config().vocab_size));
+  sp.top_k = static_cast<int32_t>(k);
+  SLIM_ASSIGN_OR_RETURN(double p, a.Float("top-p", 1.0, 1e-6, 1.0));
+  sp.top_p = static_cast<float>(p);
+  SLIM_ASSIGN_OR_RETURN(double rp, a.Float("repetition-penalty", 1.0, 1e-3, 10.0));
+  sp.repetition_penalty = static_cast<float>(rp);
+  SLIM_ASSIGN_OR_RETURN(int64_t seed, a.Int("seed", 0, 0, INT64_MAX));
+  sp.seed = static_cast<uint64_t>(seed);
+  StopParams st;
+  SLIM_ASSIGN_OR_RETURN(int64_t mt, a.Int("max-tokens", 64, 1, engine->config().context_length));
+  st.max_tokens = static_cast<int32_t>(mt);
+  const bool as_json = a.Flag("json");
+  SLIM_ASSIGN_OR_RETURN(GenerateResult r, engine->Generate(ids, sp, st, [&](const std::string& text) {
+    if (!as_json) {
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      std::fflush(stdout);
+    }
+  }));
+  if (as_json) {
+    json j = {{"text", r.text}, {"token_ids", r.token_ids}, {"prompt_tokens", r.prompt_ids.size()},
+              {"finish_reason", FinishReasonName(r.finish)}, {"ttft_ms", r.ttft_ms},
+              {"decode_ms_per_token", r.decode_ms_per_token}};
+    std::cout << j.dump() << "\n";
+  } else {
+    std::cout << "\n";
+    std::fprintf(stderr, "[%zu prompt tokens, %zu generated, finish %s, TTFT %.1f ms, decode %.2f ms/token]\n",
+                 r.prompt_ids.size(), r.token_ids.size(), FinishReasonName(r.finish), r.ttft_ms,
+                 r.decode_ms_per_token);
+  }
+  return OkStatus();
+}
+
+Status CmdTokenize(int argc, char** argv) {
+  SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2, {"model", "text", "device", "threads"}, {"json", "special"}));
+  if (!a.Has("text")) return InvalidArgumentError("--text is required");
+  SLIM_ASSIGN_OR_RETURN(auto engine, MakeEngine(a, 64));
+  SLIM_ASSIGN_OR_RETURN(std::vector<int32_t> ids, engine->Tokenize(a.Str("text"), a.Flag("special")));
+  if (a.Flag("json")) {
+    std::cout << json{{"token_ids", ids}}.dump() << "\n";
+  } else {
+    for (size_t i = 0; i < ids.size(); ++i) std::cout << (i ? " " : "") << ids[i];
+    std::cout << "\n";
+  }
+  return OkStatus();
+}
+
+// Real English text for benchmark prompts: --text-file, else the license texts every Debian
+// and Ubuntu system ships.
+StatusOr<std::string> BenchText(const Args& a) {
+  std::vector<std::string> files;
+  if (a.Has("text-file")) {
+    files.push_back(a.Str("text-file"));
+  } else {
+    for (const char* f : {"GPL-3", "GPL-2", "LGPL-2.1", "Apache-2.0", "MPL-2.0", "GFDL-1.3", "Artistic", "LGPL-3", "BSD"})
+      files.push_back(std::string("/usr/share/common-licenses/") + f);
+  }
+  std::string text;
+  for (const std::string& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    if (!in) {
+      if (a.Has("text-file")) return NotFoundError("cannot read --text-file " + f);
+      continue;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    text += ss.str() + "\n\n";
+  }
+  if (text.empty()) return NotFoundError("no benchmark text found (pass --text-file)");
+  return text;
+}
+
+StatusOr<std::vector<int32_t>> ReadIdsFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return NotFoundError("cannot read " + path);
+  json j = json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.is_array()) return InvalidArgumentError(path + ": expected a JSON list of token ids");
+  std::vector<int32_t> ids;
+  for (const auto& v : j) {
+    if (!v.is_number_integer()) return InvalidArgumentError(path + ": non-integer token id");
+    ids.push_back(v.get<int32_t>());
+  }
+  return ids;
+}
+
+Status CmdEngine(int argc, char** argv) {
+  SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
+                                            {"model", "device", "lengths", "modes", "decode-tokens", "repeat",
+                                             "text-file", "prompt-ids-dir", "threads"},
+                                            {"json"}));
+  SLIM_ASSIGN_OR_RETURN(std::vector<int64_t> lengths, a.IntList("lengths", "512,2048,8192"));
+  const std::vector<std::string> modes = a.StrList("modes", "dense");
+  for (const std::string& m : modes)
+    if (m != "dense") return InvalidArgumentError("--modes: unknown mode '" + m + "' (known: dense)");
+  SLIM_ASSIGN_OR_RETURN(int64_t decode_tokens, a.Int("decode-tokens", 32, 1, 4096));
+  SLIM_ASSIGN_OR_RETURN(int64_t repeat, a.Int("repeat", 1, 1, 100));
+  int64_t max_len = 0;
+  for (int64_t l : lengths) max_len = std::max(max_len, l);
+  SLIM_ASSIGN_OR_RETURN(auto engine, MakeEngine(a, max_len + decode_tokens + 64));
+  const ModelConfig& c = engine->config();
+
+  // One token stream long enough for every length: real text when the model has a tokenizer,
+  // seeded random ids for synthetic weights.
+  std::vector<int32_t> stream;
+  if (engine->tokenizer() && !a.Has("prompt-ids-dir")) {
+    SLIM_ASSIGN_OR_RETURN(std::string text, BenchText(a));
+    SLIM_ASSIGN_OR_RETURN(stream, engine->Tokenize(text, false));
+    const size_t base = stream.size();
+    while (static_cast<int64_t>(stream.size()) < max_len) stream.insert(stream.end(), stream.begin(), stream.begin() + base);
+  } else if (!a.Has("prompt-ids-dir")) {
+    uint64_t x = 42;
+    for (int64_t i = 0; i < max_len; ++i) {
+      x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+      stream.push_back(static_cast<int32_t>((x >> 33) % static_cast<uint64_t>(c.vocab_size)));
+    }
+  }
+  json rows = json::array();
+  for (int64_t len : lengths) {
+    if (len + decode_tokens > c.context_length) {
+      return InvalidArgumentError("--lengths: " + std::to_string(len) + " + " + std::to_string(decode_tokens) +
+                                  " decode tokens exceeds the context length " + std::to_string(c.context_length));
+    }
+    std::vector<int32_t> prompt;
+    if (a.Has("prompt-ids-dir")) {
+      SLIM_ASSIGN_OR_RETURN(prompt, ReadIdsFile(a.Str("prompt-ids-dir") + "/prompt_" + std::to_string(len) + ".json"));
+      if (static_cast<int64_t>(prompt.size()) != len) return InvalidArgumentError("prompt file length mismatch");
+    } else {
+      prompt.assign(stream.begin(), stream.begin() + len);
+    }
+    for (const std::string& mode : modes) {
+      std::vector<double> ttft, decode;
+      size_t kv_bytes = 0;
+      for (int64_t r = 0; r < repeat; ++r) {
+        SamplingParams sp;  // greedy
+        StopParams st;
+        st.max_tokens = static_cast<int32_t>(decode_tokens + 1);
+        st.ignore_eos = true;
+        SLIM_ASSIGN_OR_RETURN(GenerateResult g, engine->Generate(prompt, sp, st));
+        ttft.push_back(g.ttft_ms);
+        decode.push_back(g.decode_ms_per_token);
+        kv_bytes = g.kv_bytes;
+        if (!a.Flag("json")) {
+          std::fprintf(stderr, "%s len=%lld ttft=%.1f ms decode=%.2f ms/token\n", mode.c_str(),
+                       static_cast<long long>(len), g.ttft_ms, g.decode_ms_per_token);
+        }
+      }
+      std::sort(ttft.begin(), ttft.end());
+      std::sort(decode.begin(), decode.end());
+      rows.push_back({{"mode", mode}, {"prompt_tokens", len}, {"ttft_ms", ttft[ttft.size() / 2]},
+                      {"decode_ms_per_token", decode[decode.size() / 2]}, {"decode_tokens", decode_tokens},
+                      {"kv_bytes", kv_bytes}});
+    }
+  }
+  json out = {{"engine", engine->Describe()}, {"model", c.name}, {"device", a.Str("device", "cpu")},
+              {"repeat", repeat}, {"results", rows}};
+  std::cout << out.dump(a.Flag("json") ? -1 : 2) << "\n";
+  return OkStatus();
+}
+
+}  // namespace
+}  // namespace slim::bench
+
+int main(int argc, char** argv) {
+  using namespace slim::bench;
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string cmd = argv[1];
+  slim::Status s;
+  if (cmd == "generate") s = CmdGenerate(argc, argv);
+  else if (cmd == "tokenize") s = CmdTokenize(argc, argv);
+  else if (cmd == "engine") s = CmdEngine(argc, argv);
+  else s = slim::InvalidArgumentError("unknown command '" + cmd + "'\n" + kUsage);
+  if (!s.ok()) {
+    std::fprintf(stderr, "sliminfer-bench %s: %s\n", cmd.c_str(), s.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
