@@ -12,6 +12,9 @@ DEB_PACKAGES=(
   clang libclang-rt-dev prometheus
 )
 PIP_PACKAGES=(gguf numpy)
+# --peers: also llama-cpp-python (compiles llama.cpp, ~15 min on 2 cores), for regenerating the
+# reference fixtures and running the llama.cpp benchmark peer. Not needed to build or test.
+if [ "${1:-}" = "--peers" ]; then PIP_PACKAGES+=(llama_cpp); fi
 
 need=()
 for p in "${DEB_PACKAGES[@]}"; do
@@ -28,7 +31,7 @@ fi
 PY=${PYTHON:-python3}
 missing_py=()
 for p in "${PIP_PACKAGES[@]}"; do
-  "$PY" -c "import ${p}" 2>/dev/null || missing_py+=("$p")
+  "$PY" -c "import ${p}" 2>/dev/null || missing_py+=("${p/llama_cpp/llama-cpp-python}")
 done
 if ((${#missing_py[@]})); then
   echo "setup: installing PyPI packages: ${missing_py[*]}"
