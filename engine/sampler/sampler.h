@@ -40,19 +40,43 @@ struct SampleResult {
   std::vector<TokenLogprob> top;        // when params.logprobs > 0
 };
 
+// Pipeline per call: penalties -> (greedy: argmax, ties to the lowest id) or
+// (top-k -> softmax(logits / temperature) -> top-p -> min-p -> seeded draw).
+// Logprobs are log-softmax over the whole vocabulary of the penalized logits divided by the
+// temperature (1 for greedy), i.e. before truncation by top-k/top-p/min-p.
 class Sampler {
  public:
   // `params` must have passed Validate.
   Sampler(const SamplingParams& params, int32_t vocab_size);
-  // `logits`: [vocab_size]; `history`: prompt + generated ids so far (for penalties).
+  // `logits`: [vocab_size]; `history`: prompt + generated ids so far (for penalties; ids
+  // outside [0, vocab_size) are ignored). NaN logits count as -inf. Returns token -1 when
+  // logits.size() != vocab_size.
   SampleResult Sample(std::span<const float> logits, std::span<const int32_t> history);
 
  private:
+  void ApplyPenalties(std::span<const int32_t> history);
+  // Writes the ids of the k best tokens (highest logit, ties to the lowest id) to idx_[0, k),
+  // in no particular order.
+  void SelectTop(size_t k);
+  // Reorders idx_ so that idx_[0, n) are the candidates kept by top-k, top-p and min-p (probs_
+  // must hold the temperature-scaled weights); returns n >= 1.
+  // `z` is the sum of probs_.
+  size_t Truncate(float inv_t, float max_logit, double z);
+  // Top-p over the whole vocabulary without sorting it: buckets by log-weight, then sorts only
+  // the bucket where the cumulative mass crosses top_p. Fills idx_[0, n); returns n.
+  size_t Nucleus(float inv_t, float max_logit, double z);
+  // Draws from idx_[0, n) (or all ids in order when `all`) proportionally to probs_.
+  int32_t Draw(size_t n, bool all);
+
   SamplingParams p_;
   int32_t vocab_size_;
   std::mt19937_64 rng_;
-  std::vector<float> work_;
-  std::vector<int32_t> idx_;
+  std::vector<float> work_;      // [vocab] penalized logits
+  std::vector<int32_t> idx_;     // [vocab + 1] candidate ids
+  std::vector<float> probs_;     // [vocab] exp((logit - max) / T) in [0, 1], by token id
+  std::vector<int32_t> counts_;  // [vocab] scratch occurrence counts, all zero between calls
+  std::vector<int32_t> scratch_;    // [vocab + 1] crossing bucket of Nucleus
+  std::vector<double> block_sums_;  // [vocab / 256] scratch for Draw
 };
 
 }  // namespace slim

@@ -33,9 +33,14 @@ class StopChecker {
     FinishReason finish = FinishReason::kNone;
   };
   // Feeds one generated token and its decoded text delta (from StreamDecoder::Push);
-  // `is_eog` is the tokenizer's end-of-generation verdict for `token`.
+  // `is_eog` is the tokenizer's end-of-generation verdict for `token`. Checks in order: stop
+  // token id, end-of-generation (unless ignore_eos), stop strings, max_tokens. A Step that
+  // finishes already carries all remaining emittable text (held-back text is released; for a
+  // stop string, the text before it). Pushing after a finish returns an empty kNone Step.
   Step Push(int32_t token, const std::string& text_delta, bool is_eog);
-  // At the end (any reason): the held-back text that was not part of a stop string.
+  // At the end (any reason): the held-back text that was not part of a stop string. Empty after
+  // a finishing Push; non-empty only when the caller stops the sequence itself (cancel, context
+  // full) while text is held back.
   std::string Flush();
   int32_t generated() const { return generated_; }
 
