@@ -40,6 +40,13 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   const int64_t tokens = o.kv_tokens > 0 ? o.kv_tokens : e->model_->config().context_length;
   ko.host_blocks = ko.layout.BlocksFor(tokens) * ko.layout.n_layers + ko.layout.n_layers;
   SLIM_ASSIGN_OR_RETURN(e->kv_, kv::KvStore::Create(ko));
+  if (o.default_pruning.empty()) {
+    e->default_pruning_ = PaperSchedule(e->model_->config().n_layers);
+  } else {
+    SLIM_ASSIGN_OR_RETURN(e->default_pruning_, PruningConfig::Parse(o.default_pruning));
+  }
+  e->default_pruning_.block_tokens = o.block_tokens;
+  SLIM_RETURN_IF_ERROR(e->default_pruning_.Validate(e->model_->config().n_layers).WithPrefix("default pruning schedule"));
   return e;
 }
 
@@ -72,7 +79,37 @@ size_t Engine::SequenceKvBytes(kv::SeqId seq) const {
   return tokens * kv_->layout().TokenBytes();
 }
 
-StatusOr<PrefillResult> Engine::Prefill(kv::SeqId seq, std::span<const int32_t> prompt) {
+namespace {
+
+// The schedule a request asks for, resolved for its prompt (empty = dense).
+StatusOr<ResolvedSchedule> ResolveRequest(const PruningRequest& req, const PruningConfig& def, int n_layers,
+                                          int block_tokens, int64_t prompt_tokens) {
+  if (req.mode == PruningMode::kOff) return ResolvedSchedule{};
+  const PruningConfig* cfg = &def;
+  if (req.mode == PruningMode::kExplicit) {
+    SLIM_RETURN_IF_ERROR(req.config.Validate(n_layers));
+    if (req.config.block_tokens != block_tokens) {
+      return InvalidArgumentError("pruning: block size must equal the KV block size (" + std::to_string(block_tokens) +
+                                  ")");
+    }
+    cfg = &req.config;
+  }
+  return ResolveSchedule(*cfg, prompt_tokens);
+}
+
+}  // namespace
+
+StatusOr<int64_t> Engine::PrefillBlocks(int64_t prompt_tokens, const PruningRequest& pruning) const {
+  const ModelConfig& c = config();
+  SLIM_ASSIGN_OR_RETURN(ResolvedSchedule rs, ResolveRequest(pruning, default_pruning_, c.n_layers,
+                                                            kv_->layout().block_tokens, prompt_tokens));
+  int64_t blocks = 0;
+  for (int64_t t : TokensPerLayer(rs, prompt_tokens, c.n_layers)) blocks += kv_->layout().BlocksFor(t);
+  return blocks;
+}
+
+StatusOr<PrefillResult> Engine::Prefill(kv::SeqId seq, std::span<const int32_t> prompt,
+                                        const PruningRequest& pruning) {
   const auto t0 = std::chrono::steady_clock::now();
   const ModelConfig& c = config();
   if (prompt.empty()) return InvalidArgumentError("prompt is empty");
@@ -81,17 +118,19 @@ StatusOr<PrefillResult> Engine::Prefill(kv::SeqId seq, std::span<const int32_t> 
                                 std::to_string(c.context_length));
   }
   if (seq_len_.count(seq)) return Status(StatusCode::kAlreadyExists, "sequence " + std::to_string(seq) + " is live");
+  const int64_t n = static_cast<int64_t>(prompt.size());
+  SLIM_ASSIGN_OR_RETURN(ResolvedSchedule rs, ResolveRequest(pruning, default_pruning_, c.n_layers,
+                                                            kv_->layout().block_tokens, n));
   SLIM_RETURN_IF_ERROR(kv_->AddSequence(seq));
-  std::vector<int64_t> per_layer(static_cast<size_t>(c.n_layers), static_cast<int64_t>(prompt.size()));
-  Status s = kv_->ReserveAll(seq, per_layer);
+  Status s = kv_->ReserveAll(seq, TokensPerLayer(rs, n, c.n_layers));
   if (!s.ok()) {
     (void)kv_->Free(seq);
     return s;
   }
   std::vector<int32_t> pos(prompt.size());
   for (size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<int32_t>(i);
-  ForwardSeq fs{seq, prompt, pos};
   PrefillResult r;
+  ForwardSeq fs{seq, prompt, pos, rs.empty() ? nullptr : &rs, &r.pruning};
   s = model_->Forward(*kv_, std::span<const ForwardSeq>(&fs, 1), &r.logits);
   if (!s.ok()) {
     (void)kv_->Free(seq);
@@ -100,6 +139,10 @@ StatusOr<PrefillResult> Engine::Prefill(kv::SeqId seq, std::span<const int32_t> 
   seq_len_[seq] = static_cast<int32_t>(prompt.size());
   r.prompt_tokens = static_cast<int32_t>(prompt.size());
   r.kv_bytes = SequenceKvBytes(seq);
+  r.pruning.applied = !rs.empty();
+  r.pruning.prompt_tokens = n;
+  r.pruning.kv_bytes = r.kv_bytes;
+  r.pruning.dense_kv_bytes = static_cast<size_t>(n) * static_cast<size_t>(c.n_layers) * kv_->layout().TokenBytes();
   r.prefill_ms = MsSince(t0);
   return r;
 }
@@ -148,7 +191,7 @@ Status Engine::Release(kv::SeqId seq) {
 StatusOr<GenerateResult> Engine::Generate(std::span<const int32_t> prompt, const SamplingParams& sampling,
                                           const StopParams& stop,
                                           const std::function<void(const std::string&)>& on_text,
-                                          kv::SeqId seq) {
+                                          kv::SeqId seq, const PruningRequest& pruning) {
   const ModelConfig& c = config();
   SLIM_RETURN_IF_ERROR(sampling.Validate(c.vocab_size));
   SLIM_RETURN_IF_ERROR(stop.Validate(c.vocab_size, c.context_length));
@@ -161,7 +204,8 @@ StatusOr<GenerateResult> Engine::Generate(std::span<const int32_t> prompt, const
   GenerateResult res;
   res.prompt_ids.assign(prompt.begin(), prompt.end());
   const auto t0 = std::chrono::steady_clock::now();
-  SLIM_ASSIGN_OR_RETURN(PrefillResult pre, Prefill(seq, prompt));
+  SLIM_ASSIGN_OR_RETURN(PrefillResult pre, Prefill(seq, prompt, pruning));
+  res.pruning = pre.pruning;
   Sampler sampler(sampling, c.vocab_size);
   StopChecker checker(stop);
   std::optional<StreamDecoder> decoder;

@@ -16,6 +16,7 @@
 #include "engine/backend/backend.h"
 #include "engine/core/status.h"
 #include "engine/model.h"
+#include "engine/pruning/schedule.h"
 #include "engine/sampler/sampler.h"
 #include "engine/sampler/stop_checker.h"
 #include "engine/tokenizer/chat_template.h"
@@ -32,6 +33,9 @@ struct EngineOptions {
                                      // 0 = the model's context length
   int block_tokens = 64;
   uint64_t synthetic_seed = 1234;
+  // The model's default pruning schedule ("layer:keep,..."; empty = the built-in default for
+  // the model's depth). Requests choose off / default / explicit per call.
+  std::string default_pruning;
 };
 
 struct PrefillResult {
@@ -39,6 +43,7 @@ struct PrefillResult {
   int32_t prompt_tokens = 0;
   size_t kv_bytes = 0;               // bytes of K/V stored for this sequence after prefill
   double prefill_ms = 0.0;
+  PruningSummary pruning;            // what pruning did (applied = false when dense)
 };
 
 struct DecodeItem {
@@ -54,6 +59,7 @@ struct GenerateResult {
   double ttft_ms = 0.0;              // prefill + first sample
   double decode_ms_per_token = 0.0;  // mean over tokens after the first
   size_t kv_bytes = 0;
+  PruningSummary pruning;
 };
 
 class Engine {
@@ -76,7 +82,11 @@ class Engine {
   // Creates sequence `seq`, reserves KV for its prompt and runs it. ResourceExhausted (and no
   // sequence left behind) when the KV store cannot hold it; InvalidArgument for bad ids or a
   // prompt over the context.
-  StatusOr<PrefillResult> Prefill(kv::SeqId seq, std::span<const int32_t> prompt);
+  StatusOr<PrefillResult> Prefill(kv::SeqId seq, std::span<const int32_t> prompt,
+                                  const PruningRequest& pruning = {});
+  // KV blocks a prefill of `prompt_tokens` with `pruning` would reserve (for admission).
+  StatusOr<int64_t> PrefillBlocks(int64_t prompt_tokens, const PruningRequest& pruning = {}) const;
+  const PruningConfig& default_pruning() const { return default_pruning_; }
   // Appends one token to each listed sequence and returns each one's next-token logits
   // ([items.size() * vocab]). ResourceExhausted when a new KV block cannot be had (nothing
   // is changed then).
@@ -93,7 +103,7 @@ class Engine {
   StatusOr<GenerateResult> Generate(std::span<const int32_t> prompt, const SamplingParams& sampling,
                                     const StopParams& stop,
                                     const std::function<void(const std::string&)>& on_text = nullptr,
-                                    kv::SeqId seq = -1);
+                                    kv::SeqId seq = -1, const PruningRequest& pruning = {});
 
  private:
   Engine() = default;
@@ -106,6 +116,7 @@ class Engine {
   std::unique_ptr<kv::KvStore> kv_;
   std::map<kv::SeqId, int32_t> seq_len_;  // tokens per live sequence
   std::vector<int32_t> scratch_pos_;
+  PruningConfig default_pruning_;
 };
 
 }  // namespace slim

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <string>
 
+#include "engine/pruning/block_scorer.h"
+
 namespace slim {
 
 RopeTable MakeRopeTable(const ModelConfig& c, const std::vector<float>& freq_factors) {
@@ -140,9 +142,65 @@ Status Model::EnsureWorkspace(int64_t n_rows, int64_t n_seqs) {
   return OkStatus();
 }
 
+// The rows of a batch as they shrink under pruning.
+struct Model::BatchState {
+  int64_t n_rows = 0;
+  std::vector<int32_t> pos;        // [n_rows] positions
+  std::vector<AttnSeq> attn;       // per sequence: its rows
+  std::vector<int32_t> last_rows;  // per sequence: its last row
+};
+
+Status Model::PruneAt(int layer, bool before_attention, std::span<const ForwardSeq> seqs, BatchState& b) {
+  const ModelConfig& c = config_;
+  bool any = false;
+  std::vector<std::vector<int32_t>> local(seqs.size());
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const ForwardSeq& s = seqs[i];
+    if (s.prune == nullptr || s.prune->after_attention == before_attention) continue;
+    for (const ResolvedStage& st : s.prune->stages) {
+      if (st.layer != layer) continue;
+      const AttnSeq& a = b.attn[i];
+      const int64_t qd = int64_t{c.n_heads} * c.head_dim, kvd = int64_t{c.n_kv_heads} * c.head_dim;
+      const TensorView qkv = qkv_.Rows(0, b.n_rows);
+      std::vector<float> scores;
+      SLIM_RETURN_IF_ERROR(backend_->ScoreBlocks(qkv.Cols(0, qd), qkv.Cols(qd, kvd), shape_, a.row_begin, a.n_rows,
+                                                 s.prune->block_tokens, s.prune->unit_tokens,
+                                                 s.prune->query_window, &scores));
+      local[i] = KeptRows(SelectBlocks(scores, st.keep_blocks), a.n_rows, s.prune->block_tokens);
+      if (s.summary) s.summary->stages.push_back({layer, static_cast<int64_t>(local[i].size())});
+      any = true;
+    }
+  }
+  if (!any) return OkStatus();
+  std::vector<int32_t> rows;
+  std::vector<int32_t> pos;
+  rows.reserve(static_cast<size_t>(b.n_rows));
+  int32_t next = 0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    AttnSeq& a = b.attn[i];
+    if (local[i].empty()) {
+      for (int32_t r = 0; r < a.n_rows; ++r) rows.push_back(a.row_begin + r);
+    } else {
+      for (int32_t r : local[i]) rows.push_back(a.row_begin + r);
+      a.n_rows = static_cast<int32_t>(local[i].size());
+    }
+    a.row_begin = next;
+    next += a.n_rows;
+    b.last_rows[i] = next - 1;
+  }
+  for (int32_t r : rows) pos.push_back(b.pos[static_cast<size_t>(r)]);
+  // Rows only move towards the front, so the gathers work in place.
+  backend_->GatherRows(x_.Rows(0, b.n_rows), rows, x_.Rows(0, next));
+  if (before_attention) backend_->GatherRows(qkv_.Rows(0, b.n_rows), rows, qkv_.Rows(0, next));
+  b.pos = std::move(pos);
+  b.n_rows = next;
+  return OkStatus();
+}
+
 Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::vector<float>* logits) {
   const ModelConfig& c = config_;
   int64_t n_rows = 0;
+  bool any_prune = false;
   for (const ForwardSeq& s : seqs) {
     if (s.tokens.size() != s.positions.size() || s.tokens.empty()) {
       return InvalidArgumentError("forward: each sequence needs tokens with one position each");
@@ -153,6 +211,11 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
                                     std::to_string(c.vocab_size) + ")");
       }
     }
+    if (s.prune && !s.prune->empty()) {
+      const kv::LayerTable* t0 = kv.TablePtr(s.seq, 0);
+      if (t0 == nullptr || t0->n_tokens != 0) return FailedPreconditionError("forward: pruning needs a fresh sequence");
+      any_prune = true;
+    }
     n_rows += static_cast<int64_t>(s.tokens.size());
   }
   const int64_t n_seqs = static_cast<int64_t>(seqs.size());
@@ -160,36 +223,43 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
   SLIM_RETURN_IF_ERROR(EnsureWorkspace(n_rows, n_seqs));
 
   // Flatten the batch: ids, positions, each sequence's row range and last row.
-  std::vector<int32_t> ids, pos, last_rows;
+  BatchState b;
+  b.n_rows = n_rows;
+  std::vector<int32_t> ids;
   ids.reserve(static_cast<size_t>(n_rows));
-  pos.reserve(static_cast<size_t>(n_rows));
-  std::vector<AttnSeq> attn(static_cast<size_t>(n_seqs));
+  b.pos.reserve(static_cast<size_t>(n_rows));
+  b.attn.resize(static_cast<size_t>(n_seqs));
   int32_t row = 0;
   for (int64_t i = 0; i < n_seqs; ++i) {
     const ForwardSeq& s = seqs[static_cast<size_t>(i)];
     ids.insert(ids.end(), s.tokens.begin(), s.tokens.end());
-    pos.insert(pos.end(), s.positions.begin(), s.positions.end());
-    attn[static_cast<size_t>(i)].row_begin = row;
-    attn[static_cast<size_t>(i)].n_rows = static_cast<int32_t>(s.tokens.size());
+    b.pos.insert(b.pos.end(), s.positions.begin(), s.positions.end());
+    b.attn[static_cast<size_t>(i)].row_begin = row;
+    b.attn[static_cast<size_t>(i)].n_rows = static_cast<int32_t>(s.tokens.size());
     row += static_cast<int32_t>(s.tokens.size());
-    last_rows.push_back(row - 1);
+    b.last_rows.push_back(row - 1);
+    if (s.summary) {
+      s.summary->stages.clear();
+      s.summary->prompt_tokens = static_cast<int64_t>(s.tokens.size());
+    }
   }
 
   const int64_t qd = int64_t{c.n_heads} * c.head_dim, kvd = int64_t{c.n_kv_heads} * c.head_dim;
-  const TensorView x = x_.Rows(0, n_rows), h = h_.Rows(0, n_rows), qkv = qkv_.Rows(0, n_rows),
-                   att = attn_.Rows(0, n_rows), proj = proj_.Rows(0, n_rows),
-                   gate_up = gate_up_.Rows(0, n_rows), act = act_.Rows(0, n_rows);
-  const TensorView q = qkv.Cols(0, qd), k = qkv.Cols(qd, kvd), v = qkv.Cols(qd + kvd, kvd);
-
-  backend_->Embed(tok_embd_.view(), ids, x);
+  backend_->Embed(tok_embd_.view(), ids, x_.Rows(0, n_rows));
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& w = layers_[static_cast<size_t>(l)];
+    TensorView x = x_.Rows(0, b.n_rows), h = h_.Rows(0, b.n_rows), qkv = qkv_.Rows(0, b.n_rows);
     backend_->RmsNorm(x, w.attn_norm.view(), c.rms_eps, h);
     backend_->MatMul(h, w.wqkv.view(), qkv);
-    backend_->Rope(q, c.n_heads, c.head_dim, pos, rope_);
-    backend_->Rope(k, c.n_kv_heads, c.head_dim, pos, rope_);
+    backend_->Rope(qkv.Cols(0, qd), c.n_heads, c.head_dim, b.pos, rope_);
+    backend_->Rope(qkv.Cols(qd, kvd), c.n_kv_heads, c.head_dim, b.pos, rope_);
+    if (any_prune) {
+      SLIM_RETURN_IF_ERROR(PruneAt(l, /*before_attention=*/true, seqs, b));
+      x = x_.Rows(0, b.n_rows);
+      qkv = qkv_.Rows(0, b.n_rows);
+    }
     for (int64_t i = 0; i < n_seqs; ++i) {
-      AttnSeq& a = attn[static_cast<size_t>(i)];
+      AttnSeq& a = b.attn[static_cast<size_t>(i)];
       a.table = kv.TablePtr(seqs[static_cast<size_t>(i)].seq, l);
       if (a.table == nullptr) return NotFoundError("forward: sequence has no KV table");
       a.n_past = a.table->n_tokens;
@@ -197,22 +267,30 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
         return FailedPreconditionError("forward: KV not reserved for layer " + std::to_string(l));
       }
     }
-    backend_->WriteKv(kv, attn, shape_, k, v);
-    backend_->Attention(kv, attn, shape_, q, att);
+    const TensorView att = attn_.Rows(0, b.n_rows), proj = proj_.Rows(0, b.n_rows);
+    backend_->WriteKv(kv, b.attn, shape_, qkv.Cols(qd, kvd), qkv.Cols(qd + kvd, kvd));
+    backend_->Attention(kv, b.attn, shape_, qkv.Cols(0, qd), att);
     for (int64_t i = 0; i < n_seqs; ++i) {
-      SLIM_RETURN_IF_ERROR(kv.Append(seqs[static_cast<size_t>(i)].seq, l, attn[static_cast<size_t>(i)].n_rows));
+      SLIM_RETURN_IF_ERROR(kv.Append(seqs[static_cast<size_t>(i)].seq, l, b.attn[static_cast<size_t>(i)].n_rows));
     }
     backend_->MatMul(att, w.wo.view(), proj);
     backend_->Add(x, proj);
+    if (any_prune) {
+      SLIM_RETURN_IF_ERROR(PruneAt(l, /*before_attention=*/false, seqs, b));
+      x = x_.Rows(0, b.n_rows);
+    }
+    h = h_.Rows(0, b.n_rows);
+    const TensorView gate_up = gate_up_.Rows(0, b.n_rows), act = act_.Rows(0, b.n_rows),
+                     proj2 = proj_.Rows(0, b.n_rows);
     backend_->RmsNorm(x, w.ffn_norm.view(), c.rms_eps, h);
     backend_->MatMul(h, w.w_gate_up.view(), gate_up);
     backend_->SwiGlu(gate_up, act);
-    backend_->MatMul(act, w.w_down.view(), proj);
-    backend_->Add(x, proj);
+    backend_->MatMul(act, w.w_down.view(), proj2);
+    backend_->Add(x, proj2);
   }
   const TensorView last = last_.Rows(0, n_seqs), last_norm = last_norm_.Rows(0, n_seqs),
                    lg = logits_.Rows(0, n_seqs);
-  backend_->GatherRows(x, last_rows, last);
+  backend_->GatherRows(x_.Rows(0, b.n_rows), b.last_rows, last);
   backend_->RmsNorm(last, out_norm_.view(), c.rms_eps, last_norm);
   backend_->MatMul(last_norm, lm_head_.empty() ? tok_embd_.view() : lm_head_.view(), lg);
   logits->resize(static_cast<size_t>(n_seqs * c.vocab_size));

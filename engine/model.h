@@ -11,6 +11,7 @@
 #include "engine/core/status.h"
 #include "engine/model/model_config.h"
 #include "engine/model/weight_source.h"
+#include "engine/pruning/schedule.h"
 #include "kvstore/kv_store.h"
 
 namespace slim {
@@ -30,6 +31,10 @@ struct ForwardSeq {
   kv::SeqId seq = 0;
   std::span<const int32_t> tokens;
   std::span<const int32_t> positions;  // same length as tokens
+  // SlimInfer pruning of this sequence's prompt (prefill of a fresh sequence only); the KV
+  // reservation must follow TokensPerLayer(*prune, ...). `summary` receives what was kept.
+  const ResolvedSchedule* prune = nullptr;
+  PruningSummary* summary = nullptr;
 };
 
 RopeTable MakeRopeTable(const ModelConfig& c, const std::vector<float>& freq_factors = {});
@@ -50,6 +55,10 @@ class Model {
  private:
   Model(ModelConfig config, Backend* backend);
   Status EnsureWorkspace(int64_t n_rows, int64_t n_seqs);
+  struct BatchState;
+  // Applies the pruning stages at `layer` (before or after its attention) and compacts the
+  // batch rows of x (and of qkv when before attention).
+  Status PruneAt(int layer, bool before_attention, std::span<const ForwardSeq> seqs, BatchState& b);
 
   ModelConfig config_;
   Backend* backend_;

@@ -23,7 +23,8 @@ const char* kUsage = R"(usage:
   sliminfer-bench tokenize --model M --text TEXT [--special] [--json]
   sliminfer-bench engine   --model M [--device cpu|cuda] [--lengths 512,2048,8192] [--modes dense]
                            [--decode-tokens N] [--repeat N] [--text-file F] [--prompt-ids-dir D]
-                           [--threads N] [--json]
+                           [--schedule LAYER:KEEP,...] [--prune-after-attention] [--threads N] [--json]
+     modes: dense, pruned (the model's default schedule, or --schedule)
 )";
 
 StatusOr<Device> ParseDevice(const std::string& s) {
@@ -83,7 +84,7 @@ Status CmdGenerate(int argc, char** argv) {
               {"decode_ms_per_token", r.decode_ms_per_token}};
     std::cout << j.dump() << "\n";
   } else {
-    std::cout << "\n";
+    std::cout << std::endl;
     std::fprintf(stderr, "[%zu prompt tokens, %zu generated, finish %s, TTFT %.1f ms, decode %.2f ms/token]\n",
                  r.prompt_ids.size(), r.token_ids.size(), FinishReasonName(r.finish), r.ttft_ms,
                  r.decode_ms_per_token);
@@ -146,18 +147,27 @@ StatusOr<std::vector<int32_t>> ReadIdsFile(const std::string& path) {
 Status CmdEngine(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
                                             {"model", "device", "lengths", "modes", "decode-tokens", "repeat",
-                                             "text-file", "prompt-ids-dir", "threads"},
-                                            {"json"}));
+                                             "text-file", "prompt-ids-dir", "threads", "schedule"},
+                                            {"json", "prune-after-attention"}));
   SLIM_ASSIGN_OR_RETURN(std::vector<int64_t> lengths, a.IntList("lengths", "512,2048,8192"));
   const std::vector<std::string> modes = a.StrList("modes", "dense");
   for (const std::string& m : modes)
-    if (m != "dense") return InvalidArgumentError("--modes: unknown mode '" + m + "' (known: dense)");
+    if (m != "dense" && m != "pruned") return InvalidArgumentError("--modes: unknown mode '" + m + "' (known: dense, pruned)");
   SLIM_ASSIGN_OR_RETURN(int64_t decode_tokens, a.Int("decode-tokens", 32, 1, 4096));
   SLIM_ASSIGN_OR_RETURN(int64_t repeat, a.Int("repeat", 1, 1, 100));
   int64_t max_len = 0;
   for (int64_t l : lengths) max_len = std::max(max_len, l);
   SLIM_ASSIGN_OR_RETURN(auto engine, MakeEngine(a, max_len + decode_tokens + 64));
   const ModelConfig& c = engine->config();
+  PruningRequest pruned;
+  pruned.mode = PruningMode::kExplicit;
+  pruned.config = engine->default_pruning();
+  if (a.Has("schedule")) {
+    SLIM_ASSIGN_OR_RETURN(pruned.config, PruningConfig::Parse(a.Str("schedule")));
+    pruned.config.block_tokens = engine->kv().layout().block_tokens;
+  }
+  pruned.config.after_attention = a.Flag("prune-after-attention");
+  SLIM_RETURN_IF_ERROR(pruned.config.Validate(c.n_layers));
 
   // One token stream long enough for every length: real text when the model has a tokenizer,
   // seeded random ids for synthetic weights.
@@ -190,12 +200,15 @@ Status CmdEngine(int argc, char** argv) {
     for (const std::string& mode : modes) {
       std::vector<double> ttft, decode;
       size_t kv_bytes = 0;
+      PruningSummary summary;
+      const PruningRequest req = mode == "pruned" ? pruned : PruningRequest{};
       for (int64_t r = 0; r < repeat; ++r) {
         SamplingParams sp;  // greedy
         StopParams st;
         st.max_tokens = static_cast<int32_t>(decode_tokens + 1);
         st.ignore_eos = true;
-        SLIM_ASSIGN_OR_RETURN(GenerateResult g, engine->Generate(prompt, sp, st));
+        SLIM_ASSIGN_OR_RETURN(GenerateResult g, engine->Generate(prompt, sp, st, nullptr, -1, req));
+        summary = g.pruning;
         ttft.push_back(g.ttft_ms);
         decode.push_back(g.decode_ms_per_token);
         kv_bytes = g.kv_bytes;
@@ -204,11 +217,14 @@ Status CmdEngine(int argc, char** argv) {
                        static_cast<long long>(len), g.ttft_ms, g.decode_ms_per_token);
         }
       }
+      json kept = json::array();
+      for (const auto& st : summary.stages) kept.push_back({{"layer", st.layer}, {"tokens", st.tokens_kept}});
       std::sort(ttft.begin(), ttft.end());
       std::sort(decode.begin(), decode.end());
       rows.push_back({{"mode", mode}, {"prompt_tokens", len}, {"ttft_ms", ttft[ttft.size() / 2]},
                       {"decode_ms_per_token", decode[decode.size() / 2]}, {"decode_tokens", decode_tokens},
-                      {"kv_bytes", kv_bytes}});
+                      {"kv_bytes", kv_bytes}, {"dense_kv_bytes", summary.dense_kv_bytes}, {"kept_tokens", kept},
+                      {"schedule", mode == "pruned" ? pruned.config.ToString() : ""}});
     }
   }
   json out = {{"engine", engine->Describe()}, {"model", c.name}, {"device", a.Str("device", "cpu")},

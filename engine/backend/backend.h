@@ -67,13 +67,20 @@ class Backend {
                     const RopeTable& rope) = 0;
   // out[n, f] = silu(gate_up[n, f]) * gate_up[n, f + ff]  with gate_up [n, 2 * ff]
   virtual void SwiGlu(TensorView gate_up, TensorView out) = 0;
-  // dst[i, :] = src[rows[i], :]
+  // dst[i, :] = src[rows[i], :]; dst may share src's memory when rows[i] >= i for all i
+  // (in-place compaction with increasing rows, as pruning does).
   virtual void GatherRows(TensorView src, std::span<const int32_t> rows, TensorView dst) = 0;
 
   // Writes k, v [n, n_kv_heads * head_dim] rows of each sequence at token slots
   // [n_past, n_past + n_rows) of its block table.
   virtual void WriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape,
                        TensorView k, TensorView v) = 0;
+  // SlimInfer block scores of one sequence's rows [row_begin, row_begin + n_rows) of the
+  // post-RoPE q [n, n_heads * head_dim] and k [n, n_kv_heads * head_dim] (definition and CPU
+  // reference: engine/pruning/block_scorer.h). Returns ceil(n_rows / block_tokens) scores.
+  virtual Status ScoreBlocks(TensorView q, TensorView k, const AttnShape& shape, int32_t row_begin,
+                             int32_t n_rows, int block_tokens, int unit_tokens, int query_window,
+                             std::vector<float>* block_scores) = 0;
   // Causal GQA attention: row r of sequence s (its token index n_past + r) attends to that
   // sequence's tokens [0, n_past + r]. q, out: [n, n_heads * head_dim].
   virtual void Attention(const kv::KvStore& kv, std::span<const AttnSeq> seqs,

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "engine/backend/cpu/cpu_math.h"
+#include "engine/pruning/block_scorer.h"
 
 namespace slim::cpu {
 
@@ -293,6 +294,20 @@ void CpuBackend::AttentionGemm(const kv::KvStore& kv, const AttnSeq& s, const At
       }
     }
   }
+}
+
+Status CpuBackend::ScoreBlocks(TensorView q, TensorView k, const AttnShape& shape, int32_t row_begin,
+                               int32_t n_rows, int block_tokens, int unit_tokens, int query_window,
+                               std::vector<float>* block_scores) {
+  BlockScoreParams p;
+  p.n_heads = shape.n_heads;
+  p.n_kv_heads = shape.n_kv_heads;
+  p.head_dim = shape.head_dim;
+  p.block_tokens = block_tokens;
+  p.unit_tokens = unit_tokens;
+  p.query_window = query_window;
+  *block_scores = ScoreBlocksRef(RowPtr(q, row_begin), q.stride, RowPtr(k, row_begin), k.stride, n_rows, p);
+  return OkStatus();
 }
 
 StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(int threads) {

@@ -35,6 +35,9 @@ class CpuBackend final : public Backend {
                TensorView k, TensorView v) override;
   void Attention(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape,
                  TensorView q, TensorView out) override;
+  Status ScoreBlocks(TensorView q, TensorView k, const AttnShape& shape, int32_t row_begin, int32_t n_rows,
+                     int block_tokens, int unit_tokens, int query_window,
+                     std::vector<float>* block_scores) override;
 
  private:
   // Prefill-sized attention of one sequence: gathers K/V per KV head, sgemm for scores and

@@ -1,0 +1,127 @@
+// Pruning schedules: validation, parsing, resolution against a prompt length.
+#include "engine/pruning/schedule.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <sstream>
+
+namespace slim {
+
+Status PruningConfig::Validate(int n_layers) const {
+  if (block_tokens < 8 || block_tokens > 1024) return InvalidArgumentError("pruning: block size must be in [8, 1024]");
+  if (unit_tokens < 1 || block_tokens % unit_tokens != 0) {
+    return InvalidArgumentError("pruning: token unit must be >= 1 and divide the block size");
+  }
+  if (query_window < 1 || query_window > 64) return InvalidArgumentError("pruning: query window must be in [1, 64]");
+  if (stages.empty()) return InvalidArgumentError("pruning: the schedule has no stages");
+  if (stages.size() > 16) return InvalidArgumentError("pruning: at most 16 stages");
+  for (size_t i = 0; i < stages.size(); ++i) {
+    const PruneStage& s = stages[i];
+    const std::string where = "pruning stage " + std::to_string(i) + " (layer " + std::to_string(s.layer) + ")";
+    if (s.layer < 1 || s.layer >= n_layers) {
+      return InvalidArgumentError(where + ": layer must be in [1, " + std::to_string(n_layers) + ")");
+    }
+    if (i > 0 && s.layer <= stages[i - 1].layer) return InvalidArgumentError(where + ": layers must increase");
+    if (!std::isfinite(s.keep)) return InvalidArgumentError(where + ": keep is not finite");
+    if (s.fraction) {
+      if (s.keep <= 0.0 || s.keep > 1.0) return InvalidArgumentError(where + ": keep fraction must be in (0, 1]");
+    } else if (s.keep < 2.0 * block_tokens) {
+      return InvalidArgumentError(where + ": keep must be at least two blocks (" + std::to_string(2 * block_tokens) +
+                                  " tokens)");
+    }
+    if (i > 0 && s.fraction == stages[i - 1].fraction && s.keep >= stages[i - 1].keep) {
+      return InvalidArgumentError(where + ": keeps must decrease");
+    }
+  }
+  return OkStatus();
+}
+
+std::string PruningConfig::ToString() const {
+  std::ostringstream os;
+  for (size_t i = 0; i < stages.size(); ++i) {
+    if (i) os << ",";
+    os << stages[i].layer << ":";
+    if (stages[i].fraction) {
+      std::ostringstream v;
+      v << stages[i].keep;
+      std::string t = v.str();
+      if (t.find('.') == std::string::npos) t += ".0";
+      os << t;
+    } else {
+      os << static_cast<int64_t>(stages[i].keep);
+    }
+  }
+  return os.str();
+}
+
+StatusOr<PruningConfig> PruningConfig::Parse(const std::string& text) {
+  PruningConfig c;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    const size_t colon = item.find(':');
+    if (colon == std::string::npos) {
+      return InvalidArgumentError("pruning schedule: '" + item + "' is not layer:keep");
+    }
+    const std::string ls = item.substr(0, colon), ks = item.substr(colon + 1);
+    char* end = nullptr;
+    const long layer = std::strtol(ls.c_str(), &end, 10);
+    if (ls.empty() || *end != '\0') return InvalidArgumentError("pruning schedule: bad layer '" + ls + "'");
+    const double keep = std::strtod(ks.c_str(), &end);
+    if (ks.empty() || *end != '\0') return InvalidArgumentError("pruning schedule: bad keep '" + ks + "'");
+    PruneStage st;
+    st.layer = static_cast<int>(layer);
+    st.keep = keep;
+    st.fraction = ks.find('.') != std::string::npos;
+    c.stages.push_back(st);
+  }
+  if (c.stages.empty()) return InvalidArgumentError("pruning schedule is empty");
+  return c;
+}
+
+PruningConfig PaperSchedule(int n_layers) {
+  PruningConfig c;
+  const int l1 = std::max(1, static_cast<int>(std::lround(n_layers / 3.0)));
+  const int l2 = std::max(l1 + 1, static_cast<int>(std::lround(2.0 * n_layers / 3.0)));
+  const int l3 = std::max(l2 + 1, static_cast<int>(std::lround(15.0 * n_layers / 16.0)));
+  c.stages.push_back({l1, 0.25, true});
+  if (l2 < n_layers) c.stages.push_back({l2, 0.125, true});
+  if (l3 < n_layers) c.stages.push_back({l3, 0.0625, true});
+  return c;
+}
+
+ResolvedSchedule ResolveSchedule(const PruningConfig& c, int64_t prompt_tokens) {
+  ResolvedSchedule r;
+  r.block_tokens = c.block_tokens;
+  r.unit_tokens = c.unit_tokens;
+  r.query_window = c.query_window;
+  r.after_attention = c.after_attention;
+  int64_t alive_blocks = (prompt_tokens + c.block_tokens - 1) / c.block_tokens;
+  for (const PruneStage& s : c.stages) {
+    const double tokens = s.fraction ? s.keep * static_cast<double>(prompt_tokens) : s.keep;
+    int64_t blocks = static_cast<int64_t>(std::llround(tokens / c.block_tokens));
+    blocks = std::max<int64_t>(blocks, 2);  // sink + last block at least
+    if (blocks >= alive_blocks) {
+      if (r.stages.empty() && !s.fraction) return r;  // prompt shorter than the first keep: dense
+      continue;
+    }
+    r.stages.push_back({s.layer, blocks});
+    alive_blocks = blocks;
+  }
+  return r;
+}
+
+std::vector<int64_t> TokensPerLayer(const ResolvedSchedule& s, int64_t prompt_tokens, int n_layers) {
+  std::vector<int64_t> out(static_cast<size_t>(n_layers), prompt_tokens);
+  const int64_t ragged = prompt_tokens % s.block_tokens;  // last block's size, 0 = full
+  for (const ResolvedStage& st : s.stages) {
+    const int64_t kept = ragged == 0 ? st.keep_blocks * s.block_tokens
+                                     : (st.keep_blocks - 1) * s.block_tokens + ragged;
+    const int first = s.after_attention ? st.layer + 1 : st.layer;
+    for (int l = first; l < n_layers; ++l) out[static_cast<size_t>(l)] = kept;
+  }
+  return out;
+}
+
+}  // namespace slim
