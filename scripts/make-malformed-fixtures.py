@@ -190,7 +190,7 @@ def malformed_cases():
     yield "kv_count_short.gguf", gguf(base_kv, [], n_kv=len(base_kv) + 1), "parse", "truncated"
 
     # strings and keys
-    yield "key_length_huge.gguf", ok_header[:-8] + struct.pack("<Q", 1) + struct.pack("<Q", 2**62) + b"abc", \
+    yield "key_length_huge.gguf", ok_header[:-8] + struct.pack("<Q", 1) + struct.pack("<Q", 2**62) + b"abc" + b"\0" * 16, \
         "parse", "metadata kv #0 key length 4611686018427387904 exceeds the limit of 65535"
     yield "key_too_long.gguf", header(3, 0, 1) + struct.pack("<Q", 65536) + b"k" * 64, "parse", \
         "key length 65536 exceeds the limit of 65535"
@@ -227,7 +227,8 @@ def malformed_cases():
         header(3, 0, 1) + gstr("x.arr") + struct.pack("<IIQ", T_ARR, 42, 1) + b"\0" * 8, "parse", \
         "unknown array element type 42"
     yield "array_element_truncated.gguf", \
-        gguf([kv("x.arr", T_ARR, (T_U32, [1, 2, 3, 4]))], [])[:-3], "parse", "truncated: reading key 'x.arr'"
+        gguf([kv("x.arr", T_ARR, (T_U32, [1, 2, 3, 4]))], [])[:-3], "parse", \
+        "key 'x.arr': array of 4 uint32 values cannot fit in the remaining 13 bytes"
 
     # alignment
     yield "alignment_zero.gguf", gguf([kv("general.alignment", T_U32, 0)], []), "parse", \
@@ -276,7 +277,8 @@ def malformed_cases():
         "data [offset 9223372036854775808, 128 bytes] runs past the end of the file"
     yield "data_section_past_eof.gguf", one_tensor(name="abc", tail=b"")[:-1], "parse", \
         "data section would start at offset"
-    yield "tensor_info_truncated.gguf", one_tensor()[:40], "parse", "truncated: reading tensor 'a.weight'"
+    yield "tensor_info_truncated.gguf", one_tensor(name="t" * 40)[:24 + 8 + 40 + 4], "parse", \
+        "truncated: reading tensor 'tttttttttttttttttttttttttttttttttttttttt' dims"
     yield "tensor_count_short.gguf", one_tensor(n=2), "parse", "tensor info #1 has an empty name"
 
     two = [("a.weight", [32], F32, 0), ("b.weight", [32], F32, 128)]

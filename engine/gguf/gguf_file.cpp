@@ -75,13 +75,14 @@ bool IsValidUtf8(std::string_view s) {
 }
 
 // Printable form of a possibly hostile name for error messages: at most 64 bytes, control
-// characters escaped.
+// characters (and every non-ASCII byte when the name is not valid UTF-8) escaped as \xNN.
 std::string Quote(std::string_view s) {
   std::string out = "'";
   const size_t n = s.size() < 64 ? s.size() : 64;
+  const bool utf8 = IsValidUtf8(s);
   for (size_t i = 0; i < n; ++i) {
     const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7F) {
+    if (c < 0x20 || c == 0x7F || (c >= 0x80 && !utf8)) {
       static constexpr char kHex[] = "0123456789abcdef";
       out += "\\x";
       out += kHex[c >> 4];
@@ -118,14 +119,14 @@ class Reader {
   Status ReadString(std::string* out, std::string_view what, uint64_t max_len) {
     uint64_t len = 0;
     SLIM_RETURN_IF_ERROR(Read(&len, what));
+    if (len > max_len) {
+      return Error(std::string(what) + " length " + std::to_string(len) + " exceeds the limit of " +
+                   std::to_string(max_len));
+    }
     if (len > remaining()) {
       return Error("truncated: " + std::string(what) + " has length " + std::to_string(len) +
                    " but only " + std::to_string(remaining()) + " bytes remain at offset " +
                    std::to_string(pos_));
-    }
-    if (len > max_len) {
-      return Error(std::string(what) + " length " + std::to_string(len) + " exceeds the limit of " +
-                   std::to_string(max_len));
     }
     out->assign(reinterpret_cast<const char*>(bytes_.data() + pos_), len);
     pos_ += len;
