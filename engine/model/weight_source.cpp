@@ -79,13 +79,20 @@ class SyntheticWeights final : public WeightSource {
 
   const ModelConfig& config() const override { return config_; }
   std::string Describe() const override { return "synthetic:" + name_ + " (seed " + std::to_string(seed_) + ")"; }
-  bool Has(const std::string& name) const override { return name != "output.weight" || !config_.tied_embeddings; }
+  // The tensors a LLaMA GGUF would hold; no rope_freqs (synthetic RoPE scaling comes from the
+  // config), no output.weight when tied.
+  bool Has(const std::string& name) const override {
+    if (name == "token_embd.weight" || name == "output_norm.weight") return true;
+    if (name == "output.weight") return !config_.tied_embeddings;
+    return name.rfind("blk.", 0) == 0;
+  }
 
-  // Norm weights are 1 + small noise; matrices uniform with std 0.02 (embeddings 1.0 / sqrt(d)).
+  // Norm weights are 1 + small noise; matrices uniform with std 1 / sqrt(fan-in), so
+  // activations stay of order one at every depth; embeddings std 1.
   Status ReadF32(const std::string& name, int64_t rows, int64_t cols, float* out) const override {
     uint64_t state = seed_ ^ HashName(name);
     const bool is_norm = name.find("norm") != std::string::npos;
-    const float std_dev = name == "token_embd.weight" ? 1.0f : 0.02f;
+    const float std_dev = name == "token_embd.weight" ? 1.0f : 1.0f / std::sqrt(static_cast<float>(cols));
     const float half_width = std_dev * 1.7320508f;  // uniform(-a, a) has std a / sqrt(3)
     for (int64_t i = 0; i < rows * cols; ++i) {
       const float u = static_cast<float>(SplitMix(state) >> 40) * (1.0f / 16777216.0f);  // [0, 1)
