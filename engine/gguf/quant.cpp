@@ -55,7 +55,9 @@ inline float HalfToFloat(uint16_t h) {
   const float normalized = FromBits((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
   // Subnormal: put the mantissa under a 0.5 exponent and subtract 0.5.
   const float denormalized = FromBits((two_w >> 17) | (126u << 23)) - 0.5f;
-  const uint32_t result = sign | (two_w < (1u << 27) ? Bits(denormalized) : Bits(normalized));
+  // Select with a mask rather than ?: so loops over halves stay branch-free and vectorize.
+  const uint32_t subnormal = 0u - static_cast<uint32_t>(two_w < (1u << 27));
+  const uint32_t result = sign | (Bits(denormalized) & subnormal) | (Bits(normalized) & ~subnormal);
   return FromBits(result);
 }
 
@@ -65,11 +67,11 @@ inline float LoadHalf(const uint8_t* p) {
   return HalfToFloat(h);
 }
 
-void DequantF32(const uint8_t* src, float* dst, int64_t n) {
+void DequantF32(const uint8_t* __restrict src, float* __restrict dst, int64_t n) {
   std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
 }
 
-void DequantF16(const uint8_t* src, float* dst, int64_t n) {
+void DequantF16(const uint8_t* __restrict src, float* __restrict dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     uint16_t h;
     std::memcpy(&h, src + 2 * i, 2);
@@ -77,7 +79,7 @@ void DequantF16(const uint8_t* src, float* dst, int64_t n) {
   }
 }
 
-void DequantBF16(const uint8_t* src, float* dst, int64_t n) {
+void DequantBF16(const uint8_t* __restrict src, float* __restrict dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     uint16_t b;
     std::memcpy(&b, src + 2 * i, 2);
@@ -86,32 +88,28 @@ void DequantBF16(const uint8_t* src, float* dst, int64_t n) {
 }
 
 // block_q4_0: fp16 d; uint8 qs[16]. x[j] = ((qs[j] & 15) - 8) * d, x[j+16] = ((qs[j] >> 4) - 8) * d.
-void DequantQ4_0(const uint8_t* src, float* dst, int64_t nb) {
+void DequantQ4_0(const uint8_t* __restrict src, float* __restrict dst, int64_t nb) {
   for (int64_t b = 0; b < nb; ++b, src += 18, dst += QK) {
     const float d = LoadHalf(src);
-    const uint8_t* qs = src + 2;
-    for (int j = 0; j < 16; ++j) {
-      dst[j] = static_cast<float>((qs[j] & 0x0F) - 8) * d;
-      dst[j + 16] = static_cast<float>((qs[j] >> 4) - 8) * d;
-    }
+    const uint8_t* __restrict qs = src + 2;
+    for (int j = 0; j < 16; ++j) dst[j] = static_cast<float>((qs[j] & 0x0F) - 8) * d;
+    for (int j = 0; j < 16; ++j) dst[j + 16] = static_cast<float>((qs[j] >> 4) - 8) * d;
   }
 }
 
 // block_q4_1: fp16 d, m; uint8 qs[16]. x = q * d + m, same nibble order as Q4_0.
-void DequantQ4_1(const uint8_t* src, float* dst, int64_t nb) {
+void DequantQ4_1(const uint8_t* __restrict src, float* __restrict dst, int64_t nb) {
   for (int64_t b = 0; b < nb; ++b, src += 20, dst += QK) {
     const float d = LoadHalf(src);
     const float m = LoadHalf(src + 2);
-    const uint8_t* qs = src + 4;
-    for (int j = 0; j < 16; ++j) {
-      dst[j] = static_cast<float>(qs[j] & 0x0F) * d + m;
-      dst[j + 16] = static_cast<float>(qs[j] >> 4) * d + m;
-    }
+    const uint8_t* __restrict qs = src + 4;
+    for (int j = 0; j < 16; ++j) dst[j] = static_cast<float>(qs[j] & 0x0F) * d + m;
+    for (int j = 0; j < 16; ++j) dst[j + 16] = static_cast<float>(qs[j] >> 4) * d + m;
   }
 }
 
 // block_q5_0: fp16 d; uint8 qh[4] (bit j = high bit of element j); uint8 qs[16].
-void DequantQ5_0(const uint8_t* src, float* dst, int64_t nb) {
+void DequantQ5_0(const uint8_t* __restrict src, float* __restrict dst, int64_t nb) {
   for (int64_t b = 0; b < nb; ++b, src += 22, dst += QK) {
     const float d = LoadHalf(src);
     uint32_t qh;
@@ -127,7 +125,7 @@ void DequantQ5_0(const uint8_t* src, float* dst, int64_t nb) {
 }
 
 // block_q5_1: fp16 d, m; uint8 qh[4]; uint8 qs[16]. x = q * d + m.
-void DequantQ5_1(const uint8_t* src, float* dst, int64_t nb) {
+void DequantQ5_1(const uint8_t* __restrict src, float* __restrict dst, int64_t nb) {
   for (int64_t b = 0; b < nb; ++b, src += 24, dst += QK) {
     const float d = LoadHalf(src);
     const float m = LoadHalf(src + 2);
@@ -144,10 +142,10 @@ void DequantQ5_1(const uint8_t* src, float* dst, int64_t nb) {
 }
 
 // block_q8_0: fp16 d; int8 qs[32]. x = q * d.
-void DequantQ8_0(const uint8_t* src, float* dst, int64_t nb) {
+void DequantQ8_0(const uint8_t* __restrict src, float* __restrict dst, int64_t nb) {
   for (int64_t b = 0; b < nb; ++b, src += 34, dst += QK) {
     const float d = LoadHalf(src);
-    const auto* qs = reinterpret_cast<const int8_t*>(src + 2);
+    const auto* __restrict qs = reinterpret_cast<const int8_t*>(src + 2);
     for (int j = 0; j < 32; ++j) dst[j] = static_cast<float>(qs[j]) * d;
   }
 }
@@ -165,7 +163,7 @@ inline void ScaleMinK4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
 
 // block_q4_K: fp16 d, dmin; uint8 scales[12]; uint8 qs[128]. Eight sub-blocks of 32, each
 // x = d * sc * q - dmin * m; sub-blocks 2i and 2i+1 share qs[32i..32i+31] (low, high nibbles).
-void DequantQ4_K(const uint8_t* src, float* dst, int64_t nb) {
+void DequantQ4_K(const uint8_t* __restrict src, float* __restrict dst, int64_t nb) {
   for (int64_t b = 0; b < nb; ++b, src += 144) {
     const float d = LoadHalf(src);
     const float dmin = LoadHalf(src + 2);
@@ -185,7 +183,7 @@ void DequantQ4_K(const uint8_t* src, float* dst, int64_t nb) {
 
 // block_q5_K: fp16 d, dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128]. As Q4_K with a
 // fifth bit per element from qh (bit 2i for the low-nibble sub-block, 2i+1 for the high one).
-void DequantQ5_K(const uint8_t* src, float* dst, int64_t nb) {
+void DequantQ5_K(const uint8_t* __restrict src, float* __restrict dst, int64_t nb) {
   for (int64_t b = 0; b < nb; ++b, src += 176) {
     const float d = LoadHalf(src);
     const float dmin = LoadHalf(src + 2);
@@ -212,23 +210,27 @@ void DequantQ5_K(const uint8_t* src, float* dst, int64_t nb) {
 }
 
 // block_q6_K: uint8 ql[128]; uint8 qh[64]; int8 scales[16]; fp16 d. x = d * scale * (q - 32).
-void DequantQ6_K(const uint8_t* src, float* dst, int64_t nb) {
+void DequantQ6_K(const uint8_t* __restrict src, float* __restrict dst, int64_t nb) {
   for (int64_t b = 0; b < nb; ++b, src += 210) {
     const uint8_t* ql = src;
     const uint8_t* qh = src + 128;
     const auto* sc = reinterpret_cast<const int8_t*>(src + 192);
     const float d = LoadHalf(src + 208);
+    // Each half of 128 elements: 4 groups of 32; element l of group g is the (g & 2 ? high : low)
+    // nibble of ql[(g & 1 ? 32 : 0) + l] plus bits 2g..2g+1 of qh[l], scaled by sc[2g + l / 16].
     for (int n = 0; n < 2; ++n, dst += 128, ql += 64, qh += 32, sc += 8) {
-      for (int l = 0; l < 32; ++l) {
-        const int is = l / 16;
-        const int q1 = ((ql[l] & 0x0F) | (((qh[l] >> 0) & 3) << 4)) - 32;
-        const int q2 = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) - 32;
-        const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-        const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-        dst[l] = d * static_cast<float>(sc[is]) * static_cast<float>(q1);
-        dst[l + 32] = d * static_cast<float>(sc[is + 2]) * static_cast<float>(q2);
-        dst[l + 64] = d * static_cast<float>(sc[is + 4]) * static_cast<float>(q3);
-        dst[l + 96] = d * static_cast<float>(sc[is + 6]) * static_cast<float>(q4);
+      for (int g = 0; g < 4; ++g) {
+        const uint8_t* lo = ql + (g & 1) * 32;
+        const int shift = (g & 2) ? 4 : 0;
+        for (int h = 0; h < 2; ++h) {
+          const float dl = d * static_cast<float>(sc[2 * g + h]);
+          float* y = dst + 32 * g + 16 * h;
+          for (int l = 0; l < 16; ++l) {
+            const int j = 16 * h + l;
+            const int q = ((lo[j] >> shift) & 0x0F) | (((qh[j] >> (2 * g)) & 3) << 4);
+            y[l] = dl * static_cast<float>(q - 32);
+          }
+        }
       }
     }
   }
