@@ -39,6 +39,12 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   ko.layout = e->model_->KvLayoutFor(o.block_tokens);
   const int64_t tokens = o.kv_tokens > 0 ? o.kv_tokens : e->model_->config().context_length;
   ko.host_blocks = ko.layout.BlocksFor(tokens) * ko.layout.n_layers + ko.layout.n_layers;
+  if (e->backend_->device() != Device::kCpu) {
+    // One device arena for every block; the store hands out block ids over it.
+    const int64_t words = static_cast<int64_t>(ko.layout.BlockBytes() / 4);
+    SLIM_ASSIGN_OR_RETURN(e->kv_arena_, e->backend_->Alloc(DType::kF32, ko.host_blocks, words));
+    ko.arena = e->kv_arena_.view().data;
+  }
   SLIM_ASSIGN_OR_RETURN(e->kv_, kv::KvStore::Create(ko));
   if (o.default_pruning.empty()) {
     e->default_pruning_ = PaperSchedule(e->model_->config().n_layers);

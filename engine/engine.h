@@ -113,6 +113,7 @@ class Engine {
   std::unique_ptr<Model> model_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::optional<ChatTemplate> chat_;
+  Buffer kv_arena_;                  // device KV memory (non-CPU backends)
   std::unique_ptr<kv::KvStore> kv_;
   std::map<kv::SeqId, int32_t> seq_len_;  // tokens per live sequence
   std::vector<int32_t> scratch_pos_;

@@ -13,7 +13,12 @@ StatusOr<std::unique_ptr<KvStore>> KvStore::Create(const KvStoreOptions& o) {
                                 ", kv heads " + std::to_string(l.n_kv_heads) + ", head dim " +
                                 std::to_string(l.head_dim) + ")");
   }
-  SLIM_ASSIGN_OR_RETURN(auto pool, BlockPool::CreateHost(o.host_blocks, l.BlockBytes()));
+  std::unique_ptr<BlockPool> pool;
+  if (o.arena != nullptr) {
+    SLIM_ASSIGN_OR_RETURN(pool, BlockPool::CreateOver(Tier::kGpu, o.arena, o.host_blocks, l.BlockBytes()));
+  } else {
+    SLIM_ASSIGN_OR_RETURN(pool, BlockPool::CreateHost(o.host_blocks, l.BlockBytes()));
+  }
   return std::unique_ptr<KvStore>(new KvStore(l, std::move(pool)));
 }
 

@@ -36,7 +36,11 @@ struct KvLayout {
 
 struct KvStoreOptions {
   KvLayout layout;
-  int64_t host_blocks = 0;  // capacity of the host tier
+  int64_t host_blocks = 0;  // capacity of the first tier
+  // When set, the first tier is this caller-owned arena (device memory on the CUDA backend,
+  // host_blocks x BlockBytes() bytes, outliving the store) and is reported as the gpu tier;
+  // otherwise the store allocates host memory itself.
+  void* arena = nullptr;
 };
 
 struct LayerTable {
