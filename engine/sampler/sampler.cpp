@@ -222,7 +222,9 @@ size_t Sampler::Nucleus(float inv_t, float max_logit, double z) {
   const size_t vocab = static_cast<size_t>(vocab_size_);
   const float* w = work_.data();
   const float near = max_logit - 16.0f / inv_t;  // tokens at or below are in the tail
+  // Both passes must classify a token identically, so this is the only place that does it.
   auto bucket = [&](size_t i) {
+    if (!(w[i] > near)) return kTail;
     const float x = std::min((max_logit - w[i]) * inv_t, 16.0f);
     return std::min(static_cast<int>(x * kPerNat), kTail);
   };
@@ -230,7 +232,7 @@ size_t Sampler::Nucleus(float inv_t, float max_logit, double z) {
   std::array<std::array<double, kTail + 1>, 2> hist{};
   std::array<int32_t, kTail + 1> count{};
   for (size_t i = 0; i < vocab; ++i) {
-    if (w[i] > near) {
+    if (w[i] > near) {  // the common case (tail) costs one predictable compare
       const int b = bucket(i);
       hist[i & 1][b] += probs_[i];
       ++count[b];
@@ -268,7 +270,7 @@ size_t Sampler::Nucleus(float inv_t, float max_logit, double z) {
   const bool all = cross == kTail;
   for (size_t i = 0; i < vocab; ++i) {
     if (all || w[i] > near) {
-      const int b = bucket(i);
+      const int b = bucket(i);  // kTail for tokens at or below `near`
       ids[head] = static_cast<int32_t>(i);
       head += b < cross;
       cross_ids[n_cross] = static_cast<int32_t>(i);

@@ -254,6 +254,18 @@ TEST(SamplerTest, TopPCrossingInTheFarTail) {
   EXPECT_TRUE(std::includes(expected.begin(), expected.end(), got.begin(), got.end()));
 }
 
+TEST(SamplerTest, TinyTemperatureActsLikeGreedy) {
+  const auto logits = RandomLogits(1000, 35);
+  const int32_t best = Ranked(logits)[0];
+  for (float t : {1e-30f, 1e-45f}) {  // 1/T finite and 1/T overflowing
+    for (float top_p : {1.0f, 0.5f}) {
+      SamplingParams p = Params(t);
+      p.top_p = top_p;
+      EXPECT_EQ(Support(Draw(p, logits, 20)), std::set<int32_t>{best}) << t << " " << top_p;
+    }
+  }
+}
+
 TEST(SamplerTest, AllMaskedFallsBackToUniform) {
   std::vector<float> logits(10, -std::numeric_limits<float>::infinity());
   Sampler g(Params(0.0f), 10);
