@@ -24,6 +24,8 @@ class ChatTemplate {
   explicit ChatTemplate(ChatTemplateKind kind, std::string default_system = "");
 
   ChatTemplateKind kind() const { return kind_; }
+  // System message the template inserts when the chat does not start with one ("" if none).
+  const std::string& default_system() const { return default_system_; }
   // InvalidArgument for an empty message list or an unknown role.
   StatusOr<std::string> Apply(const std::vector<ChatMessage>& messages,
                               bool add_generation_prompt = true) const;

@@ -16,17 +16,24 @@
 namespace slim {
 
 struct EncodeOptions {
-  bool add_bos = false;        // prepend BOS (when the vocab has one)
+  // Prepend BOS (when the vocab has one). llama.cpp's add_special is add_bos = vocab().add_bos.
+  bool add_bos = false;
   bool parse_special = false;  // recognise control/user-defined token texts like <|im_start|>
 };
 
 class Tokenizer {
  public:
+  // Unimplemented for a model other than "gpt2" or an unknown pre-tokenizer name (llama.cpp
+  // refuses those too; "gpt2" is accepted as an alias of llama.cpp's "gpt-2"); InvalidArgument
+  // for inconsistent data (type count, ids out of range, duplicate token texts).
   static StatusOr<std::unique_ptr<Tokenizer>> Create(VocabData vocab);
   ~Tokenizer();
 
   // InvalidArgument when `text` is not valid UTF-8 (the message gives the byte offset).
   StatusOr<std::vector<int32_t>> Encode(std::string_view text, const EncodeOptions& opts) const;
+  // The pieces the pre-tokenizer regexes cut `text` into (no special-token handling, no BPE),
+  // as raw bytes; for debugging tokenization differences. InvalidArgument on invalid UTF-8.
+  StatusOr<std::vector<std::string>> PreTokenize(std::string_view text) const;
   // Raw bytes of one token (GPT-2 byte mapping undone); control tokens decode to their text
   // only when `render_special` is true, otherwise to "".
   std::string TokenBytes(int32_t id, bool render_special = false) const;
