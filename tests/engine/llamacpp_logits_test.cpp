@@ -1,5 +1,7 @@
-// The real default model against llama.cpp (fixtures from scripts/make-fixtures.py): last-
-// position logits on prompts of 16 to 1000 tokens and 32-token greedy continuations.
+// The real default model against two independent references: llama.cpp (fixtures from
+// scripts/make-fixtures.py: last-position logits on prompts of 16 to 1000 tokens and 32-token
+// greedy continuations) and a float64 numpy forward pass over the same dequantized weights
+// (scripts/numpy-forward.py --write).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,12 +15,15 @@ namespace {
 
 using json = nlohmann::json;
 
-// Measured tolerances (see bench/RESULTS.md "Logit agreement with llama.cpp"): llama.cpp
-// multiplies Q4_1/Q8_0 weights with activations quantized to 8 bits, we compute in fp32 from
-// dequantized weights, so logits differ by a few hundredths; a wrong RoPE or norm moves them by
-// whole units.
-constexpr double kMaxAbsTol = 0.35;   // largest |ours - llama.cpp| over the vocabulary
-constexpr double kRmsTol = 0.08;      // root-mean-square difference
+// Measured tolerances (bench/RESULTS.md, "Logit agreement"). llama.cpp multiplies the Q4_1 /
+// Q8_0 weights with activations quantized to 8 bits; we (and numpy) compute in fp32 from the
+// dequantized weights. The numpy float64 forward differs from llama.cpp by max 0.90 / rms 0.27
+// (p16) and from us by ~1e-3, so llama.cpp's own arithmetic explains the gap. Measured bugs
+// for scale (p250): RoPE on (i, i + d/2) pairs moves the logits by rms 10.7 from llama.cpp, a
+// wrong RoPE base (1e4 for 1e5) by rms 0.76 / max 2.7.
+constexpr double kMaxAbsTol = 1.2;     // largest |ours - llama.cpp| over the vocabulary
+constexpr double kRmsTol = 0.35;       // root-mean-square difference to llama.cpp
+constexpr double kNumpyMaxAbsTol = 1e-3;  // largest |ours - numpy float64| (measured <= 4e-5)
 // A greedy divergence is accepted only where our own top-2 margin is this small.
 constexpr float kTieMargin = 0.25f;
 
@@ -77,8 +82,17 @@ TEST(LlamaCppLogits, LastPositionLogitsAgree) {
       if (ours[i] > ours[argmax]) argmax = i;
     }
     const double rms = std::sqrt(sq / vocab);
-    std::printf("[logits] %-6s %5zu tokens: argmax ours %d llama.cpp %d, max |diff| %.4f, rms %.4f\n",
-                name.c_str(), ids.size(), argmax, c["argmax"].get<int>(), max_abs, rms);
+    // The float64 reference over the same weights.
+    std::ifstream np(FixtureDir() + "/numpy_" + name + ".f32", std::ios::binary);
+    ASSERT_TRUE(np) << "missing numpy_" << name << ".f32: run scripts/numpy-forward.py --case all --write";
+    std::vector<float> exact(static_cast<size_t>(vocab));
+    np.read(reinterpret_cast<char*>(exact.data()), static_cast<std::streamsize>(exact.size() * sizeof(float)));
+    double np_max = 0.0;
+    for (int i = 0; i < vocab; ++i) np_max = std::max(np_max, std::fabs(static_cast<double>(ours[i]) - exact[i]));
+    std::printf("[logits] %-6s %5zu tokens: argmax ours %d llama.cpp %d; vs llama.cpp max |diff| %.4f rms %.4f; "
+                "vs numpy float64 max |diff| %.2e\n",
+                name.c_str(), ids.size(), argmax, c["argmax"].get<int>(), max_abs, rms, np_max);
+    EXPECT_LT(np_max, kNumpyMaxAbsTol) << name;
     EXPECT_EQ(argmax, c["argmax"].get<int>()) << name;
     EXPECT_LT(max_abs, kMaxAbsTol) << name;
     EXPECT_LT(rms, kRmsTol) << name;
