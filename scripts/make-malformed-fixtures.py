@@ -372,6 +372,19 @@ def seed_cases():
     yield "all_types_v2_align64.gguf", gguf([kv("general.alignment", T_U32, 64)] + every_value_type_kvs(),
                                             types, version=2, alignment=64, rng=rng)
     yield "no_tensors.gguf", gguf(llama_kvs(), [])
+    yield "tiny_llama_rope_llama3.gguf", gguf(llama_kvs({
+        "llama.rope.scaling.type": (T_STR, "llama3"), "llama.rope.scaling.factor": (T_F32, 8.0),
+        "llama.rope.scaling.original_context_length": (T_U32, 128),
+        "llama.rope.scaling.low_freq_factor": (T_F32, 1.0), "llama.rope.scaling.high_freq_factor": (T_F32, 4.0),
+        "llama.attention.key_length": (T_U32, 16), "llama.attention.value_length": (T_U32, 16)}),
+        llama_tensors(), rng=rng)
+    # vocab from the token list, legacy linear rope scale, qwen2 keys
+    yield "tiny_qwen2_vocab_from_tokens.gguf", gguf(
+        llama_kvs({"qwen2.rope.scale_linear": (T_F32, 2.0)}, drop=("qwen2.vocab_size",), arch="qwen2")
+        + tokenizer_kvs(), llama_tensors(), rng=rng)
+    # vocab from token_embd's dims, untied output
+    yield "tiny_llama_vocab_from_embd.gguf", gguf(llama_kvs(drop=("llama.vocab_size",)),
+                                                  llama_tensors() + [("output.weight", [32, 16], Q5_0)], rng=rng)
 
 
 def main():
