@@ -1,0 +1,266 @@
+// The Generate stream reactor.
+#include "server/generate_reactor.h"
+
+#include "server/logging.h"
+#include "server/proto_parse.h"
+
+namespace slim::server {
+namespace {
+
+namespace v1 = sliminfer::v1;
+
+double MsSince(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+void ToProto(const PruningSummary& s, v1::PruningSummary* out) {
+  out->set_applied(s.applied);
+  out->set_prompt_tokens(s.prompt_tokens);
+  for (const auto& st : s.stages) {
+    v1::PruningStageSummary* p = out->add_stages();
+    p->set_layer(st.layer);
+    p->set_tokens_kept(st.tokens_kept);
+  }
+  out->set_kv_bytes(static_cast<int64_t>(s.kv_bytes));
+  out->set_dense_kv_bytes(static_cast<int64_t>(s.dense_kv_bytes));
+}
+
+v1::FinishReason ToProto(FinishReason r) {
+  switch (r) {
+    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kStopToken: return v1::FINISH_REASON_STOP_TOKEN;
+    case FinishReason::kStopString: return v1::FINISH_REASON_STOP_STRING;
+    case FinishReason::kEndOfGeneration: return v1::FINISH_REASON_END_OF_GENERATION;
+    default: return v1::FINISH_REASON_UNSPECIFIED;
+  }
+}
+
+std::string KeptString(const PruningSummary& s) {
+  if (!s.applied) return "off";
+  std::string out;
+  for (const auto& st : s.stages) {
+    out += (out.empty() ? "" : ",") + std::to_string(st.layer) + ":" + std::to_string(st.tokens_kept);
+  }
+  return out.empty() ? "none" : out;
+}
+
+}  // namespace
+
+GenerateReactor::GenerateReactor(const ServiceContext& ctx, grpc::CallbackServerContext* call,
+                                 const grpc::ByteBuffer* request, const Status& admissible)
+    : ctx_(ctx), call_(call), arrival_(std::chrono::steady_clock::now()) {
+  Status s = admissible.ok() ? Begin(request) : admissible;
+  if (!s.ok()) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      ended_ = true;
+      finished_ = true;
+      final_ = s;
+    }
+    FinishCall();
+  }
+}
+
+Status GenerateReactor::Begin(const grpc::ByteBuffer* request) {
+  v1::GenerateRequest req;
+  SLIM_RETURN_IF_ERROR(ParseRequest(*request, &req));
+  request_id_ = req.request_id();  // for the log line even when validation fails
+  SLIM_ASSIGN_OR_RETURN(GenerationRequest gen, BuildGenerationRequest(req, *ctx_.engine, ctx_.limits));
+  if (gen.request_id.empty()) gen.request_id = ctx_.registry->NewId();
+  request_id_ = gen.request_id;
+  prompt_tokens_ = static_cast<int32_t>(gen.prompt.size());
+  const auto deadline = call_->deadline();
+  if (deadline != std::chrono::system_clock::time_point::max()) {
+    const auto left = deadline - std::chrono::system_clock::now();
+    gen.deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::nanoseconds>(left);
+  }
+  task_ = std::make_shared<GenerationTask>(std::move(gen), this);
+  if (!ctx_.registry->Add(request_id_, task_)) {
+    const std::string id = request_id_;
+    request_id_ += " (duplicate)";
+    return Status(StatusCode::kAlreadyExists, "request_id: '" + id + "' is already in use by a live request");
+  }
+  registered_ = true;
+  submitted_ = true;  // before Submit: the scheduler may call back at once
+  Status s = ctx_.scheduler->Submit(task_);
+  if (!s.ok()) submitted_ = false;
+  return s;
+}
+
+void GenerateReactor::OnStarted(const StartedEvent& e) {
+  v1::GenerateResponse r;
+  v1::Started* s = r.mutable_started();
+  s->set_request_id(request_id_);
+  s->set_prompt_tokens(e.prompt_tokens);
+  ToProto(e.pruning, s->mutable_pruning());
+  s->set_queue_ms(e.queue_ms);
+  s->set_prefill_ms(e.prefill_ms);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    queue_ms_ = e.queue_ms;
+    prefill_ms_ = e.prefill_ms;
+    kept_ = KeptString(e.pruning);
+  }
+  Push(std::move(r));
+}
+
+void GenerateReactor::OnToken(const TokenEvent& e) {
+  v1::GenerateResponse r;
+  v1::TokenChunk* c = r.mutable_chunk();
+  c->set_text(e.text);
+  if (e.token >= 0) c->add_token_ids(e.token);
+  if (e.sample != nullptr) {
+    v1::TokenLogprob* lp = c->add_logprobs();
+    lp->set_token_id(e.token);
+    lp->set_logprob(e.sample->logprob);
+    for (const TokenLogprob& t : e.sample->top) {
+      v1::TopLogprob* tp = lp->add_top();
+      tp->set_token_id(t.id);
+      tp->set_logprob(t.logprob);
+    }
+  }
+  Push(std::move(r));
+}
+
+void GenerateReactor::OnFinished(const FinishedEvent& e) {
+  v1::GenerateResponse r;
+  v1::Finished* f = r.mutable_finished();
+  f->set_reason(ToProto(e.reason));
+  f->mutable_usage()->set_prompt_tokens(e.prompt_tokens);
+  f->mutable_usage()->set_completion_tokens(e.completion_tokens);
+  f->mutable_usage()->set_total_tokens(e.prompt_tokens + e.completion_tokens);
+  v1::Timings* t = f->mutable_timings();
+  t->set_queue_ms(e.queue_ms);
+  t->set_prefill_ms(e.prefill_ms);
+  t->set_decode_ms(e.decode_ms);
+  t->set_decode_ms_per_token(e.completion_tokens > 1 ? e.decode_ms / (e.completion_tokens - 1) : 0.0);
+  // ttft_ms and e2e_ms are stamped when this event is written (NextLocked).
+  ToProto(e.pruning, f->mutable_pruning());
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    completion_tokens_ = e.completion_tokens;
+    finish_reason_ = FinishReasonName(e.reason);
+    decode_ms_ = e.decode_ms;
+  }
+  Push(std::move(r));
+  End(OkStatus());
+}
+
+void GenerateReactor::OnError(const Status& status) { End(status); }
+
+void GenerateReactor::Push(v1::GenerateResponse response) {
+  std::unique_lock<std::mutex> l(mu_);
+  if (finished_ || ended_ || broken_) return;
+  // Merge a chunk into the last queued chunk that is not in flight.
+  const size_t first_free = writing_ ? 1 : 0;
+  if (response.has_chunk() && pending_.size() > first_free && pending_.back().has_chunk()) {
+    v1::TokenChunk* into = pending_.back().mutable_chunk();
+    const v1::TokenChunk& from = response.chunk();
+    into->mutable_text()->append(from.text());
+    into->mutable_token_ids()->MergeFrom(from.token_ids());
+    into->mutable_logprobs()->MergeFrom(from.logprobs());
+  } else {
+    pending_.push_back(std::move(response));
+  }
+  const bool finish = NextLocked();
+  l.unlock();
+  if (finish) FinishCall();
+}
+
+void GenerateReactor::End(const Status& status) {
+  std::unique_lock<std::mutex> l(mu_);
+  if (ended_) return;
+  ended_ = true;
+  final_ = status;
+  const bool finish = NextLocked();
+  l.unlock();
+  if (finish) FinishCall();
+}
+
+bool GenerateReactor::NextLocked() {
+  if (writing_ || finished_) return false;
+  if (!pending_.empty() && !broken_) {
+    v1::GenerateResponse& next = pending_.front();
+    const auto now = std::chrono::steady_clock::now();
+    if (next.has_chunk() && next.chunk().token_ids_size() > 0) {
+      if (tokens_written_ == 0) {
+        first_token_ = now;
+        ctx_.metrics->ObserveTtft(MsSince(arrival_, now) / 1e3);
+      } else {
+        ctx_.metrics->ObserveInterToken(MsSince(last_token_, now) / 1e3);
+      }
+      last_token_ = now;
+      tokens_written_ += next.chunk().token_ids_size();
+    } else if (next.has_finished()) {
+      v1::Timings* t = next.mutable_finished()->mutable_timings();
+      t->set_ttft_ms(tokens_written_ > 0 ? MsSince(arrival_, first_token_) : 0.0);
+      t->set_e2e_ms(MsSince(arrival_, now));
+    }
+    wire_ = SerializeToBuffer(next);
+    writing_ = true;
+    StartWrite(&wire_);
+    return false;
+  }
+  if (!ended_) return false;
+  finished_ = true;
+  return true;
+}
+
+void GenerateReactor::OnWriteDone(bool ok) {
+  std::unique_lock<std::mutex> l(mu_);
+  writing_ = false;
+  if (!pending_.empty()) pending_.pop_front();
+  if (!ok) {
+    // The client is gone (cancelled, deadline, connection lost): drop what is queued; the
+    // scheduler ends the task at its next step and then End() finishes the call.
+    broken_ = true;
+    pending_.clear();
+    if (!ended_ && task_) {
+      const bool expired = call_->deadline() <= std::chrono::system_clock::now();
+      task_->Cancel(expired ? DeadlineExceededError("deadline exceeded") : CancelledError("client went away"));
+      ctx_.scheduler->Notify();
+    }
+  }
+  const bool finish = NextLocked();
+  l.unlock();
+  if (finish) FinishCall();
+}
+
+void GenerateReactor::OnCancel() {
+  // Cancel() is first-wins and the task is only read by the scheduler, so no lock is needed.
+  if (!task_ || !submitted_) return;
+  const bool expired = call_->deadline() <= std::chrono::system_clock::now();
+  task_->Cancel(expired ? DeadlineExceededError("deadline exceeded") : CancelledError("cancelled by the client"));
+  ctx_.scheduler->Notify();
+}
+
+void GenerateReactor::FinishCall() {
+  // finished_ is set: nothing else touches the write state any more.
+  const auto now = std::chrono::steady_clock::now();
+  const Status status = final_;
+  ctx_.metrics->CountRequest(status.code());
+  if (submitted_) ctx_.metrics->ObserveE2e(MsSince(arrival_, now) / 1e3);
+  RequestLogLine line;
+  line.request_id = request_id_.empty() ? "-" : request_id_;
+  line.peer = call_->peer();
+  line.status = StatusCodeName(status.code());
+  line.message = status.message();
+  line.finish_reason = finish_reason_;
+  line.prompt_tokens = prompt_tokens_;
+  line.completion_tokens = status.ok() ? completion_tokens_ : tokens_written_;
+  line.queue_ms = queue_ms_;
+  line.prefill_ms = prefill_ms_;
+  line.ttft_ms = tokens_written_ > 0 ? MsSince(arrival_, first_token_) : -1.0;
+  line.e2e_ms = MsSince(arrival_, now);
+  line.decode_ms_per_token = completion_tokens_ > 1 ? decode_ms_ / (completion_tokens_ - 1) : 0.0;
+  line.pruning = kept_;
+  LogRequest(line);
+  Finish(ToGrpc(status));
+}
+
+void GenerateReactor::OnDone() {
+  if (registered_) ctx_.registry->Remove(request_id_);
+  delete this;
+}
+
+}  // namespace slim::server

@@ -1,0 +1,82 @@
+// One Generate stream: parses and validates the request, submits it to the scheduler, and
+// writes its events (Started, TokenChunks, Finished) one at a time, merging token chunks that
+// pile up behind a slow reader. It stamps TTFT when the first token is handed to the stream,
+// observes the request metrics, logs one line per request and ends the call exactly once.
+//
+// Thread-safety: the GenerationSink methods run on the scheduler thread, the reactions
+// (OnWriteDone, OnCancel, OnDone) on gRPC threads; mu_ guards the write state. Finish is always
+// the last thing a method does with `this`, since OnDone (which deletes it) may follow at once.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "server/generation.h"
+#include "server/inference_service.h"
+
+namespace slim::server {
+
+class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public GenerationSink {
+ public:
+  // `admissible`: OK, or the status to end the call with at once (not ready, draining).
+  GenerateReactor(const ServiceContext& ctx, grpc::CallbackServerContext* call, const grpc::ByteBuffer* request,
+                  const Status& admissible);
+
+  // GenerationSink (scheduler thread).
+  void OnStarted(const StartedEvent& e) override;
+  void OnToken(const TokenEvent& e) override;
+  void OnFinished(const FinishedEvent& e) override;
+  void OnError(const Status& status) override;
+
+  // Reactions (gRPC threads).
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+ private:
+  using SteadyTime = std::chrono::steady_clock::time_point;
+
+  Status Begin(const grpc::ByteBuffer* request);
+  // Queues `response` (or merges a chunk into the last queued one) and writes if idle.
+  void Push(sliminfer::v1::GenerateResponse response);
+  // The terminal event: `status` once everything queued is written.
+  void End(const Status& status);
+  // Under mu_: starts the next write, or decides to Finish. Returns whether to call Finish
+  // (after unlocking) with final_.
+  bool NextLocked();
+  // Accounting, logging and Finish (the last use of `this`).
+  void FinishCall();
+
+  const ServiceContext ctx_;
+  grpc::CallbackServerContext* call_;
+  const SteadyTime arrival_;
+  std::shared_ptr<GenerationTask> task_;
+  std::string request_id_;
+  bool registered_ = false;
+
+  std::mutex mu_;
+  std::deque<sliminfer::v1::GenerateResponse> pending_;  // front() is in flight while writing_
+  grpc::ByteBuffer wire_;                                  // bytes of the write in flight
+  bool writing_ = false;
+  bool ended_ = false;        // the terminal event arrived
+  bool finished_ = false;     // Finish was (or is about to be) called
+  bool broken_ = false;       // a write failed: the client is gone
+  Status final_;
+  // Timings and counts for the Finished event, the metrics and the log line.
+  bool submitted_ = false;
+  SteadyTime first_token_{};
+  SteadyTime last_token_{};
+  int32_t tokens_written_ = 0;
+  int32_t prompt_tokens_ = 0;
+  int32_t completion_tokens_ = 0;
+  std::string finish_reason_;
+  double queue_ms_ = 0.0, prefill_ms_ = 0.0, decode_ms_ = 0.0;
+  std::string kept_;          // pruning summary for the log ("layer:tokens,...")
+};
+
+}  // namespace slim::server

@@ -1,0 +1,76 @@
+// Prometheus metrics of the server: the request histograms and counters the RPC layer and the
+// scheduler observe, and (at scrape time) the scheduler and KV store stats. This is the one file
+// that turns engine/kvstore/scheduler stats structs into Prometheus families.
+// Thread-safety: every method may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <prometheus/collectable.h>
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "engine/core/status.h"
+#include "kvstore/kv_store.h"
+#include "server/scheduler.h"
+
+namespace slim::server {
+
+class ServerMetrics final : public SchedulerObserver {
+ public:
+  ServerMetrics();
+  ~ServerMetrics() override;
+
+  // What the scrape-time families read; set once the engine is up (null = not exported yet).
+  void SetSources(const kv::KvStore* kv, const Scheduler* scheduler);
+
+  // RPC layer.
+  void ObserveTtft(double seconds);
+  void ObserveInterToken(double seconds);
+  void ObserveE2e(double seconds);
+  // Counts one finished Generate call by outcome: "ok" or the lower-case status code name.
+  void CountRequest(StatusCode code);
+  static std::string OutcomeName(StatusCode code);
+
+  // SchedulerObserver (scheduler thread).
+  void OnAdmitted(double queue_seconds) override;
+  void OnPrefill(double seconds, int64_t prompt_tokens, int64_t pruned_tokens) override;
+  void OnDecodeStep(int batch, double seconds) override;
+  void OnGeneratedTokens(int64_t n) override;
+
+  // Starts an HTTP exposer serving /metrics on host:port (port 0 = any free port).
+  Status StartExposer(const std::string& host, int port);
+  int exposer_port() const { return exposer_port_; }
+  // Stops serving /metrics (joins the HTTP threads).
+  void StopExposer();
+  // The text exposition of every family (what /metrics serves).
+  std::string Render() const;
+
+ private:
+  class StatsCollectable;
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<StatsCollectable> stats_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  int exposer_port_ = -1;
+
+  prometheus::Histogram* ttft_;
+  prometheus::Histogram* itl_;
+  prometheus::Histogram* e2e_;
+  prometheus::Histogram* queue_;
+  prometheus::Histogram* prefill_;
+  prometheus::Histogram* decode_step_;
+  prometheus::Histogram* decode_batch_;
+  prometheus::Family<prometheus::Counter>* requests_;
+  prometheus::Counter* prompt_tokens_;
+  prometheus::Counter* generation_tokens_;
+  prometheus::Counter* pruned_tokens_;
+};
+
+}  // namespace slim::server

@@ -1,0 +1,58 @@
+// The scheduler's view of the engine: sequence lifecycle, KV capacity and the tokenizer, behind
+// an interface so scheduler policy is testable with a fake model. EngineRunner adapts
+// slim::Engine. Thread-safety: like Engine, one thread drives Prefill/Decode/Release; the
+// capacity getters (TotalBlocks, FreeBlocks) may be called from any thread.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace slim::server {
+
+class ModelRunner {
+ public:
+  virtual ~ModelRunner() = default;
+  virtual int32_t vocab_size() const = 0;
+  virtual int n_layers() const = 0;
+  virtual int block_tokens() const = 0;
+  virtual int64_t TotalBlocks() const = 0;
+  virtual int64_t FreeBlocks() const = 0;
+  // Null for a model without one (synthetic weights): no text, no end-of-generation tokens.
+  virtual const Tokenizer* tokenizer() const = 0;
+  virtual StatusOr<int64_t> PrefillBlocks(int64_t prompt_tokens, const PruningRequest& pruning) const = 0;
+  virtual StatusOr<PrefillResult> Prefill(kv::SeqId seq, std::span<const int32_t> prompt,
+                                          const PruningRequest& pruning) = 0;
+  // logits: [items.size() * vocab]
+  virtual Status Decode(std::span<const DecodeItem> items, std::vector<float>* logits) = 0;
+  virtual Status Release(kv::SeqId seq) = 0;
+};
+
+class EngineRunner final : public ModelRunner {
+ public:
+  explicit EngineRunner(Engine* engine) : e_(engine) {}
+  int32_t vocab_size() const override { return e_->config().vocab_size; }
+  int n_layers() const override { return e_->config().n_layers; }
+  int block_tokens() const override { return e_->kv().layout().block_tokens; }
+  int64_t TotalBlocks() const override { return e_->kv().Stats().host.total_blocks; }
+  int64_t FreeBlocks() const override { return e_->kv().FreeBlocks(); }
+  const Tokenizer* tokenizer() const override { return e_->tokenizer(); }
+  StatusOr<int64_t> PrefillBlocks(int64_t prompt_tokens, const PruningRequest& pruning) const override {
+    return e_->PrefillBlocks(prompt_tokens, pruning);
+  }
+  StatusOr<PrefillResult> Prefill(kv::SeqId seq, std::span<const int32_t> prompt,
+                                  const PruningRequest& pruning) override {
+    return e_->Prefill(seq, prompt, pruning);
+  }
+  Status Decode(std::span<const DecodeItem> items, std::vector<float>* logits) override {
+    return e_->Decode(items, logits);
+  }
+  Status Release(kv::SeqId seq) override { return e_->Release(seq); }
+
+ private:
+  Engine* e_;
+};
+
+}  // namespace slim::server

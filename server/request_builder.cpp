@@ -1,0 +1,235 @@
+// Validation of Generate / Tokenize requests and their conversion into engine types.
+#include "server/request_builder.h"
+
+#include <cmath>
+
+namespace slim::server {
+namespace {
+
+namespace v1 = sliminfer::v1;
+
+Status Prefixed(const Status& s, const std::string& prefix) {
+  if (s.ok()) return s;
+  return Status(s.code(), prefix + s.message());
+}
+
+StatusOr<std::vector<ChatMessage>> ChatFromProto(const v1::ChatMessages& chat, const std::string& field) {
+  if (chat.messages().empty()) return InvalidArgumentError(field + ".messages: is empty");
+  std::vector<ChatMessage> out;
+  for (int i = 0; i < chat.messages_size(); ++i) {
+    const v1::ChatMessage& m = chat.messages(i);
+    const std::string where = field + ".messages[" + std::to_string(i) + "]";
+    if (m.role() != "system" && m.role() != "user" && m.role() != "assistant") {
+      return InvalidArgumentError(where + ".role: must be system, user or assistant, got '" + m.role() + "'");
+    }
+    out.push_back(ChatMessage{m.role(), m.content()});
+  }
+  return out;
+}
+
+// Chat messages -> token ids, with the field name in every error.
+StatusOr<std::vector<int32_t>> TokenizeChatField(const v1::ChatMessages& chat, const Engine& engine,
+                                                 const std::string& field) {
+  SLIM_ASSIGN_OR_RETURN(std::vector<ChatMessage> messages, ChatFromProto(chat, field));
+  if (engine.chat_template() == nullptr) {
+    return InvalidArgumentError(field + ": this model has no chat template; send prompt or token_ids");
+  }
+  StatusOr<std::vector<int32_t>> ids = engine.TokenizeChat(messages);
+  if (!ids.ok()) return Status(StatusCode::kInvalidArgument, field + ": " + ids.status().message());
+  return ids;
+}
+
+StatusOr<std::vector<int32_t>> TokenizeText(const std::string& text, bool parse_special, const Engine& engine,
+                                            const std::string& field) {
+  if (text.empty()) return InvalidArgumentError(field + ": is empty");
+  if (engine.tokenizer() == nullptr) {
+    return InvalidArgumentError(field + ": this model has no tokenizer (synthetic weights); send token_ids");
+  }
+  StatusOr<std::vector<int32_t>> ids = engine.Tokenize(text, parse_special);
+  if (!ids.ok()) return Status(StatusCode::kInvalidArgument, field + ": " + ids.status().message());
+  return ids;
+}
+
+StatusOr<PruningRequest> PruningFromProto(const v1::PruningOptions& p, const Engine& engine,
+                                          PruningMode server_default) {
+  PruningRequest r;
+  switch (p.mode()) {
+    case v1::PruningOptions::MODE_UNSPECIFIED: r.mode = server_default; break;
+    case v1::PruningOptions::MODE_OFF: r.mode = PruningMode::kOff; break;
+    case v1::PruningOptions::MODE_DEFAULT: r.mode = PruningMode::kDefault; break;
+    case v1::PruningOptions::MODE_EXPLICIT: r.mode = PruningMode::kExplicit; break;
+    default:
+      return InvalidArgumentError("pruning.mode: unknown value " + std::to_string(static_cast<int>(p.mode())));
+  }
+  if (r.mode != PruningMode::kExplicit) {
+    if (!p.stages().empty()) return InvalidArgumentError("pruning.stages: only allowed with MODE_EXPLICIT");
+    if (p.prune_after_attention()) {
+      return InvalidArgumentError("pruning.prune_after_attention: only allowed with MODE_EXPLICIT");
+    }
+    return r;
+  }
+  if (p.stages().empty()) return InvalidArgumentError("pruning.stages: required with MODE_EXPLICIT");
+  r.config.block_tokens = engine.kv().layout().block_tokens;
+  r.config.unit_tokens = engine.default_pruning().unit_tokens;
+  r.config.query_window = engine.default_pruning().query_window;
+  r.config.after_attention = p.prune_after_attention();
+  for (int i = 0; i < p.stages_size(); ++i) {
+    const v1::PruneStage& s = p.stages(i);
+    const std::string where = "pruning.stages[" + std::to_string(i) + "]";
+    PruneStage st;
+    st.layer = s.layer();
+    switch (s.keep_case()) {
+      case v1::PruneStage::kTokens:
+        if (s.tokens() < 1) return InvalidArgumentError(where + ".tokens: must be >= 1");
+        st.keep = static_cast<double>(s.tokens());
+        break;
+      case v1::PruneStage::kFraction:
+        if (!std::isfinite(s.fraction()) || s.fraction() <= 0.0 || s.fraction() >= 1.0) {
+          return InvalidArgumentError(where + ".fraction: must be in (0, 1)");
+        }
+        st.keep = s.fraction();
+        st.fraction = true;
+        break;
+      default:
+        return InvalidArgumentError(where + ": set tokens or fraction");
+    }
+    r.config.stages.push_back(st);
+  }
+  SLIM_RETURN_IF_ERROR(Prefixed(r.config.Validate(engine.config().n_layers), "pruning.stages: "));
+  return r;
+}
+
+}  // namespace
+
+Status ValidateRequestId(const std::string& id) {
+  if (id.size() > 128) return InvalidArgumentError("request_id: longer than 128 characters");
+  for (char c : id) {
+    if (c < 0x21 || c > 0x7E) return InvalidArgumentError("request_id: must be printable ASCII without spaces");
+  }
+  return OkStatus();
+}
+
+StatusOr<GenerationRequest> BuildGenerationRequest(const v1::GenerateRequest& in, const Engine& engine,
+                                                   const RequestLimits& limits) {
+  const ModelConfig& c = engine.config();
+  GenerationRequest r;
+  SLIM_RETURN_IF_ERROR(ValidateRequestId(in.request_id()));
+  r.request_id = in.request_id();
+
+  // Input.
+  switch (in.input_case()) {
+    case v1::GenerateRequest::kPrompt: {
+      SLIM_ASSIGN_OR_RETURN(r.prompt, TokenizeText(in.prompt(), false, engine, "prompt"));
+      break;
+    }
+    case v1::GenerateRequest::kChat: {
+      SLIM_ASSIGN_OR_RETURN(r.prompt, TokenizeChatField(in.chat(), engine, "chat"));
+      break;
+    }
+    case v1::GenerateRequest::kTokenIds: {
+      const auto& ids = in.token_ids().ids();
+      if (ids.empty()) return InvalidArgumentError("token_ids.ids: is empty");
+      for (int i = 0; i < ids.size(); ++i) {
+        if (ids[i] < 0 || ids[i] >= c.vocab_size) {
+          return InvalidArgumentError("token_ids.ids[" + std::to_string(i) + "]: " + std::to_string(ids[i]) +
+                                      " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
+        }
+      }
+      r.prompt.assign(ids.begin(), ids.end());
+      break;
+    }
+    default:
+      return InvalidArgumentError("input: set one of prompt, chat or token_ids");
+  }
+  const int64_t n = static_cast<int64_t>(r.prompt.size());
+  if (n > c.context_length) {
+    return InvalidArgumentError("prompt: " + std::to_string(n) + " tokens exceed the model context of " +
+                                std::to_string(c.context_length));
+  }
+  if (n > limits.max_prompt_tokens) {
+    return InvalidArgumentError("prompt: " + std::to_string(n) + " tokens exceed the server limit of " +
+                                std::to_string(limits.max_prompt_tokens) + " (--max-prompt-tokens)");
+  }
+
+  // Sampling.
+  const v1::SamplingOptions& s = in.sampling();
+  SamplingParams& sp = r.sampling;
+  sp.temperature = s.temperature();
+  sp.top_k = s.top_k();
+  if (s.has_top_p()) sp.top_p = s.top_p();
+  sp.min_p = s.min_p();
+  sp.seed = s.seed();
+  if (s.has_repetition_penalty()) sp.repetition_penalty = s.repetition_penalty();
+  sp.frequency_penalty = s.frequency_penalty();
+  sp.presence_penalty = s.presence_penalty();
+  if (s.has_penalty_last_n()) sp.penalty_last_n = s.penalty_last_n();
+  if (s.has_logprobs()) {
+    r.want_logprobs = true;
+    sp.logprobs = s.logprobs();
+  }
+  SLIM_RETURN_IF_ERROR(Prefixed(sp.Validate(c.vocab_size), "sampling."));
+
+  // Stopping.
+  const v1::StoppingOptions& st = in.stopping();
+  if (st.max_tokens() < 0) {
+    return InvalidArgumentError("stopping.max_tokens: must be >= 0 (0 = the server default), got " +
+                                std::to_string(st.max_tokens()));
+  }
+  int64_t max_tokens = st.max_tokens() == 0 ? limits.default_max_tokens : st.max_tokens();
+  if (st.max_tokens() == 0) {
+    // The default shrinks to what the limits leave; an explicit value must fit them.
+    max_tokens = std::min<int64_t>(max_tokens, std::min<int64_t>(limits.max_total_tokens, c.context_length) - n);
+    if (max_tokens < 1) {
+      return InvalidArgumentError("prompt: " + std::to_string(n) + " tokens leave no room to generate within " +
+                                  std::to_string(std::min<int64_t>(limits.max_total_tokens, c.context_length)) +
+                                  " tokens");
+    }
+  }
+  if (n + max_tokens > c.context_length) {
+    return InvalidArgumentError("stopping.max_tokens: prompt (" + std::to_string(n) + " tokens) + max_tokens (" +
+                                std::to_string(max_tokens) + ") exceeds the model context of " +
+                                std::to_string(c.context_length));
+  }
+  if (n + max_tokens > limits.max_total_tokens) {
+    return InvalidArgumentError("stopping.max_tokens: prompt (" + std::to_string(n) + " tokens) + max_tokens (" +
+                                std::to_string(max_tokens) + ") exceeds the server limit of " +
+                                std::to_string(limits.max_total_tokens) + " (--max-total-tokens)");
+  }
+  r.stop.max_tokens = static_cast<int32_t>(max_tokens);
+  r.stop.ignore_eos = st.ignore_eos();
+  if (st.stop_size() > 16) {
+    return InvalidArgumentError("stopping.stop: at most 16 stop strings, got " + std::to_string(st.stop_size()));
+  }
+  for (int i = 0; i < st.stop_size(); ++i) {
+    if (st.stop(i).empty() || st.stop(i).size() > 256) {
+      return InvalidArgumentError("stopping.stop[" + std::to_string(i) + "]: must be 1 to 256 bytes");
+    }
+    r.stop.stop_strings.push_back(st.stop(i));
+  }
+  for (int i = 0; i < st.stop_token_ids_size(); ++i) {
+    const int32_t id = st.stop_token_ids(i);
+    if (id < 0 || id >= c.vocab_size) {
+      return InvalidArgumentError("stopping.stop_token_ids[" + std::to_string(i) + "]: " + std::to_string(id) +
+                                  " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
+    }
+    r.stop.stop_token_ids.push_back(id);
+  }
+  SLIM_RETURN_IF_ERROR(Prefixed(r.stop.Validate(c.vocab_size, c.context_length), "stopping: "));
+
+  // Pruning.
+  SLIM_ASSIGN_OR_RETURN(r.pruning, PruningFromProto(in.pruning(), engine, limits.server_pruning));
+  return r;
+}
+
+StatusOr<std::vector<int32_t>> TokenizeRequest(const v1::TokenizeRequest& in, const Engine& engine) {
+  switch (in.input_case()) {
+    case v1::TokenizeRequest::kText:
+      return TokenizeText(in.text(), in.parse_special(), engine, "text");
+    case v1::TokenizeRequest::kChat:
+      return TokenizeChatField(in.chat(), engine, "chat");
+    default:
+      return InvalidArgumentError("input: set one of text or chat");
+  }
+}
+
+}  // namespace slim::server

@@ -1,0 +1,333 @@
+// Continuous batching scheduler: queue, admission by worst-case KV blocks, one prefill per step,
+// batched decode, per-sequence sampling / stop checking / detokenization (the same per-token
+// logic as Engine::Generate, so a stream's text equals the engine's own output).
+#include "server/scheduler.h"
+
+#include <algorithm>
+#include <optional>
+#include <string>
+
+namespace slim::server {
+
+struct Scheduler::Running {
+  std::shared_ptr<GenerationTask> task;
+  kv::SeqId seq = 0;
+  int64_t blocks = 0;                   // committed worst case
+  Sampler sampler;
+  StopChecker stop;
+  std::optional<StreamDecoder> decoder;
+  std::vector<int32_t> history;         // prompt + generated
+  int32_t last_token = -1;              // sampled, not yet appended to the KV cache
+  int32_t generated = 0;
+  double queue_ms = 0.0;
+  double prefill_ms = 0.0;
+  PruningSummary pruning;
+  Clock::TimePoint first_token;
+  bool ended = false;
+
+  Running(std::shared_ptr<GenerationTask> t, int32_t vocab)
+      : task(std::move(t)), sampler(task->request().sampling, vocab), stop(task->request().stop) {}
+};
+
+Scheduler::Scheduler(ModelRunner* runner, SchedulerOptions options, const Clock* clock, SchedulerObserver* observer)
+    : runner_(runner), options_(options), clock_(clock), observer_(observer ? observer : &null_observer_) {
+  budget_blocks_ = runner_->TotalBlocks();
+  options_.max_seqs = std::max(1, options_.max_seqs);
+  options_.max_queue = std::max(0, options_.max_queue);
+}
+
+Scheduler::~Scheduler() { Shutdown(UnavailableError("server is shutting down")); }
+
+StatusOr<int64_t> Scheduler::WorstCaseBlocks(const GenerationRequest& r) const {
+  SLIM_ASSIGN_OR_RETURN(int64_t prefill,
+                        runner_->PrefillBlocks(static_cast<int64_t>(r.prompt.size()), r.pruning));
+  const int64_t bt = runner_->block_tokens();
+  const int64_t growth = (static_cast<int64_t>(r.stop.max_tokens) + bt - 1) / bt;
+  return prefill + growth * runner_->n_layers();
+}
+
+Status Scheduler::Submit(std::shared_ptr<GenerationTask> task) {
+  SLIM_ASSIGN_OR_RETURN(int64_t blocks, WorstCaseBlocks(task->request()));
+  if (blocks > budget_blocks_) {
+    return ResourceExhaustedError("request needs up to " + std::to_string(blocks) +
+                                  " KV blocks (prompt " + std::to_string(task->request().prompt.size()) +
+                                  " tokens + max_tokens " + std::to_string(task->request().stop.max_tokens) +
+                                  "), the KV store holds " + std::to_string(budget_blocks_));
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (stopping_) return UnavailableError("server is shutting down");
+    if (static_cast<int64_t>(waiting_.size()) >= options_.max_queue) {
+      return ResourceExhaustedError("request queue is full (" + std::to_string(waiting_.size()) + " waiting, " +
+                                    std::to_string(running_count_) + " running)");
+    }
+    waiting_.push_back(Waiting{std::move(task), clock_->Now(), blocks});
+  }
+  cv_.notify_one();
+  return OkStatus();
+}
+
+void Scheduler::Notify() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    wake_ = true;
+  }
+  cv_.notify_one();
+}
+
+void Scheduler::Start() {
+  std::lock_guard<std::mutex> l(mu_);
+  if (thread_.joinable() || stopping_) return;
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void Scheduler::Loop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      if (stopping_) return;
+      if (!wake_ && waiting_.empty() && running_.empty()) {
+        cv_.wait(l, [&] { return stopping_ || wake_ || !waiting_.empty(); });
+      }
+      if (stopping_) return;
+      wake_ = false;
+    }
+    if (!Step()) {
+      // Nothing could move (e.g. the queue head waits for blocks that are being decoded into):
+      // sleep briefly rather than spin, waking on any submit or cancel.
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait_for(l, std::chrono::milliseconds(5), [&] { return stopping_ || wake_; });
+    }
+  }
+}
+
+void Scheduler::Shutdown(const Status& status) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (stopping_ && !thread_.joinable() && waiting_.empty() && running_.empty()) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  // The scheduler thread is gone: this thread now owns the runner.
+  std::deque<Waiting> waiting;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    waiting.swap(waiting_);
+  }
+  for (Waiting& w : waiting) w.task->sink()->OnError(status);
+  for (auto& s : running_) EndRunning(*s, status);
+  RemoveEnded();
+}
+
+SchedulerStats Scheduler::Stats() const {
+  std::lock_guard<std::mutex> l(mu_);
+  SchedulerStats s = counters_;
+  s.waiting = static_cast<int64_t>(waiting_.size());
+  s.running = running_count_;
+  s.committed_blocks = committed_blocks_;
+  s.budget_blocks = budget_blocks_;
+  return s;
+}
+
+int64_t Scheduler::live() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return static_cast<int64_t>(waiting_.size()) + running_count_;
+}
+
+bool Scheduler::Step() {
+  const Clock::TimePoint now = clock_->Now();
+  ReapWaiting(now);
+  ReapRunning(now);
+  bool worked = AdmitOne(now);
+  worked = DecodeAll() || worked;
+  return worked;
+}
+
+namespace {
+
+// The status a task ends with when it is reaped, or OK to keep it.
+Status ReapStatus(const GenerationTask& t, Clock::TimePoint now, int32_t generated) {
+  if (t.cancelled()) return t.cancel_status();
+  if (now >= t.request().deadline) {
+    return DeadlineExceededError(generated == 0 ? "deadline exceeded before the request was served"
+                                                : "deadline exceeded after " + std::to_string(generated) +
+                                                      " generated tokens");
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+void Scheduler::ReapWaiting(Clock::TimePoint now) {
+  std::vector<std::pair<std::shared_ptr<GenerationTask>, Status>> ended;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto it = waiting_.begin(); it != waiting_.end();) {
+      Status st = ReapStatus(*it->task, now, 0);
+      if (st.ok()) {
+        ++it;
+        continue;
+      }
+      ended.emplace_back(std::move(it->task), std::move(st));
+      it = waiting_.erase(it);
+    }
+  }
+  for (auto& [task, st] : ended) task->sink()->OnError(st);
+}
+
+void Scheduler::ReapRunning(Clock::TimePoint now) {
+  bool any = false;
+  for (auto& s : running_) {
+    Status st = ReapStatus(*s->task, now, s->generated);
+    if (st.ok()) continue;
+    EndRunning(*s, st);
+    any = true;
+  }
+  if (any) RemoveEnded();
+}
+
+bool Scheduler::AdmitOne(Clock::TimePoint now) {
+  Waiting w;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (waiting_.empty() || static_cast<int64_t>(running_.size()) >= options_.max_seqs) return false;
+    // FCFS: the head waits for blocks; nothing behind it jumps ahead.
+    if (committed_blocks_ + waiting_.front().blocks > budget_blocks_) return false;
+    w = std::move(waiting_.front());
+    waiting_.pop_front();
+    committed_blocks_ += w.blocks;
+    ++running_count_;
+  }
+  const GenerationRequest& req = w.task->request();
+  auto s = std::make_unique<Running>(w.task, runner_->vocab_size());
+  s->seq = next_seq_++;
+  s->blocks = w.blocks;
+  s->queue_ms = MsBetween(w.arrival, now);
+  observer_->OnAdmitted(s->queue_ms / 1e3);
+  const Clock::TimePoint t0 = clock_->Now();
+  StatusOr<PrefillResult> pre = runner_->Prefill(s->seq, req.prompt, req.pruning);
+  if (!pre.ok()) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      committed_blocks_ -= w.blocks;
+      --running_count_;
+    }
+    w.task->sink()->OnError(pre.status().WithPrefix("prefill"));
+    return true;
+  }
+  s->prefill_ms = MsBetween(t0, clock_->Now());
+  s->pruning = pre->pruning;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ++counters_.prefills;
+  }
+  int64_t pruned = 0;
+  if (pre->pruning.applied && !pre->pruning.stages.empty()) {
+    pruned = pre->pruning.prompt_tokens - pre->pruning.stages.back().tokens_kept;
+  }
+  observer_->OnPrefill(s->prefill_ms / 1e3, pre->prompt_tokens, pruned);
+  if (const Tokenizer* tok = runner_->tokenizer()) s->decoder.emplace(*tok);
+  s->history.assign(req.prompt.begin(), req.prompt.end());
+  StartedEvent started{pre->prompt_tokens, pre->pruning, s->queue_ms, s->prefill_ms};
+  s->task->sink()->OnStarted(started);
+  const SampleResult sr = s->sampler.Sample(pre->logits, s->history);
+  running_.push_back(std::move(s));
+  if (HandleToken(*running_.back(), sr)) RemoveEnded();
+  observer_->OnGeneratedTokens(1);
+  return true;
+}
+
+bool Scheduler::DecodeAll() {
+  if (running_.empty()) return false;
+  std::vector<DecodeItem> items;
+  items.reserve(running_.size());
+  for (const auto& s : running_) items.push_back(DecodeItem{s->seq, s->last_token});
+  const Clock::TimePoint t0 = clock_->Now();
+  Status st = runner_->Decode(items, &logits_);
+  if (!st.ok()) {
+    if (st.code() == StatusCode::kResourceExhausted) {
+      // Cannot happen while worst-case commitments hold; end the youngest sequence so the others
+      // can go on rather than stall.
+      EndRunning(*running_.back(), st.WithPrefix("decode"));
+    } else {
+      for (auto& s : running_) EndRunning(*s, st.WithPrefix("decode"));
+    }
+    RemoveEnded();
+    return true;
+  }
+  const int batch = static_cast<int>(items.size());
+  observer_->OnDecodeStep(batch, MsBetween(t0, clock_->Now()) / 1e3);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ++counters_.decode_steps;
+    counters_.decode_tokens += batch;
+    counters_.max_decode_batch = std::max<int64_t>(counters_.max_decode_batch, batch);
+  }
+  const size_t vocab = static_cast<size_t>(runner_->vocab_size());
+  bool any_ended = false;
+  for (size_t i = 0; i < running_.size(); ++i) {
+    Running& s = *running_[i];
+    const std::span<const float> row(logits_.data() + i * vocab, vocab);
+    const SampleResult sr = s.sampler.Sample(row, s.history);
+    any_ended = HandleToken(s, sr) || any_ended;
+  }
+  observer_->OnGeneratedTokens(batch);
+  if (any_ended) RemoveEnded();
+  return true;
+}
+
+bool Scheduler::HandleToken(Running& s, const SampleResult& sr) {
+  if (s.generated == 0) s.first_token = clock_->Now();
+  ++s.generated;
+  s.history.push_back(sr.token);
+  s.last_token = sr.token;
+  const Tokenizer* tok = runner_->tokenizer();
+  const std::string delta = s.decoder ? s.decoder->Push(sr.token) : std::string();
+  const bool eog = tok ? tok->IsEndOfGeneration(sr.token) : false;
+  StopChecker::Step step = s.stop.Push(sr.token, delta, eog);
+  const bool want = s.task->request().want_logprobs;
+  s.task->sink()->OnToken(TokenEvent{sr.token, std::move(step.text), want ? &sr : nullptr});
+  if (step.finish == FinishReason::kNone) return false;
+  // As in Engine::Generate: held-back text that never became a stop string, then (only when the
+  // length limit ended the stream) an incomplete UTF-8 tail.
+  std::string rest = s.stop.Flush();
+  if (s.decoder && step.finish == FinishReason::kLength) rest += s.decoder->Flush();
+  if (!rest.empty()) s.task->sink()->OnToken(TokenEvent{-1, std::move(rest), nullptr});
+  FinishedEvent fin;
+  fin.reason = step.finish;
+  fin.prompt_tokens = static_cast<int32_t>(s.task->request().prompt.size());
+  fin.completion_tokens = s.generated;
+  fin.queue_ms = s.queue_ms;
+  fin.prefill_ms = s.prefill_ms;
+  fin.decode_ms = MsBetween(s.first_token, clock_->Now());
+  fin.pruning = s.pruning;
+  s.ended = true;
+  (void)runner_->Release(s.seq);
+  s.task->sink()->OnFinished(fin);
+  return true;
+}
+
+void Scheduler::EndRunning(Running& s, const Status& status) {
+  if (s.ended) return;
+  s.ended = true;
+  (void)runner_->Release(s.seq);
+  s.task->sink()->OnError(status);
+}
+
+void Scheduler::RemoveEnded() {
+  int64_t freed_blocks = 0, removed = 0;
+  for (auto& s : running_) {
+    if (!s->ended) continue;
+    freed_blocks += s->blocks;
+    ++removed;
+  }
+  if (removed == 0) return;
+  running_.erase(std::remove_if(running_.begin(), running_.end(), [](const auto& s) { return s->ended; }),
+                 running_.end());
+  std::lock_guard<std::mutex> l(mu_);
+  committed_blocks_ -= freed_blocks;
+  running_count_ -= removed;
+}
+
+}  // namespace slim::server

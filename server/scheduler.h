@@ -1,0 +1,125 @@
+// Continuous batching over one engine: a FCFS queue admitted while KV blocks allow, the prefill
+// of one admitted prompt per step, then one batched decode step over every running sequence,
+// with sampling, stop conditions and detokenization per sequence. Cancellation (any reason)
+// and deadlines remove a sequence at the next step and free its KV blocks.
+//
+// Admission is by worst-case KV blocks: a sequence is promised the blocks of its prompt (after
+// pruning) plus max_tokens more per layer, so a running decode never runs out of blocks; a
+// request whose worst case exceeds the whole KV store is refused at Submit.
+//
+// Thread-safety: Submit, Notify, Stats, live and Shutdown may be called from any thread. Step is
+// called by the scheduler's own thread after Start (or by a test, when never started). The
+// scheduler thread is the only one that touches the ModelRunner.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "server/clock.h"
+#include "server/generation.h"
+#include "server/model_runner.h"
+
+namespace slim::server {
+
+struct SchedulerOptions {
+  int max_seqs = 16;    // sequences prefilled and decoding at once, >= 1
+  int max_queue = 64;   // requests waiting for admission, >= 0
+};
+
+struct SchedulerStats {
+  int64_t waiting = 0;
+  int64_t running = 0;
+  int64_t committed_blocks = 0;   // worst-case KV blocks promised to running sequences
+  int64_t budget_blocks = 0;      // KV blocks the scheduler may promise in all
+  int64_t prefills = 0;
+  int64_t decode_steps = 0;
+  int64_t decode_tokens = 0;      // sum of decode batch sizes
+  int64_t max_decode_batch = 0;
+};
+
+// Hooks for metrics; called on the scheduler thread. Plain numbers, no Prometheus types.
+class SchedulerObserver {
+ public:
+  virtual ~SchedulerObserver() = default;
+  virtual void OnAdmitted(double queue_seconds) {}
+  virtual void OnPrefill(double seconds, int64_t prompt_tokens, int64_t pruned_tokens) {}
+  virtual void OnDecodeStep(int batch, double seconds) {}
+  virtual void OnGeneratedTokens(int64_t n) {}
+};
+
+class Scheduler {
+ public:
+  Scheduler(ModelRunner* runner, SchedulerOptions options, const Clock* clock,
+            SchedulerObserver* observer = nullptr);
+  ~Scheduler();  // Shutdown(UNAVAILABLE) when still running
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Enqueues `task` (OK: its sink will get events), or refuses it at once with no sink call:
+  // UNAVAILABLE after Shutdown, RESOURCE_EXHAUSTED when the queue is full or the request could
+  // never fit the KV store, INVALID_ARGUMENT for a pruning schedule the model rejects.
+  Status Submit(std::shared_ptr<GenerationTask> task);
+  // Wakes the scheduler thread (call after GenerationTask::Cancel).
+  void Notify();
+  // Starts the scheduler thread.
+  void Start();
+  // Refuses new tasks, stops the thread, ends every live task with `status` and frees its KV.
+  void Shutdown(const Status& status);
+
+  // One iteration: reap cancelled/expired tasks, admit and prefill at most one, one decode step
+  // over all running sequences. Returns whether it did any work.
+  bool Step();
+
+  SchedulerStats Stats() const;
+  int64_t live() const;  // waiting + running
+
+  // Worst-case KV blocks of `request` (prompt after pruning + max_tokens per layer).
+  StatusOr<int64_t> WorstCaseBlocks(const GenerationRequest& request) const;
+
+ private:
+  struct Waiting {
+    std::shared_ptr<GenerationTask> task;
+    Clock::TimePoint arrival;
+    int64_t blocks = 0;
+  };
+  struct Running;
+
+  void Loop();
+  void ReapWaiting(Clock::TimePoint now);
+  void ReapRunning(Clock::TimePoint now);
+  bool AdmitOne(Clock::TimePoint now);
+  bool DecodeAll();
+  // Feeds one sampled token to `s`; returns true when the sequence finished (and was ended).
+  bool HandleToken(Running& s, const SampleResult& sr);
+  void EndRunning(Running& s, const Status& status);  // releases KV; OnFinished when OK
+  void RemoveEnded();
+
+  ModelRunner* runner_;
+  SchedulerOptions options_;
+  const Clock* clock_;
+  SchedulerObserver* observer_;
+  SchedulerObserver null_observer_;
+  int64_t budget_blocks_ = 0;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Waiting> waiting_;            // guarded by mu_
+  bool stopping_ = false;                  // guarded by mu_
+  bool wake_ = false;                      // guarded by mu_
+  int64_t running_count_ = 0;              // guarded by mu_ (mirror of running_.size())
+  int64_t committed_blocks_ = 0;           // guarded by mu_
+  SchedulerStats counters_;                // guarded by mu_ (prefills, decode_*)
+
+  // Scheduler thread only.
+  std::vector<std::unique_ptr<Running>> running_;
+  kv::SeqId next_seq_ = 1;
+  std::vector<float> logits_;
+  std::thread thread_;
+};
+
+}  // namespace slim::server

@@ -1,0 +1,128 @@
+// InferenceServer: startup, model loading with warm-up, drain and shutdown.
+#include "server/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/spdlog.h>
+
+#include <thread>
+
+namespace slim::server {
+
+InferenceServer::InferenceServer(const ServerOptions& options) : options_(options) {}
+
+StatusOr<std::unique_ptr<InferenceServer>> InferenceServer::Start(const ServerOptions& options) {
+  SLIM_RETURN_IF_ERROR(options.Validate());
+  std::unique_ptr<InferenceServer> s(new InferenceServer(options));
+  s->metrics_ = std::make_unique<ServerMetrics>();
+  if (options.metrics_port >= 0) {
+    SLIM_RETURN_IF_ERROR(s->metrics_->StartExposer(options.metrics_host, options.metrics_port));
+  }
+  ServiceOptions so;
+  so.limits.max_prompt_tokens = options.max_prompt_tokens;
+  so.limits.max_total_tokens = options.max_total_tokens;
+  so.limits.default_max_tokens = options.default_max_tokens;
+  so.limits.server_pruning = options.pruning == "default" ? PruningMode::kDefault : PruningMode::kOff;
+  so.max_seqs = options.max_seqs;
+  so.max_queue = options.max_queue;
+  s->service_ = std::make_unique<InferenceService>(s->metrics_.get(), so);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder b;
+  const std::string addr = options.host + ":" + std::to_string(options.port);
+  b.AddListeningPort(addr, grpc::InsecureServerCredentials(), &s->port_);
+  b.RegisterService(s->service_.get());
+  b.SetMaxReceiveMessageSize(options.max_message_bytes);
+  b.SetMaxSendMessageSize(options.max_message_bytes);
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, options.keepalive_time_ms);
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, options.keepalive_timeout_ms);
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  b.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // Accept client keepalive pings down to every 10 s without calling them abuse.
+  b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  s->grpc_ = b.BuildAndStart();
+  if (!s->grpc_ || s->port_ == 0) return UnavailableError("cannot listen on " + addr);
+  grpc::HealthCheckServiceInterface* health = s->grpc_->GetHealthCheckService();
+  health->SetServingStatus(false);
+  spdlog::info("listening on {}:{} (gRPC), metrics {}", options.host, s->port_,
+               options.metrics_port >= 0 ? options.metrics_host + ":" + std::to_string(s->metrics_port()) + "/metrics"
+                                         : std::string("off"));
+  return s;
+}
+
+Status InferenceServer::LoadModel() {
+  EngineOptions eo;
+  eo.model = options_.model;
+  eo.threads = options_.threads;
+  eo.kv_tokens = options_.kv_tokens;
+  eo.default_pruning = options_.pruning_schedule;
+  eo.device = options_.device == "cuda" ? Device::kCuda : Device::kCpu;
+  const auto t0 = std::chrono::steady_clock::now();
+  StatusOr<std::unique_ptr<Engine>> e = Engine::Create(eo);
+  if (!e.ok() && options_.device == "auto") {
+    eo.device = Device::kCuda;
+    e = Engine::Create(eo);
+    if (!e.ok()) {
+      spdlog::info("no CUDA device ({}); using the CPU", e.status().ToString());
+      eo.device = Device::kCpu;
+      e = Engine::Create(eo);
+    }
+  }
+  if (!e.ok()) return e.status().WithPrefix("loading " + options_.model);
+  engine_ = std::move(*e);
+  if (options_.warmup) {
+    std::vector<int32_t> ids;
+    if (engine_->tokenizer() != nullptr) {
+      SLIM_ASSIGN_OR_RETURN(ids, engine_->Tokenize("Hello", false));
+    }
+    if (ids.empty()) ids = {1, 2, 3};
+    StopParams stop;
+    stop.max_tokens = 2;
+    stop.ignore_eos = true;
+    SLIM_RETURN_IF_ERROR(engine_->Generate(ids, SamplingParams{}, stop).status().WithPrefix("warm-up"));
+  }
+  runner_ = std::make_unique<EngineRunner>(engine_.get());
+  SchedulerOptions so;
+  so.max_seqs = options_.max_seqs;
+  so.max_queue = options_.max_queue;
+  scheduler_ = std::make_unique<Scheduler>(runner_.get(), so, &clock_, metrics_.get());
+  scheduler_->Start();
+  metrics_->SetSources(&engine_->kv(), scheduler_.get());
+  service_->SetReady(engine_.get(), scheduler_.get());
+  grpc_->GetHealthCheckService()->SetServingStatus(true);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  spdlog::info("model loaded in {:.1f} s: {}; KV {} blocks of {} tokens; SERVING", secs, engine_->Describe(),
+               engine_->kv().Stats().host.total_blocks, engine_->kv().layout().block_tokens);
+  return OkStatus();
+}
+
+void InferenceServer::Drain(std::chrono::milliseconds grace) {
+  if (drained_) return;
+  drained_ = true;
+  grpc_->GetHealthCheckService()->SetServingStatus(false);
+  service_->SetDraining();
+  const auto until = std::chrono::steady_clock::now() + grace;
+  if (scheduler_) {
+    int64_t live = scheduler_->live();
+    spdlog::info("draining: {} request(s) in flight, grace {:.1f} s", live, grace.count() / 1e3);
+    while (live > 0 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      live = scheduler_->live();
+    }
+    if (live > 0) spdlog::warn("drain grace over: ending {} request(s) with UNAVAILABLE", live);
+    scheduler_->Shutdown(UnavailableError("server shut down before the request finished"));
+  }
+  // Reactors finish their last writes; anything still open after 5 s is cancelled.
+  grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc_->Wait();
+  spdlog::info("drained");
+}
+
+InferenceServer::~InferenceServer() {
+  Drain(std::chrono::milliseconds(0));
+  metrics_->StopExposer();
+  metrics_->SetSources(nullptr, nullptr);
+}
+
+}  // namespace slim::server

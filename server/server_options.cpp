@@ -1,0 +1,140 @@
+// Abseil flags of sliminfer-server and their environment overrides.
+#include "server/server_options.h"
+
+#include <absl/flags/flag.h>
+#include <absl/flags/parse.h>
+#include <absl/flags/reflection.h>
+#include <absl/flags/usage.h>
+
+#include <cctype>
+#include <cstdlib>
+
+ABSL_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf", "GGUF model path or synthetic:NAME");
+ABSL_FLAG(std::string, device, "cpu", "cpu, cuda, or auto (cuda when a GPU is present, else cpu)");
+ABSL_FLAG(int, threads, 0, "CPU threads for the engine (0 = all cores)");
+ABSL_FLAG(std::string, host, "0.0.0.0", "address the gRPC server binds");
+ABSL_FLAG(int, port, 50051, "gRPC port (0 = any free port)");
+ABSL_FLAG(std::string, metrics_host, "0.0.0.0", "address the Prometheus endpoint binds");
+ABSL_FLAG(int, metrics_port, 9464, "Prometheus /metrics port (0 = any free port, -1 = off)");
+ABSL_FLAG(int, max_seqs, 16, "sequences decoded together (continuous batching)");
+ABSL_FLAG(int, max_queue, 64, "requests waiting for admission; more get RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, max_prompt_tokens, 0, "longest prompt accepted (0 = the model's context)");
+ABSL_FLAG(int, max_total_tokens, 0, "longest prompt + max_tokens accepted (0 = the model's context)");
+ABSL_FLAG(int, default_max_tokens, 256, "max_tokens of requests that leave it at 0");
+ABSL_FLAG(int64_t, kv_tokens, 0, "KV cache capacity in tokens per layer (0 = the model's context)");
+ABSL_FLAG(std::string, pruning, "off", "pruning of requests that do not choose: off or default");
+ABSL_FLAG(std::string, pruning_schedule, "", "the model's default pruning schedule layer:keep,... (\"\" = built-in)");
+ABSL_FLAG(std::string, log_format, "text", "text or json (one JSON object per line)");
+ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off");
+ABSL_FLAG(double, drain_grace_s, 30.0, "on SIGTERM, seconds in-flight streams may take to finish");
+ABSL_FLAG(int, keepalive_time_ms, 30000, "keepalive ping interval on idle connections");
+ABSL_FLAG(int, keepalive_timeout_ms, 10000, "close a connection whose keepalive ping is unanswered this long");
+ABSL_FLAG(int, max_message_bytes, 16 << 20, "largest request or response message");
+ABSL_FLAG(bool, warmup, true, "run a short generation before reporting SERVING");
+
+namespace slim::server {
+namespace {
+
+const char* const kFlagNames[] = {
+    "model",          "device",          "threads",           "host",          "port",
+    "metrics_host",   "metrics_port",    "max_seqs",          "max_queue",     "max_prompt_tokens",
+    "max_total_tokens", "default_max_tokens", "kv_tokens",    "pruning",       "pruning_schedule",
+    "log_format",     "log_level",       "drain_grace_s",     "keepalive_time_ms", "keepalive_timeout_ms",
+    "max_message_bytes", "warmup"};
+
+}  // namespace
+
+std::string EnvVarForFlag(const std::string& flag) {
+  std::string env = "SLIMINFER_";
+  for (char c : flag) env += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return env;
+}
+
+Status ServerOptions::Validate() const {
+  auto bad = [](const std::string& flag, const std::string& why) { return InvalidArgumentError("--" + flag + ": " + why); };
+  if (model.empty()) return bad("model", "is required");
+  if (device != "cpu" && device != "cuda" && device != "auto") return bad("device", "must be cpu, cuda or auto");
+  if (threads < 0 || threads > 1024) return bad("threads", "must be in [0, 1024]");
+  if (port < 0 || port > 65535) return bad("port", "must be in [0, 65535]");
+  if (metrics_port < -1 || metrics_port > 65535) return bad("metrics-port", "must be -1 (off) or in [0, 65535]");
+  if (max_seqs < 1 || max_seqs > 4096) return bad("max-seqs", "must be in [1, 4096]");
+  if (max_queue < 0 || max_queue > 1000000) return bad("max-queue", "must be in [0, 1000000]");
+  if (max_prompt_tokens < 0) return bad("max-prompt-tokens", "must be >= 0");
+  if (max_total_tokens < 0) return bad("max-total-tokens", "must be >= 0");
+  if (default_max_tokens < 1) return bad("default-max-tokens", "must be >= 1");
+  if (kv_tokens < 0) return bad("kv-tokens", "must be >= 0");
+  if (pruning != "off" && pruning != "default") return bad("pruning", "must be off or default");
+  if (log_level != "trace" && log_level != "debug" && log_level != "info" && log_level != "warn" &&
+      log_level != "error" && log_level != "off") {
+    return bad("log-level", "must be trace, debug, info, warn, error or off");
+  }
+  if (!(drain_grace_s >= 0.0 && drain_grace_s <= 3600.0)) return bad("drain-grace-s", "must be in [0, 3600]");
+  if (keepalive_time_ms < 1000) return bad("keepalive-time-ms", "must be >= 1000");
+  if (keepalive_timeout_ms < 100) return bad("keepalive-timeout-ms", "must be >= 100");
+  if (max_message_bytes < 4096) return bad("max-message-bytes", "must be >= 4096");
+  return OkStatus();
+}
+
+StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "sliminfer-server --model PATH|synthetic:NAME --device cpu|cuda|auto --port 50051 --metrics-port 9464 "
+      "--max-seqs N --max-queue N --pruning off|default ...\n"
+      "Every flag may also come from the environment: SLIMINFER_<FLAG>, e.g. SLIMINFER_MAX_SEQS=8.");
+  // Environment first, so that the command line overrides it.
+  for (const char* name : kFlagNames) {
+    const char* value = std::getenv(EnvVarForFlag(name).c_str());
+    if (value == nullptr) continue;
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    std::string error;
+    if (flag == nullptr || !flag->ParseFrom(value, &error)) {
+      return InvalidArgumentError(EnvVarForFlag(name) + "='" + value + "': " + error);
+    }
+  }
+  // Accept --max-seqs as well as --max_seqs.
+  std::vector<std::string> args(argv, argv + argc);
+  for (size_t i = 1; i < args.size(); ++i) {
+    std::string& a = args[i];
+    if (a == "--") break;
+    if (a.rfind("--", 0) != 0) continue;
+    const size_t end = std::min(a.find('='), a.size());
+    for (size_t k = 2; k < end; ++k)
+      if (a[k] == '-') a[k] = '_';
+  }
+  std::vector<char*> cargs;
+  for (std::string& a : args) cargs.push_back(a.data());
+  cargs.push_back(nullptr);
+  std::vector<char*> positional = absl::ParseCommandLine(argc, cargs.data());
+  if (positional.size() > 1) {
+    return InvalidArgumentError(std::string("unexpected argument '") + positional[1] + "' (flags start with --)");
+  }
+  ServerOptions o;
+  o.model = absl::GetFlag(FLAGS_model);
+  o.device = absl::GetFlag(FLAGS_device);
+  o.threads = absl::GetFlag(FLAGS_threads);
+  o.host = absl::GetFlag(FLAGS_host);
+  o.port = absl::GetFlag(FLAGS_port);
+  o.metrics_host = absl::GetFlag(FLAGS_metrics_host);
+  o.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  o.max_seqs = absl::GetFlag(FLAGS_max_seqs);
+  o.max_queue = absl::GetFlag(FLAGS_max_queue);
+  o.max_prompt_tokens = absl::GetFlag(FLAGS_max_prompt_tokens);
+  o.max_total_tokens = absl::GetFlag(FLAGS_max_total_tokens);
+  o.default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens);
+  o.kv_tokens = absl::GetFlag(FLAGS_kv_tokens);
+  o.pruning = absl::GetFlag(FLAGS_pruning);
+  o.pruning_schedule = absl::GetFlag(FLAGS_pruning_schedule);
+  const std::string fmt = absl::GetFlag(FLAGS_log_format);
+  if (fmt == "text") o.log_format = LogFormat::kText;
+  else if (fmt == "json") o.log_format = LogFormat::kJson;
+  else return InvalidArgumentError("--log-format: must be text or json");
+  o.log_level = absl::GetFlag(FLAGS_log_level);
+  o.drain_grace_s = absl::GetFlag(FLAGS_drain_grace_s);
+  o.keepalive_time_ms = absl::GetFlag(FLAGS_keepalive_time_ms);
+  o.keepalive_timeout_ms = absl::GetFlag(FLAGS_keepalive_timeout_ms);
+  o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  o.warmup = absl::GetFlag(FLAGS_warmup);
+  SLIM_RETURN_IF_ERROR(o.Validate());
+  return o;
+}
+
+}  // namespace slim::server
