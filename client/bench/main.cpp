@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -10,7 +11,9 @@
 #include <vector>
 
 #include "client/bench/args.h"
+#include "client/bench/quality.h"
 #include "engine/engine.h"
+#include "engine/gguf/gguf_file.h"
 
 namespace slim::bench {
 namespace {
@@ -20,11 +23,15 @@ using json = nlohmann::json;
 const char* kUsage = R"(usage:
   sliminfer-bench generate --model M --prompt TEXT [--chat] [--max-tokens N] [--temperature T]
                            [--top-k K] [--top-p P] [--seed S] [--device cpu|cuda] [--threads N] [--json]
-  sliminfer-bench tokenize --model M --text TEXT [--special] [--json]
+  sliminfer-bench tokenize --model M --text TEXT [--special] [--chat] [--json]
+  sliminfer-bench tokenize --model M --lines [--chat]   (JSON strings on stdin -> token counts)
   sliminfer-bench engine   --model M [--device cpu|cuda] [--lengths 512,2048,8192] [--modes dense]
                            [--decode-tokens N] [--repeat N] [--text-file F] [--prompt-ids-dir D]
                            [--schedule LAYER:KEEP,...] [--prune-after-attention] [--threads N] [--json]
      modes: dense, pruned (the model's default schedule, or --schedule)
+  sliminfer-bench quality  --model M --tasks bench/quality/tasks.jsonl [--docs docs.jsonl]
+                           [--schedules "name=L:K,...;name2=..."] [--include-after-attention]
+                           [--max-tokens 24] [--limit N] [--out results.json] [--device cpu|cuda]
 )";
 
 StatusOr<Device> ParseDevice(const std::string& s) {
@@ -93,10 +100,40 @@ Status CmdGenerate(int argc, char** argv) {
 }
 
 Status CmdTokenize(int argc, char** argv) {
-  SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2, {"model", "text", "device", "threads"}, {"json", "special"}));
-  if (!a.Has("text")) return InvalidArgumentError("--text is required");
-  SLIM_ASSIGN_OR_RETURN(auto engine, MakeEngine(a, 64));
-  SLIM_ASSIGN_OR_RETURN(std::vector<int32_t> ids, engine->Tokenize(a.Str("text"), a.Flag("special")));
+  SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2, {"model", "text"}, {"json", "special", "chat", "lines"}));
+  if (!a.Has("text") && !a.Flag("lines")) return InvalidArgumentError("--text (or --lines) is required");
+  if (!a.Has("model")) return InvalidArgumentError("--model is required");
+  // The tokenizer alone: no weights are loaded.
+  SLIM_ASSIGN_OR_RETURN(auto file, gguf::GgufFile::Open(a.Str("model")));
+  SLIM_ASSIGN_OR_RETURN(VocabData vocab, VocabFromGguf(*file));
+  std::optional<ChatTemplate> chat;
+  if (a.Flag("chat")) {
+    SLIM_ASSIGN_OR_RETURN(chat, ChatTemplate::Detect(vocab.chat_template));
+  }
+  const bool add_bos = vocab.add_bos;
+  SLIM_ASSIGN_OR_RETURN(auto tok, Tokenizer::Create(std::move(vocab)));
+  auto encode = [&](const std::string& text) -> StatusOr<std::vector<int32_t>> {
+    EncodeOptions eo;
+    eo.add_bos = add_bos;
+    eo.parse_special = a.Flag("special") || chat.has_value();
+    if (chat) {
+      SLIM_ASSIGN_OR_RETURN(std::string t, chat->Apply({{"user", text}}, true));
+      return tok->Encode(t, eo);
+    }
+    return tok->Encode(text, eo);
+  };
+  if (a.Flag("lines")) {
+    // One JSON string per stdin line -> one {"n_tokens": N} per stdout line.
+    std::string line;
+    while (std::getline(std::cin, line)) {
+      json j = json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.is_string()) return InvalidArgumentError("--lines: each line must be a JSON string");
+      SLIM_ASSIGN_OR_RETURN(std::vector<int32_t> ids, encode(j.get<std::string>()));
+      std::cout << json{{"n_tokens", ids.size()}}.dump() << "\n";
+    }
+    return OkStatus();
+  }
+  SLIM_ASSIGN_OR_RETURN(std::vector<int32_t> ids, encode(a.Str("text")));
   if (a.Flag("json")) {
     std::cout << json{{"token_ids", ids}}.dump() << "\n";
   } else {
@@ -247,6 +284,7 @@ int main(int argc, char** argv) {
   if (cmd == "generate") s = CmdGenerate(argc, argv);
   else if (cmd == "tokenize") s = CmdTokenize(argc, argv);
   else if (cmd == "engine") s = CmdEngine(argc, argv);
+  else if (cmd == "quality") s = CmdQuality(argc, argv);
   else s = slim::InvalidArgumentError("unknown command '" + cmd + "'\n" + kUsage);
   if (!s.ok()) {
     std::fprintf(stderr, "sliminfer-bench %s: %s\n", cmd.c_str(), s.ToString().c_str());
