@@ -14,6 +14,9 @@
 #include "client/bench/quality.h"
 #include "engine/engine.h"
 #include "engine/gguf/gguf_file.h"
+#ifdef SLIM_HAVE_GRPC_CLIENT
+#include "client/bench/server_load.h"
+#endif
 
 namespace slim::bench {
 namespace {
@@ -29,6 +32,9 @@ const char* kUsage = R"(usage:
                            [--decode-tokens N] [--repeat N] [--text-file F] [--prompt-ids-dir D]
                            [--schedule LAYER:KEEP,...] [--prune-after-attention] [--threads N] [--json]
      modes: dense, pruned (the model's default schedule, or --schedule)
+  sliminfer-bench server   --server HOST:PORT [--concurrency C] [--requests N] [--prompt-tokens 256,1024]
+                           [--max-tokens M] [--pruning off|default] [--warmup N] [--text-file F] [--json]
+     (builds with gRPC only) TTFT / inter-token / end-to-end percentiles and throughput of a server
   sliminfer-bench quality  --model M --tasks bench/quality/tasks.jsonl [--docs docs.jsonl]
                            [--schedules "name=L:K,...;name2=..."] [--include-after-attention]
                            [--max-tokens 24] [--limit N] [--out results.json] [--device cpu|cuda]
@@ -284,6 +290,9 @@ int main(int argc, char** argv) {
   if (cmd == "generate") s = CmdGenerate(argc, argv);
   else if (cmd == "tokenize") s = CmdTokenize(argc, argv);
   else if (cmd == "engine") s = CmdEngine(argc, argv);
+#ifdef SLIM_HAVE_GRPC_CLIENT
+  else if (cmd == "server") s = CmdServer(argc, argv);
+#endif
   else if (cmd == "quality") s = CmdQuality(argc, argv);
   else s = slim::InvalidArgumentError("unknown command '" + cmd + "'\n" + kUsage);
   if (!s.ok()) {
