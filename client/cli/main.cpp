@@ -151,7 +151,10 @@ int CmdGenerate(v1::Inference::Stub& stub, const Args& a, double timeout_s) {
     std::fwrite(c.text().data(), 1, c.text().size(), stdout);
     std::fflush(stdout);
   });
-  if (!as_json && !r.text.empty()) std::fputc('\n', stdout);
+  if (!as_json && !r.text.empty()) {
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+  }
   if (!r.status.ok()) return Fail(r.status);
   json kept = json::array();
   for (const auto& st : r.finished.pruning().stages()) kept.push_back({{"layer", st.layer()}, {"tokens", st.tokens_kept()}});

@@ -1,0 +1,340 @@
+// Scheduler policy with a fake model and a fake clock: FCFS admission by worst-case KV blocks
+// (no jumping ahead), one prefill per step, every running sequence in each decode step,
+// deadlines while queued and while running, cancellation, refusal of what can never fit or
+// does not fit the queue, KV blocks back to baseline, shutdown, and timings from the clock.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <map>
+#include <set>
+
+#include "server/scheduler.h"
+
+namespace slim::server {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A model whose next token is always (position * 7 + seq) % vocab (argmax of one-hot logits),
+// with block accounting like the real KV store: ceil(tokens / block) blocks per layer.
+class FakeRunner final : public ModelRunner {
+ public:
+  FakeRunner(int64_t total_blocks, int n_layers = 2, int block_tokens = 4)
+      : total_(total_blocks), layers_(n_layers), bt_(block_tokens) {}
+
+  int32_t vocab_size() const override { return 50; }
+  int n_layers() const override { return layers_; }
+  int block_tokens() const override { return bt_; }
+  int64_t TotalBlocks() const override { return total_; }
+  int64_t FreeBlocks() const override { return total_ - used_; }
+  const Tokenizer* tokenizer() const override { return nullptr; }
+  StatusOr<int64_t> PrefillBlocks(int64_t n, const PruningRequest&) const override { return Blocks(n) * layers_; }
+  StatusOr<PrefillResult> Prefill(kv::SeqId seq, std::span<const int32_t> prompt, const PruningRequest&) override {
+    ++prefills;
+    const int64_t need = Blocks(static_cast<int64_t>(prompt.size())) * layers_;
+    if (need > FreeBlocks()) return ResourceExhaustedError("fake: full");
+    used_ += need;
+    len_[seq] = static_cast<int64_t>(prompt.size());
+    PrefillResult r;
+    r.prompt_tokens = static_cast<int32_t>(prompt.size());
+    r.logits = Logits(seq);
+    return r;
+  }
+  Status Decode(std::span<const DecodeItem> items, std::vector<float>* logits) override {
+    batches.push_back(static_cast<int>(items.size()));
+    int64_t need = 0;
+    for (const DecodeItem& it : items) need += (Blocks(len_.at(it.seq) + 1) - Blocks(len_.at(it.seq))) * layers_;
+    if (need > FreeBlocks()) return ResourceExhaustedError("fake: decode full");
+    used_ += need;
+    logits->clear();
+    for (const DecodeItem& it : items) {
+      ++len_[it.seq];
+      const std::vector<float> l = Logits(it.seq);
+      logits->insert(logits->end(), l.begin(), l.end());
+    }
+    return OkStatus();
+  }
+  Status Release(kv::SeqId seq) override {
+    auto it = len_.find(seq);
+    if (it == len_.end()) return NotFoundError("fake: no sequence");
+    used_ -= Blocks(it->second) * layers_;
+    len_.erase(it);
+    released.insert(seq);
+    return OkStatus();
+  }
+
+  int64_t used() const { return used_; }
+  int64_t live() const { return static_cast<int64_t>(len_.size()); }
+  int prefills = 0;
+  std::vector<int> batches;
+  std::set<kv::SeqId> released;
+
+ private:
+  int64_t Blocks(int64_t tokens) const { return (tokens + bt_ - 1) / bt_; }
+  std::vector<float> Logits(kv::SeqId seq) const {
+    std::vector<float> l(static_cast<size_t>(vocab_size()), 0.0f);
+    l[static_cast<size_t>((len_.at(seq) * 7 + seq) % vocab_size())] = 10.0f;
+    return l;
+  }
+  int64_t total_;
+  int layers_, bt_;
+  int64_t used_ = 0;
+  std::map<kv::SeqId, int64_t> len_;
+};
+
+// Records what a task received.
+struct Recorder final : GenerationSink {
+  int started = 0;
+  std::vector<int32_t> tokens;
+  bool finished = false;
+  FinishedEvent fin;
+  StartedEvent start;
+  Status error;
+  int terminal = 0;
+  void OnStarted(const StartedEvent& e) override {
+    ++started;
+    start = e;
+  }
+  void OnToken(const TokenEvent& e) override {
+    if (e.token >= 0) tokens.push_back(e.token);
+  }
+  void OnFinished(const FinishedEvent& e) override {
+    finished = true;
+    fin = e;
+    ++terminal;
+  }
+  void OnError(const Status& s) override {
+    error = s;
+    ++terminal;
+  }
+};
+
+GenerationRequest Req(int prompt_tokens, int max_tokens) {
+  GenerationRequest r;
+  r.prompt.assign(static_cast<size_t>(prompt_tokens), 1);
+  r.stop.max_tokens = max_tokens;
+  return r;
+}
+
+struct Harness {
+  FakeClock clock;
+  FakeRunner runner;
+  std::vector<std::unique_ptr<Recorder>> sinks;  // outlive the scheduler, which may end tasks
+  std::vector<std::shared_ptr<GenerationTask>> tasks;
+  Scheduler sched;
+
+  Harness(int64_t blocks, SchedulerOptions o) : runner(blocks), sched(&runner, o, &clock) {}
+
+  // Submits a request; returns its index.
+  size_t Add(GenerationRequest r, Status* submit = nullptr) {
+    sinks.push_back(std::make_unique<Recorder>());
+    tasks.push_back(std::make_shared<GenerationTask>(std::move(r), sinks.back().get()));
+    Status s = sched.Submit(tasks.back());
+    if (submit) *submit = s;
+    else EXPECT_TRUE(s.ok()) << s.ToString();
+    return tasks.size() - 1;
+  }
+  void Steps(int n) {
+    for (int i = 0; i < n; ++i) sched.Step();
+  }
+};
+
+// Worst case of Req(p, m) with 2 layers, 4-token blocks: 2 * (ceil(p/4) + ceil(m/4)).
+TEST(Scheduler, WorstCaseBlocksArePromptPlusMaxTokensPerLayer) {
+  Harness h(1000, {});
+  auto b = h.sched.WorstCaseBlocks(Req(10, 5));
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(*b, 2 * (3 + 2));
+}
+
+TEST(Scheduler, OnePrefillPerStepAndEveryRunningSequenceInEachDecode) {
+  Harness h(1000, {.max_seqs = 8, .max_queue = 8});
+  for (int i = 0; i < 3; ++i) h.Add(Req(5, 6));
+  h.sched.Step();  // prefill #1, decode [1]
+  EXPECT_EQ(h.runner.prefills, 1);
+  h.sched.Step();  // prefill #2, decode [1, 2]
+  h.sched.Step();  // prefill #3, decode [1, 2, 3]
+  EXPECT_EQ(h.runner.prefills, 3);
+  ASSERT_EQ(h.runner.batches.size(), 3u);
+  EXPECT_EQ(h.runner.batches, (std::vector<int>{1, 2, 3}));
+  h.Steps(10);
+  for (auto& s : h.sinks) {
+    EXPECT_TRUE(s->finished);
+    EXPECT_EQ(s->fin.reason, FinishReason::kLength);
+    EXPECT_EQ(s->tokens.size(), 6u);
+    EXPECT_EQ(s->terminal, 1);
+  }
+  EXPECT_EQ(h.runner.used(), 0);
+  EXPECT_EQ(h.sched.Stats().committed_blocks, 0);
+  EXPECT_EQ(h.sched.Stats().max_decode_batch, 3);
+}
+
+TEST(Scheduler, TokensFollowTheModelAndStopTokenEndsTheSequence) {
+  Harness h(1000, {});
+  GenerationRequest r = Req(3, 20);
+  // Sequence 1, prompt 3: tokens are (len*7+1)%50 for len = 3, 4, 5 ... = 22, 29, 36, 43, ...
+  r.stop.stop_token_ids = {36};
+  const size_t i = h.Add(std::move(r));
+  h.Steps(5);
+  EXPECT_EQ(h.sinks[i]->tokens, (std::vector<int32_t>{22, 29, 36}));
+  EXPECT_EQ(h.sinks[i]->fin.reason, FinishReason::kStopToken);
+  EXPECT_EQ(h.sinks[i]->fin.completion_tokens, 3);
+  EXPECT_EQ(h.runner.live(), 0);
+}
+
+TEST(Scheduler, FcfsAdmissionWaitsForBlocksWithoutJumpingAhead) {
+  // 24 blocks. A: worst 2*(2+2)=8. B: worst 2*(4+4)=16 -> A+B = 24 fit. C: 8 more -> waits, and
+  // small D behind C must wait too.
+  Harness h(24, {.max_seqs = 8, .max_queue = 8});
+  const size_t a = h.Add(Req(8, 8));
+  const size_t b = h.Add(Req(16, 16));
+  const size_t c = h.Add(Req(8, 8));
+  const size_t d = h.Add(Req(1, 1));
+  h.Steps(2);
+  EXPECT_EQ(h.sinks[a]->started, 1);
+  EXPECT_EQ(h.sinks[b]->started, 1);
+  h.Steps(3);
+  EXPECT_EQ(h.sinks[c]->started, 0) << "C does not fit until A ends";
+  EXPECT_EQ(h.sinks[d]->started, 0) << "D would fit but must not overtake C";
+  EXPECT_EQ(h.sched.Stats().committed_blocks, 24);
+  EXPECT_EQ(h.sched.Stats().waiting, 2);
+  h.Steps(40);
+  for (size_t i : {a, b, c, d}) EXPECT_TRUE(h.sinks[i]->finished) << i;
+  EXPECT_EQ(h.runner.used(), 0);
+}
+
+TEST(Scheduler, MaxSeqsBoundsTheRunningSet) {
+  Harness h(1000, {.max_seqs = 2, .max_queue = 8});
+  for (int i = 0; i < 4; ++i) h.Add(Req(4, 10));
+  h.Steps(4);
+  EXPECT_EQ(h.sched.Stats().running, 2);
+  EXPECT_EQ(h.sched.Stats().waiting, 2);
+  for (int b : h.runner.batches) EXPECT_LE(b, 2);
+}
+
+TEST(Scheduler, RefusesWhatCanNeverFitAndAFullQueue) {
+  Harness h(20, {.max_seqs = 1, .max_queue = 2});
+  Status s;
+  h.Add(Req(40, 1), &s);  // 2 * (10 + 1) = 22 > 20
+  EXPECT_EQ(s.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(s.message().find("KV blocks"), std::string::npos) << s.message();
+  h.Add(Req(4, 4));
+  h.Add(Req(4, 4));
+  h.Add(Req(4, 4), &s);
+  EXPECT_EQ(s.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(s.message().find("queue is full"), std::string::npos) << s.message();
+  EXPECT_EQ(h.sinks[0]->terminal, 0) << "a refused task gets no events";
+  h.sched.Step();  // one admitted: the queue has room again
+  h.Add(Req(4, 4), &s);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+}
+
+TEST(Scheduler, DeadlineWhileQueuedEndsTheTaskWithoutPrefill) {
+  Harness h(1000, {.max_seqs = 1, .max_queue = 4});
+  const size_t a = h.Add(Req(4, 50));
+  GenerationRequest r = Req(4, 4);
+  r.deadline = h.clock.Now() + 100ms;
+  const size_t b = h.Add(std::move(r));
+  h.Steps(3);
+  EXPECT_EQ(h.sinks[b]->terminal, 0);
+  h.clock.Advance(150ms);
+  h.sched.Step();
+  EXPECT_EQ(h.sinks[b]->error.code(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(h.sinks[b]->started, 0);
+  EXPECT_EQ(h.runner.prefills, 1) << "only A was prefilled";
+  EXPECT_EQ(h.sched.Stats().waiting, 0);
+  h.Steps(60);
+  EXPECT_TRUE(h.sinks[a]->finished);
+  EXPECT_EQ(h.sinks[a]->tokens.size(), 50u);
+}
+
+TEST(Scheduler, DeadlineAndCancelWhileRunningFreeKvAtTheNextStep) {
+  Harness h(1000, {.max_seqs = 4, .max_queue = 4});
+  GenerationRequest r = Req(6, 100);
+  r.deadline = h.clock.Now() + 1s;
+  const size_t a = h.Add(std::move(r));
+  const size_t b = h.Add(Req(6, 100));
+  const size_t c = h.Add(Req(6, 30));
+  h.Steps(5);
+  EXPECT_EQ(h.runner.live(), 3);
+  h.tasks[b]->Cancel(CancelledError("client cancelled"));
+  h.sched.Step();
+  EXPECT_EQ(h.sinks[b]->error.code(), StatusCode::kCancelled);
+  EXPECT_TRUE(h.runner.released.count(2));
+  EXPECT_EQ(h.runner.live(), 2);
+  h.clock.Advance(2s);
+  h.sched.Step();
+  EXPECT_EQ(h.sinks[a]->error.code(), StatusCode::kDeadlineExceeded);
+  EXPECT_NE(h.sinks[a]->error.message().find("generated tokens"), std::string::npos);
+  EXPECT_EQ(h.runner.live(), 1);
+  h.Steps(40);
+  EXPECT_TRUE(h.sinks[c]->finished);
+  EXPECT_EQ(h.sinks[c]->tokens.size(), 30u) << "the other stream is not disturbed";
+  EXPECT_EQ(h.runner.used(), 0);
+  for (auto& s : h.sinks) EXPECT_EQ(s->terminal, 1);
+}
+
+TEST(Scheduler, CancelWhileQueued) {
+  Harness h(1000, {.max_seqs = 1, .max_queue = 4});
+  h.Add(Req(4, 20));
+  const size_t b = h.Add(Req(4, 4));
+  h.sched.Step();
+  h.tasks[b]->Cancel(Status(StatusCode::kAborted, "aborted"));
+  EXPECT_FALSE(h.tasks[b]->Cancel(CancelledError("second"))) << "first cancel wins";
+  h.sched.Step();
+  EXPECT_EQ(h.sinks[b]->error.code(), StatusCode::kAborted);
+  EXPECT_EQ(h.runner.prefills, 1);
+}
+
+TEST(Scheduler, TimingsComeFromTheInjectedClock) {
+  Harness h(1000, {.max_seqs = 1, .max_queue = 4});
+  h.Add(Req(4, 3));
+  const size_t b = h.Add(Req(4, 2));
+  h.sched.Step();
+  h.clock.Advance(250ms);
+  h.Steps(10);
+  ASSERT_TRUE(h.sinks[b]->finished);
+  EXPECT_NEAR(h.sinks[b]->start.queue_ms, 250.0, 1e-6);
+  EXPECT_NEAR(h.sinks[b]->fin.queue_ms, 250.0, 1e-6);
+}
+
+TEST(Scheduler, ShutdownEndsEveryLiveTaskAndFreesKv) {
+  Harness h(1000, {.max_seqs = 1, .max_queue = 4});
+  h.Add(Req(4, 100));
+  h.Add(Req(4, 100));
+  h.Steps(3);
+  h.sched.Shutdown(UnavailableError("shutting down"));
+  for (auto& s : h.sinks) {
+    EXPECT_EQ(s->error.code(), StatusCode::kUnavailable);
+    EXPECT_EQ(s->terminal, 1);
+  }
+  EXPECT_EQ(h.runner.used(), 0);
+  Status s;
+  h.Add(Req(4, 4), &s);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+}
+
+TEST(Scheduler, ThreadedRunCompletesEverything) {
+  SteadyClock clock;
+  FakeRunner runner(10000);
+  Scheduler sched(&runner, {.max_seqs = 4, .max_queue = 64}, &clock);
+  sched.Start();
+  std::vector<std::unique_ptr<Recorder>> sinks;
+  std::vector<std::shared_ptr<GenerationTask>> tasks;
+  for (int i = 0; i < 20; ++i) {
+    sinks.push_back(std::make_unique<Recorder>());
+    tasks.push_back(std::make_shared<GenerationTask>(Req(3 + i, 5 + i % 4), sinks.back().get()));
+    ASSERT_TRUE(sched.Submit(tasks.back()).ok());
+  }
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (sched.live() > 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(1ms);
+  sched.Shutdown(UnavailableError("done"));
+  for (size_t i = 0; i < sinks.size(); ++i) {
+    EXPECT_TRUE(sinks[i]->finished) << i;
+    EXPECT_EQ(sinks[i]->tokens.size(), 5u + i % 4);
+  }
+  EXPECT_EQ(runner.used(), 0);
+}
+
+}  // namespace
+}  // namespace slim::server
