@@ -1,0 +1,242 @@
+// Bad input: every malformed or out-of-range field of Generate / Tokenize / Abort gets
+// INVALID_ARGUMENT naming the field, over real gRPC (including invalid UTF-8 sent as raw bytes,
+// which protobuf itself cannot parse); the server keeps serving and counts each refusal once.
+// Also the UTF-8 checker and the wire walker on their own.
+#include <gtest/gtest.h>
+
+#include <future>
+#include <grpcpp/generic/generic_stub.h>
+
+#include "server/proto_parse.h"
+#include "server_test_util.h"
+
+namespace slim::server::testing {
+namespace {
+
+TEST(Utf8, FindsTheFirstInvalidSequence) {
+  EXPECT_EQ(FindInvalidUtf8("plain ascii"), std::string_view::npos);
+  EXPECT_EQ(FindInvalidUtf8("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"), std::string_view::npos);
+  EXPECT_EQ(FindInvalidUtf8("ab\xC3"), 2u);                 // truncated
+  EXPECT_EQ(FindInvalidUtf8("a\xC0\x80"), 1u);              // overlong NUL
+  EXPECT_EQ(FindInvalidUtf8("\xE0\x80\xAF"), 0u);           // overlong '/'
+  EXPECT_EQ(FindInvalidUtf8("x\xED\xA0\x80"), 1u);          // UTF-16 surrogate
+  EXPECT_EQ(FindInvalidUtf8("\xF4\x90\x80\x80"), 0u);       // above U+10FFFF
+  EXPECT_EQ(FindInvalidUtf8("ok\x80"), 2u);                 // lone continuation byte
+  EXPECT_EQ(FindInvalidUtf8("\xC3\x28"), 0u);               // bad continuation
+}
+
+// Serialized `m` with the bytes "@@@@" replaced by `with`.
+std::string Patched(const google::protobuf::Message& m, const std::string& with) {
+  std::string wire = m.SerializeAsString();
+  const size_t at = wire.find("@@@@");
+  EXPECT_NE(at, std::string::npos);
+  wire.replace(at, 4, with);
+  return wire;
+}
+
+TEST(Utf8, WireWalkerNamesNestedFields) {
+  v1::GenerateRequest req;
+  auto* chat = req.mutable_chat();
+  chat->add_messages()->set_content("fine");
+  chat->add_messages()->set_content("@@@@");
+  req.mutable_stopping()->add_stop("x");
+  Status s = CheckUtf8Fields(Patched(req, "\xFF\xFE!!"), v1::GenerateRequest::descriptor());
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "chat.messages[1].content: invalid UTF-8 at byte 0");
+  v1::GenerateRequest r2;
+  r2.set_prompt("x");
+  r2.mutable_stopping()->add_stop("a");
+  r2.mutable_stopping()->add_stop("b@@@@");
+  s = CheckUtf8Fields(Patched(r2, "\xC3\x28zz"), v1::GenerateRequest::descriptor());
+  EXPECT_EQ(s.message(), "stopping.stop[1]: invalid UTF-8 at byte 1");
+  EXPECT_TRUE(CheckUtf8Fields(r2.SerializeAsString(), v1::GenerateRequest::descriptor()).ok());
+}
+
+class Validation : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { server_ = StartServer(TestOptions()).release(); }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_NE(server_, nullptr);
+    channel_ = Connect(server_->port());
+    stub_ = v1::Inference::NewStub(channel_);
+  }
+  // Sends raw request bytes to `method` (a streaming method answered only by a status).
+  grpc::Status RawCall(const std::string& method, const std::string& bytes) {
+    grpc::GenericStub generic(channel_);
+    grpc::ClientContext ctx;
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer req(&slice, 1), resp;
+    std::promise<grpc::Status> done;
+    generic.UnaryCall(&ctx, method, grpc::StubOptions(), &req, &resp, [&](grpc::Status s) { done.set_value(s); });
+    return done.get_future().get();
+  }
+  static InferenceServer* server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Inference::Stub> stub_;
+};
+InferenceServer* Validation::server_ = nullptr;
+
+v1::GenerateRequest Good() { return PromptRequest("Hello there", 4); }
+
+TEST_F(Validation, EveryBadFieldGetsInvalidArgumentNamingIt) {
+  struct Case {
+    std::string name;
+    std::function<void(v1::GenerateRequest*)> edit;
+    std::string expect;  // substring of the message
+  };
+  const std::vector<int32_t> long_prompt(8193, 100);
+  const std::vector<int32_t> near_full(8000, 100);
+  const std::vector<Case> cases = {
+      {"no input", [](auto* r) { r->clear_prompt(); }, "input:"},
+      {"empty prompt", [](auto* r) { r->set_prompt(""); }, "prompt: is empty"},
+      {"empty chat", [](auto* r) { r->mutable_chat(); }, "chat.messages: is empty"},
+      {"bad role",
+       [](auto* r) {
+         auto* m = r->mutable_chat()->add_messages();
+         m->set_role("robot");
+         m->set_content("hi");
+       },
+       "chat.messages[0].role"},
+      {"empty token ids", [](auto* r) { r->mutable_token_ids(); }, "token_ids.ids: is empty"},
+      {"token id outside the vocabulary",
+       [](auto* r) {
+         r->mutable_token_ids()->add_ids(5);
+         r->mutable_token_ids()->add_ids(49152);
+       },
+       "token_ids.ids[1]"},
+      {"prompt over the context",
+       [&](auto* r) { r->mutable_token_ids()->mutable_ids()->Assign(long_prompt.begin(), long_prompt.end()); },
+       "prompt: 8193 tokens exceed the model context of 8192"},
+      {"prompt + max_tokens over the context",
+       [&](auto* r) {
+         r->mutable_token_ids()->mutable_ids()->Assign(near_full.begin(), near_full.end());
+         r->mutable_stopping()->set_max_tokens(500);
+       },
+       "stopping.max_tokens: prompt (8000 tokens) + max_tokens (500)"},
+      {"negative max_tokens", [](auto* r) { r->mutable_stopping()->set_max_tokens(-1); }, "stopping.max_tokens"},
+      {"temperature", [](auto* r) { r->mutable_sampling()->set_temperature(-0.5f); }, "sampling.temperature"},
+      {"top_p", [](auto* r) { r->mutable_sampling()->set_top_p(1.5f); }, "sampling.top_p"},
+      {"top_p zero", [](auto* r) { r->mutable_sampling()->set_top_p(0.0f); }, "sampling.top_p"},
+      {"top_k", [](auto* r) { r->mutable_sampling()->set_top_k(1 << 20); }, "sampling.top_k"},
+      {"min_p", [](auto* r) { r->mutable_sampling()->set_min_p(1.0f); }, "sampling.min_p"},
+      {"repetition_penalty", [](auto* r) { r->mutable_sampling()->set_repetition_penalty(0.0f); },
+       "sampling.repetition_penalty"},
+      {"frequency_penalty", [](auto* r) { r->mutable_sampling()->set_frequency_penalty(3.0f); },
+       "sampling.frequency_penalty"},
+      {"presence_penalty", [](auto* r) { r->mutable_sampling()->set_presence_penalty(-3.0f); },
+       "sampling.presence_penalty"},
+      {"penalty_last_n", [](auto* r) { r->mutable_sampling()->set_penalty_last_n(-2); }, "sampling.penalty_last_n"},
+      {"logprobs", [](auto* r) { r->mutable_sampling()->set_logprobs(21); }, "sampling.logprobs"},
+      {"too many stop strings",
+       [](auto* r) {
+         for (int i = 0; i < 17; ++i) r->mutable_stopping()->add_stop("s" + std::to_string(i));
+       },
+       "stopping.stop: at most 16"},
+      {"empty stop string", [](auto* r) { r->mutable_stopping()->add_stop(""); }, "stopping.stop[0]"},
+      {"stop token id", [](auto* r) { r->mutable_stopping()->add_stop_token_ids(-1); }, "stopping.stop_token_ids[0]"},
+      {"explicit pruning without stages",
+       [](auto* r) { r->mutable_pruning()->set_mode(v1::PruningOptions::MODE_EXPLICIT); }, "pruning.stages: required"},
+      {"pruning stage layer",
+       [](auto* r) {
+         r->mutable_pruning()->set_mode(v1::PruningOptions::MODE_EXPLICIT);
+         auto* s = r->mutable_pruning()->add_stages();
+         s->set_layer(40);
+         s->set_tokens(256);
+       },
+       "pruning.stages: pruning stage 0 (layer 40): layer must be in [1, 30)"},
+      {"pruning stage without keep",
+       [](auto* r) {
+         r->mutable_pruning()->set_mode(v1::PruningOptions::MODE_EXPLICIT);
+         r->mutable_pruning()->add_stages()->set_layer(5);
+       },
+       "pruning.stages[0]: set tokens or fraction"},
+      {"pruning fraction", [](auto* r) {
+         r->mutable_pruning()->set_mode(v1::PruningOptions::MODE_EXPLICIT);
+         auto* s = r->mutable_pruning()->add_stages();
+         s->set_layer(5);
+         s->set_fraction(1.5);
+       },
+       "pruning.stages[0].fraction"},
+      {"stages without explicit mode", [](auto* r) {
+         r->mutable_pruning()->set_mode(v1::PruningOptions::MODE_OFF);
+         r->mutable_pruning()->add_stages()->set_layer(5);
+       },
+       "pruning.stages: only allowed with MODE_EXPLICIT"},
+      {"unknown pruning mode", [](auto* r) { r->mutable_pruning()->set_mode(static_cast<v1::PruningOptions::Mode>(9)); },
+       "pruning.mode: unknown value 9"},
+      {"request id with a space", [](auto* r) { r->set_request_id("a b"); }, "request_id"},
+      {"request id too long", [](auto* r) { r->set_request_id(std::string(200, 'x')); }, "request_id"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    v1::GenerateRequest req = Good();
+    c.edit(&req);
+    StreamResult r = Stream(*stub_, req);
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << r.status.error_message();
+    EXPECT_NE(r.status.error_message().find(c.expect), std::string::npos) << r.status.error_message();
+    EXPECT_EQ(r.started_count + r.chunks + r.finished_count, 0);
+  }
+  // Invalid UTF-8 cannot even be parsed by protobuf: send raw bytes.
+  v1::GenerateRequest bad = Good();
+  bad.set_prompt("Hi @@@@ there");
+  grpc::Status s = RawCall("/sliminfer.v1.Inference/Generate", Patched(bad, "\xC3\x28\xA0\xA1"));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(), "prompt: invalid UTF-8 at byte 3");
+  v1::GenerateRequest bad_chat;
+  auto* m = bad_chat.mutable_chat()->add_messages();
+  m->set_role("user");
+  m->set_content("@@@@");
+  s = RawCall("/sliminfer.v1.Inference/Generate", Patched(bad_chat, "\xED\xA0\x80!"));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(), "chat.messages[0].content: invalid UTF-8 at byte 0");
+  s = RawCall("/sliminfer.v1.Inference/Generate", std::string("\x12\x50garbage", 9));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("not a valid sliminfer.v1.GenerateRequest"), std::string::npos)
+      << s.error_message();
+
+  // Every refusal counted once; the server still serves.
+  const size_t refused = cases.size() + 3;
+  EXPECT_EQ(MetricValue(server_->metrics().Render(), "sliminfer_requests_total{outcome=\"invalid_argument\"}"),
+            static_cast<double>(refused));
+  StreamResult ok = Stream(*stub_, Good());
+  EXPECT_TRUE(ok.status.ok()) << ok.status.error_message();
+  EXPECT_EQ(ok.token_ids.size(), 4u);
+  EXPECT_EQ(UsedKvBlocks(*server_), 0);
+}
+
+TEST_F(Validation, TokenizeAndAbortValidateToo) {
+  grpc::ClientContext c1;
+  v1::TokenizeResponse tr;
+  grpc::Status s = stub_->Tokenize(&c1, v1::TokenizeRequest(), &tr);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("input"), std::string::npos);
+  v1::TokenizeRequest bad;
+  bad.set_text("@@@@");
+  s = RawCall("/sliminfer.v1.Inference/Tokenize", Patched(bad, "a\xFF\xFF!"));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(), "text: invalid UTF-8 at byte 1");
+  grpc::ClientContext c2;
+  v1::AbortResponse ar;
+  s = stub_->Abort(&c2, v1::AbortRequest(), &ar);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::ClientContext c3;
+  v1::AbortRequest unknown;
+  unknown.set_request_id("nobody");
+  EXPECT_EQ(stub_->Abort(&c3, unknown, &ar).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(Validation, AnOversizedMessageIsRefusedByTheTransport) {
+  // --max-message-bytes defaults to 16 MiB; a 17 MiB prompt is refused before any parsing.
+  v1::GenerateRequest req = Good();
+  req.set_prompt(std::string(17 << 20, 'a'));
+  StreamResult r = Stream(*stub_, req);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << r.status.error_message();
+  EXPECT_TRUE(Stream(*stub_, Good()).status.ok());
+}
+
+}  // namespace
+}  // namespace slim::server::testing
