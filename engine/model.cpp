@@ -4,6 +4,7 @@
 #include <cmath>
 #include <string>
 
+#include "engine/gguf/gguf_file.h"
 #include "engine/pruning/block_scorer.h"
 
 namespace slim {
@@ -65,6 +66,30 @@ StatusOr<Buffer> LoadStacked(const WeightSource& src, Backend* be, const std::ve
                              int64_t cols, DType dtype, size_t* bytes) {
   int64_t rows = 0;
   for (const Part& p : parts) rows += p.rows;
+  // Synthetic weights on a device backend are generated in place (an 8B model's 32 GB of fp32
+  // would otherwise be drawn and converted on the host).
+  if (be->device() != Device::kCpu) {
+    std::vector<SyntheticFill> fills;
+    for (const Part& p : parts) {
+      std::optional<SyntheticFill> f = src.SyntheticSpec(p.name, cols);
+      if (!f) break;
+      fills.push_back(*f);
+    }
+    if (fills.size() == parts.size()) {
+      SLIM_ASSIGN_OR_RETURN(Buffer buf, be->Alloc(dtype, rows, cols));
+      Status s;
+      int64_t r = 0;
+      for (size_t i = 0; i < parts.size() && s.ok(); ++i) {
+        s = be->FillSynthetic(fills[i], buf.view().Rows(r, parts[i].rows));
+        r += parts[i].rows;
+      }
+      if (s.ok()) {
+        *bytes += static_cast<size_t>(rows * cols) * DTypeBytes(dtype);
+        return buf;
+      }
+      if (s.code() != StatusCode::kUnimplemented) return s.WithPrefix("synthetic weights '" + parts[0].name + "'");
+    }
+  }
   std::vector<float> host(static_cast<size_t>(rows * cols));
   int64_t r = 0;
   for (const Part& p : parts) {
@@ -74,6 +99,28 @@ StatusOr<Buffer> LoadStacked(const WeightSource& src, Backend* be, const std::ve
   SLIM_ASSIGN_OR_RETURN(Buffer buf, be->Alloc(dtype, rows, cols));
   SLIM_RETURN_IF_ERROR(be->Upload(host.data(), buf.view()));
   *bytes += static_cast<size_t>(rows * cols) * DTypeBytes(dtype);
+  return buf;
+}
+
+// The GGUF-quantized rows of `parts` stacked into one backend buffer, when the backend keeps
+// such copies and every part has the same supported type; an empty buffer otherwise.
+StatusOr<Buffer> LoadQuantized(const WeightSource& src, Backend* be, const std::vector<Part>& parts, int64_t cols) {
+  const gguf::GgufFile* f = src.gguf_file();
+  if (f == nullptr || !be->WantsQuantizedWeights()) return Buffer();
+  std::vector<uint8_t> bytes;
+  int64_t rows = 0;
+  uint32_t type = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const gguf::TensorInfo* t = f->FindTensor(parts[i].name);
+    if (t == nullptr) return Buffer();
+    const uint32_t ty = static_cast<uint32_t>(t->type);
+    if (i > 0 && ty != type) return Buffer();
+    type = ty;
+    bytes.insert(bytes.end(), t->data, t->data + t->n_bytes);
+    rows += parts[i].rows;
+  }
+  StatusOr<Buffer> buf = be->UploadQuantized(type, bytes.data(), rows, cols);
+  if (!buf.ok() && buf.status().code() == StatusCode::kUnimplemented) return Buffer();
   return buf;
 }
 
@@ -93,6 +140,8 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const WeightSource& src, Backend* b
   if (!c.tied_embeddings) {
     SLIM_ASSIGN_OR_RETURN(m->lm_head_, LoadStacked(src, backend, {{"output.weight", c.vocab_size}}, d, wt, &bytes));
   }
+  SLIM_ASSIGN_OR_RETURN(m->lm_head_q_, LoadQuantized(src, backend,
+                                                     {{c.tied_embeddings ? "token_embd.weight" : "output.weight", c.vocab_size}}, d));
   std::vector<float> factors;
   if (src.Has("rope_freqs.weight")) {
     factors.resize(static_cast<size_t>(c.rope_dim / 2));
@@ -112,6 +161,11 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const WeightSource& src, Backend* b
     SLIM_ASSIGN_OR_RETURN(w.w_gate_up, LoadStacked(src, backend, {{p + "ffn_gate.weight", ff}, {p + "ffn_up.weight", ff}},
                                                    d, wt, &bytes));
     SLIM_ASSIGN_OR_RETURN(w.w_down, LoadStacked(src, backend, {{p + "ffn_down.weight", d}}, ff, wt, &bytes));
+    SLIM_ASSIGN_OR_RETURN(w.wqkv_q, LoadQuantized(src, backend,
+                                                  {{p + "attn_q.weight", qd}, {p + "attn_k.weight", kvd}, {p + "attn_v.weight", kvd}}, d));
+    SLIM_ASSIGN_OR_RETURN(w.wo_q, LoadQuantized(src, backend, {{p + "attn_output.weight", d}}, qd));
+    SLIM_ASSIGN_OR_RETURN(w.w_gate_up_q, LoadQuantized(src, backend, {{p + "ffn_gate.weight", ff}, {p + "ffn_up.weight", ff}}, d));
+    SLIM_ASSIGN_OR_RETURN(w.w_down_q, LoadQuantized(src, backend, {{p + "ffn_down.weight", d}}, ff));
   }
   return m;
 }
@@ -120,10 +174,12 @@ Status Model::EnsureWorkspace(int64_t n_rows, int64_t n_seqs) {
   const ModelConfig& c = config_;
   const int64_t d = c.d_model, qd = int64_t{c.n_heads} * c.head_dim,
                 kvd = int64_t{c.n_kv_heads} * c.head_dim, ff = c.d_ff;
-  const DType at = DType::kF32;
+  // The residual stream x (and the last rows gathered from it) and the logits stay f32; the
+  // other activations use the backend's activation type.
+  const DType at = backend_->act_dtype(), f32 = DType::kF32;
   if (n_rows > ws_rows_) {
     const int64_t n = std::max(n_rows, ws_rows_ * 2);
-    SLIM_ASSIGN_OR_RETURN(x_, backend_->Alloc(at, n, d));
+    SLIM_ASSIGN_OR_RETURN(x_, backend_->Alloc(f32, n, d));
     SLIM_ASSIGN_OR_RETURN(h_, backend_->Alloc(at, n, d));
     SLIM_ASSIGN_OR_RETURN(qkv_, backend_->Alloc(at, n, qd + 2 * kvd));
     SLIM_ASSIGN_OR_RETURN(attn_, backend_->Alloc(at, n, qd));
@@ -134,9 +190,9 @@ Status Model::EnsureWorkspace(int64_t n_rows, int64_t n_seqs) {
   }
   if (n_seqs > ws_seqs_) {
     const int64_t n = std::max(n_seqs, ws_seqs_ * 2);
-    SLIM_ASSIGN_OR_RETURN(last_, backend_->Alloc(at, n, d));
+    SLIM_ASSIGN_OR_RETURN(last_, backend_->Alloc(f32, n, d));
     SLIM_ASSIGN_OR_RETURN(last_norm_, backend_->Alloc(at, n, d));
-    SLIM_ASSIGN_OR_RETURN(logits_, backend_->Alloc(at, n, c.vocab_size));
+    SLIM_ASSIGN_OR_RETURN(logits_, backend_->Alloc(f32, n, c.vocab_size));
     ws_seqs_ = n;
   }
   return OkStatus();
@@ -249,8 +305,9 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& w = layers_[static_cast<size_t>(l)];
     TensorView x = x_.Rows(0, b.n_rows), h = h_.Rows(0, b.n_rows), qkv = qkv_.Rows(0, b.n_rows);
-    backend_->RmsNorm(x, w.attn_norm.view(), c.rms_eps, h);
-    backend_->MatMul(h, w.wqkv.view(), qkv);
+    // Later layers get h from the previous layer's fused residual add.
+    if (l == 0) backend_->RmsNorm(x, w.attn_norm.view(), c.rms_eps, h);
+    backend_->MatMulQ(h, w.wqkv.view(), &w.wqkv_q, qkv);
     backend_->Rope(qkv.Cols(0, qd), c.n_heads, c.head_dim, b.pos, rope_);
     backend_->Rope(qkv.Cols(qd, kvd), c.n_kv_heads, c.head_dim, b.pos, rope_);
     if (any_prune) {
@@ -273,26 +330,32 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
     for (int64_t i = 0; i < n_seqs; ++i) {
       SLIM_RETURN_IF_ERROR(kv.Append(seqs[static_cast<size_t>(i)].seq, l, b.attn[static_cast<size_t>(i)].n_rows));
     }
-    backend_->MatMul(att, w.wo.view(), proj);
-    backend_->Add(x, proj);
+    backend_->MatMulQ(att, w.wo.view(), &w.wo_q, proj);
     if (any_prune) {
+      backend_->Add(x, proj);
       SLIM_RETURN_IF_ERROR(PruneAt(l, /*before_attention=*/false, seqs, b));
       x = x_.Rows(0, b.n_rows);
+      h = h_.Rows(0, b.n_rows);
+      backend_->RmsNorm(x, w.ffn_norm.view(), c.rms_eps, h);
+    } else {
+      backend_->AddRmsNorm(x, proj, w.ffn_norm.view(), c.rms_eps, h);
     }
-    h = h_.Rows(0, b.n_rows);
     const TensorView gate_up = gate_up_.Rows(0, b.n_rows), act = act_.Rows(0, b.n_rows),
                      proj2 = proj_.Rows(0, b.n_rows);
-    backend_->RmsNorm(x, w.ffn_norm.view(), c.rms_eps, h);
-    backend_->MatMul(h, w.w_gate_up.view(), gate_up);
+    backend_->MatMulQ(h, w.w_gate_up.view(), &w.w_gate_up_q, gate_up);
     backend_->SwiGlu(gate_up, act);
-    backend_->MatMul(act, w.w_down.view(), proj2);
-    backend_->Add(x, proj2);
+    backend_->MatMulQ(act, w.w_down.view(), &w.w_down_q, proj2);
+    if (l + 1 < c.n_layers) {
+      backend_->AddRmsNorm(x, proj2, layers_[static_cast<size_t>(l) + 1].attn_norm.view(), c.rms_eps, h);
+    } else {
+      backend_->Add(x, proj2);
+    }
   }
   const TensorView last = last_.Rows(0, n_seqs), last_norm = last_norm_.Rows(0, n_seqs),
                    lg = logits_.Rows(0, n_seqs);
   backend_->GatherRows(x_.Rows(0, b.n_rows), b.last_rows, last);
   backend_->RmsNorm(last, out_norm_.view(), c.rms_eps, last_norm);
-  backend_->MatMul(last_norm, lm_head_.empty() ? tok_embd_.view() : lm_head_.view(), lg);
+  backend_->MatMulQ(last_norm, lm_head_.empty() ? tok_embd_.view() : lm_head_.view(), &lm_head_q_, lg);
   logits->resize(static_cast<size_t>(n_seqs * c.vocab_size));
   return backend_->Download(lg, logits->data());
 }

@@ -23,6 +23,9 @@ struct LayerWeights {
   Buffer ffn_norm;   // [1, d]
   Buffer w_gate_up;  // [2 * ff, d]: gate rows, then up rows
   Buffer w_down;     // [d, ff]
+  // GGUF-quantized copies of the matrices above for backends that stream them in decode
+  // (Backend::WantsQuantizedWeights); empty otherwise.
+  Buffer wqkv_q, wo_q, w_gate_up_q, w_down_q;
 };
 
 // New tokens of one sequence for a forward pass. Its KV must be reserved for them at every
@@ -67,6 +70,7 @@ class Model {
   Buffer tok_embd_;   // [vocab, d]
   Buffer out_norm_;   // [1, d]
   Buffer lm_head_;    // [vocab, d], empty when tied to tok_embd_
+  Buffer lm_head_q_;  // quantized copy of the LM head (lm_head_ or tok_embd_), may be empty
   std::vector<LayerWeights> layers_;
   size_t weight_bytes_ = 0;
 

@@ -11,6 +11,7 @@
 
 #include "engine/core/status.h"
 #include "engine/core/tensor.h"
+#include "engine/model/weight_source.h"
 #include "kvstore/kv_store.h"
 
 namespace slim {
@@ -37,6 +38,13 @@ struct AttnSeq {
   const kv::LayerTable* table = nullptr;  // reserved for n_past + n_rows tokens
 };
 
+// Device time of one kind of op, summed over its calls while profiling was on.
+struct OpTime {
+  std::string op;  // "MatMul[rows x out x in]", "Attention", ...
+  double ms = 0.0;
+  int64_t calls = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -44,6 +52,9 @@ class Backend {
   virtual std::string Describe() const = 0;
   // KV element type this backend stores (f32 on CPU, bf16 on CUDA).
   virtual DType kv_dtype() const = 0;
+  // Type of the layer loop's activation buffers other than the residual stream, which stays
+  // f32 (f32 on CPU, bf16 on CUDA).
+  virtual DType act_dtype() const { return DType::kF32; }
 
   // Activation/weight buffers; ResourceExhausted when the device is full.
   virtual StatusOr<Buffer> Alloc(DType dtype, int64_t rows, int64_t cols) = 0;
@@ -53,6 +64,12 @@ class Backend {
   virtual Status Download(TensorView src, float* host) = 0;
   // Waits for queued work (no-op on CPU).
   virtual Status Sync() = 0;
+  // Writes synthetic weights (engine/model/weight_source.h) into dst in place, converted to
+  // dst.dtype. Unimplemented where the backend has no such kernel: callers then read the
+  // values through host memory.
+  virtual Status FillSynthetic(const SyntheticFill& fill, TensorView dst) {
+    return UnimplementedError("this backend generates no synthetic weights in place");
+  }
 
   // out[i, :] = table[ids[i], :]
   virtual void Embed(TensorView table, std::span<const int32_t> ids, TensorView out) = 0;
@@ -60,8 +77,22 @@ class Backend {
   virtual void RmsNorm(TensorView x, TensorView w, float eps, TensorView out) = 0;
   // acc += x
   virtual void Add(TensorView acc, TensorView x) = 0;
+  // acc += x, then out = RmsNorm(acc, w); backends may fuse the two passes.
+  virtual void AddRmsNorm(TensorView acc, TensorView x, TensorView w, float eps, TensorView out) {
+    Add(acc, x);
+    RmsNorm(acc, w, eps, out);
+  }
   // out[n, m] = x[n, k] * w[m, k]^T
   virtual void MatMul(TensorView x, TensorView w, TensorView out) = 0;
+  // Optional second copy of a weight in its GGUF quantization (rows of blocks), for memory-bound
+  // products with few rows (decode). Backends that keep none answer false / Unimplemented.
+  virtual bool WantsQuantizedWeights() const { return false; }
+  virtual StatusOr<Buffer> UploadQuantized(uint32_t ggml_type, const uint8_t* rows, int64_t n_rows,
+                                           int64_t cols) {
+    return UnimplementedError("this backend keeps no quantized weights");
+  }
+  // MatMul where `wq` (may be null) is w's quantized copy from UploadQuantized.
+  virtual void MatMulQ(TensorView x, TensorView w, const Buffer* wq, TensorView out) { MatMul(x, w, out); }
   // Rotates the first rope_dim dims of each head of x [n, n_heads * head_dim] in place.
   virtual void Rope(TensorView x, int n_heads, int head_dim, std::span<const int32_t> positions,
                     const RopeTable& rope) = 0;
@@ -85,11 +116,18 @@ class Backend {
   // sequence's tokens [0, n_past + r]. q, out: [n, n_heads * head_dim].
   virtual void Attention(const kv::KvStore& kv, std::span<const AttnSeq> seqs,
                          const AttnShape& shape, TensorView q, TensorView out) = 0;
+
+  // Per-op device timings for benchmarks: while on, the backend times each op (CUDA events);
+  // TakeProfile waits for queued work and returns and clears the totals (largest first).
+  // Backends without timers return nothing.
+  virtual void SetProfiling(bool on) {}
+  virtual std::vector<OpTime> TakeProfile() { return {}; }
 };
 
 struct BackendOptions {
   Device device = Device::kCpu;
-  int threads = 0;  // CPU: 0 = all cores
+  int threads = 0;       // CPU: 0 = all cores
+  bool profile = false;  // start with per-op timing on (SetProfiling)
 };
 
 // CPU always; CUDA when built with it and a device is present (Unavailable otherwise).

@@ -9,6 +9,7 @@ const char* DTypeName(DType t) {
     case DType::kBF16: return "bf16";
     case DType::kF16: return "f16";
     case DType::kI32: return "i32";
+    case DType::kQuant: return "quant";
   }
   return "?";
 }

@@ -10,10 +10,14 @@
 
 namespace slim {
 
-enum class DType { kF32, kBF16, kF16, kI32 };
+// kQuant: rows of GGUF quantization blocks (ggml type in TensorView::quant_type); its stride is
+// in bytes and its cols count elements.
+enum class DType { kF32, kBF16, kF16, kI32, kQuant };
 enum class Device { kCpu, kCuda };
 
-inline size_t DTypeBytes(DType t) { return t == DType::kBF16 || t == DType::kF16 ? 2 : 4; }
+inline size_t DTypeBytes(DType t) {
+  return t == DType::kBF16 || t == DType::kF16 ? 2 : t == DType::kQuant ? 1 : 4;
+}
 const char* DTypeName(DType t);
 const char* DeviceName(Device d);
 
@@ -24,7 +28,8 @@ struct TensorView {
   Device device = Device::kCpu;
   int64_t rows = 0;
   int64_t cols = 0;
-  int64_t stride = 0;  // elements between consecutive rows (>= cols)
+  int64_t stride = 0;  // elements between consecutive rows (>= cols); bytes for kQuant
+  uint32_t quant_type = 0;  // ggml type of kQuant views
 
   template <typename T>
   T* as() const { return static_cast<T*>(data); }

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "engine/backend/cpu/cpu_math.h"
+#include "engine/backend/cpu/quant_gemv.h"
 #include "engine/pruning/block_scorer.h"
 
 namespace slim::cpu {
@@ -107,6 +108,43 @@ void CpuBackend::MatMul(TensorView x, TensorView w, TensorView out) {
               static_cast<int>(w.rows), static_cast<int>(x.cols), 1.0f, x.as<float>(),
               static_cast<int>(x.stride), w.as<float>(), static_cast<int>(w.stride), 0.0f,
               out.as<float>(), static_cast<int>(out.stride));
+}
+
+StatusOr<Buffer> CpuBackend::UploadQuantized(uint32_t ggml_type, const uint8_t* rows, int64_t n_rows,
+                                             int64_t cols) {
+  const auto t = static_cast<gguf::TensorType>(ggml_type);
+  if (!CanQuantGemv(t) || cols % 32 != 0) return UnimplementedError("cpu: no quantized kernel for this type");
+  const size_t row_bytes = QuantRowBytes(t, cols);
+  const size_t bytes = row_bytes * static_cast<size_t>(n_rows);
+  void* p = std::aligned_alloc(64, (std::max<size_t>(bytes, 1) + 63) / 64 * 64);
+  if (p == nullptr) return ResourceExhaustedError("cpu: cannot allocate quantized weights");
+  std::memcpy(p, rows, bytes);
+  TensorView v;
+  v.data = p;
+  v.dtype = DType::kQuant;
+  v.quant_type = ggml_type;
+  v.rows = n_rows;
+  v.cols = cols;
+  v.stride = static_cast<int64_t>(row_bytes);
+  return Buffer(v, [](void* q) { std::free(q); });
+}
+
+// Up to this many rows of x, the quantized rows are streamed instead of the fp32 weights.
+constexpr int64_t kQuantGemvMaxRows = 8;
+
+void CpuBackend::MatMulQ(TensorView x, TensorView w, const Buffer* wq, TensorView out) {
+  if (wq == nullptr || wq->empty() || x.rows > kQuantGemvMaxRows || x.rows == 0) {
+    MatMul(x, w, out);
+    return;
+  }
+  const TensorView& q = wq->view();
+  assert(q.rows == w.rows && q.cols == x.cols);
+  const auto t = static_cast<gguf::TensorType>(q.quant_type);
+  const int n_in = static_cast<int>(x.rows);
+  pool_.ParallelFor(q.rows, [&](int64_t b, int64_t e) {
+    QuantGemvRows(t, static_cast<const uint8_t*>(q.data), q.cols, x.as<float>(), x.stride, n_in, out.as<float>(),
+                  out.stride, b, e);
+  }, 64);
 }
 
 void CpuBackend::Rope(TensorView x, int n_heads, int head_dim, std::span<const int32_t> positions,

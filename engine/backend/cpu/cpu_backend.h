@@ -27,6 +27,9 @@ class CpuBackend final : public Backend {
   void RmsNorm(TensorView x, TensorView w, float eps, TensorView out) override;
   void Add(TensorView acc, TensorView x) override;
   void MatMul(TensorView x, TensorView w, TensorView out) override;
+  bool WantsQuantizedWeights() const override { return true; }
+  StatusOr<Buffer> UploadQuantized(uint32_t ggml_type, const uint8_t* rows, int64_t n_rows, int64_t cols) override;
+  void MatMulQ(TensorView x, TensorView w, const Buffer* wq, TensorView out) override;
   void Rope(TensorView x, int n_heads, int head_dim, std::span<const int32_t> positions,
             const RopeTable& rope) override;
   void SwiGlu(TensorView gate_up, TensorView out) override;
