@@ -89,14 +89,21 @@ class SyntheticWeights final : public WeightSource {
 
   // Norm weights are 1 + small noise; matrices uniform with std 1 / sqrt(fan-in), so
   // activations stay of order one at every depth; embeddings std 1.
-  Status ReadF32(const std::string& name, int64_t rows, int64_t cols, float* out) const override {
-    uint64_t state = seed_ ^ HashName(name);
-    const bool is_norm = name.find("norm") != std::string::npos;
+  std::optional<SyntheticFill> SyntheticSpec(const std::string& name, int64_t cols) const override {
+    SyntheticFill f;
+    f.state = seed_ ^ HashName(name);
+    f.is_norm = name.find("norm") != std::string::npos;
     const float std_dev = name == "token_embd.weight" ? 1.0f : 1.0f / std::sqrt(static_cast<float>(cols));
-    const float half_width = std_dev * 1.7320508f;  // uniform(-a, a) has std a / sqrt(3)
+    f.half_width = std_dev * 1.7320508f;  // uniform(-a, a) has std a / sqrt(3)
+    return f;
+  }
+
+  Status ReadF32(const std::string& name, int64_t rows, int64_t cols, float* out) const override {
+    const SyntheticFill f = *SyntheticSpec(name, cols);
+    uint64_t state = f.state;
     for (int64_t i = 0; i < rows * cols; ++i) {
       const float u = static_cast<float>(SplitMix(state) >> 40) * (1.0f / 16777216.0f);  // [0, 1)
-      out[i] = is_norm ? 1.0f + 0.1f * (u - 0.5f) : (2.0f * u - 1.0f) * half_width;
+      out[i] = f.is_norm ? 1.0f + 0.1f * (u - 0.5f) : (2.0f * u - 1.0f) * f.half_width;
     }
     return OkStatus();
   }
@@ -108,6 +115,12 @@ class SyntheticWeights final : public WeightSource {
 };
 
 }  // namespace
+
+float SyntheticValue(const SyntheticFill& f, int64_t i) {
+  uint64_t state = f.state + static_cast<uint64_t>(i) * 0x9e3779b97f4a7c15ULL;
+  const float u = static_cast<float>(SplitMix(state) >> 40) * (1.0f / 16777216.0f);
+  return f.is_norm ? 1.0f + 0.1f * (u - 0.5f) : (2.0f * u - 1.0f) * f.half_width;
+}
 
 StatusOr<std::unique_ptr<WeightSource>> OpenGgufWeights(const std::string& path) {
   SLIM_ASSIGN_OR_RETURN(std::unique_ptr<gguf::GgufFile> file, gguf::GgufFile::Open(path));

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "engine/core/status.h"
@@ -12,6 +13,18 @@
 
 namespace slim {
 namespace gguf { class GgufFile; }
+
+// How a synthetic tensor's values are generated, so that a device backend can produce them in
+// place: element i (row-major over the tensor) draws z = splitmix64 output number i + 1 from
+// `state`, u = (z >> 40) * 2^-24 in [0, 1), and is 1 + 0.1 * (u - 0.5) for norm weights,
+// (2u - 1) * half_width otherwise (SyntheticValue below is the host definition).
+struct SyntheticFill {
+  uint64_t state = 0;
+  float half_width = 0.0f;
+  bool is_norm = false;
+};
+
+float SyntheticValue(const SyntheticFill& f, int64_t i);
 
 class WeightSource {
  public:
@@ -22,6 +35,10 @@ class WeightSource {
   // Fills out[rows * cols] with tensor `name`, whose GGUF dims must be [cols, rows] (or [cols]
   // for rows == 1).
   virtual Status ReadF32(const std::string& name, int64_t rows, int64_t cols, float* out) const = 0;
+  // Synthetic sources: the generator of tensor `name` with `cols` columns; nullopt otherwise.
+  virtual std::optional<SyntheticFill> SyntheticSpec(const std::string& name, int64_t cols) const {
+    return std::nullopt;
+  }
   // The underlying GGUF file (tokenizer metadata), or nullptr for synthetic models.
   virtual const gguf::GgufFile* gguf_file() const { return nullptr; }
 };
