@@ -1,0 +1,109 @@
+// The CUDA backend: bf16 weights, activations and KV blocks with fp32 accumulation; cuBLAS
+// GEMMs; our kernels (one file pair each in this folder) for the rest. All work is enqueued on
+// one compute stream; host index arrays go through a HostStager. Ops that return void record
+// their first failure, which the next Status-returning call (Sync, Download, ScoreBlocks, ...)
+// reports. Thread-safety: one thread at a time (the engine thread).
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/backend/backend.h"
+#include "engine/backend/cuda/host_stager.h"
+
+namespace slim::cuda {
+
+// A device allocation that grows on demand (contents not kept).
+class DeviceScratch {
+ public:
+  ~DeviceScratch();
+  StatusOr<void*> Get(size_t bytes);
+
+ private:
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  static StatusOr<std::unique_ptr<CudaBackend>> Create(const BackendOptions& options);
+  ~CudaBackend() override;
+
+  Device device() const override { return Device::kCuda; }
+  std::string Describe() const override;
+  DType kv_dtype() const override { return DType::kBF16; }
+  DType act_dtype() const override { return DType::kBF16; }
+
+  StatusOr<Buffer> Alloc(DType dtype, int64_t rows, int64_t cols) override;
+  Status Upload(const float* host, TensorView dst) override;
+  Status Download(TensorView src, float* host) override;
+  Status Sync() override;
+  Status FillSynthetic(const SyntheticFill& fill, TensorView dst) override;
+
+  void Embed(TensorView table, std::span<const int32_t> ids, TensorView out) override;
+  void RmsNorm(TensorView x, TensorView w, float eps, TensorView out) override;
+  void Add(TensorView acc, TensorView x) override;
+  void AddRmsNorm(TensorView acc, TensorView x, TensorView w, float eps, TensorView out) override;
+  void MatMul(TensorView x, TensorView w, TensorView out) override;
+  void Rope(TensorView x, int n_heads, int head_dim, std::span<const int32_t> positions,
+            const RopeTable& rope) override;
+  void SwiGlu(TensorView gate_up, TensorView out) override;
+  void GatherRows(TensorView src, std::span<const int32_t> rows, TensorView dst) override;
+  void WriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape, TensorView k,
+               TensorView v) override;
+  Status ScoreBlocks(TensorView q, TensorView k, const AttnShape& shape, int32_t row_begin, int32_t n_rows,
+                     int block_tokens, int unit_tokens, int query_window,
+                     std::vector<float>* block_scores) override;
+  void Attention(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape, TensorView q,
+                 TensorView out) override;
+
+  void SetProfiling(bool on) override { profiling_ = on; }
+  std::vector<OpTime> TakeProfile() override;
+
+  cudaStream_t stream() const { return stream_; }
+
+ private:
+  CudaBackend() = default;
+  Status Init(const BackendOptions& options);
+  // Keeps the first failure of a void op for the next Status-returning call.
+  void Note(const Status& s);
+  Status TakeError();
+  Status DoMatMul(TensorView x, TensorView w, TensorView out);
+  Status DoGatherRows(TensorView src, std::span<const int32_t> rows, TensorView dst);
+  Status DoAttention(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape, TensorView q,
+                     TensorView out);
+  Status DoWriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape, TensorView k,
+                   TensorView v);
+
+  // Profiling: an event pair around each op while on.
+  struct Pending {
+    std::string op;
+    cudaEvent_t begin, end;
+  };
+  class OpScope;
+  cudaEvent_t NewEvent();
+
+  int device_ = 0;
+  std::string name_;
+  int n_sms_ = 0;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  void* cublas_ws_ = nullptr;
+  HostStager stager_;
+  DeviceScratch gather_scratch_, convert_scratch_, attn_scratch_, score_scratch_;
+  std::vector<int32_t> host_i32_;  // reused host staging vectors
+  std::vector<float> host_f32_;
+  Status error_;
+  bool profiling_ = false;
+  std::vector<Pending> pending_;
+  std::vector<cudaEvent_t> free_events_;
+};
+
+StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const BackendOptions& options);
+
+}  // namespace slim::cuda

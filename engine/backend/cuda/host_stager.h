@@ -1,0 +1,53 @@
+// Stages small host arrays (token ids, positions, block tables, tile lists) into device memory
+// on the compute stream without a host-device synchronization per op.
+//
+// Contract: bytes are copied into a pinned host ring and sent with one cudaMemcpyAsync into the
+// same offset of a device ring; the returned device pointer is valid for work enqueued on the
+// stream until the ring wraps. A wrap waits for the stream (the pinned bytes of the previous lap
+// may still be in flight) and forgets the cached copies; kernels of the previous lap finished
+// reading the device ring before the next lap's copies land, by stream order.
+// Thread-safety: none; owned and used by the engine thread through CudaBackend.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "engine/core/status.h"
+
+namespace slim::cuda {
+
+class HostStager {
+ public:
+  HostStager() = default;
+  ~HostStager();
+  HostStager(const HostStager&) = delete;
+  HostStager& operator=(const HostStager&) = delete;
+
+  Status Init(size_t capacity, cudaStream_t stream);
+  // Device copy of [data, data + bytes).
+  StatusOr<const void*> Stage(const void* data, size_t bytes);
+  // As Stage, but returns the copy staged under `slot` last time when the bytes are equal.
+  StatusOr<const void*> StageCached(int slot, const void* data, size_t bytes);
+
+ private:
+  Status Reserve(size_t bytes, size_t* offset);
+  void Release();
+
+  cudaStream_t stream_ = nullptr;
+  uint8_t* host_ = nullptr;    // pinned
+  uint8_t* device_ = nullptr;
+  size_t capacity_ = 0;
+  size_t head_ = 0;
+  struct Cached {
+    std::vector<uint8_t> bytes;
+    const void* device = nullptr;
+    uint64_t lap = 0;
+  };
+  std::vector<Cached> cache_;
+  uint64_t lap_ = 1;
+};
+
+}  // namespace slim::cuda

@@ -1,0 +1,132 @@
+// Kernels: RMSNorm (one block per row), residual add (grid-stride), fused add + RMSNorm;
+// launchers with dtype dispatch below.
+#include "engine/backend/cuda/rms_norm.h"
+
+#include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/device_common.cuh"
+
+namespace slim::cuda {
+namespace {
+
+// With `x` set, acc += x first (and the sum is what gets normalized and stored back).
+template <typename A, typename X, typename O>
+__global__ void AddRmsNormKernel(A* __restrict__ acc, int64_t acc_stride, const X* __restrict__ x, int64_t x_stride,
+                                 const float* __restrict__ w, float eps, O* __restrict__ out, int64_t out_stride,
+                                 int64_t cols) {
+  A* a = acc + blockIdx.x * acc_stride;
+  const X* xr = x != nullptr ? x + blockIdx.x * x_stride : nullptr;
+  float ss = 0.0f;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    float v = ToF(a[c]);
+    if (xr != nullptr) {
+      v += ToF(xr[c]);
+      a[c] = FromF<A>(v);
+      v = ToF(a[c]);  // normalize what is stored, as separate Add + RmsNorm would
+    }
+    ss += v * v;
+  }
+  ss = BlockSum(ss);
+  const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(ss) / static_cast<double>(cols) + eps));
+  O* o = out + blockIdx.x * out_stride;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) o[c] = FromF<O>(ToF(a[c]) * scale * w[c]);
+}
+
+template <typename A, typename X>
+__global__ void AddKernel(A* __restrict__ acc, int64_t acc_stride, const X* __restrict__ x, int64_t x_stride,
+                          int64_t rows, int64_t cols) {
+  const int64_t n = rows * cols;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t r = i / cols, c = i % cols;
+    A& a = acc[r * acc_stride + c];
+    a = FromF<A>(ToF(a) + ToF(x[r * x_stride + c]));
+  }
+}
+
+int ThreadsFor(int64_t cols) { return cols >= 2048 ? 512 : cols >= 512 ? 256 : 64; }
+
+// Dispatch over (A, X, O) in {f32, bf16}^3; X absent (nullptr) means plain RMSNorm of acc.
+template <typename A, typename X>
+Status NormOut(A* acc, int64_t acc_stride, const X* x, int64_t x_stride, const float* w, float eps, void* out,
+               DType out_type, int64_t out_stride, int64_t rows, int64_t cols, cudaStream_t stream) {
+  const int threads = ThreadsFor(cols);
+  if (out_type == DType::kF32) {
+    AddRmsNormKernel<<<rows, threads, 0, stream>>>(acc, acc_stride, x, x_stride, w, eps, static_cast<float*>(out),
+                                                   out_stride, cols);
+  } else {
+    AddRmsNormKernel<<<rows, threads, 0, stream>>>(acc, acc_stride, x, x_stride, w, eps, static_cast<bf16*>(out),
+                                                   out_stride, cols);
+  }
+  CUDA_CHECK_LAUNCH("AddRmsNormKernel");
+  return OkStatus();
+}
+
+template <typename A>
+Status NormX(A* acc, int64_t acc_stride, const void* x, DType x_type, int64_t x_stride, const float* w, float eps,
+             void* out, DType out_type, int64_t out_stride, int64_t rows, int64_t cols, cudaStream_t stream) {
+  if (x_type == DType::kF32)
+    return NormOut(acc, acc_stride, static_cast<const float*>(x), x_stride, w, eps, out, out_type, out_stride, rows,
+                   cols, stream);
+  return NormOut(acc, acc_stride, static_cast<const bf16*>(x), x_stride, w, eps, out, out_type, out_stride, rows, cols,
+                 stream);
+}
+
+Status Norm(void* acc, DType acc_type, int64_t acc_stride, const void* x, DType x_type, int64_t x_stride,
+            const float* w, float eps, void* out, DType out_type, int64_t out_stride, int64_t rows, int64_t cols,
+            cudaStream_t stream, const char* name) {
+  SLIM_GPU_REQUIRE(acc_type == DType::kF32 || acc_type == DType::kBF16, name);
+  SLIM_GPU_REQUIRE(x_type == DType::kF32 || x_type == DType::kBF16, name);
+  SLIM_GPU_REQUIRE(out_type == DType::kF32 || out_type == DType::kBF16, name);
+  SLIM_GPU_REQUIRE(rows >= 0 && rows < (int64_t{1} << 31) && cols > 0 && acc_stride >= cols && out_stride >= cols, name);
+  SLIM_GPU_REQUIRE(x == nullptr || x_stride >= cols, name);
+  if (rows == 0) return OkStatus();
+  if (acc_type == DType::kF32)
+    return NormX(static_cast<float*>(acc), acc_stride, x, x_type, x_stride, w, eps, out, out_type, out_stride, rows,
+                 cols, stream);
+  return NormX(static_cast<bf16*>(acc), acc_stride, x, x_type, x_stride, w, eps, out, out_type, out_stride, rows, cols,
+               stream);
+}
+
+template <typename A>
+Status AddTo(A* acc, int64_t acc_stride, const void* x, DType x_type, int64_t x_stride, int64_t rows, int64_t cols,
+             cudaStream_t stream) {
+  const int64_t blocks = (rows * cols + 255) / 256;
+  const int grid = static_cast<int>(blocks < 65536 ? blocks : 65536);
+  if (x_type == DType::kF32) {
+    AddKernel<<<grid, 256, 0, stream>>>(acc, acc_stride, static_cast<const float*>(x), x_stride, rows, cols);
+  } else {
+    AddKernel<<<grid, 256, 0, stream>>>(acc, acc_stride, static_cast<const bf16*>(x), x_stride, rows, cols);
+  }
+  CUDA_CHECK_LAUNCH("AddKernel");
+  return OkStatus();
+}
+
+}  // namespace
+
+Status LaunchRmsNorm(const void* x, DType x_type, int64_t x_stride, const float* w, float eps, void* out,
+                     DType out_type, int64_t out_stride, int64_t rows, int64_t cols, cudaStream_t stream) {
+  // The kernel only reads acc when no addend is given.
+  return Norm(const_cast<void*>(x), x_type, x_stride, nullptr, DType::kF32, cols, w, eps, out, out_type, out_stride,
+              rows, cols, stream, "LaunchRmsNorm");
+}
+
+Status LaunchAdd(void* acc, DType acc_type, int64_t acc_stride, const void* x, DType x_type, int64_t x_stride,
+                 int64_t rows, int64_t cols, cudaStream_t stream) {
+  const char* name = "LaunchAdd";
+  SLIM_GPU_REQUIRE(acc_type == DType::kF32 || acc_type == DType::kBF16, name);
+  SLIM_GPU_REQUIRE(x_type == DType::kF32 || x_type == DType::kBF16, name);
+  SLIM_GPU_REQUIRE(rows >= 0 && cols >= 0 && acc_stride >= cols && x_stride >= cols, name);
+  if (rows == 0 || cols == 0) return OkStatus();
+  if (acc_type == DType::kF32)
+    return AddTo(static_cast<float*>(acc), acc_stride, x, x_type, x_stride, rows, cols, stream);
+  return AddTo(static_cast<bf16*>(acc), acc_stride, x, x_type, x_stride, rows, cols, stream);
+}
+
+Status LaunchAddRmsNorm(void* acc, DType acc_type, int64_t acc_stride, const void* x, DType x_type, int64_t x_stride,
+                        const float* w, float eps, void* out, DType out_type, int64_t out_stride, int64_t rows,
+                        int64_t cols, cudaStream_t stream) {
+  SLIM_GPU_REQUIRE(x != nullptr, "LaunchAddRmsNorm");
+  return Norm(acc, acc_type, acc_stride, x, x_type, x_stride, w, eps, out, out_type, out_stride, rows, cols, stream,
+              "LaunchAddRmsNorm");
+}
+
+}  // namespace slim::cuda
