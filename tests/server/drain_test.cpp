@@ -1,0 +1,115 @@
+// SIGTERM drain of the real sliminfer-server binary (launched as a subprocess): streams in
+// flight finish, new calls get UNAVAILABLE, health turns NOT_SERVING, and the process exits 0;
+// a stream that outlives the grace period ends with UNAVAILABLE and the process still exits 0.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <future>
+
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "server_test_util.h"
+#include "subprocess.h"
+
+namespace slim::server::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct LaunchedServer {
+  std::string dir = TempDir("drain");
+  int port = FreePort();
+  std::unique_ptr<Subprocess> proc;
+  std::shared_ptr<grpc::Channel> channel;
+
+  explicit LaunchedServer(const std::string& grace_s) {
+    const std::string bin = BinDir() + "/sliminfer-server";
+    EXPECT_TRUE(std::filesystem::exists(bin)) << bin << " is missing: build the sliminfer-server target";
+    proc = std::make_unique<Subprocess>(
+        std::vector<std::string>{bin, "--model", SLIM_DEFAULT_MODEL, "--host", "127.0.0.1", "--port",
+                                 std::to_string(port), "--metrics-port", "-1", "--kv-tokens", "4096", "--threads", "2",
+                                 "--drain-grace-s", grace_s},
+        dir + "/server.log");
+    channel = Connect(port);
+  }
+  ~LaunchedServer() { std::filesystem::remove_all(dir); }
+
+  // SERVING, NOT_SERVING, or "" when the call failed.
+  std::string Health() {
+    auto stub = grpc::health::v1::Health::NewStub(channel);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 2s);
+    grpc::health::v1::HealthCheckResponse resp;
+    if (!stub->Check(&ctx, grpc::health::v1::HealthCheckRequest(), &resp).ok()) return "";
+    return grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status());
+  }
+};
+
+TEST(Drain, SigtermFinishesInFlightStreamsRefusesNewCallsAndExitsZero) {
+  LaunchedServer s("30");
+  ASSERT_TRUE(WaitFor([&] { return s.Health() == "SERVING" || !s.proc->Running(); }, 90s) &&
+              s.proc->Running())
+      << s.proc->Log();
+  auto stub = v1::Inference::NewStub(s.channel);
+  std::atomic<int> streaming{0};
+  std::vector<std::future<StreamResult>> calls;
+  for (int i = 0; i < 2; ++i) {
+    calls.push_back(std::async(std::launch::async, [&, i] {
+      bool counted = false;
+      return Stream(*stub, PromptRequest("In flight " + std::to_string(i), 30), 0,
+                    [&](const StreamResult&, grpc::ClientContext*) {
+                      if (!counted) {
+                        counted = true;
+                        ++streaming;
+                      }
+                    });
+    }));
+  }
+  ASSERT_TRUE(WaitFor([&] { return streaming.load() == 2; }, 60s));
+  s.proc->Signal(SIGTERM);
+  // New calls are refused while the two streams drain.
+  ASSERT_TRUE(WaitFor([&] { return s.Health() != "SERVING"; }, 10s));
+  const StreamResult late = Stream(*stub, PromptRequest("Too late", 4));
+  EXPECT_EQ(late.status.error_code(), grpc::StatusCode::UNAVAILABLE) << late.status.error_message();
+  const std::string health = s.Health();
+  EXPECT_TRUE(health == "NOT_SERVING" || health.empty()) << health;
+  for (auto& f : calls) {
+    const StreamResult r = f.get();
+    EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.token_ids.size(), 30u);
+    EXPECT_EQ(r.finished_count, 1);
+  }
+  const int status = s.proc->Wait(60s);
+  ASSERT_NE(status, -1) << "the server did not exit\n" << s.proc->Log();
+  EXPECT_TRUE(WIFEXITED(status)) << s.proc->Log();
+  EXPECT_EQ(WEXITSTATUS(status), 0) << s.proc->Log();
+  const std::string log = s.proc->Log();
+  EXPECT_NE(log.find("SIGTERM received"), std::string::npos) << log;
+  EXPECT_NE(log.find("status=UNAVAILABLE"), std::string::npos) << "the refused call is logged\n" << log;
+}
+
+TEST(Drain, StreamsOutlivingTheGraceEndWithUnavailableAndTheProcessExitsZero) {
+  LaunchedServer s("0.5");
+  ASSERT_TRUE(WaitFor([&] { return s.Health() == "SERVING" || !s.proc->Running(); }, 90s) &&
+              s.proc->Running())
+      << s.proc->Log();
+  auto stub = v1::Inference::NewStub(s.channel);
+  std::promise<void> streaming;
+  std::atomic<bool> once{false};
+  auto call = std::async(std::launch::async, [&] {
+    return Stream(*stub, PromptRequest("A very long story", 2000), 0, [&](const StreamResult&, grpc::ClientContext*) {
+      if (!once.exchange(true)) streaming.set_value();
+    });
+  });
+  streaming.get_future().wait();
+  s.proc->Signal(SIGTERM);
+  const StreamResult r = call.get();
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE) << r.status.error_message();
+  EXPECT_LT(r.token_ids.size(), 2000u);
+  const int status = s.proc->Wait(60s);
+  ASSERT_NE(status, -1) << s.proc->Log();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << s.proc->Log();
+}
+
+}  // namespace
+}  // namespace slim::server::testing
