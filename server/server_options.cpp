@@ -5,9 +5,11 @@
 #include <absl/flags/parse.h>
 #include <absl/flags/reflection.h>
 #include <absl/flags/usage.h>
+#include <absl/flags/usage_config.h>
 
 #include <cctype>
 #include <cstdlib>
+#include <mutex>
 
 ABSL_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf", "GGUF model path or synthetic:NAME");
 ABSL_FLAG(std::string, device, "cpu", "cpu, cuda, or auto (cuda when a GPU is present, else cpu)");
@@ -76,10 +78,19 @@ Status ServerOptions::Validate() const {
 }
 
 StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  static std::once_flag usage_once;  // abseil refuses a second usage message
+  std::call_once(usage_once, [] {
+    // --help lists the flags of this file (abseil's default looks for main's file).
+    absl::FlagsUsageConfig config;
+    config.contains_help_flags = [](absl::string_view path) {
+      return path.find("server_options") != absl::string_view::npos;
+    };
+    absl::SetFlagsUsageConfig(config);
+    absl::SetProgramUsageMessage(
       "sliminfer-server --model PATH|synthetic:NAME --device cpu|cuda|auto --port 50051 --metrics-port 9464 "
       "--max-seqs N --max-queue N --pruning off|default ...\n"
       "Every flag may also come from the environment: SLIMINFER_<FLAG>, e.g. SLIMINFER_MAX_SEQS=8.");
+  });
   // Environment first, so that the command line overrides it.
   for (const char* name : kFlagNames) {
     const char* value = std::getenv(EnvVarForFlag(name).c_str());

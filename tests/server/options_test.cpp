@@ -1,0 +1,78 @@
+// Server options: abseil flags spelled with '-' or '_', SLIMINFER_* environment overrides that
+// the command line beats, and validation naming the flag.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "server/server_options.h"
+
+namespace slim::server {
+namespace {
+
+TEST(ServerOptions, FlagsEnvironmentAndPrecedence) {
+  EXPECT_EQ(EnvVarForFlag("max_seqs"), "SLIMINFER_MAX_SEQS");
+  EXPECT_EQ(EnvVarForFlag("metrics-port"), "SLIMINFER_METRICS_PORT");
+  setenv("SLIMINFER_MAX_SEQS", "7", 1);
+  setenv("SLIMINFER_MAX_QUEUE", "99", 1);
+  setenv("SLIMINFER_LOG_FORMAT", "json", 1);
+  std::vector<std::string> args = {"sliminfer-server", "--max-queue", "5",   "--metrics-port=9999",
+                                   "--pruning",        "default",     "--port", "0"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  auto o = ParseServerOptions(static_cast<int>(argv.size()), argv.data());
+  unsetenv("SLIMINFER_MAX_SEQS");
+  unsetenv("SLIMINFER_MAX_QUEUE");
+  unsetenv("SLIMINFER_LOG_FORMAT");
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->max_seqs, 7) << "from the environment";
+  EXPECT_EQ(o->max_queue, 5) << "the command line beats the environment";
+  EXPECT_EQ(o->metrics_port, 9999);
+  EXPECT_EQ(o->pruning, "default");
+  EXPECT_EQ(o->port, 0);
+  EXPECT_EQ(o->log_format, LogFormat::kJson);
+  EXPECT_EQ(o->drain_grace_s, 30.0) << "defaults stay";
+}
+
+TEST(ServerOptions, ValidateNamesTheFlag) {
+  auto expect = [](ServerOptions o, const std::string& flag) {
+    Status s = o.Validate();
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find("--" + flag), std::string::npos) << s.message();
+  };
+  ServerOptions o;
+  EXPECT_TRUE(o.Validate().ok());
+  o.max_seqs = 0;
+  expect(o, "max-seqs");
+  o = {};
+  o.pruning = "sometimes";
+  expect(o, "pruning");
+  o = {};
+  o.device = "tpu";
+  expect(o, "device");
+  o = {};
+  o.port = 70000;
+  expect(o, "port");
+  o = {};
+  o.metrics_port = -2;
+  expect(o, "metrics-port");
+  o = {};
+  o.drain_grace_s = -1;
+  expect(o, "drain-grace-s");
+  o = {};
+  o.max_message_bytes = 10;
+  expect(o, "max-message-bytes");
+}
+
+TEST(ServerOptions, BadEnvironmentValueIsAnError) {
+  setenv("SLIMINFER_MAX_SEQS", "many", 1);
+  std::vector<std::string> args = {"sliminfer-server"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  auto o = ParseServerOptions(1, argv.data());
+  unsetenv("SLIMINFER_MAX_SEQS");
+  EXPECT_EQ(o.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(o.status().message().find("SLIMINFER_MAX_SEQS"), std::string::npos) << o.status().message();
+}
+
+}  // namespace
+}  // namespace slim::server
