@@ -35,6 +35,16 @@ v1::FinishReason ToProto(FinishReason r) {
   }
 }
 
+// Whether a cancelled call was ended by its deadline. The client's own deadline timer usually
+// fires a moment before the server's and its cancel arrives first, so a cancel this close to
+// the deadline counts as the deadline.
+bool DeadlineReached(const grpc::CallbackServerContext* call) {
+  constexpr auto kSlack = std::chrono::milliseconds(250);
+  const auto deadline = call->deadline();
+  return deadline != std::chrono::system_clock::time_point::max() &&
+         std::chrono::system_clock::now() + kSlack >= deadline;
+}
+
 std::string KeptString(const PruningSummary& s) {
   if (!s.applied) return "off";
   std::string out;
@@ -216,8 +226,8 @@ void GenerateReactor::OnWriteDone(bool ok) {
     broken_ = true;
     pending_.clear();
     if (!ended_ && task_) {
-      const bool expired = call_->deadline() <= std::chrono::system_clock::now();
-      task_->Cancel(expired ? DeadlineExceededError("deadline exceeded") : CancelledError("client went away"));
+      task_->Cancel(DeadlineReached(call_) ? DeadlineExceededError("deadline exceeded")
+                                           : CancelledError("client went away"));
       ctx_.scheduler->Notify();
     }
   }
@@ -229,8 +239,8 @@ void GenerateReactor::OnWriteDone(bool ok) {
 void GenerateReactor::OnCancel() {
   // Cancel() is first-wins and the task is only read by the scheduler, so no lock is needed.
   if (!task_ || !submitted_) return;
-  const bool expired = call_->deadline() <= std::chrono::system_clock::now();
-  task_->Cancel(expired ? DeadlineExceededError("deadline exceeded") : CancelledError("cancelled by the client"));
+  task_->Cancel(DeadlineReached(call_) ? DeadlineExceededError("deadline exceeded")
+                                       : CancelledError("cancelled by the client"));
   ctx_.scheduler->Notify();
 }
 
