@@ -37,7 +37,13 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   SLIM_ASSIGN_OR_RETURN(e->model_, Model::Load(*e->source_, e->backend_.get()));
   kv::KvStoreOptions ko;
   ko.layout = e->model_->KvLayoutFor(o.block_tokens);
-  const int64_t tokens = o.kv_tokens > 0 ? o.kv_tokens : e->model_->config().context_length;
+  const int64_t trained = e->model_->config().context_length;
+  if (o.context_length < 0 || o.context_length > 4 * trained) {
+    return InvalidArgumentError("engine: context_length must be in [0, " + std::to_string(4 * trained) + "], got " +
+                                std::to_string(o.context_length));
+  }
+  e->context_length_ = o.context_length > 0 ? o.context_length : trained;
+  const int64_t tokens = o.kv_tokens > 0 ? o.kv_tokens : e->context_length_;
   ko.host_blocks = ko.layout.BlocksFor(tokens) * ko.layout.n_layers + ko.layout.n_layers;
   if (e->backend_->device() != Device::kCpu) {
     // One device arena for every block; the store hands out block ids over it.
@@ -119,9 +125,9 @@ StatusOr<PrefillResult> Engine::Prefill(kv::SeqId seq, std::span<const int32_t> 
   const auto t0 = std::chrono::steady_clock::now();
   const ModelConfig& c = config();
   if (prompt.empty()) return InvalidArgumentError("prompt is empty");
-  if (static_cast<int64_t>(prompt.size()) > c.context_length) {
+  if (static_cast<int64_t>(prompt.size()) > context_length_) {
     return InvalidArgumentError("prompt has " + std::to_string(prompt.size()) + " tokens, over the context length " +
-                                std::to_string(c.context_length));
+                                std::to_string(context_length_));
   }
   if (seq_len_.count(seq)) return Status(StatusCode::kAlreadyExists, "sequence " + std::to_string(seq) + " is live");
   const int64_t n = static_cast<int64_t>(prompt.size());
@@ -161,7 +167,7 @@ Status Engine::Decode(std::span<const DecodeItem> items, std::vector<float>* log
   for (const DecodeItem& it : items) {
     auto sl = seq_len_.find(it.seq);
     if (sl == seq_len_.end()) return NotFoundError("decode: no live sequence " + std::to_string(it.seq));
-    if (sl->second + 1 > c.context_length) {
+    if (sl->second + 1 > context_length_) {
       return OutOfRangeError("decode: sequence " + std::to_string(it.seq) + " reached the context length");
     }
     std::vector<int64_t> per_layer(static_cast<size_t>(c.n_layers));
@@ -200,11 +206,11 @@ StatusOr<GenerateResult> Engine::Generate(std::span<const int32_t> prompt, const
                                           kv::SeqId seq, const PruningRequest& pruning) {
   const ModelConfig& c = config();
   SLIM_RETURN_IF_ERROR(sampling.Validate(c.vocab_size));
-  SLIM_RETURN_IF_ERROR(stop.Validate(c.vocab_size, c.context_length));
-  if (static_cast<int64_t>(prompt.size()) + stop.max_tokens > c.context_length) {
+  SLIM_RETURN_IF_ERROR(stop.Validate(c.vocab_size, static_cast<int32_t>(context_length_)));
+  if (static_cast<int64_t>(prompt.size()) + stop.max_tokens > context_length_) {
     return InvalidArgumentError("prompt (" + std::to_string(prompt.size()) + " tokens) plus max_tokens (" +
                                 std::to_string(stop.max_tokens) + ") exceeds the context length " +
-                                std::to_string(c.context_length));
+                                std::to_string(context_length_));
   }
   if (seq < 0) seq = seq_len_.empty() ? 0 : seq_len_.rbegin()->first + 1;
   GenerateResult res;

@@ -32,6 +32,10 @@ struct EngineOptions {
   int64_t kv_tokens = 0;             // KV capacity in tokens per layer summed over sequences;
                                      // 0 = the model's context length
   int block_tokens = 64;
+  // Longest sequence (prompt + generated) accepted; 0 = the model's trained context. Up to 4x
+  // the trained context may be asked for, as llama.cpp's --ctx-size allows (quality beyond it
+  // is the model's business).
+  int64_t context_length = 0;
   uint64_t synthetic_seed = 1234;
   // The model's default pruning schedule ("layer:keep,..."; empty = the built-in default for
   // the model's depth). Requests choose off / default / explicit per call.
@@ -68,6 +72,8 @@ class Engine {
   ~Engine();
 
   const ModelConfig& config() const { return model_->config(); }
+  // The sequence-length limit in force (EngineOptions::context_length or the model's).
+  int64_t context_length() const { return context_length_; }
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }          // null for synthetic
   const ChatTemplate* chat_template() const { return chat_.has_value() ? &*chat_ : nullptr; }
   Backend* backend() const { return backend_.get(); }
@@ -118,6 +124,7 @@ class Engine {
   std::map<kv::SeqId, int32_t> seq_len_;  // tokens per live sequence
   std::vector<int32_t> scratch_pos_;
   PruningConfig default_pruning_;
+  int64_t context_length_ = 0;
 };
 
 }  // namespace slim

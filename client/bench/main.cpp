@@ -30,8 +30,11 @@ const char* kUsage = R"(usage:
   sliminfer-bench tokenize --model M --lines [--chat]   (JSON strings on stdin -> token counts)
   sliminfer-bench engine   --model M [--device cpu|cuda] [--lengths 512,2048,8192] [--modes dense]
                            [--decode-tokens N] [--repeat N] [--text-file F] [--prompt-ids-dir D]
-                           [--schedule LAYER:KEEP,...] [--prune-after-attention] [--threads N] [--json]
-     modes: dense, pruned (the model's default schedule, or --schedule)
+                           [--schedule LAYER:KEEP,...] [--prune-after-attention] [--threads N]
+                           [--context N (up to 4x the trained context)] [--json]
+                           [--profile]
+     modes: dense, pruned (the model's default schedule, or --schedule); --profile adds per-op
+     device times of one more prefill and of 16 decode steps (CUDA)
   sliminfer-bench server   --server HOST:PORT [--concurrency C] [--requests N] [--prompt-tokens 256,1024]
                            [--max-tokens M] [--pruning off|default] [--warmup N] [--text-file F] [--json]
      (builds with gRPC only) TTFT / inter-token / end-to-end percentiles and throughput of a server
@@ -54,13 +57,14 @@ StatusOr<std::unique_ptr<Engine>> MakeEngine(const Args& a, int64_t kv_tokens) {
   SLIM_ASSIGN_OR_RETURN(int64_t threads, a.Int("threads", 0, 0, 1024));
   o.threads = static_cast<int>(threads);
   o.kv_tokens = kv_tokens;
+  SLIM_ASSIGN_OR_RETURN(o.context_length, a.Int("context", 0, 0, 1 << 22));
   return Engine::Create(o);
 }
 
 Status CmdGenerate(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
                                             {"model", "prompt", "max-tokens", "temperature", "top-k", "top-p",
-                                             "seed", "device", "threads", "repetition-penalty"},
+                                             "seed", "device", "threads", "repetition-penalty", "context"},
                                             {"chat", "json"}));
   if (!a.Has("prompt")) return InvalidArgumentError("--prompt is required");
   SLIM_ASSIGN_OR_RETURN(auto engine, MakeEngine(a, 0));
@@ -82,7 +86,7 @@ Status CmdGenerate(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(int64_t seed, a.Int("seed", 0, 0, INT64_MAX));
   sp.seed = static_cast<uint64_t>(seed);
   StopParams st;
-  SLIM_ASSIGN_OR_RETURN(int64_t mt, a.Int("max-tokens", 64, 1, engine->config().context_length));
+  SLIM_ASSIGN_OR_RETURN(int64_t mt, a.Int("max-tokens", 64, 1, engine->context_length()));
   st.max_tokens = static_cast<int32_t>(mt);
   const bool as_json = a.Flag("json");
   SLIM_ASSIGN_OR_RETURN(GenerateResult r, engine->Generate(ids, sp, st, [&](const std::string& text) {
@@ -187,11 +191,50 @@ StatusOr<std::vector<int32_t>> ReadIdsFile(const std::string& path) {
   return ids;
 }
 
+// Per-op device time (backends with timers: CUDA) of one extra prefill of `prompt` and of 16
+// decode steps after it; MatMul entries also get their achieved TFLOP/s.
+StatusOr<json> ProfileRun(Engine& engine, const std::vector<int32_t>& prompt, const PruningRequest& req) {
+  Backend* be = engine.backend();
+  auto to_json = [](const std::vector<OpTime>& ops, double per) {
+    json out = json::array();
+    for (const OpTime& t : ops) {
+      json o = {{"op", t.op}, {"ms", t.ms / per}, {"calls", static_cast<double>(t.calls) / per}};
+      long long n = 0, m = 0, k = 0;
+      if (std::sscanf(t.op.c_str(), "MatMul[%lldx%lldx%lld]", &n, &m, &k) == 3 && t.ms > 0) {
+        o["tflops"] = 2.0 * double(n) * double(m) * double(k) * double(t.calls) / (t.ms * 1e-3) / 1e12;
+      }
+      out.push_back(std::move(o));
+    }
+    return out;
+  };
+  const kv::SeqId seq = int64_t{1} << 40;
+  be->SetProfiling(true);
+  (void)be->TakeProfile();
+  auto pre = engine.Prefill(seq, prompt, req);
+  if (!pre.ok()) {
+    be->SetProfiling(false);
+    return pre.status();
+  }
+  const std::vector<OpTime> prefill = be->TakeProfile();
+  constexpr int kSteps = 16;
+  std::vector<float> logits;
+  Status s;
+  for (int i = 0; i < kSteps && s.ok(); ++i) {
+    DecodeItem it{seq, static_cast<int32_t>((7 + 13 * i) % engine.config().vocab_size)};
+    s = engine.Decode({&it, 1}, &logits);
+  }
+  const std::vector<OpTime> decode = be->TakeProfile();
+  be->SetProfiling(false);
+  (void)engine.Release(seq);
+  SLIM_RETURN_IF_ERROR(s);
+  return json{{"prefill", to_json(prefill, 1.0)}, {"decode_per_token", to_json(decode, kSteps)}};
+}
+
 Status CmdEngine(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
                                             {"model", "device", "lengths", "modes", "decode-tokens", "repeat",
-                                             "text-file", "prompt-ids-dir", "threads", "schedule"},
-                                            {"json", "prune-after-attention"}));
+                                             "text-file", "prompt-ids-dir", "threads", "schedule", "context"},
+                                            {"json", "prune-after-attention", "profile"}));
   SLIM_ASSIGN_OR_RETURN(std::vector<int64_t> lengths, a.IntList("lengths", "512,2048,8192"));
   const std::vector<std::string> modes = a.StrList("modes", "dense");
   for (const std::string& m : modes)
@@ -229,9 +272,10 @@ Status CmdEngine(int argc, char** argv) {
   }
   json rows = json::array();
   for (int64_t len : lengths) {
-    if (len + decode_tokens > c.context_length) {
+    if (len + decode_tokens + 1 > engine->context_length()) {
       return InvalidArgumentError("--lengths: " + std::to_string(len) + " + " + std::to_string(decode_tokens) +
-                                  " decode tokens exceeds the context length " + std::to_string(c.context_length));
+                                  " decode tokens exceeds the context length " +
+                                  std::to_string(engine->context_length()) + " (raise it with --context)");
     }
     std::vector<int32_t> prompt;
     if (a.Has("prompt-ids-dir")) {
@@ -264,10 +308,15 @@ Status CmdEngine(int argc, char** argv) {
       for (const auto& st : summary.stages) kept.push_back({{"layer", st.layer}, {"tokens", st.tokens_kept}});
       std::sort(ttft.begin(), ttft.end());
       std::sort(decode.begin(), decode.end());
-      rows.push_back({{"mode", mode}, {"prompt_tokens", len}, {"ttft_ms", ttft[ttft.size() / 2]},
-                      {"decode_ms_per_token", decode[decode.size() / 2]}, {"decode_tokens", decode_tokens},
-                      {"kv_bytes", kv_bytes}, {"dense_kv_bytes", summary.dense_kv_bytes}, {"kept_tokens", kept},
-                      {"schedule", mode == "pruned" ? pruned.config.ToString() : ""}});
+      json row = {{"mode", mode}, {"prompt_tokens", len}, {"ttft_ms", ttft[ttft.size() / 2]},
+                  {"decode_ms_per_token", decode[decode.size() / 2]}, {"decode_tokens", decode_tokens},
+                  {"kv_bytes", kv_bytes}, {"dense_kv_bytes", summary.dense_kv_bytes}, {"kept_tokens", kept},
+                  {"schedule", mode == "pruned" ? pruned.config.ToString() : ""}};
+      if (a.Flag("profile")) {
+        SLIM_ASSIGN_OR_RETURN(json prof, ProfileRun(*engine, prompt, req));
+        row["profile"] = std::move(prof);
+      }
+      rows.push_back(std::move(row));
     }
   }
   json out = {{"engine", engine->Describe()}, {"model", c.name}, {"device", a.Str("device", "cpu")},
