@@ -183,11 +183,16 @@ def main():
                 # Correct the length with a real count: drop paragraphs until within 3% of L.
                 content = case["messages"][0]["content"]
                 real_n = counter.count([content], chat=True)[0]
-                tries = 0
-                while abs(real_n - L) > L * 0.03 and tries < 20:
-                    case = build_case(rng, task, paras, para_tokens, int(L * L / real_n), depth, 60)
+                best, best_n = case, real_n
+                target, tries = L, 0
+                while abs(best_n - L) > L * 0.03 and tries < 30:
+                    target = max(200, int(target * L / real_n))
+                    case = build_case(rng, task, paras, para_tokens, target, depth, 60)
                     real_n = counter.count([case["messages"][0]["content"]], chat=True)[0]
+                    if abs(real_n - L) < abs(best_n - L):
+                        best, best_n = case, real_n
                     tries += 1
+                case, real_n = best, best_n
                 row = {"id": f"{task}-{L}-{i}", "task": task, "length": L, "depth": round(depth, 3),
                        "prompt_tokens_approx": real_n, "messages": case["messages"], "answer": case["answer"]}
                 f.write(json.dumps(row) + "\n")
