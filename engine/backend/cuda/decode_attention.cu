@@ -56,7 +56,8 @@ __global__ void __launch_bounds__(kThreads) DecodeSplitKernel(const DecodeParams
   const int64_t v_off = (p.kv.n_kv_heads + g) * p.kv.head_bytes + gl * 16;
   const int32_t* table = p.kv.tables + s.table_offset;
 
-  for (int t0 = k0 + grp; t0 < k1; t0 += NG * kUnroll) {
+  // The trip count is the same for every lane: the shuffles below need the whole warp.
+  for (int t0 = k0 + grp; t0 - grp < k1; t0 += NG * kUnroll) {
     uint4 kx[kUnroll], vx[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
