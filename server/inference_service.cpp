@@ -32,7 +32,7 @@ InferenceService::InferenceService(ServerMetrics* metrics, ServiceOptions option
 void InferenceService::SetReady(const Engine* engine, Scheduler* scheduler) {
   ctx_.engine = engine;
   ctx_.scheduler = scheduler;
-  const int32_t context = engine->config().context_length;
+  const int32_t context = static_cast<int32_t>(engine->context_length());
   RequestLimits& l = ctx_.limits;
   if (l.max_prompt_tokens <= 0 || l.max_prompt_tokens > context) l.max_prompt_tokens = context;
   if (l.max_total_tokens <= 0 || l.max_total_tokens > context) l.max_total_tokens = context;
@@ -84,7 +84,8 @@ grpc::ServerUnaryReactor* InferenceService::GetModelInfo(grpc::CallbackServerCon
   out->set_n_kv_heads(c.n_kv_heads);
   out->set_head_dim(c.head_dim);
   out->set_vocab_size(c.vocab_size);
-  out->set_context_length(c.context_length);
+  out->set_context_length(static_cast<int32_t>(e.context_length()));
+  out->set_trained_context_length(c.context_length);
   out->set_kv_block_tokens(e.kv().layout().block_tokens);
   const kv::KvStoreStats st = e.kv().Stats();
   out->set_kv_total_blocks(st.host.total_blocks);

@@ -60,6 +60,7 @@ class ServerMetrics::StatsCollectable final : public prometheus::Collectable {
  public:
   std::atomic<const kv::KvStore*> kv{nullptr};
   std::atomic<const Scheduler*> scheduler{nullptr};
+  std::atomic<kv::Tier> tier{kv::Tier::kHost};
 
   std::vector<MetricFamily> Collect() const override {
     std::vector<MetricFamily> out;
@@ -81,7 +82,7 @@ class ServerMetrics::StatsCollectable final : public prometheus::Collectable {
     }
     if (const kv::KvStore* k = kv.load()) {
       const kv::KvStoreStats st = k->Stats();
-      const std::string tier = kv::TierName(kv::Tier::kHost);
+      const std::string tier = kv::TierName(this->tier.load());
       MetricFamily blocks = Gauges("sliminfer_kv_blocks", "KV cache blocks by tier and state.");
       AddGauge(&blocks, {{"tier", tier}, {"state", "used"}}, static_cast<double>(st.host.used_blocks));
       AddGauge(&blocks, {{"tier", tier}, {"state", "free"}}, static_cast<double>(st.host.free_blocks));
@@ -141,7 +142,8 @@ ServerMetrics::ServerMetrics()
 
 ServerMetrics::~ServerMetrics() = default;
 
-void ServerMetrics::SetSources(const kv::KvStore* kv, const Scheduler* scheduler) {
+void ServerMetrics::SetSources(const kv::KvStore* kv, const Scheduler* scheduler, kv::Tier kv_tier) {
+  stats_->tier.store(kv_tier);
   stats_->kv.store(kv);
   stats_->scheduler.store(scheduler);
 }

@@ -28,7 +28,8 @@ class ServerMetrics final : public SchedulerObserver {
   ~ServerMetrics() override;
 
   // What the scrape-time families read; set once the engine is up (null = not exported yet).
-  void SetSources(const kv::KvStore* kv, const Scheduler* scheduler);
+  // `kv_tier`: the tier the KV store's blocks live in (its stats do not say).
+  void SetSources(const kv::KvStore* kv, const Scheduler* scheduler, kv::Tier kv_tier);
 
   // RPC layer.
   void ObserveTtft(double seconds);

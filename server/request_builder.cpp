@@ -112,6 +112,7 @@ Status ValidateRequestId(const std::string& id) {
 StatusOr<GenerationRequest> BuildGenerationRequest(const v1::GenerateRequest& in, const Engine& engine,
                                                    const RequestLimits& limits) {
   const ModelConfig& c = engine.config();
+  const int64_t context = engine.context_length();  // the limit in force (may differ from training)
   GenerationRequest r;
   SLIM_RETURN_IF_ERROR(ValidateRequestId(in.request_id()));
   r.request_id = in.request_id();
@@ -142,9 +143,9 @@ StatusOr<GenerationRequest> BuildGenerationRequest(const v1::GenerateRequest& in
       return InvalidArgumentError("input: set one of prompt, chat or token_ids");
   }
   const int64_t n = static_cast<int64_t>(r.prompt.size());
-  if (n > c.context_length) {
+  if (n > context) {
     return InvalidArgumentError("prompt: " + std::to_string(n) + " tokens exceed the model context of " +
-                                std::to_string(c.context_length));
+                                std::to_string(context));
   }
   if (n > limits.max_prompt_tokens) {
     return InvalidArgumentError("prompt: " + std::to_string(n) + " tokens exceed the server limit of " +
@@ -178,17 +179,17 @@ StatusOr<GenerationRequest> BuildGenerationRequest(const v1::GenerateRequest& in
   int64_t max_tokens = st.max_tokens() == 0 ? limits.default_max_tokens : st.max_tokens();
   if (st.max_tokens() == 0) {
     // The default shrinks to what the limits leave; an explicit value must fit them.
-    max_tokens = std::min<int64_t>(max_tokens, std::min<int64_t>(limits.max_total_tokens, c.context_length) - n);
+    max_tokens = std::min<int64_t>(max_tokens, std::min<int64_t>(limits.max_total_tokens, context) - n);
     if (max_tokens < 1) {
       return InvalidArgumentError("prompt: " + std::to_string(n) + " tokens leave no room to generate within " +
-                                  std::to_string(std::min<int64_t>(limits.max_total_tokens, c.context_length)) +
+                                  std::to_string(std::min<int64_t>(limits.max_total_tokens, context)) +
                                   " tokens");
     }
   }
-  if (n + max_tokens > c.context_length) {
+  if (n + max_tokens > context) {
     return InvalidArgumentError("stopping.max_tokens: prompt (" + std::to_string(n) + " tokens) + max_tokens (" +
                                 std::to_string(max_tokens) + ") exceeds the model context of " +
-                                std::to_string(c.context_length));
+                                std::to_string(context));
   }
   if (n + max_tokens > limits.max_total_tokens) {
     return InvalidArgumentError("stopping.max_tokens: prompt (" + std::to_string(n) + " tokens) + max_tokens (" +
@@ -214,7 +215,7 @@ StatusOr<GenerationRequest> BuildGenerationRequest(const v1::GenerateRequest& in
     }
     r.stop.stop_token_ids.push_back(id);
   }
-  SLIM_RETURN_IF_ERROR(Prefixed(r.stop.Validate(c.vocab_size, c.context_length), "stopping: "));
+  SLIM_RETURN_IF_ERROR(Prefixed(r.stop.Validate(c.vocab_size, static_cast<int32_t>(context)), "stopping: "));
 
   // Pruning.
   SLIM_ASSIGN_OR_RETURN(r.pruning, PruningFromProto(in.pruning(), engine, limits.server_pruning));

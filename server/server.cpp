@@ -56,6 +56,7 @@ Status InferenceServer::LoadModel() {
   eo.model = options_.model;
   eo.threads = options_.threads;
   eo.kv_tokens = options_.kv_tokens;
+  eo.context_length = options_.context_length;
   eo.default_pruning = options_.pruning_schedule;
   eo.device = options_.device == "cuda" ? Device::kCuda : Device::kCpu;
   const auto t0 = std::chrono::steady_clock::now();
@@ -88,7 +89,9 @@ Status InferenceServer::LoadModel() {
   so.max_queue = options_.max_queue;
   scheduler_ = std::make_unique<Scheduler>(runner_.get(), so, &clock_, metrics_.get());
   scheduler_->Start();
-  metrics_->SetSources(&engine_->kv(), scheduler_.get());
+  // The KV store's first tier is device memory on the CUDA backend (see KvStoreOptions::arena).
+  metrics_->SetSources(&engine_->kv(), scheduler_.get(),
+                       engine_->backend()->device() == Device::kCuda ? kv::Tier::kGpu : kv::Tier::kHost);
   service_->SetReady(engine_.get(), scheduler_.get());
   grpc_->GetHealthCheckService()->SetServingStatus(true);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -122,7 +125,7 @@ void InferenceServer::Drain(std::chrono::milliseconds grace) {
 InferenceServer::~InferenceServer() {
   Drain(std::chrono::milliseconds(0));
   metrics_->StopExposer();
-  metrics_->SetSources(nullptr, nullptr);
+  metrics_->SetSources(nullptr, nullptr, kv::Tier::kHost);
 }
 
 }  // namespace slim::server

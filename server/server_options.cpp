@@ -23,7 +23,8 @@ ABSL_FLAG(int, max_queue, 64, "requests waiting for admission; more get RESOURCE
 ABSL_FLAG(int, max_prompt_tokens, 0, "longest prompt accepted (0 = the model's context)");
 ABSL_FLAG(int, max_total_tokens, 0, "longest prompt + max_tokens accepted (0 = the model's context)");
 ABSL_FLAG(int, default_max_tokens, 256, "max_tokens of requests that leave it at 0");
-ABSL_FLAG(int64_t, kv_tokens, 0, "KV cache capacity in tokens per layer (0 = the model's context)");
+ABSL_FLAG(int64_t, context_length, 0, "longest prompt + generation accepted (0 = the model's; up to 4x it)");
+ABSL_FLAG(int64_t, kv_tokens, 0, "KV cache capacity in tokens per layer (0 = the context length)");
 ABSL_FLAG(std::string, pruning, "off", "pruning of requests that do not choose: off or default");
 ABSL_FLAG(std::string, pruning_schedule, "", "the model's default pruning schedule layer:keep,... (\"\" = built-in)");
 ABSL_FLAG(std::string, log_format, "text", "text or json (one JSON object per line)");
@@ -40,7 +41,7 @@ namespace {
 const char* const kFlagNames[] = {
     "model",          "device",          "threads",           "host",          "port",
     "metrics_host",   "metrics_port",    "max_seqs",          "max_queue",     "max_prompt_tokens",
-    "max_total_tokens", "default_max_tokens", "kv_tokens",    "pruning",       "pruning_schedule",
+    "max_total_tokens", "default_max_tokens", "context_length", "kv_tokens",    "pruning",       "pruning_schedule",
     "log_format",     "log_level",       "drain_grace_s",     "keepalive_time_ms", "keepalive_timeout_ms",
     "max_message_bytes", "warmup"};
 
@@ -65,6 +66,7 @@ Status ServerOptions::Validate() const {
   if (max_total_tokens < 0) return bad("max-total-tokens", "must be >= 0");
   if (default_max_tokens < 1) return bad("default-max-tokens", "must be >= 1");
   if (kv_tokens < 0) return bad("kv-tokens", "must be >= 0");
+  if (context_length < 0) return bad("context-length", "must be >= 0");
   if (pruning != "off" && pruning != "default") return bad("pruning", "must be off or default");
   if (log_level != "trace" && log_level != "debug" && log_level != "info" && log_level != "warn" &&
       log_level != "error" && log_level != "off") {
@@ -131,6 +133,7 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   o.max_prompt_tokens = absl::GetFlag(FLAGS_max_prompt_tokens);
   o.max_total_tokens = absl::GetFlag(FLAGS_max_total_tokens);
   o.default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens);
+  o.context_length = absl::GetFlag(FLAGS_context_length);
   o.kv_tokens = absl::GetFlag(FLAGS_kv_tokens);
   o.pruning = absl::GetFlag(FLAGS_pruning);
   o.pruning_schedule = absl::GetFlag(FLAGS_pruning_schedule);

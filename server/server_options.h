@@ -26,7 +26,8 @@ struct ServerOptions {
   int max_prompt_tokens = 0;          // 0 = the model's context
   int max_total_tokens = 0;           // prompt + max_tokens; 0 = the model's context
   int default_max_tokens = 256;       // when a request leaves max_tokens at 0
-  int64_t kv_tokens = 0;              // KV capacity in tokens per layer; 0 = the model's context
+  int64_t context_length = 0;         // longest sequence accepted; 0 = the model's (up to 4x it)
+  int64_t kv_tokens = 0;              // KV capacity in tokens per layer; 0 = the context length
   std::string pruning = "off";        // what requests without a pruning mode get: off or default
   std::string pruning_schedule;       // the model's default schedule "layer:keep,..."; "" = built-in
   LogFormat log_format = LogFormat::kText;
