@@ -172,9 +172,9 @@ void GenerateReactor::Push(v1::GenerateResponse response) {
   } else {
     pending_.push_back(std::move(response));
   }
-  const bool finish = NextLocked();
+  const Next next = NextLocked();
   l.unlock();
-  if (finish) FinishCall();
+  Perform(next);
 }
 
 void GenerateReactor::End(const Status& status) {
@@ -182,13 +182,13 @@ void GenerateReactor::End(const Status& status) {
   if (ended_) return;
   ended_ = true;
   final_ = status;
-  const bool finish = NextLocked();
+  const Next next = NextLocked();
   l.unlock();
-  if (finish) FinishCall();
+  Perform(next);
 }
 
-bool GenerateReactor::NextLocked() {
-  if (writing_ || finished_) return false;
+GenerateReactor::Next GenerateReactor::NextLocked() {
+  if (writing_ || finished_) return Next::kNothing;
   if (!pending_.empty() && !broken_) {
     v1::GenerateResponse& next = pending_.front();
     const auto now = std::chrono::steady_clock::now();
@@ -208,12 +208,18 @@ bool GenerateReactor::NextLocked() {
     }
     wire_ = SerializeToBuffer(next);
     writing_ = true;
-    StartWrite(&wire_);
-    return false;
+    return Next::kWrite;
   }
-  if (!ended_) return false;
+  if (!ended_) return Next::kNothing;
   finished_ = true;
-  return true;
+  return Next::kFinish;
+}
+
+void GenerateReactor::Perform(Next next) {
+  // Outside mu_: wire_ is not touched again until OnWriteDone, and Finish is the last use of
+  // `this`.
+  if (next == Next::kWrite) StartWrite(&wire_);
+  else if (next == Next::kFinish) FinishCall();
 }
 
 void GenerateReactor::OnWriteDone(bool ok) {
@@ -231,9 +237,9 @@ void GenerateReactor::OnWriteDone(bool ok) {
       ctx_.scheduler->Notify();
     }
   }
-  const bool finish = NextLocked();
+  const Next next = NextLocked();
   l.unlock();
-  if (finish) FinishCall();
+  Perform(next);
 }
 
 void GenerateReactor::OnCancel() {

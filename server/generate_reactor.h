@@ -4,8 +4,9 @@
 // observes the request metrics, logs one line per request and ends the call exactly once.
 //
 // Thread-safety: the GenerationSink methods run on the scheduler thread, the reactions
-// (OnWriteDone, OnCancel, OnDone) on gRPC threads; mu_ guards the write state. Finish is always
-// the last thing a method does with `this`, since OnDone (which deletes it) may follow at once.
+// (OnWriteDone, OnCancel, OnDone) on gRPC threads; mu_ guards the write state, and gRPC is
+// called outside it. Finish is always the last thing a method does with `this`, since OnDone
+// (which deletes it) may follow at once.
 #pragma once
 
 #include <chrono>
@@ -46,9 +47,11 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
   void Push(sliminfer::v1::GenerateResponse response);
   // The terminal event: `status` once everything queued is written.
   void End(const Status& status);
-  // Under mu_: starts the next write, or decides to Finish. Returns whether to call Finish
-  // (after unlocking) with final_.
-  bool NextLocked();
+  enum class Next { kNothing, kWrite, kFinish };
+  // Under mu_: prepares the next write (wire_), or decides to finish with final_.
+  Next NextLocked();
+  // After unlocking: StartWrite(&wire_) or FinishCall().
+  void Perform(Next next);
   // Accounting, logging and Finish (the last use of `this`).
   void FinishCall();
 

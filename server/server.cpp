@@ -103,6 +103,10 @@ Status InferenceServer::LoadModel() {
 void InferenceServer::Drain(std::chrono::milliseconds grace) {
   if (drained_) return;
   drained_ = true;
+  if (!grpc_) {  // Start failed before the transport came up: nothing is in flight.
+    if (scheduler_) scheduler_->Shutdown(UnavailableError("server shut down"));
+    return;
+  }
   grpc_->GetHealthCheckService()->SetServingStatus(false);
   service_->SetDraining();
   const auto until = std::chrono::steady_clock::now() + grace;
@@ -124,8 +128,10 @@ void InferenceServer::Drain(std::chrono::milliseconds grace) {
 
 InferenceServer::~InferenceServer() {
   Drain(std::chrono::milliseconds(0));
-  metrics_->StopExposer();
-  metrics_->SetSources(nullptr, nullptr, kv::Tier::kHost);
+  if (metrics_) {
+    metrics_->StopExposer();
+    metrics_->SetSources(nullptr, nullptr, kv::Tier::kHost);
+  }
 }
 
 }  // namespace slim::server

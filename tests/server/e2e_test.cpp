@@ -9,6 +9,8 @@
 #include <future>
 #include <thread>
 
+#include <grpcpp/generic/generic_stub.h>
+
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "server_test_util.h"
 
@@ -261,7 +263,35 @@ TEST_F(ServerE2E, PruningDefaultReportsKeptTokensAndLessKv) {
   EXPECT_GT(MetricValue(m, "sliminfer_pruned_prompt_tokens_total"), 0);
 }
 
-TEST_F(ServerE2E, TokenizeModelInfoAndHealth) {
+TEST_F(ServerE2E, LogprobsArrivePerTokenWhenAsked) {
+  v1::GenerateRequest req = PromptRequest("The sun rises in the", 5);
+  req.mutable_sampling()->set_logprobs(3);
+  grpc::ClientContext ctx;
+  auto reader = stub_->Generate(&ctx, req);
+  v1::GenerateResponse resp;
+  int tokens = 0;
+  while (reader->Read(&resp)) {
+    if (!resp.has_chunk()) continue;
+    const v1::TokenChunk& c = resp.chunk();
+    ASSERT_EQ(c.logprobs_size(), c.token_ids_size());
+    for (int i = 0; i < c.logprobs_size(); ++i) {
+      EXPECT_EQ(c.logprobs(i).token_id(), c.token_ids(i));
+      EXPECT_LE(c.logprobs(i).logprob(), 0.0f);
+      ASSERT_EQ(c.logprobs(i).top_size(), 3);
+      // Greedy: the sampled token is the most likely one.
+      EXPECT_EQ(c.logprobs(i).top(0).token_id(), c.token_ids(i));
+      EXPECT_GE(c.logprobs(i).top(0).logprob(), c.logprobs(i).top(1).logprob());
+      ++tokens;
+    }
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(tokens, 5);
+  // Without the option no logprobs are sent.
+  StreamResult plain = Stream(*stub_, PromptRequest("The sun rises in the", 2));
+  EXPECT_TRUE(plain.status.ok());
+}
+
+TEST_F(ServerE2E, TokenizeModelInfoHealthAndReflection) {
   grpc::ClientContext c1;
   v1::TokenizeRequest tr;
   tr.set_text("Hello world");
@@ -283,6 +313,22 @@ TEST_F(ServerE2E, TokenizeModelInfoAndHealth) {
   grpc::health::v1::HealthCheckResponse hresp;
   ASSERT_TRUE(health->Check(&c3, hr, &hresp).ok());
   EXPECT_EQ(hresp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  // Reflection: list_services ("\x3a\x00" is ServerReflectionRequest{list_services: ""}) as a
+  // one-message exchange on the bidi method.
+  grpc::GenericStub generic(Connect(server_->port()));
+  grpc::ClientContext c4;
+  grpc::Slice slice(std::string("\x3a\x00", 2));
+  grpc::ByteBuffer req(&slice, 1), resp;
+  std::promise<grpc::Status> done;
+  generic.UnaryCall(&c4, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", grpc::StubOptions(), &req,
+                    &resp, [&](grpc::Status s) { done.set_value(s); });
+  ASSERT_TRUE(done.get_future().get().ok());
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(resp.Dump(&slices).ok());
+  std::string bytes;
+  for (const auto& sl : slices) bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+  EXPECT_NE(bytes.find("sliminfer.v1.Inference"), std::string::npos);
+  EXPECT_NE(bytes.find("grpc.health.v1.Health"), std::string::npos);
 }
 
 // A server with one sequence slot and a queue of two.
