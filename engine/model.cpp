@@ -308,8 +308,8 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
     // Later layers get h from the previous layer's fused residual add.
     if (l == 0) backend_->RmsNorm(x, w.attn_norm.view(), c.rms_eps, h);
     backend_->MatMulQ(h, w.wqkv.view(), &w.wqkv_q, qkv);
-    backend_->Rope(qkv.Cols(0, qd), c.n_heads, c.head_dim, b.pos, rope_);
-    backend_->Rope(qkv.Cols(qd, kvd), c.n_kv_heads, c.head_dim, b.pos, rope_);
+    // Query heads then key heads are adjacent in qkv: one rotation over both.
+    backend_->Rope(qkv.Cols(0, qd + kvd), c.n_heads + c.n_kv_heads, c.head_dim, b.pos, rope_);
     if (any_prune) {
       SLIM_RETURN_IF_ERROR(PruneAt(l, /*before_attention=*/true, seqs, b));
       x = x_.Rows(0, b.n_rows);

@@ -26,7 +26,7 @@ constexpr size_t kCublasWorkspace = size_t{32} << 20;  // cuBLAS's recommendatio
 constexpr size_t kStagerBytes = size_t{16} << 20;
 constexpr int kDecodeMaxRows = 8;  // sequences with more new rows take the flash kernel
 // Stager cache slots.
-enum Slot : int { kSlotIds = 0, kSlotRope, kSlotKvBatch, kSlotAttn, kSlotGather };
+enum Slot : int { kSlotIds = 0, kSlotRope, kSlotAttn, kSlotGather };
 
 std::string Shape(const TensorView& t) { return std::to_string(t.rows) + "x" + std::to_string(t.cols); }
 
@@ -275,7 +275,7 @@ void CudaBackend::AddRmsNorm(TensorView acc, TensorView x, TensorView w, float e
 void CudaBackend::Rope(TensorView x, int n_heads, int head_dim, std::span<const int32_t> positions,
                        const RopeTable& rope) {
   OpScope scope(this, "Rope");
-  // One staged buffer: inv_freq (padded to 64 floats... any length) then positions.
+  // One staged buffer: [length of inv_freq][inv_freq][positions].
   const size_t nf = rope.inv_freq.size();
   host_i32_.resize(1 + nf + positions.size());
   host_i32_[0] = static_cast<int32_t>(nf);
@@ -405,6 +405,50 @@ Status CheckKv(const kv::KvStore& kv, const AttnShape& shape) {
 
 }  // namespace
 
+StatusOr<CudaBackend::AttnStaging> CudaBackend::StageAttention(const kv::KvStore& kv, std::span<const AttnSeq> seqs,
+                                                               const AttnShape& shape) {
+  // One buffer: [PagedSeq x n][block tables][flash tiles][decode items].
+  const int group = shape.n_heads / shape.n_kv_heads;
+  const bool flash_ok = FlashSupports(shape.head_dim, kv.layout().block_tokens);
+  const int n = static_cast<int>(seqs.size());
+  AttnStaging st;
+  BuildBatch(kv, seqs, &host_i32_);
+  struct Work {
+    int64_t cost;
+    FlashTile t;
+  };
+  std::vector<Work> tiles;
+  std::vector<DecodeItem> items;
+  for (int i = 0; i < n; ++i) {
+    const AttnSeq& s = seqs[static_cast<size_t>(i)];
+    if (s.n_rows <= 0) continue;
+    if (flash_ok && (s.n_rows > kDecodeMaxRows || !DecodeSupports(shape.head_dim, group))) {
+      for (int r0 = 0; r0 < s.n_rows; r0 += kFlashRows) {
+        tiles.push_back({int64_t{s.n_past} + r0 + std::min(kFlashRows, s.n_rows - r0), FlashTile{i, r0}});
+      }
+    } else {
+      for (int r = 0; r < s.n_rows; ++r) items.push_back(DecodeItem{i, r});
+      st.max_decode_keys = std::max(st.max_decode_keys, s.n_past + s.n_rows);
+    }
+  }
+  // Heaviest query tiles first: the causal tail of a long prompt is the critical path.
+  std::stable_sort(tiles.begin(), tiles.end(), [](const Work& a, const Work& b) { return a.cost > b.cost; });
+  st.tiles_at = host_i32_.size();
+  for (const Work& w : tiles) {
+    host_i32_.push_back(w.t.seq);
+    host_i32_.push_back(w.t.row0);
+  }
+  st.items_at = host_i32_.size();
+  for (const DecodeItem& it : items) {
+    host_i32_.push_back(it.seq);
+    host_i32_.push_back(it.row);
+  }
+  st.n_tiles = static_cast<int>(tiles.size());
+  st.n_items = static_cast<int>(items.size());
+  SLIM_ASSIGN_OR_RETURN(st.device, stager_.StageCached(kSlotAttn, host_i32_.data(), host_i32_.size() * sizeof(int32_t)));
+  return st;
+}
+
 void CudaBackend::WriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape, TensorView k,
                           TensorView v) {
   OpScope scope(this, "WriteKv");
@@ -416,13 +460,13 @@ Status CudaBackend::DoWriteKv(const kv::KvStore& kv, std::span<const AttnSeq> se
   SLIM_RETURN_IF_ERROR(CheckKv(kv, shape));
   if (k.dtype != DType::kBF16 || v.dtype != DType::kBF16) return InvalidArgumentError("cuda WriteKv: k/v must be bf16");
   if (seqs.empty()) return OkStatus();
-  BuildBatch(kv, seqs, &host_i32_);
-  SLIM_ASSIGN_OR_RETURN(const void* dev,
-                        stager_.StageCached(kSlotKvBatch, host_i32_.data(), host_i32_.size() * sizeof(int32_t)));
+  // The staging Attention builds for the same batch: its leading PagedSeq array and tables are
+  // what this kernel reads, and the Attention call that follows finds the copy in the cache.
+  SLIM_ASSIGN_OR_RETURN(AttnStaging st, StageAttention(kv, seqs, shape));
   int max_rows = 0;
   for (const AttnSeq& s : seqs) max_rows = std::max(max_rows, s.n_rows);
-  return LaunchWriteKv(MakePagedKv(kv, shape, dev, static_cast<int>(seqs.size())), k.data, k.stride, v.data, v.stride,
-                       max_rows, stream_);
+  return LaunchWriteKv(MakePagedKv(kv, shape, st.device, static_cast<int>(seqs.size())), k.data, k.stride, v.data,
+                       v.stride, max_rows, stream_);
 }
 
 void CudaBackend::Attention(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape,
@@ -439,73 +483,40 @@ Status CudaBackend::DoAttention(const kv::KvStore& kv, std::span<const AttnSeq> 
   }
   if (seqs.empty()) return OkStatus();
   const int group = shape.n_heads / shape.n_kv_heads;
-  const bool flash_ok = FlashSupports(shape.head_dim, kv.layout().block_tokens);
-  if (!flash_ok && !DecodeSupports(shape.head_dim, group)) {
+  if (!FlashSupports(shape.head_dim, kv.layout().block_tokens) && !DecodeSupports(shape.head_dim, group)) {
     return UnimplementedError("cuda Attention: head_dim " + std::to_string(shape.head_dim) + " with " +
                               std::to_string(group) + " query heads per KV head is not supported");
   }
-  // One staged buffer: [PagedSeq x n][block tables][flash tiles][decode items].
+  SLIM_ASSIGN_OR_RETURN(AttnStaging st, StageAttention(kv, seqs, shape));
   const int n = static_cast<int>(seqs.size());
-  BuildBatch(kv, seqs, &host_i32_);
-  const size_t tiles_at = host_i32_.size();
-  struct Work {
-    int64_t cost;
-    FlashTile t;
-  };
-  std::vector<Work> tiles;
-  std::vector<DecodeItem> items;
-  int max_keys = 0;
-  for (int i = 0; i < n; ++i) {
-    const AttnSeq& s = seqs[static_cast<size_t>(i)];
-    if (s.n_rows <= 0) continue;
-    if (flash_ok && (s.n_rows > kDecodeMaxRows || !DecodeSupports(shape.head_dim, group))) {
-      for (int r0 = 0; r0 < s.n_rows; r0 += kFlashRows) {
-        tiles.push_back({int64_t{s.n_past} + r0 + std::min(kFlashRows, s.n_rows - r0), FlashTile{i, r0}});
-      }
-    } else {
-      for (int r = 0; r < s.n_rows; ++r) items.push_back(DecodeItem{i, r});
-      max_keys = std::max(max_keys, s.n_past + s.n_rows);
-    }
-  }
-  std::stable_sort(tiles.begin(), tiles.end(), [](const Work& a, const Work& b) { return a.cost > b.cost; });
-  for (const Work& w : tiles) {
-    host_i32_.push_back(w.t.seq);
-    host_i32_.push_back(w.t.row0);
-  }
-  const size_t items_at = host_i32_.size();
-  for (const DecodeItem& it : items) {
-    host_i32_.push_back(it.seq);
-    host_i32_.push_back(it.row);
-  }
-  SLIM_ASSIGN_OR_RETURN(const void* dev,
-                        stager_.StageCached(kSlotAttn, host_i32_.data(), host_i32_.size() * sizeof(int32_t)));
+  const void* dev = st.device;
   const PagedKv pkv = MakePagedKv(kv, shape, dev, n);
   const auto* base = static_cast<const int32_t*>(dev);
-  if (!tiles.empty()) {
+  if (st.n_tiles > 0) {
     FlashParams p;
     p.kv = pkv;
     p.q = q.data;
     p.q_stride = q.stride;
     p.out = out.data;
     p.out_stride = out.stride;
-    p.tiles = reinterpret_cast<const FlashTile*>(base + tiles_at);
-    p.n_tiles = static_cast<int>(tiles.size());
+    p.tiles = reinterpret_cast<const FlashTile*>(base + st.tiles_at);
+    p.n_tiles = st.n_tiles;
     p.n_heads = shape.n_heads;
     p.scale = shape.scale;
     SLIM_RETURN_IF_ERROR(LaunchFlashAttention(p, stream_));
   }
-  if (!items.empty()) {
+  if (st.n_items > 0) {
     DecodeParams p;
     p.kv = pkv;
     p.q = q.data;
     p.q_stride = q.stride;
     p.out = out.data;
     p.out_stride = out.stride;
-    p.items = reinterpret_cast<const DecodeItem*>(base + items_at);
-    p.n_items = static_cast<int>(items.size());
+    p.items = reinterpret_cast<const DecodeItem*>(base + st.items_at);
+    p.n_items = st.n_items;
     p.n_heads = shape.n_heads;
     p.scale = shape.scale;
-    p.n_splits = DecodeSplits(p.n_items, shape.n_kv_heads, max_keys, n_sms_);
+    p.n_splits = DecodeSplits(p.n_items, shape.n_kv_heads, st.max_decode_keys, n_sms_);
     const size_t parts = static_cast<size_t>(p.n_items) * shape.n_heads * p.n_splits;
     SLIM_ASSIGN_OR_RETURN(void* scratch, attn_scratch_.Get(parts * (shape.head_dim + 2) * sizeof(float)));
     p.part_o = static_cast<float*>(scratch);

@@ -77,6 +77,16 @@ class CudaBackend final : public Backend {
   Status DoGatherRows(TensorView src, std::span<const int32_t> rows, TensorView dst);
   Status DoAttention(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape, TensorView q,
                      TensorView out);
+  // The device copy of a batch's PagedSeq array and block tables, then the flash tiles and
+  // decode items Attention launches (offsets in int32 words). WriteKv and the Attention after
+  // it stage the same bytes, so the second finds the first's copy.
+  struct AttnStaging {
+    const void* device = nullptr;
+    size_t tiles_at = 0, items_at = 0;
+    int n_tiles = 0, n_items = 0;
+    int max_decode_keys = 0;
+  };
+  StatusOr<AttnStaging> StageAttention(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape);
   Status DoWriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape, TensorView k,
                    TensorView v);
 

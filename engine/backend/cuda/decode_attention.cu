@@ -1,9 +1,12 @@
 // Kernels: split-K paged decode attention and the combine of the splits; launcher below.
 //
-// Split kernel, CTA = 4 warps on (split, KV head, item): a key group of HD/8 lanes reads one
-// key's K and V row (16 bytes a lane), the group's lanes reduce q.k by shuffles; each group keeps
-// an online softmax per query head of the KV head; groups merge in shared memory and the CTA
-// writes (max, sum, unnormalized output) per head for its key range.
+// Split kernel, CTA = 4 warps on (split, KV head, item), over at most kMaxSplitKeys keys, in
+// three phases with no per-key rescaling:
+//   1. scores: a key group of HD/8 lanes reads one key's K row (16 bytes a lane, kUnroll keys
+//      in flight) and reduces q.k for the G query heads of the KV head by shuffles -> shared;
+//   2. per head: max and exp2 over the split's scores, their sum (block reductions);
+//   3. P V: key groups again, V rows, fp32 accumulators merged across groups in shared memory.
+// Output per (item, head, split): the unnormalized sum, the max (log2 domain) and the sum of p.
 #include "engine/backend/cuda/decode_attention.h"
 
 #include <algorithm>
@@ -16,7 +19,13 @@ namespace slim::cuda {
 namespace {
 
 constexpr int kThreads = 128;
-constexpr int kUnroll = 4;  // keys in flight per group
+constexpr int kUnroll = 8;  // keys in flight per group
+
+template <int HD, int MAXG>
+constexpr size_t SplitSmemBytes() {
+  constexpr int NG = (kThreads / 32) * (32 / (HD / 8));
+  return (static_cast<size_t>(MAXG) * kMaxSplitKeys + static_cast<size_t>(NG) * MAXG * HD) * sizeof(float);
+}
 
 template <int HD, int MAXG>
 __global__ void __launch_bounds__(kThreads) DecodeSplitKernel(const DecodeParams p, float scale_log2) {
@@ -24,13 +33,17 @@ __global__ void __launch_bounds__(kThreads) DecodeSplitKernel(const DecodeParams
   constexpr int KPW = 32 / LPK;           // key groups per warp
   constexpr int NG = (kThreads / 32) * KPW;
   extern __shared__ float sm[];
+  float* s_p = sm;                                  // [MAXG][kMaxSplitKeys] scores, then p
+  float* s_acc = sm + MAXG * kMaxSplitKeys;         // [NG][G][HD]
+  __shared__ float s_max[MAXG], s_sum[MAXG];
   const int split = blockIdx.x, g = blockIdx.y, item_i = blockIdx.z;
   const DecodeItem it = p.items[item_i];
   const PagedSeq s = p.kv.seqs[it.seq];
   const int G = p.n_heads / p.kv.n_kv_heads;
   const int n_keys = s.n_past + it.row + 1;
   const int per_split = (n_keys + p.n_splits - 1) / p.n_splits;
-  const int k0 = split * per_split, k1 = min(n_keys, k0 + per_split);
+  const int k0 = split * per_split;
+  const int n = max(0, min(n_keys, k0 + per_split) - k0);  // keys of this split, <= kMaxSplitKeys
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int gl = lane % LPK, grp = warp * KPW + lane / LPK;
 
@@ -44,38 +57,28 @@ __global__ void __launch_bounds__(kThreads) DecodeSplitKernel(const DecodeParams
       for (int i = 0; i < 8; ++i) qv[hh][i] *= scale_log2;
     }
   }
-  float m[MAXG], l[MAXG], acc[MAXG][8];
-#pragma unroll
-  for (int hh = 0; hh < MAXG; ++hh) {
-    m[hh] = -INFINITY;
-    l[hh] = 0.0f;
-#pragma unroll
-    for (int i = 0; i < 8; ++i) acc[hh][i] = 0.0f;
-  }
+  const int32_t* table = p.kv.tables + s.table_offset;
   const int64_t k_off = g * p.kv.head_bytes + gl * 16;
   const int64_t v_off = (p.kv.n_kv_heads + g) * p.kv.head_bytes + gl * 16;
-  const int32_t* table = p.kv.tables + s.table_offset;
+  auto row_of = [&](int t) {  // K row of key k0 + t (add v_off - k_off for V)
+    const int key = k0 + t;
+    return p.kv.arena + static_cast<int64_t>(table[key / p.kv.block_tokens]) * p.kv.block_bytes +
+           static_cast<int64_t>(key % p.kv.block_tokens) * HD * 2;
+  };
 
-  // The trip count is the same for every lane: the shuffles below need the whole warp.
-  for (int t0 = k0 + grp; t0 - grp < k1; t0 += NG * kUnroll) {
-    uint4 kx[kUnroll], vx[kUnroll];
+  // 1. Scores. The trip count is the same for every lane: the shuffles need the whole warp.
+  for (int base = 0; base < n; base += NG * kUnroll) {
+    uint4 kx[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const int t = t0 + u * NG;
-      kx[u] = vx[u] = make_uint4(0, 0, 0, 0);
-      if (t < k1) {
-        const uint8_t* base = p.kv.arena + static_cast<int64_t>(table[t / p.kv.block_tokens]) * p.kv.block_bytes +
-                              static_cast<int64_t>(t % p.kv.block_tokens) * HD * 2;
-        kx[u] = *reinterpret_cast<const uint4*>(base + k_off);
-        vx[u] = *reinterpret_cast<const uint4*>(base + v_off);
-      }
+      const int t = base + grp + u * NG;
+      kx[u] = t < n ? *reinterpret_cast<const uint4*>(row_of(t) + k_off) : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const bool valid = t0 + u * NG < k1;
-      float kf[8], vf[8];
+      const int t = base + grp + u * NG;
+      float kf[8];
       Bf16x8ToF(kx[u], kf);
-      Bf16x8ToF(vx[u], vf);
 #pragma unroll
       for (int hh = 0; hh < MAXG; ++hh) {
         if (hh >= G) break;
@@ -84,50 +87,76 @@ __global__ void __launch_bounds__(kThreads) DecodeSplitKernel(const DecodeParams
         for (int i = 0; i < 8; ++i) d += qv[hh][i] * kf[i];
 #pragma unroll
         for (int o = LPK / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-        if (valid) {
-          const float m_new = fmaxf(m[hh], d);
-          const float a = exp2f(m[hh] - m_new), pe = exp2f(d - m_new);
-          l[hh] = l[hh] * a + pe;
-#pragma unroll
-          for (int i = 0; i < 8; ++i) acc[hh][i] = acc[hh][i] * a + pe * vf[i];
-          m[hh] = m_new;
-        }
+        if (t < n && gl == 0) s_p[hh * kMaxSplitKeys + t] = d;
       }
     }
   }
+  __syncthreads();
 
-  // Merge the key groups: shared [NG][G][HD] outputs, then [NG][G] maxima and sums.
-  float* s_acc = sm;
-  float* s_m = sm + NG * G * HD;
-  float* s_l = s_m + NG * G;
+  // 2. Softmax statistics per head over this split.
+  for (int hh = 0; hh < G; ++hh) {
+    float* sc = s_p + hh * kMaxSplitKeys;
+    float mx = -INFINITY;
+    for (int i = threadIdx.x; i < n; i += kThreads) mx = fmaxf(mx, sc[i]);
+    mx = BlockMax(mx);
+    float sum = 0.0f;
+    for (int i = threadIdx.x; i < n; i += kThreads) {
+      const float e = exp2f(sc[i] - mx);
+      sc[i] = e;
+      sum += e;
+    }
+    sum = BlockSum(sum);
+    if (threadIdx.x == 0) {
+      s_max[hh] = mx;
+      s_sum[hh] = sum;
+    }
+  }
+  __syncthreads();
+
+  // 3. P V over the same keys.
+  float acc[MAXG][8];
+#pragma unroll
+  for (int hh = 0; hh < MAXG; ++hh)
+#pragma unroll
+    for (int i = 0; i < 8; ++i) acc[hh][i] = 0.0f;
+  for (int base = 0; base < n; base += NG * kUnroll) {
+    uint4 vx[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int t = base + grp + u * NG;
+      vx[u] = t < n ? *reinterpret_cast<const uint4*>(row_of(t) + v_off) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int t = base + grp + u * NG;
+      if (t >= n) break;
+      float vf[8];
+      Bf16x8ToF(vx[u], vf);
+#pragma unroll
+      for (int hh = 0; hh < MAXG; ++hh) {
+        if (hh >= G) break;
+        const float pe = s_p[hh * kMaxSplitKeys + t];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) acc[hh][i] += pe * vf[i];
+      }
+    }
+  }
 #pragma unroll
   for (int hh = 0; hh < MAXG; ++hh) {
     if (hh >= G) break;
 #pragma unroll
     for (int i = 0; i < 8; ++i) s_acc[(grp * G + hh) * HD + gl * 8 + i] = acc[hh][i];
-    if (gl == 0) {
-      s_m[grp * G + hh] = m[hh];
-      s_l[grp * G + hh] = l[hh];
-    }
   }
   __syncthreads();
   for (int e = threadIdx.x; e < G * HD; e += kThreads) {
     const int hh = e / HD, d = e % HD;
-    float mx = -INFINITY;
-    for (int q = 0; q < NG; ++q) mx = fmaxf(mx, s_m[q * G + hh]);
-    float sum = 0.0f, o = 0.0f;
-    if (mx != -INFINITY) {
-      for (int q = 0; q < NG; ++q) {
-        const float w = exp2f(s_m[q * G + hh] - mx);
-        sum += s_l[q * G + hh] * w;
-        o += s_acc[(q * G + hh) * HD + d] * w;
-      }
-    }
+    float o = 0.0f;
+    for (int q = 0; q < NG; ++q) o += s_acc[(q * G + hh) * HD + d];
     const int64_t idx = (static_cast<int64_t>(item_i) * p.n_heads + g * G + hh) * p.n_splits + split;
     p.part_o[idx * HD + d] = o;
     if (d == 0) {
-      p.part_ml[idx * 2] = mx;
-      p.part_ml[idx * 2 + 1] = sum;
+      p.part_ml[idx * 2] = s_max[hh];
+      p.part_ml[idx * 2 + 1] = s_sum[hh];
     }
   }
 }
@@ -156,13 +185,11 @@ __global__ void DecodeCombineKernel(const DecodeParams p, int head_dim) {
 
 template <int HD, int MAXG>
 Status LaunchSplit(const DecodeParams& p, cudaStream_t stream) {
-  constexpr int NG = (kThreads / 32) * (32 / (HD / 8));
-  const int G = p.n_heads / p.kv.n_kv_heads;
-  const size_t smem = (static_cast<size_t>(NG) * G * HD + 2 * NG * G) * sizeof(float);
+  constexpr size_t smem = SplitSmemBytes<HD, MAXG>();
   static bool configured = false;
   if (!configured) {
     CUDA_CHECK(cudaFuncSetAttribute(DecodeSplitKernel<HD, MAXG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    static_cast<int>((static_cast<size_t>(NG) * MAXG * HD + 2 * NG * MAXG) * 4)));
+                                    static_cast<int>(smem)));
     configured = true;
   }
   const dim3 grid(p.n_splits, p.kv.n_kv_heads, p.n_items);
@@ -187,7 +214,8 @@ bool DecodeSupports(int head_dim, int group) {
 int DecodeSplits(int n_items, int n_kv_heads, int max_keys, int n_sms) {
   const int want = std::max(1, (4 * n_sms + n_items * n_kv_heads - 1) / std::max(1, n_items * n_kv_heads));
   const int most = std::max(1, (max_keys + 127) / 128);  // at least 128 keys a split
-  return std::min({want, most, 1024});
+  const int least = (max_keys + kMaxSplitKeys - 1) / kMaxSplitKeys;  // at most kMaxSplitKeys
+  return std::max(least, std::min(want, most));
 }
 
 Status LaunchDecodeAttention(const DecodeParams& p, cudaStream_t stream) {
@@ -198,6 +226,7 @@ Status LaunchDecodeAttention(const DecodeParams& p, cudaStream_t stream) {
   SLIM_GPU_REQUIRE(p.q_stride % 8 == 0 && reinterpret_cast<uintptr_t>(p.q) % 16 == 0, name);
   SLIM_GPU_REQUIRE(reinterpret_cast<uintptr_t>(p.kv.arena) % 16 == 0 && p.kv.block_bytes % 16 == 0, name);
   SLIM_GPU_REQUIRE(p.n_items >= 0 && p.n_items < 65536 && p.n_splits >= 1 && p.n_splits <= 65535, name);
+  SLIM_GPU_REQUIRE(p.kv.block_tokens > 0, name);
   SLIM_GPU_REQUIRE(p.part_o != nullptr && p.part_ml != nullptr, name);
   if (p.n_items == 0) return OkStatus();
   SLIM_RETURN_IF_ERROR(p.kv.head_dim == 16    ? LaunchFor<16>(p, stream)

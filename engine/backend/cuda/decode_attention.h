@@ -13,6 +13,9 @@
 
 namespace slim::cuda {
 
+// Keys one split covers at most (its scores stay in shared memory).
+inline constexpr int kMaxSplitKeys = 1024;
+
 struct DecodeItem {
   int32_t seq = 0;  // index into PagedKv::seqs
   int32_t row = 0;  // row within the sequence: token n_past + row, sees keys [0, n_past + row]
@@ -35,7 +38,8 @@ struct DecodeParams {
 
 // head_dim one of 16, 32, 64, 128, 256; n_heads / n_kv_heads <= 8.
 bool DecodeSupports(int head_dim, int group);
-// Splits for `n_items` items of at most `max_keys` keys on a device of `n_sms` multiprocessors.
+// Splits for `n_items` items of at most `max_keys` keys on a device of `n_sms` multiprocessors
+// (enough that no split exceeds kMaxSplitKeys).
 int DecodeSplits(int n_items, int n_kv_heads, int max_keys, int n_sms);
 Status LaunchDecodeAttention(const DecodeParams& p, cudaStream_t stream);
 

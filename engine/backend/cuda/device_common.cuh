@@ -6,6 +6,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <cstdint>
 
 namespace slim::cuda {
@@ -43,6 +44,18 @@ __device__ __forceinline__ float BlockSum(float v) {
   __syncthreads();
   float t = lane < n_warps ? partial[lane] : 0.0f;
   return WarpSum(t);
+}
+
+// Maximum over the block, as BlockSum.
+__device__ __forceinline__ float BlockMax(float v) {
+  __shared__ float partial[32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
+  v = WarpMax(v);
+  __syncthreads();
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  float t = lane < n_warps ? partial[lane] : -INFINITY;
+  return WarpMax(t);
 }
 
 // 8 bf16 (16 bytes) <-> 8 floats.
