@@ -1,20 +1,54 @@
-// sliminfer-server: flags, logging, the server, and the SIGTERM/SIGINT drain (exit 0).
+// sliminfer-server: flags, logging, the server, and the SIGTERM/SIGINT drain (exit 0; a second
+// signal during the drain exits at once with 1).
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
 #include "server/server.h"
 
+namespace {
+
+// Self-pipe for the signal handler: libraries start threads before main (OpenBLAS), so a
+// process-directed signal may land on any thread; the handler only writes the signal number.
+int g_signal_pipe[2] = {-1, -1};
+
+extern "C" void OnSignal(int sig) {
+  const unsigned char b = static_cast<unsigned char>(sig);
+  const int saved = errno;
+  (void)!write(g_signal_pipe[1], &b, 1);
+  errno = saved;
+}
+
+int WaitForSignal() {
+  unsigned char b = 0;
+  for (;;) {
+    const ssize_t n = read(g_signal_pipe[0], &b, 1);
+    if (n == 1) return b;
+    if (n < 0 && errno == EINTR) continue;
+    return SIGTERM;
+  }
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace slim::server;
-  // Block the shutdown signals in every thread (gRPC's and the engine's inherit this mask);
-  // this thread takes them with sigwait.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  if (pipe2(g_signal_pipe, O_CLOEXEC) != 0) {
+    std::perror("sliminfer-server: pipe2");
+    return 1;
+  }
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
 
   slim::StatusOr<ServerOptions> options = ParseServerOptions(argc, argv);
   if (!options.ok()) {
@@ -34,10 +68,14 @@ int main(int argc, char** argv) {
     spdlog::error("{}", s.ToString());
     return 1;
   }
-  int sig = 0;
-  sigwait(&signals, &sig);
-  spdlog::info("{} received: draining (grace {:.1f} s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-               options->drain_grace_s);
+  const int sig = WaitForSignal();
+  spdlog::info("{} received: draining (grace {:.1f} s; a second signal exits at once)",
+               sig == SIGINT ? "SIGINT" : "SIGTERM", options->drain_grace_s);
+  std::thread([] {
+    WaitForSignal();
+    spdlog::warn("second signal: exiting without finishing the drain");
+    std::_Exit(1);
+  }).detach();
   (*server)->Drain(std::chrono::milliseconds(static_cast<int64_t>(options->drain_grace_s * 1000)));
   server->reset();
   spdlog::info("exiting");
