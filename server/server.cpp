@@ -35,6 +35,8 @@ StatusOr<std::unique_ptr<InferenceServer>> InferenceServer::Start(const ServerOp
   b.RegisterService(s->service_.get());
   b.SetMaxReceiveMessageSize(options.max_message_bytes);
   b.SetMaxSendMessageSize(options.max_message_bytes);
+  // A second server on a busy port must fail, not silently share it (gRPC's default).
+  b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, options.keepalive_time_ms);
   b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, options.keepalive_timeout_ms);
   b.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
