@@ -52,6 +52,11 @@ std::string PruningConfig::ToString() const {
       os << static_cast<int64_t>(stages[i].keep);
     }
   }
+  // Parameters that differ from the defaults follow the stages.
+  const PruningConfig d;
+  if (query_window != d.query_window) os << ",window=" << query_window;
+  if (unit_tokens != d.unit_tokens) os << ",unit=" << unit_tokens;
+  if (after_attention) os << ",after";
   return os.str();
 }
 
@@ -59,10 +64,30 @@ StatusOr<PruningConfig> PruningConfig::Parse(const std::string& text) {
   PruningConfig c;
   std::stringstream ss(text);
   std::string item;
+  auto parse_int = [](const std::string& v, const std::string& what) -> StatusOr<int> {
+    char* end = nullptr;
+    const long x = std::strtol(v.c_str(), &end, 10);
+    if (v.empty() || *end != '\0' || x <= 0 || x > 1 << 20) {
+      return InvalidArgumentError("pruning schedule: bad " + what + " '" + v + "'");
+    }
+    return static_cast<int>(x);
+  };
   while (std::getline(ss, item, ',')) {
+    if (item == "after") {
+      c.after_attention = true;
+      continue;
+    }
+    if (item.rfind("window=", 0) == 0) {
+      SLIM_ASSIGN_OR_RETURN(c.query_window, parse_int(item.substr(7), "window"));
+      continue;
+    }
+    if (item.rfind("unit=", 0) == 0) {
+      SLIM_ASSIGN_OR_RETURN(c.unit_tokens, parse_int(item.substr(5), "unit"));
+      continue;
+    }
     const size_t colon = item.find(':');
     if (colon == std::string::npos) {
-      return InvalidArgumentError("pruning schedule: '" + item + "' is not layer:keep");
+      return InvalidArgumentError("pruning schedule: '" + item + "' is not layer:keep, window=N, unit=N or after");
     }
     const std::string ls = item.substr(0, colon), ks = item.substr(colon + 1);
     char* end = nullptr;
@@ -76,7 +101,7 @@ StatusOr<PruningConfig> PruningConfig::Parse(const std::string& text) {
     st.fraction = ks.find('.') != std::string::npos;
     c.stages.push_back(st);
   }
-  if (c.stages.empty()) return InvalidArgumentError("pruning schedule is empty");
+  if (c.stages.empty()) return InvalidArgumentError("pruning schedule has no layer:keep stage");
   return c;
 }
 

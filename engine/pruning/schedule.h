@@ -28,7 +28,8 @@ struct PruningConfig {
   // strictly decreasing (in tokens when all stages use one kind), at least two blocks kept,
   // unit divides block, window >= 1.
   Status Validate(int n_layers) const;
-  // "10:0.25,20:0.125" style text (fractions when the value has a '.', tokens otherwise).
+  // "10:0.25,20:1024,window=32,unit=8,after": stages (fractions when the value has a '.',
+  // tokens otherwise), then optional parameters (block size is the KV block size).
   std::string ToString() const;
   static StatusOr<PruningConfig> Parse(const std::string& text);
 };

@@ -51,6 +51,14 @@ TEST(PruningSchedule, ParseAndPrint) {
   EXPECT_FALSE(c->stages[1].fraction);
   EXPECT_EQ(c->stages[1].keep, 1024);
   EXPECT_EQ(c->ToString(), "10:0.25,20:1024,28:0.0625");
+  auto w = PruningConfig::Parse("10:0.25,20:0.125,window=32,unit=4,after");
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(w->query_window, 32);
+  EXPECT_EQ(w->unit_tokens, 4);
+  EXPECT_TRUE(w->after_attention);
+  EXPECT_EQ(w->ToString(), "10:0.25,20:0.125,window=32,unit=4,after");
+  EXPECT_FALSE(PruningConfig::Parse("10:0.25,window=0").ok());
+  EXPECT_FALSE(PruningConfig::Parse("window=8").ok());
   EXPECT_FALSE(PruningConfig::Parse("10-0.25").ok());
   EXPECT_FALSE(PruningConfig::Parse("x:1").ok());
   EXPECT_FALSE(PruningConfig::Parse("").ok());
