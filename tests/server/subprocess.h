@@ -18,7 +18,9 @@ namespace slim::server::testing {
 
 class Subprocess {
  public:
-  Subprocess(const std::vector<std::string>& argv, const std::string& log_path) : log_(log_path) {
+  // stdout and stderr go to `log_path`, or stderr to `err_path` when given.
+  Subprocess(const std::vector<std::string>& argv, const std::string& log_path, const std::string& err_path = "")
+      : log_(log_path) {
     std::vector<char*> args;
     std::vector<std::string> copy = argv;
     for (std::string& a : copy) args.push_back(a.data());
@@ -29,6 +31,10 @@ class Subprocess {
       if (fd >= 0) {
         dup2(fd, 1);
         dup2(fd, 2);
+      }
+      if (!err_path.empty()) {
+        const int efd = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (efd >= 0) dup2(efd, 2);
       }
       // Children must not inherit a blocked SIGTERM.
       sigset_t none;
@@ -77,6 +83,34 @@ class Subprocess {
   bool exited_ = false;
   std::string log_;
 };
+
+inline std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct CommandResult {
+  int exit_code = -1;  // -1: did not exit in time or was killed by a signal
+  std::string out, err;
+};
+
+// Runs a command to completion (up to `timeout`) and returns its exit code, stdout and stderr.
+inline CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& dir,
+                                std::chrono::milliseconds timeout = std::chrono::seconds(120)) {
+  static int n = 0;
+  const std::string base = dir + "/cmd" + std::to_string(n++);
+  CommandResult r;
+  {
+    Subprocess p(argv, base + ".out", base + ".err");
+    const int status = p.Wait(timeout);
+    if (status != -1 && WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
+  }
+  r.out = ReadFile(base + ".out");
+  r.err = ReadFile(base + ".err");
+  return r;
+}
 
 // A fresh temporary directory.
 inline std::string TempDir(const std::string& tag) {
