@@ -8,6 +8,7 @@
 #include <grpcpp/generic/generic_stub.h>
 
 #include "server/proto_parse.h"
+#include "server/request_builder.h"
 #include "server_test_util.h"
 
 namespace slim::server::testing {
@@ -227,6 +228,36 @@ TEST_F(Validation, TokenizeAndAbortValidateToo) {
   v1::AbortRequest unknown;
   unknown.set_request_id("nobody");
   EXPECT_EQ(stub_->Abort(&c3, unknown, &ar).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(Validation, ServerLimitsAndDefaults) {
+  const Engine& engine = *server_->engine();
+  RequestLimits limits;
+  limits.max_prompt_tokens = 5;
+  limits.max_total_tokens = 20;
+  limits.default_max_tokens = 64;
+  limits.server_pruning = PruningMode::kDefault;
+  v1::GenerateRequest req;
+  req.set_prompt("one two three four five six seven eight");
+  auto r = BuildGenerationRequest(req, engine, limits);
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("--max-prompt-tokens"), std::string::npos) << r.status().message();
+  req.set_prompt("Hi there");  // 2 tokens
+  req.mutable_stopping()->set_max_tokens(19);
+  r = BuildGenerationRequest(req, engine, limits);
+  EXPECT_NE(r.status().message().find("--max-total-tokens"), std::string::npos) << r.status().message();
+  // max_tokens 0: the server default, shrunk to what the limits leave.
+  req.mutable_stopping()->set_max_tokens(0);
+  r = BuildGenerationRequest(req, engine, limits);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->stop.max_tokens, 20 - static_cast<int>(r->prompt.size()));
+  EXPECT_EQ(r->pruning.mode, PruningMode::kDefault) << "MODE_UNSPECIFIED takes the server's --pruning";
+  limits.max_total_tokens = 1000;
+  r = BuildGenerationRequest(req, engine, limits);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->stop.max_tokens, 64);
+  req.mutable_pruning()->set_mode(v1::PruningOptions::MODE_OFF);
+  EXPECT_EQ(BuildGenerationRequest(req, engine, limits)->pruning.mode, PruningMode::kOff);
 }
 
 TEST_F(Validation, AnOversizedMessageIsRefusedByTheTransport) {
