@@ -53,7 +53,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   }
   SLIM_ASSIGN_OR_RETURN(e->kv_, kv::KvStore::Create(ko));
   if (o.default_pruning.empty()) {
-    e->default_pruning_ = PaperSchedule(e->model_->config().n_layers);
+    e->default_pruning_ = DefaultScheduleFor(e->model_->config().name, e->model_->config().n_layers);
   } else {
     SLIM_ASSIGN_OR_RETURN(e->default_pruning_, PruningConfig::Parse(o.default_pruning));
   }

@@ -61,6 +61,11 @@ struct ResolvedSchedule {
 // depth keeping 1/4, 1/8 and 1/16 of the prompt.
 PruningConfig PaperSchedule(int n_layers);
 
+// The default schedule for a model: chosen by the quality harness where we measured the model
+// (bench/RESULTS.md, "Choosing SmolLM2's default schedule"), the paper's proportions otherwise.
+// `model_name` is GGUF general.name (case-insensitive match).
+PruningConfig DefaultScheduleFor(const std::string& model_name, int n_layers);
+
 ResolvedSchedule ResolveSchedule(const PruningConfig& config, int64_t prompt_tokens);
 
 // Tokens alive at each layer after pruning a prompt of `prompt_tokens` with `s` (the

@@ -100,6 +100,9 @@ TEST(PruningSchedule, PaperProportions) {
   EXPECT_EQ(p.stages[1].layer, 21);
   EXPECT_EQ(p.stages[2].layer, 30);
   EXPECT_TRUE(PaperSchedule(30).Validate(30).ok());
+  // SmolLM2's measured default; any other model gets the paper's proportions.
+  EXPECT_EQ(DefaultScheduleFor("Smollm2 135M 8k Lc100K Mix1 Ep2", 30).ToString(), "28:0.125");
+  EXPECT_EQ(DefaultScheduleFor("Meta Llama 3.1 8B Instruct", 32).ToString(), PaperSchedule(32).ToString());
 }
 
 // ---------------------------------------------------------------------------------------------
