@@ -226,60 +226,85 @@ void CpuBackend::Attention(const kv::KvStore& kv, std::span<const AttnSeq> seqs,
     else if (s.n_rows > 0) small.push_back(&s);
   }
   if (small.empty()) return;
-  // Work items: (sequence, kv head).
-  const int64_t items = static_cast<int64_t>(small.size()) * shape.n_kv_heads;
-  pool_.ParallelFor(items, [&](int64_t b, int64_t e) {
-    for (int64_t it = b; it < e; ++it) {
-      const AttnSeq& s = *small[static_cast<size_t>(it / shape.n_kv_heads)];
-      AttentionRows(kv, s, shape, q, out, it % shape.n_kv_heads, it % shape.n_kv_heads + 1);
-    }
-  });
+  AttentionDecode(kv, small, shape, q, out);
 }
 
-// Rows of one sequence against its blocks, for KV heads [g_begin, g_end). Single pass with an
-// online softmax per (row, head).
-void CpuBackend::AttentionRows(const kv::KvStore& kv, const AttnSeq& s, const AttnShape& shape,
-                               TensorView q, TensorView out, int64_t g_begin, int64_t g_end) {
+// Few-row (decode) attention, split-K: work items are (sequence, row, KV head, key chunk).
+// Each item reads its keys and values once for all the query heads of its KV head and leaves
+// a partial softmax (max, sum, unnormalised output per head); partials merge afterwards.
+void CpuBackend::AttentionDecode(const kv::KvStore& kv, const std::vector<const AttnSeq*>& seqs,
+                                 const AttnShape& shape, TensorView q, TensorView out) {
   const kv::KvLayout& L = kv.layout();
-  const int hd = shape.head_dim;
-  const int group = shape.n_heads / shape.n_kv_heads;
+  const int hd = shape.head_dim, G = shape.n_heads / shape.n_kv_heads;
   const size_t head_floats = static_cast<size_t>(L.block_tokens) * hd;
-  std::vector<float> scores(static_cast<size_t>(s.n_past + s.n_rows));
-  std::vector<float> acc(static_cast<size_t>(hd));
-  for (int32_t r = 0; r < s.n_rows; ++r) {
-    const int32_t n_keys = s.n_past + r + 1;
-    for (int64_t g = g_begin; g < g_end; ++g) {
-      for (int j = 0; j < group; ++j) {
-        const int h = static_cast<int>(g) * group + j;
-        const float* qh = RowPtr(q, s.row_begin + r) + static_cast<int64_t>(h) * hd;
+  constexpr int32_t kChunk = 256;  // keys per work item (a multiple of the block size or not)
+  struct Item {
+    const AttnSeq* s;
+    int32_t row, g, t0, t1;
+  };
+  std::vector<Item> items;
+  for (const AttnSeq* s : seqs)
+    for (int32_t r = 0; r < s->n_rows; ++r) {
+      const int32_t n_keys = s->n_past + r + 1;
+      for (int32_t g = 0; g < shape.n_kv_heads; ++g)
+        for (int32_t t0 = 0; t0 < n_keys; t0 += kChunk) items.push_back({s, r, g, t0, std::min(n_keys, t0 + kChunk)});
+    }
+  // Per item and query head of the group: max, sum, then hd accumulated values.
+  const size_t part = static_cast<size_t>(2 + hd);
+  partials_.resize(items.size() * static_cast<size_t>(G) * part);
+  pool_.ParallelFor(static_cast<int64_t>(items.size()), [&](int64_t b, int64_t e) {
+    std::vector<float> sc(static_cast<size_t>(G) * kChunk);
+    for (int64_t i = b; i < e; ++i) {
+      const Item& it = items[static_cast<size_t>(i)];
+      const int32_t n = it.t1 - it.t0;
+      const float* qrow = RowPtr(q, it.s->row_begin + it.row) + static_cast<int64_t>(it.g) * G * hd;
+      std::fill(sc.begin(), sc.end(), 0.0f);
+      for (int32_t t = it.t0; t < it.t1; ++t) {
+        const float* block = reinterpret_cast<const float*>(
+            kv.Data(it.s->table->blocks[static_cast<size_t>(t / L.block_tokens)]));
+        const float* kt = block + it.g * head_floats + static_cast<size_t>(t % L.block_tokens) * hd;
+        for (int j = 0; j < G; ++j) sc[static_cast<size_t>(j * kChunk + (t - it.t0))] = Dot(qrow + j * hd, kt, hd) * shape.scale;
+      }
+      float* pp = &partials_[static_cast<size_t>(i) * G * part];
+      for (int j = 0; j < G; ++j) {
+        float* row = &sc[static_cast<size_t>(j) * kChunk];
         float mx = -INFINITY;
-        for (int32_t t = 0; t < n_keys; ++t) {
-          const float* block = reinterpret_cast<const float*>(
-              kv.Data(s.table->blocks[static_cast<size_t>(t / L.block_tokens)]));
-          const float* kt = block + g * head_floats + static_cast<size_t>(t % L.block_tokens) * hd;
-          const float sc = Dot(qh, kt, hd) * shape.scale;
-          scores[static_cast<size_t>(t)] = sc;
-          mx = sc > mx ? sc : mx;
-        }
+        for (int32_t t = 0; t < n; ++t) mx = row[t] > mx ? row[t] : mx;
         float sum = 0.0f;
-        for (int32_t t = 0; t < n_keys; ++t) {
-          const float p = ExpNonPositive(scores[static_cast<size_t>(t)] - mx);
-          scores[static_cast<size_t>(t)] = p;
-          sum += p;
-        }
-        std::fill(acc.begin(), acc.end(), 0.0f);
-        for (int32_t t = 0; t < n_keys; ++t) {
-          const float* block = reinterpret_cast<const float*>(
-              kv.Data(s.table->blocks[static_cast<size_t>(t / L.block_tokens)]));
-          const float* vt = block + (shape.n_kv_heads + g) * head_floats +
-                            static_cast<size_t>(t % L.block_tokens) * hd;
-          Axpy(scores[static_cast<size_t>(t)], vt, acc.data(), hd);
-        }
-        float* oh = RowPtr(out, s.row_begin + r) + static_cast<int64_t>(h) * hd;
-        const float inv = 1.0f / sum;
-        for (int d = 0; d < hd; ++d) oh[d] = acc[static_cast<size_t>(d)] * inv;
+        for (int32_t t = 0; t < n; ++t) sum += (row[t] = ExpNonPositive(row[t] - mx));
+        pp[j * part] = mx;
+        pp[j * part + 1] = sum;
+        std::fill(pp + j * part + 2, pp + (j + 1) * part, 0.0f);
+      }
+      for (int32_t t = it.t0; t < it.t1; ++t) {
+        const float* block = reinterpret_cast<const float*>(
+            kv.Data(it.s->table->blocks[static_cast<size_t>(t / L.block_tokens)]));
+        const float* vt = block + (shape.n_kv_heads + it.g) * head_floats + static_cast<size_t>(t % L.block_tokens) * hd;
+        for (int j = 0; j < G; ++j) Axpy(sc[static_cast<size_t>(j * kChunk + (t - it.t0))], vt, pp + j * part + 2, hd);
       }
     }
+  });
+  // Merge the chunks of each (sequence, row, KV head) in order.
+  for (size_t i = 0; i < items.size();) {
+    size_t k = i;
+    while (k < items.size() && items[k].s == items[i].s && items[k].row == items[i].row && items[k].g == items[i].g) ++k;
+    const Item& it = items[i];
+    for (int j = 0; j < G; ++j) {
+      float mx = -INFINITY;
+      for (size_t c = i; c < k; ++c) mx = std::max(mx, partials_[(c * G + j) * part]);
+      float sum = 0.0f;
+      float* o = RowPtr(out, it.s->row_begin + it.row) + static_cast<int64_t>(it.g * G + j) * hd;
+      std::fill(o, o + hd, 0.0f);
+      for (size_t c = i; c < k; ++c) {
+        const float* pc = &partials_[(c * G + j) * part];
+        const float w = ExpNonPositive(pc[0] - mx);
+        sum += w * pc[1];
+        Axpy(w, pc + 2, o, hd);
+      }
+      const float inv = 1.0f / sum;
+      for (int d = 0; d < hd; ++d) o[d] *= inv;
+    }
+    i = k;
   }
 }
 

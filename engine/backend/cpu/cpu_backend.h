@@ -47,13 +47,14 @@ class CpuBackend final : public Backend {
   // values, causal softmax in between.
   void AttentionGemm(const kv::KvStore& kv, const AttnSeq& s, const AttnShape& shape, TensorView q,
                      TensorView out);
-  // Few-row attention (decode): dot products straight over the blocks.
-  void AttentionRows(const kv::KvStore& kv, const AttnSeq& s, const AttnShape& shape, TensorView q,
-                     TensorView out, int64_t row_begin, int64_t row_end);
+  // Few-row attention (decode): split over (sequence, row, KV head, key chunk) with partial
+  // softmaxes merged afterwards; keys and values are read once per KV head.
+  void AttentionDecode(const kv::KvStore& kv, const std::vector<const AttnSeq*>& seqs, const AttnShape& shape,
+                       TensorView q, TensorView out);
 
   int threads_;
   ThreadPool pool_;
-  std::vector<float> k_scratch_, v_scratch_, s_scratch_;
+  std::vector<float> k_scratch_, v_scratch_, s_scratch_, partials_;
 };
 
 }  // namespace slim::cpu

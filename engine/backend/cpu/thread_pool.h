@@ -1,7 +1,10 @@
 // A fixed pool of worker threads for the CPU backend's data-parallel loops (ParallelFor).
+// Workers spin briefly after each job before sleeping, so the many short loops of a decode
+// step do not pay a futex wake-up each; during long OpenBLAS calls they sleep.
 // Thread-safety: ParallelFor is called from one thread at a time (the engine thread).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -29,12 +32,12 @@ class ThreadPool {
   int n_threads_;
   std::vector<std::thread> workers_;
   std::mutex mu_;
-  std::condition_variable start_cv_, done_cv_;
+  std::condition_variable start_cv_;
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   std::vector<std::pair<int64_t, int64_t>> ranges_;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace slim::cpu
