@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Writes deploy/grafana/sliminfer.json, the SlimInfer-serve Grafana dashboard (edit panels here).
+
+Every query uses metrics the server exports today (server/metrics.cpp). KV transfer and prefetch
+panels (sliminfer_kv_transfer_bytes_total, sliminfer_kv_prefetch_total,
+sliminfer_kv_prefetch_wait_seconds) are left out: the KV store has no host<->GPU transfer engine
+yet, so those series do not exist. tests/deploy/prometheus_e2e.sh evaluates every query.
+"""
+import json
+import os
+
+SEL = '{job=~"$job"}'
+RI = "$__rate_interval"
+
+
+def quantiles(metric, qs=(0.5, 0.9, 0.99)):
+    return [(f"p{int(q * 100)}",
+             f"histogram_quantile({q}, sum by (le) (rate({metric}_bucket{SEL}[{RI}])))") for q in qs]
+
+
+# (title, unit, description, [(legend, expr)], width)
+PANELS = [
+    ("Time to first token", "s", "Arrival of a Generate call to its first token (queue + prefill), all replicas.",
+     quantiles("sliminfer_time_to_first_token_seconds"), 12),
+    ("Inter-token latency", "s", "Time between consecutive streamed tokens of a request.",
+     quantiles("sliminfer_inter_token_latency_seconds"), 12),
+    ("End-to-end latency", "s", "Arrival of a Generate call to its end, any outcome.",
+     quantiles("sliminfer_e2e_request_latency_seconds"), 12),
+    ("Queue time", "s", "Arrival to admission (prefill start): time spent waiting for a sequence slot / KV blocks.",
+     quantiles("sliminfer_request_queue_time_seconds"), 12),
+    ("Requests waiting / running", "short", "Requests queued for admission and sequences prefilling or decoding (sum over replicas).",
+     [("waiting", f"sum(sliminfer_num_requests_waiting{SEL})"),
+      ("running", f"sum(sliminfer_num_requests_running{SEL})")], 12),
+    ("Requests by outcome", "reqps", "Finished Generate calls per second by outcome (ok or the lower-case gRPC status).",
+     [("{{outcome}}", f"sum by (outcome) (rate(sliminfer_requests_total{SEL}[{RI}]))")], 12),
+    ("Tokens per second", "short", "Prompt tokens prefilled and tokens generated per second.",
+     [("prompt", f"sum(rate(sliminfer_prompt_tokens_total{SEL}[{RI}]))"),
+      ("generated", f"sum(rate(sliminfer_generation_tokens_total{SEL}[{RI}]))")], 12),
+    ("Pruned prompt-token share", "percentunit", "Prompt tokens dropped by SlimInfer pruning / prompt tokens prefilled.",
+     [("pruned share", f"sum(rate(sliminfer_pruned_prompt_tokens_total{SEL}[{RI}])) / "
+                       f"sum(rate(sliminfer_prompt_tokens_total{SEL}[{RI}]))")], 12),
+    ("Prefill time and decode step", "s", "Prompt forward pass per request, and one batched decode step.",
+     [("prefill p50", f"histogram_quantile(0.5, sum by (le) (rate(sliminfer_prefill_time_seconds_bucket{SEL}[{RI}])))"),
+      ("prefill p99", f"histogram_quantile(0.99, sum by (le) (rate(sliminfer_prefill_time_seconds_bucket{SEL}[{RI}])))"),
+      ("decode step p50", f"histogram_quantile(0.5, sum by (le) (rate(sliminfer_decode_step_seconds_bucket{SEL}[{RI}])))"),
+      ("decode step p99", f"histogram_quantile(0.99, sum by (le) (rate(sliminfer_decode_step_seconds_bucket{SEL}[{RI}])))")], 12),
+    ("Decode batch size", "short", "Mean sequences per batched decode step.",
+     [("mean batch", f"sum(rate(sliminfer_decode_batch_size_sum{SEL}[{RI}])) / "
+                     f"sum(rate(sliminfer_decode_batch_size_count{SEL}[{RI}]))")], 12),
+    ("KV blocks by tier and state", "short", "Paged KV cache blocks, used and free, per tier (host or gpu).",
+     [("{{tier}} {{state}}", f"sum by (tier, state) (sliminfer_kv_blocks{SEL})"),
+      ("committed (admission budget)", f"sum(sliminfer_kv_blocks_committed{SEL})")], 12),
+    ("KV bytes by tier", "bytes", "Bytes of KV blocks in use and the arena capacity, per tier.",
+     [("{{tier}} in use", f"sum by (tier) (sliminfer_kv_bytes{SEL})"),
+      ("{{tier}} capacity", f"sum by (tier) (sliminfer_kv_capacity_bytes{SEL})")], 12),
+]
+
+
+def main():
+    panels = []
+    for i, (title, unit, desc, targets, width) in enumerate(PANELS):
+        panels.append({
+            "id": i + 1, "type": "timeseries", "title": title, "description": desc,
+            "datasource": {"type": "prometheus", "uid": "${datasource}"},
+            "gridPos": {"h": 8, "w": width, "x": (i % 2) * 12, "y": (i // 2) * 8},
+            "fieldConfig": {"defaults": {"unit": unit, "custom": {"lineWidth": 1, "fillOpacity": 10}},
+                            "overrides": []},
+            "options": {"legend": {"displayMode": "list", "placement": "bottom"},
+                        "tooltip": {"mode": "multi"}},
+            "targets": [{"refId": chr(ord("A") + j), "expr": expr, "legendFormat": legend,
+                         "datasource": {"type": "prometheus", "uid": "${datasource}"}}
+                        for j, (legend, expr) in enumerate(targets)],
+        })
+    dash = {
+        "__inputs": [{"name": "DS_PROMETHEUS", "label": "Prometheus", "type": "datasource",
+                      "pluginId": "prometheus", "pluginName": "Prometheus"}],
+        "title": "SlimInfer-serve",
+        "uid": "sliminfer-serve",
+        "description": ("TTFT, latency, load, tokens, pruning and KV cache of SlimInfer-serve. "
+                        "No KV transfer/prefetch panels: sliminfer_kv_transfer_bytes_total, "
+                        "sliminfer_kv_prefetch_total and sliminfer_kv_prefetch_wait_seconds are not "
+                        "exported yet (the KV store has no host<->GPU transfer engine)."),
+        "tags": ["sliminfer", "llm", "inference"],
+        "timezone": "browser", "schemaVersion": 39, "version": 1, "editable": True,
+        "refresh": "30s", "time": {"from": "now-1h", "to": "now"},
+        "templating": {"list": [
+            {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
+             "current": {}, "hide": 0, "refresh": 1},
+            {"name": "job", "label": "Job", "type": "query",
+             "datasource": {"type": "prometheus", "uid": "${datasource}"},
+             "query": {"query": "label_values(sliminfer_num_requests_running, job)", "refId": "job"},
+             "definition": "label_values(sliminfer_num_requests_running, job)",
+             "includeAll": True, "multi": True, "allValue": ".+", "current": {}, "refresh": 2, "sort": 1},
+        ]},
+        "annotations": {"list": []},
+        "panels": panels,
+    }
+    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sliminfer.json")
+    with open(out, "w") as f:
+        json.dump(dash, f, indent=2)
+        f.write("\n")
+    print(f"wrote {out}: {len(panels)} panels")
+
+
+if __name__ == "__main__":
+    main()
