@@ -11,7 +11,7 @@ DEB_PACKAGES=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-dev prometheus
 )
-PIP_PACKAGES=(gguf numpy)
+PIP_PACKAGES=(gguf numpy kubernetes_validate)
 # --peers: also llama-cpp-python (compiles llama.cpp, ~15 min on 2 cores), for regenerating the
 # reference fixtures and running the llama.cpp benchmark peer. Not needed to build or test.
 if [ "${1:-}" = "--peers" ]; then PIP_PACKAGES+=(llama_cpp); fi
