@@ -3,8 +3,9 @@
 # Prometheus loading deploy/prometheus/sliminfer-rules.yml, loaded by sliminfer-bench server; then
 # every dashboard and rule expression must return data (tests/deploy/check_queries.py).
 # Usage: prometheus_e2e.sh BUILD_DIR. Loopback only, free ports, everything killed on exit.
-# Env: SLIM_E2E_REQUESTS (8), SLIM_E2E_ROUNDS (1 bench run), SLIM_RENDER_PNG=path.png renders the
-# README picture (deploy/grafana/render_panels.py) from this run's data before shutting down.
+# Env: SLIM_E2E_REQUESTS (8), SLIM_E2E_ROUNDS (1 bench run), SLIM_E2E_CONCURRENCY (4),
+# SLIM_E2E_PAUSE_S (0, idle seconds between rounds); SLIM_RENDER_PNG=path.png renders the README
+# picture (deploy/grafana/render_panels.py, needs matplotlib) from this run's data before shutting down.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -13,6 +14,7 @@ MODEL="${SLIM_E2E_MODEL:-$ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 PROMETHEUS="${PROMETHEUS:-$(command -v prometheus || true)}"
 REQUESTS="${SLIM_E2E_REQUESTS:-8}"
 ROUNDS="${SLIM_E2E_ROUNDS:-1}"
+CONCURRENCY="${SLIM_E2E_CONCURRENCY:-4}"
 
 for f in "$BUILD/bin/sliminfer-server" "$BUILD/bin/sliminfer-bench" "$BUILD/bin/sliminfer-cli" "$MODEL"; do
   [ -e "$f" ] || { echo "prometheus_e2e: missing $f" >&2; exit 1; }
@@ -66,10 +68,12 @@ for _ in $(seq 60); do
 done
 up_query | grep -q '"value":\[[0-9.]*,"1"\]' || fail "Prometheus never scraped the server"
 
+LOAD_START=$(date +%s)
 for round in $(seq "$ROUNDS"); do
-  "$BUILD/bin/sliminfer-bench" server --server "127.0.0.1:$GRPC_PORT" --concurrency 4 \
+  "$BUILD/bin/sliminfer-bench" server --server "127.0.0.1:$GRPC_PORT" --concurrency "$CONCURRENCY" \
     --requests "$REQUESTS" --prompt-tokens 64 --max-tokens 8 --warmup 0 --json >"$TMP/bench.json" \
     2>"$TMP/bench.err" || { cat "$TMP/bench.err" >&2; fail "bench round $round failed"; }
+  [ "$round" = "$ROUNDS" ] || sleep "${SLIM_E2E_PAUSE_S:-0}"
 done
 echo "prometheus_e2e: bench: $(head -c 400 "$TMP/bench.json")"
 
@@ -80,6 +84,6 @@ python3 "$ROOT/tests/deploy/check_queries.py" --prom "$PROM" \
 
 if [ -n "${SLIM_RENDER_PNG:-}" ]; then
   python3 "$ROOT/deploy/grafana/render_panels.py" --prom "$PROM" --dashboard "$ROOT/deploy/grafana/sliminfer.json" \
-    --out "$SLIM_RENDER_PNG"
+    --out "$SLIM_RENDER_PNG" --start "$((LOAD_START - 5))"
 fi
 echo "prometheus_e2e: ok"
