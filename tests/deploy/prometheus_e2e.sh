@@ -61,25 +61,38 @@ PROM="http://127.0.0.1:$PROM_PORT"
 fail() { echo "prometheus_e2e: $*" >&2; tail -20 "$TMP/server.log" >&2; tail -20 "$TMP/prometheus.log" >&2; exit 1; }
 
 "$BUILD/bin/sliminfer-cli" --server "127.0.0.1:$GRPC_PORT" health --wait 60 >/dev/null || fail "server not SERVING"
-up_query() { curl -sf "$PROM/api/v1/query?query=up%7Bjob%3D%22sliminfer%22%7D" 2>/dev/null || true; }
-for _ in $(seq 60); do
-  up_query | grep -q '"value":\[[0-9.]*,"1"\]' && break
-  sleep 0.5
-done
-up_query | grep -q '"value":\[[0-9.]*,"1"\]' || fail "Prometheus never scraped the server"
+# up{job="sliminfer"} == 1 within 30 s (python: no curl dependency)
+python3 - "$PROM" <<'PY' || fail "Prometheus never scraped the server"
+import json, sys, time, urllib.request
+url = sys.argv[1] + "/api/v1/query?query=up%7Bjob%3D%22sliminfer%22%7D"
+for _ in range(60):
+    try:
+        res = json.load(urllib.request.urlopen(url, timeout=2))["data"]["result"]
+        if res and res[0]["value"][1] == "1":
+            sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.5)
+sys.exit(1)
+PY
 
 LOAD_START=$(date +%s)
 for round in $(seq "$ROUNDS"); do
   "$BUILD/bin/sliminfer-bench" server --server "127.0.0.1:$GRPC_PORT" --concurrency "$CONCURRENCY" \
-    --requests "$REQUESTS" --prompt-tokens 64 --max-tokens 8 --warmup 0 --json >"$TMP/bench.json" \
+    --requests "$REQUESTS" --prompt-tokens 64 --max-tokens 8 --pruning default --warmup 0 --json >"$TMP/bench.json" \
     2>"$TMP/bench.err" || { cat "$TMP/bench.err" >&2; fail "bench round $round failed"; }
   [ "$round" = "$ROUNDS" ] || sleep "${SLIM_E2E_PAUSE_S:-0}"
 done
 echo "prometheus_e2e: bench: $(head -c 400 "$TMP/bench.json")"
+# Two 256-token prompts: long enough for the default schedule (28:128) to drop tokens, so the
+# pruned-share panel shows a non-zero value.
+"$BUILD/bin/sliminfer-bench" server --server "127.0.0.1:$GRPC_PORT" --concurrency 2 --requests 2 \
+  --prompt-tokens 256 --max-tokens 4 --pruning default --warmup 0 --json >"$TMP/bench-pruned.json" \
+  2>"$TMP/bench.err" || { cat "$TMP/bench.err" >&2; fail "pruned bench failed"; }
 
 sleep 3  # two more scrapes and rule evaluations after the last request
 python3 "$ROOT/tests/deploy/check_queries.py" --prom "$PROM" \
-  --dashboard "$ROOT/deploy/grafana/sliminfer.json" --rules "$ROOT/deploy/prometheus/sliminfer-rules.yml" \
+  --dashboard "${SLIM_E2E_DASHBOARD:-$ROOT/deploy/grafana/sliminfer.json}" --rules "$ROOT/deploy/prometheus/sliminfer-rules.yml" \
   --window 60s || fail "queries without data"
 
 if [ -n "${SLIM_RENDER_PNG:-}" ]; then
