@@ -72,8 +72,6 @@ def main():
                         for j, (legend, expr) in enumerate(targets)],
         })
     dash = {
-        "__inputs": [{"name": "DS_PROMETHEUS", "label": "Prometheus", "type": "datasource",
-                      "pluginId": "prometheus", "pluginName": "Prometheus"}],
         "title": "SlimInfer-serve",
         "uid": "sliminfer-serve",
         "description": ("TTFT, latency, load, tokens, pruning and KV cache of SlimInfer-serve. "

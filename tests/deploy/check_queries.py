@@ -7,6 +7,7 @@ Alert expressions are "<query> <op> <threshold>": the query side must return dat
 expression must evaluate without error (it is empty unless the alert fires). Also checks that
 Prometheus loaded the rule file and that every rule evaluated with health "ok".
 Usage: check_queries.py --prom http://127.0.0.1:PORT --dashboard D.json --rules R.yml [--window 60s]
+       check_queries.py --lint-only --dashboard D.json --rules R.yml   (structure of the dashboard only)
 """
 import argparse
 import json
@@ -19,6 +20,35 @@ import urllib.request
 import yaml
 
 COMPARISON = re.compile(r"^(?P<lhs>.*?)\s*(?:>|<|>=|<=|==|!=)\s*(?:bool\s+)?[-+0-9.eE]+\s*$", re.S)
+
+
+NOT_EXPORTED = ("sliminfer_kv_transfer_bytes_total", "sliminfer_kv_prefetch_total", "sliminfer_kv_prefetch_wait_seconds")
+
+
+def lint_dashboard(path):
+    """Importability: a Prometheus datasource variable that every panel and target uses, unique
+    panel ids and refIds, no panel on a metric the server does not export."""
+    with open(path) as f:
+        dash = json.load(f)
+    errors = []
+    variables = {v["name"]: v for v in dash.get("templating", {}).get("list", [])}
+    ds = variables.get("datasource", {})
+    if ds.get("type") != "datasource" or ds.get("query") != "prometheus":
+        errors.append("no Prometheus datasource variable named 'datasource'")
+    ids = [p.get("id") for p in dash["panels"]]
+    if len(set(ids)) != len(ids):
+        errors.append(f"duplicate panel ids {ids}")
+    for p in dash["panels"]:
+        refs = [t.get("refId") for t in p.get("targets", [])]
+        if not refs or len(set(refs)) != len(refs):
+            errors.append(f"panel {p.get('title')}: targets/refIds {refs}")
+        for obj in [p] + p.get("targets", []):
+            if obj.get("datasource", {}).get("uid") != "${datasource}":
+                errors.append(f"panel {p.get('title')}: datasource is not ${{datasource}}")
+        for t in p.get("targets", []):
+            if any(m in t.get("expr", "") for m in NOT_EXPORTED):
+                errors.append(f"panel {p.get('title')}: uses a metric the server does not export")
+    return errors
 
 
 def dashboard_exprs(path):
@@ -66,11 +96,18 @@ def finite_samples(data):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--prom", required=True)
+    ap.add_argument("--prom")
     ap.add_argument("--dashboard", required=True)
     ap.add_argument("--rules", required=True)
     ap.add_argument("--window", default="60s")
+    ap.add_argument("--lint-only", action="store_true", help="dashboard structure only, no Prometheus")
     args = ap.parse_args()
+    lint = lint_dashboard(args.dashboard)
+    if lint or args.lint_only:
+        print("\n".join(["dashboard lint:"] + lint) if lint else "dashboard lint: ok")
+        if lint:
+            return 1
+        return 0
 
     subst = {"$__rate_interval": args.window, "$__interval": args.window, "$__range": args.window,
              "$job": ".+", "${job}": ".+"}
