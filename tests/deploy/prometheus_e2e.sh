@@ -32,6 +32,7 @@ cleanup() {
   rm -rf "$TMP"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM  # so a ctest timeout still runs cleanup
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 GRPC_PORT=$(free_port); METRICS_PORT=$(free_port); PROM_PORT=$(free_port)
@@ -78,7 +79,7 @@ PY
 
 LOAD_START=$(date +%s)
 for round in $(seq "$ROUNDS"); do
-  "$BUILD/bin/sliminfer-bench" server --server "127.0.0.1:$GRPC_PORT" --concurrency "$CONCURRENCY" \
+  timeout 90 "$BUILD/bin/sliminfer-bench" server --server "127.0.0.1:$GRPC_PORT" --concurrency "$CONCURRENCY" \
     --requests "$REQUESTS" --prompt-tokens 64 --max-tokens 8 --pruning default --warmup 0 --json >"$TMP/bench.json" \
     2>"$TMP/bench.err" || { cat "$TMP/bench.err" >&2; fail "bench round $round failed"; }
   [ "$round" = "$ROUNDS" ] || sleep "${SLIM_E2E_PAUSE_S:-0}"
@@ -86,7 +87,7 @@ done
 echo "prometheus_e2e: bench: $(head -c 400 "$TMP/bench.json")"
 # Two 256-token prompts: long enough for the default schedule (28:128) to drop tokens, so the
 # pruned-share panel shows a non-zero value.
-"$BUILD/bin/sliminfer-bench" server --server "127.0.0.1:$GRPC_PORT" --concurrency 2 --requests 2 \
+timeout 90 "$BUILD/bin/sliminfer-bench" server --server "127.0.0.1:$GRPC_PORT" --concurrency 2 --requests 2 \
   --prompt-tokens 256 --max-tokens 4 --pruning default --warmup 0 --json >"$TMP/bench-pruned.json" \
   2>"$TMP/bench.err" || { cat "$TMP/bench.err" >&2; fail "pruned bench failed"; }
 
