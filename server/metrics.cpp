@@ -4,6 +4,8 @@
 
 #include <prometheus/text_serializer.h>
 
+#include "server/metrics_http.h"
+
 #include <algorithm>
 #include <cctype>
 #include <sstream>
@@ -177,15 +179,8 @@ void ServerMetrics::OnDecodeStep(int batch, double seconds) {
 void ServerMetrics::OnGeneratedTokens(int64_t n) { generation_tokens_->Increment(static_cast<double>(n)); }
 
 Status ServerMetrics::StartExposer(const std::string& host, int port) {
-  try {
-    exposer_ = std::make_unique<prometheus::Exposer>(host + ":" + std::to_string(port));
-  } catch (const std::exception& e) {
-    return UnavailableError("metrics: cannot listen on " + host + ":" + std::to_string(port) + ": " + e.what());
-  }
-  exposer_->RegisterCollectable(registry_);
-  exposer_->RegisterCollectable(stats_);
-  const std::vector<int> ports = exposer_->GetListeningPorts();
-  exposer_port_ = ports.empty() ? port : ports.front();
+  SLIM_ASSIGN_OR_RETURN(exposer_, MetricsHttpServer::Start(host, port, [this] { return Render(); }));
+  exposer_port_ = exposer_->port();
   return OkStatus();
 }
 

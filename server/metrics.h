@@ -11,7 +11,6 @@
 
 #include <prometheus/collectable.h>
 #include <prometheus/counter.h>
-#include <prometheus/exposer.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
@@ -21,6 +20,8 @@
 #include "server/scheduler.h"
 
 namespace slim::server {
+
+class MetricsHttpServer;
 
 class ServerMetrics final : public SchedulerObserver {
  public:
@@ -58,7 +59,7 @@ class ServerMetrics final : public SchedulerObserver {
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<StatsCollectable> stats_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<MetricsHttpServer> exposer_;
   int exposer_port_ = -1;
 
   prometheus::Histogram* ttft_;

@@ -347,7 +347,9 @@ class SmallServer : public ::testing::Test {
 };
 
 TEST_F(SmallServer, DeadlineWhileQueuedEndsWithDeadlineExceededAndSparesTheRunningStream) {
-  const v1::GenerateRequest a_req = PromptRequest("An old sailor said", 40);
+  // A must outlive B's 300 ms deadline by a wide margin: 300 tokens take seconds at any decode
+  // speed this machine reaches.
+  const v1::GenerateRequest a_req = PromptRequest("An old sailor said", 300);
   const StreamResult alone = Stream(*stub_, a_req);
   ASSERT_TRUE(alone.status.ok());
   std::promise<void> running;
