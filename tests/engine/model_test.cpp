@@ -8,26 +8,13 @@
 #include <random>
 
 #include "engine/engine.h"
+#include "tests/engine/engine_test_util.h"
 
 namespace slim {
 namespace {
 
-std::unique_ptr<Engine> TinyEngine(int64_t kv_tokens = 4096) {
-  EngineOptions o;
-  o.model = "synthetic:tiny";
-  o.kv_tokens = kv_tokens;
-  o.threads = 2;
-  auto e = Engine::Create(o);
-  EXPECT_TRUE(e.ok()) << e.status().ToString();
-  return std::move(e).value();
-}
-
-std::vector<int32_t> RandomIds(int n, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> ids(static_cast<size_t>(n));
-  for (auto& t : ids) t = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
-  return ids;
-}
+using testing::RandomIds;
+using testing::TinyEngine;
 
 float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b, size_t off_a = 0, size_t off_b = 0,
                  size_t n = 0) {

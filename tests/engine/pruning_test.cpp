@@ -11,6 +11,7 @@
 #include <set>
 
 #include "engine/engine.h"
+#include "tests/engine/engine_test_util.h"
 #include "engine/model/weight_source.h"
 #include "engine/pruning/block_scorer.h"
 #include "engine/pruning/schedule.h"
@@ -360,22 +361,8 @@ RefResult RunReference(const RefModel& m, const std::vector<int32_t>& prompt, co
   return res;
 }
 
-std::unique_ptr<Engine> TinyEngine() {
-  EngineOptions o;
-  o.model = "synthetic:tiny";
-  o.kv_tokens = 4096;
-  o.threads = 2;
-  auto e = Engine::Create(o);
-  EXPECT_TRUE(e.ok()) << e.status().ToString();
-  return std::move(e).value();
-}
-
-std::vector<int32_t> RandomIds(int n, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> ids(static_cast<size_t>(n));
-  for (auto& t : ids) t = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
-  return ids;
-}
+using testing::RandomIds;
+using testing::TinyEngine;
 
 TEST(PrunedForward, KeepEverythingIsDenseBitForBit) {
   auto e = TinyEngine();
