@@ -41,8 +41,17 @@ void InferenceService::SetReady(const Engine* engine, Scheduler* scheduler) {
 
 void InferenceService::SetDraining() { draining_.store(true, std::memory_order_release); }
 
+void InferenceService::SetLoadFailed(const Status& why) {
+  if (load_failed_.load(std::memory_order_acquire)) return;
+  load_error_ = why.ToString();
+  load_failed_.store(true, std::memory_order_release);
+}
+
 Status InferenceService::Admissible() const {
   if (draining_.load(std::memory_order_acquire)) return UnavailableError("server is draining (shutting down)");
+  if (load_failed_.load(std::memory_order_acquire)) {
+    return UnavailableError("model failed to load (fix it and restart the server): " + load_error_);
+  }
   if (!ready_.load(std::memory_order_acquire)) return UnavailableError("model not loaded yet");
   return OkStatus();
 }

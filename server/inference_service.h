@@ -48,6 +48,8 @@ class InferenceService final : public InferenceServiceBase {
   // call (the server shuts gRPC down before destroying them).
   void SetReady(const Engine* engine, Scheduler* scheduler);
   void SetDraining();
+  // The model could not be loaded: calls get UNAVAILABLE naming `why` (the server stays up).
+  void SetLoadFailed(const Status& why);
   bool ready() const { return ready_.load(std::memory_order_acquire); }
   const RequestLimits& limits() const { return ctx_.limits; }
 
@@ -70,6 +72,8 @@ class InferenceService final : public InferenceServiceBase {
   RequestRegistry registry_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
+  std::atomic<bool> load_failed_{false};
+  std::string load_error_;  // written once before load_failed_ is set
 };
 
 // gRPC status from ours (the codes are the same numbers).

@@ -65,8 +65,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (slim::Status s = (*server)->LoadModel(); !s.ok()) {
-    spdlog::error("{}", s.ToString());
-    return 1;
+    // Stay up: health stays NOT_SERVING and every call gets UNAVAILABLE with this reason, so
+    // probes and clients see why; SIGTERM stops the process as usual.
+    spdlog::error("{}; serving UNAVAILABLE until stopped", s.ToString());
+    (*server)->MarkLoadFailed(s);
   }
   const int sig = WaitForSignal();
   spdlog::info("{} received: draining (grace {:.1f} s; a second signal exits at once)",

@@ -102,6 +102,8 @@ Status InferenceServer::LoadModel() {
   return OkStatus();
 }
 
+void InferenceServer::MarkLoadFailed(const Status& why) { service_->SetLoadFailed(why); }
+
 void InferenceServer::Drain(std::chrono::milliseconds grace) {
   if (drained_) return;
   drained_ = true;

@@ -28,6 +28,9 @@ class InferenceServer {
 
   // Loads the model, warms it up, starts the scheduler and reports SERVING.
   Status LoadModel();
+  // After a failed LoadModel: stay up with health NOT_SERVING, every call UNAVAILABLE naming
+  // the reason, until drained (a bad model file must not take the process down).
+  void MarkLoadFailed(const Status& why);
 
   // Health NOT_SERVING, new calls UNAVAILABLE; waits up to `grace` for live requests to finish,
   // ends the rest with UNAVAILABLE, then shuts gRPC down. Idempotent.

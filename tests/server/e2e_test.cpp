@@ -5,6 +5,8 @@
 // the model is loaded are UNAVAILABLE; Tokenize, GetModelInfo, health and pruning summaries.
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include <atomic>
 #include <future>
 #include <thread>
@@ -418,6 +420,35 @@ TEST(ServerNotReady, CallsAreUnavailableAndHealthNotServingUntilTheModelLoads) {
   StreamResult r = Stream(*stub, PromptRequest("Hi", 2));
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_NE(r.status.error_message().find("not loaded"), std::string::npos);
+  auto health = grpc::health::v1::Health::NewStub(Connect((*s)->port()));
+  grpc::ClientContext ctx;
+  grpc::health::v1::HealthCheckResponse resp;
+  ASSERT_TRUE(health->Check(&ctx, grpc::health::v1::HealthCheckRequest(), &resp).ok());
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+}
+
+TEST(ServerLoadFailure, ABadModelFileKeepsTheServerUpAndUnavailableWithTheReason) {
+  const std::string bad = ::testing::TempDir() + "/truncated.gguf";
+  {
+    std::ifstream in(SLIM_DEFAULT_MODEL, std::ios::binary);
+    std::vector<char> head(4096);
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    std::ofstream(bad, std::ios::binary).write(head.data(), in.gcount());
+  }
+  ServerOptions o = TestOptions();
+  o.model = bad;
+  (void)InitLogging(o.log_format, o.log_level);
+  auto s = InferenceServer::Start(o);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  const Status load = (*s)->LoadModel();
+  ASSERT_FALSE(load.ok());
+  EXPECT_NE(load.message().find("truncated.gguf"), std::string::npos) << load.ToString();
+  (*s)->MarkLoadFailed(load);
+  auto stub = v1::Inference::NewStub(Connect((*s)->port()));
+  StreamResult r = Stream(*stub, PromptRequest("Hi", 2));
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(r.status.error_message().find("failed to load"), std::string::npos) << r.status.error_message();
+  EXPECT_NE(r.status.error_message().find("truncated.gguf"), std::string::npos) << r.status.error_message();
   auto health = grpc::health::v1::Health::NewStub(Connect((*s)->port()));
   grpc::ClientContext ctx;
   grpc::health::v1::HealthCheckResponse resp;
