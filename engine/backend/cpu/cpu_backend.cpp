@@ -315,10 +315,13 @@ void CpuBackend::AttentionGemm(const kv::KvStore& kv, const AttnSeq& s, const At
   const int group = shape.n_heads / shape.n_kv_heads;
   const int64_t n_total = s.n_past + s.n_rows;
   const size_t head_floats = static_cast<size_t>(L.block_tokens) * hd;
-  constexpr int64_t kChunk = 256;  // query rows per score matrix
+  constexpr int64_t kChunk = 256;  // query rows per score matrix (times the group size)
+  const int64_t max_m = group * std::min<int64_t>(kChunk, s.n_rows);
   k_scratch_.resize(static_cast<size_t>(n_total * hd));
   v_scratch_.resize(static_cast<size_t>(n_total * hd));
-  s_scratch_.resize(static_cast<size_t>(std::min<int64_t>(kChunk, s.n_rows) * n_total));
+  s_scratch_.resize(static_cast<size_t>(max_m * n_total));
+  q_scratch_.resize(static_cast<size_t>(max_m * hd));
+  o_scratch_.resize(static_cast<size_t>(max_m * hd));
   for (int g = 0; g < shape.n_kv_heads; ++g) {
     // Gather this head's K and V into contiguous [n_total, hd].
     for (int64_t b = 0; b * L.block_tokens < n_total; ++b) {
@@ -329,32 +332,38 @@ void CpuBackend::AttentionGemm(const kv::KvStore& kv, const AttnSeq& s, const At
       std::memcpy(&v_scratch_[static_cast<size_t>(b * L.block_tokens * hd)],
                   block + (shape.n_kv_heads + g) * head_floats, sizeof(float) * static_cast<size_t>(n * hd));
     }
-    for (int j = 0; j < group; ++j) {
-      const int h = g * group + j;
-      for (int64_t r0 = 0; r0 < s.n_rows; r0 += kChunk) {
-        const int64_t rows = std::min<int64_t>(kChunk, s.n_rows - r0);
-        const int64_t n_keys = s.n_past + r0 + rows;  // keys the last row of the chunk sees
-        const float* qp = RowPtr(q, s.row_begin + r0) + static_cast<int64_t>(h) * hd;
-        float* sp = s_scratch_.data();
-        // S[rows, n_keys] = scale * Q[rows, hd] * K[n_keys, hd]^T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
-                    static_cast<int>(n_keys), hd, shape.scale, qp, static_cast<int>(q.stride),
-                    k_scratch_.data(), hd, 0.0f, sp, static_cast<int>(n_keys));
-        // Causal softmax: row i sees keys [0, n_past + r0 + i].
-        pool_.ParallelFor(rows, [&](int64_t b, int64_t e) {
-          for (int64_t i = b; i < e; ++i) {
-            float* row = sp + i * n_keys;
-            const int64_t visible = s.n_past + r0 + i + 1;
-            SoftmaxRow(row, visible);
-            std::fill(row + visible, row + n_keys, 0.0f);
-          }
-        }, 8);
-        // O[rows, hd] = P[rows, n_keys] * V[n_keys, hd]
-        float* op = RowPtr(out, s.row_begin + r0) + static_cast<int64_t>(h) * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), hd,
-                    static_cast<int>(n_keys), 1.0f, sp, static_cast<int>(n_keys), v_scratch_.data(), hd,
-                    0.0f, op, static_cast<int>(out.stride));
-      }
+    // The query heads of this KV head are stacked into one [group * rows, hd] matrix per chunk,
+    // so each GEMM packs K (and V) once for all of them.
+    for (int64_t r0 = 0; r0 < s.n_rows; r0 += kChunk) {
+      const int64_t rows = std::min<int64_t>(kChunk, s.n_rows - r0);
+      const int64_t m = group * rows;
+      const int64_t n_keys = s.n_past + r0 + rows;  // keys the last row of the chunk sees
+      for (int j = 0; j < group; ++j)
+        for (int64_t i = 0; i < rows; ++i)
+          std::memcpy(&q_scratch_[static_cast<size_t>((j * rows + i) * hd)],
+                      RowPtr(q, s.row_begin + r0 + i) + static_cast<int64_t>(g * group + j) * hd,
+                      sizeof(float) * static_cast<size_t>(hd));
+      float* sp = s_scratch_.data();
+      // S[m, n_keys] = scale * Q[m, hd] * K[n_keys, hd]^T
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n_keys), hd,
+                  shape.scale, q_scratch_.data(), hd, k_scratch_.data(), hd, 0.0f, sp, static_cast<int>(n_keys));
+      // Causal softmax: stacked row j * rows + i is query row r0 + i, which sees keys
+      // [0, n_past + r0 + i].
+      pool_.ParallelFor(m, [&](int64_t b, int64_t e) {
+        for (int64_t jr = b; jr < e; ++jr) {
+          float* row = sp + jr * n_keys;
+          const int64_t visible = s.n_past + r0 + jr % rows + 1;
+          SoftmaxRow(row, visible);
+          std::fill(row + visible, row + n_keys, 0.0f);
+        }
+      }, 8);
+      // O[m, hd] = P[m, n_keys] * V[n_keys, hd], then back to each head's columns.
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), hd, static_cast<int>(n_keys),
+                  1.0f, sp, static_cast<int>(n_keys), v_scratch_.data(), hd, 0.0f, o_scratch_.data(), hd);
+      for (int j = 0; j < group; ++j)
+        for (int64_t i = 0; i < rows; ++i)
+          std::memcpy(RowPtr(out, s.row_begin + r0 + i) + static_cast<int64_t>(g * group + j) * hd,
+                      &o_scratch_[static_cast<size_t>((j * rows + i) * hd)], sizeof(float) * static_cast<size_t>(hd));
     }
   }
 }

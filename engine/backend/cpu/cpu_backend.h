@@ -54,7 +54,7 @@ class CpuBackend final : public Backend {
 
   int threads_;
   ThreadPool pool_;
-  std::vector<float> k_scratch_, v_scratch_, s_scratch_, partials_;
+  std::vector<float> k_scratch_, v_scratch_, s_scratch_, q_scratch_, o_scratch_, partials_;
 };
 
 }  // namespace slim::cpu
