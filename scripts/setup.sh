@@ -35,6 +35,11 @@ for p in "${PIP_PACKAGES[@]}"; do
 done
 if ((${#missing_py[@]})); then
   echo "setup: installing PyPI packages: ${missing_py[*]}"
-  "$PY" -m pip install -q "${missing_py[@]}"
+  PIP_FLAGS=(-q)
+  # Debian 12's and Ubuntu 24.04's own python3 refuse pip installs (PEP 668) unless told.
+  if "$PY" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["stdlib"], "EXTERNALLY-MANAGED")))'; then
+    PIP_FLAGS+=(--break-system-packages)
+  fi
+  "$PY" -m pip install "${PIP_FLAGS[@]}" "${missing_py[@]}"
 fi
 echo "setup: ok"
