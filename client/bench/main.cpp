@@ -49,7 +49,10 @@ StatusOr<Device> ParseDevice(const std::string& s) {
   return InvalidArgumentError("--device must be cpu or cuda, got '" + s + "'");
 }
 
-StatusOr<std::unique_ptr<Engine>> MakeEngine(const Args& a, int64_t kv_tokens) {
+// `min_context`: the sequence length the command needs; when --context is not given, the
+// engine's limit is raised to it if the model's trained context is shorter (as llama.cpp's
+// benchmarks size n_ctx to the prompt), and results say so.
+StatusOr<std::unique_ptr<Engine>> MakeEngine(const Args& a, int64_t kv_tokens, int64_t min_context = 0) {
   EngineOptions o;
   o.model = a.Str("model");
   if (o.model.empty()) return InvalidArgumentError("--model is required");
@@ -58,6 +61,11 @@ StatusOr<std::unique_ptr<Engine>> MakeEngine(const Args& a, int64_t kv_tokens) {
   o.threads = static_cast<int>(threads);
   o.kv_tokens = kv_tokens;
   SLIM_ASSIGN_OR_RETURN(o.context_length, a.Int("context", 0, 0, 1 << 22));
+  if (!a.Has("context") && min_context > 0) {
+    // Only the config is read here (GGUF metadata, or the synthetic shape), no weights.
+    SLIM_ASSIGN_OR_RETURN(std::unique_ptr<WeightSource> src, OpenWeights(o.model));
+    if (src->config().context_length < min_context) o.context_length = min_context;
+  }
   return Engine::Create(o);
 }
 
@@ -243,7 +251,7 @@ Status CmdEngine(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(int64_t repeat, a.Int("repeat", 1, 1, 100));
   int64_t max_len = 0;
   for (int64_t l : lengths) max_len = std::max(max_len, l);
-  SLIM_ASSIGN_OR_RETURN(auto engine, MakeEngine(a, max_len + decode_tokens + 64));
+  SLIM_ASSIGN_OR_RETURN(auto engine, MakeEngine(a, max_len + decode_tokens + 64, max_len + decode_tokens + 1));
   const ModelConfig& c = engine->config();
   PruningRequest pruned;
   pruned.mode = PruningMode::kExplicit;
@@ -311,6 +319,7 @@ Status CmdEngine(int argc, char** argv) {
       json row = {{"mode", mode}, {"prompt_tokens", len}, {"ttft_ms", ttft[ttft.size() / 2]},
                   {"decode_ms_per_token", decode[decode.size() / 2]}, {"decode_tokens", decode_tokens},
                   {"kv_bytes", kv_bytes}, {"dense_kv_bytes", summary.dense_kv_bytes}, {"kept_tokens", kept},
+                      {"past_trained_context", len + decode_tokens > c.context_length},
                   {"schedule", mode == "pruned" ? pruned.config.ToString() : ""}};
       if (a.Flag("profile")) {
         SLIM_ASSIGN_OR_RETURN(json prof, ProfileRun(*engine, prompt, req));
