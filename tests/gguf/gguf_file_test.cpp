@@ -12,6 +12,7 @@
 #include <limits>
 
 #include "engine/gguf/quant.h"
+#include "tests/gguf/default_model.h"
 #include "tests/gguf/gguf_builder.h"
 
 namespace slim::gguf {
@@ -280,19 +281,7 @@ TEST(GgufOpen, MapsAFile) {
 }
 
 // The default model: if it is missing the test fails with the command that fetches it.
-std::unique_ptr<GgufFile> OpenDefaultModel() {
-  if (!std::filesystem::exists(SLIM_DEFAULT_MODEL)) {
-    ADD_FAILURE() << "default model " << SLIM_DEFAULT_MODEL
-                  << " is missing: run scripts/fetch-model.sh";
-    return nullptr;
-  }
-  auto f = GgufFile::Open(SLIM_DEFAULT_MODEL);
-  if (!f.ok()) {
-    ADD_FAILURE() << f.status().ToString();
-    return nullptr;
-  }
-  return std::move(f).value();
-}
+using testing::OpenDefaultModel;
 
 TEST(GgufDefaultModel, Structure) {
   std::unique_ptr<GgufFile> g = OpenDefaultModel();

@@ -14,6 +14,7 @@
 #include <random>
 
 #include "engine/gguf/gguf_file.h"
+#include "tests/gguf/default_model.h"
 
 namespace slim::gguf {
 namespace {
@@ -277,18 +278,7 @@ TEST(DequantizeRow, MatchesPythonGgufOnRandomBlocks) {
   }
 }
 
-std::unique_ptr<GgufFile> OpenDefaultModel() {
-  if (!std::filesystem::exists(SLIM_DEFAULT_MODEL)) {
-    ADD_FAILURE() << "default model " << SLIM_DEFAULT_MODEL << " is missing: run scripts/fetch-model.sh";
-    return nullptr;
-  }
-  auto f = GgufFile::Open(SLIM_DEFAULT_MODEL);
-  if (!f.ok()) {
-    ADD_FAILURE() << f.status().ToString();
-    return nullptr;
-  }
-  return std::move(f).value();
-}
+using testing::OpenDefaultModel;
 
 TEST(DequantizeRow, MatchesPythonGgufOnDefaultModelRows) {
   const nlohmann::json ref = LoadReference();
