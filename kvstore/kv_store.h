@@ -87,6 +87,8 @@ class KvStore {
   // Direct reference for the engine thread's hot path; valid until the next Reserve/Free.
   const LayerTable* TablePtr(SeqId seq, int layer) const;
   uint8_t* Data(BlockId id) const { return host_->Data(id); }
+  // Blocks in the first tier (ids 0 .. TotalBlocks() - 1).
+  int64_t TotalBlocks() const { return host_->total_blocks(); }
   KvStoreStats Stats() const;
 
  private:

@@ -59,6 +59,7 @@ StatusOr<std::unique_ptr<Engine>> MakeEngine(const Args& a, int64_t kv_tokens, i
   SLIM_ASSIGN_OR_RETURN(o.device, ParseDevice(a.Str("device", "cpu")));
   SLIM_ASSIGN_OR_RETURN(int64_t threads, a.Int("threads", 0, 0, 1024));
   o.threads = static_cast<int>(threads);
+  o.cuda_attention = a.Str("cuda-attention", "auto");
   o.kv_tokens = kv_tokens;
   SLIM_ASSIGN_OR_RETURN(o.context_length, a.Int("context", 0, 0, 1 << 22));
   if (!a.Has("context") && min_context > 0) {
@@ -241,7 +242,7 @@ StatusOr<json> ProfileRun(Engine& engine, const std::vector<int32_t>& prompt, co
 Status CmdEngine(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
                                             {"model", "device", "lengths", "modes", "decode-tokens", "repeat",
-                                             "text-file", "prompt-ids-dir", "threads", "schedule", "context"},
+                                             "text-file", "prompt-ids-dir", "threads", "schedule", "context", "cuda-attention"},
                                             {"json", "prune-after-attention", "profile"}));
   SLIM_ASSIGN_OR_RETURN(std::vector<int64_t> lengths, a.IntList("lengths", "512,2048,8192"));
   const std::vector<std::string> modes = a.StrList("modes", "dense");

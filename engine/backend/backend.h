@@ -128,6 +128,9 @@ struct BackendOptions {
   Device device = Device::kCpu;
   int threads = 0;       // CPU: 0 = all cores
   bool profile = false;  // start with per-op timing on (SetProfiling)
+  // CUDA prefill attention kernel: "auto" (wgmma on sm_90a for head size 128, else mma.sync),
+  // "mma" (mma.sync everywhere) or "wgmma" (fails on devices without it).
+  std::string cuda_attention = "auto";
 };
 
 // CPU always; CUDA when built with it and a device is present (Unavailable otherwise).

@@ -347,6 +347,34 @@ TEST_F(CudaOps, FlashPrefillChunksAndDecodeLlamaShape) {
   AttendStep(gpu_, cpu_, kv, shape, {4}, 23, kAttnTol, "hd128 G4 four rows after 501");
 }
 
+// Both prefill kernels for head size 128 on their own backends: mma.sync everywhere, wgmma where
+// the device has it (the default backend above already runs "auto", i.e. wgmma on an H200).
+TEST_F(CudaOps, FlashKernelsEachMatchCpu) {
+  const AttnShape shape{32, 8, 128, 1.0f / std::sqrt(128.0f)};
+  for (const char* kernel : {"mma", "wgmma"}) {
+    BackendOptions o;
+    o.device = Device::kCuda;
+    o.cuda_attention = kernel;
+    auto be = CreateBackend(o);
+    if (!be.ok() && be.status().code() == StatusCode::kUnavailable) {
+      std::printf("attention kernel %s: %s (skipped)\n", kernel, be.status().ToString().c_str());
+      continue;
+    }
+    ASSERT_TRUE(be.ok()) << be.status().ToString();
+    KvPair kv = MakeKv(be->get(), shape, 96);
+    const std::string k = kernel;
+    AttendStep(be->get(), cpu_, kv, shape, {700, 65}, 60, kAttnTol, (k + " hd128 G4 batch of 700 + 65 rows").c_str());
+    AttendStep(be->get(), cpu_, kv, shape, {129, 300}, 61, kAttnTol, (k + " hd128 G4 chunks after 700 / 65").c_str());
+    AttendStep(be->get(), cpu_, kv, shape, {1, 1}, 62, kAttnTol, (k + " hd128 G4 decode").c_str());
+  }
+  BackendOptions bad;
+  bad.device = Device::kCuda;
+  bad.cuda_attention = "fa9";
+  auto be = CreateBackend(bad);
+  ASSERT_FALSE(be.ok());
+  EXPECT_NE(be.status().message().find("fa9"), std::string::npos) << be.status().ToString();
+}
+
 TEST_F(CudaOps, FlashAndDecodeBatchSmolShape) {
   const AttnShape shape{9, 3, 64, 1.0f / std::sqrt(64.0f)};
   KvPair kv = MakeKv(gpu_, shape, 128);

@@ -138,6 +138,18 @@ Status CudaBackend::Init(const BackendOptions& options) {
   CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_, kCublasWorkspace));
   SLIM_RETURN_IF_ERROR(stager_.Init(kStagerBytes, stream_));
   profiling_ = options.profile;
+  if (options.cuda_attention == "auto") {
+    flash_kernel_ = FlashKernel::kAuto;
+  } else if (options.cuda_attention == "mma") {
+    flash_kernel_ = FlashKernel::kMmaSync;
+  } else if (options.cuda_attention == "wgmma") {
+    if (!FlashSm90Available()) {
+      return UnavailableError(std::string("cuda attention 'wgmma' needs an sm_90 device (this is ") + prop.name + ")");
+    }
+    flash_kernel_ = FlashKernel::kWgmma;
+  } else {
+    return InvalidArgumentError("cuda attention kernel '" + options.cuda_attention + "' (known: auto, mma, wgmma)");
+  }
   return OkStatus();
 }
 
@@ -179,6 +191,13 @@ StatusOr<Buffer> CudaBackend::Alloc(DType dtype, int64_t rows, int64_t cols) {
     return ResourceExhaustedError("cuda alloc: cannot allocate " + std::to_string(bytes) + " bytes (" +
                                   Shape(TensorView{nullptr, dtype, Device::kCuda, rows, cols, cols}) + " " +
                                   DTypeName(dtype) + "): " + cudaGetErrorString(e));
+  }
+  // Zero-filled: the KV arena is one of these, and the wgmma attention kernel loads whole
+  // 64-token blocks, so slots never written must hold finite values (0 * NaN would leak into P V).
+  if (const cudaError_t z = cudaMemsetAsync(p, 0, bytes, stream_); z != cudaSuccess) {
+    (void)cudaFree(p);
+    (void)cudaGetLastError();
+    return InternalError(std::string("cuda alloc: cudaMemsetAsync: ") + cudaGetErrorString(z));
   }
   TensorView v;
   v.data = p;
@@ -384,6 +403,7 @@ PagedKv MakePagedKv(const kv::KvStore& kv, const AttnShape& shape, const void* d
   const kv::KvLayout& L = kv.layout();
   PagedKv p;
   p.arena = kv.Data(0);
+  p.n_blocks = kv.TotalBlocks();
   p.block_bytes = static_cast<int64_t>(L.BlockBytes());
   p.head_bytes = static_cast<int64_t>(L.HeadBytes());
   p.n_kv_heads = shape.n_kv_heads;
@@ -503,6 +523,7 @@ Status CudaBackend::DoAttention(const kv::KvStore& kv, std::span<const AttnSeq> 
     p.n_tiles = st.n_tiles;
     p.n_heads = shape.n_heads;
     p.scale = shape.scale;
+    p.kernel = flash_kernel_;
     SLIM_RETURN_IF_ERROR(LaunchFlashAttention(p, stream_));
   }
   if (st.n_items > 0) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "engine/backend/backend.h"
+#include "engine/backend/cuda/flash_attention.h"
 #include "engine/backend/cuda/host_stager.h"
 
 namespace slim::cuda {
@@ -110,6 +111,7 @@ class CudaBackend final : public Backend {
   std::vector<float> host_f32_;
   Status error_;
   bool profiling_ = false;
+  FlashKernel flash_kernel_ = FlashKernel::kAuto;
   std::vector<Pending> pending_;
   std::vector<cudaEvent_t> free_events_;
 };

@@ -215,6 +215,9 @@ Status LaunchFlashAttention(const FlashParams& p, cudaStream_t stream) {
   SLIM_GPU_REQUIRE(reinterpret_cast<uintptr_t>(p.kv.arena) % 16 == 0 && p.kv.block_bytes % 16 == 0, name);
   SLIM_GPU_REQUIRE(p.n_tiles >= 0 && p.scale > 0.0f, name);
   if (p.n_tiles == 0) return OkStatus();
+  const bool sm90 = p.kv.head_dim == 128 && FlashSm90Available();
+  SLIM_GPU_REQUIRE(p.kernel != FlashKernel::kWgmma || sm90, name);
+  if (sm90 && p.kernel != FlashKernel::kMmaSync) return LaunchFlashSm90(p, stream);
   return p.kv.head_dim == 64 ? Launch<64>(p, stream) : Launch<128>(p, stream);
 }
 

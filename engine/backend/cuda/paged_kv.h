@@ -19,6 +19,7 @@ struct PagedSeq {
 //   V of head g, token slot t:  the same + n_kv_heads * head_bytes
 struct PagedKv {
   uint8_t* arena = nullptr;
+  int64_t n_blocks = 0;          // blocks in the arena
   int64_t block_bytes = 0;
   int64_t head_bytes = 0;        // block_tokens * head_dim * sizeof(bf16)
   int n_kv_heads = 0;

@@ -1,0 +1,358 @@
+// Kernel: FA3-style causal prefill attention for head size 128 on sm_90a, launcher below.
+//
+// CTA: two consumer warpgroups (256 threads), 128 query rows of one head; warpgroup w owns rows
+// [64w, 64w + 64). Per step of 128 keys (two 64-token KV blocks):
+//   S = Q K^T    wgmma m64n128k16, Q and K from shared memory (K-major, 128-byte swizzle),
+//   online softmax on the accumulators in registers (log2 domain, causal mask on the diagonal),
+//   O += P V     wgmma m64n128k16 with P (bf16) from registers and V from shared memory
+//                (MN-major, transposed by the instruction).
+// K/V arrive by TMA into a 3-stage ring (mbarriers: `full` counts the bytes in, `empty` one
+// arrival per warpgroup done with a stage); thread 0 issues the copies. The two warpgroups take
+// turns issuing their GEMMs (named barriers 1 and 2, "ping-pong"), so one warpgroup's softmax runs
+// while the other's GEMM has the tensor cores.
+//
+// The TMA map views the KV arena as [slices][64 tokens][head_dim] bf16, a slice being one head's
+// K or V of one block (paged_kv.h): box [64 tokens][64 dims] = one 128-byte-swizzled atom. Slots
+// past a sequence's end are loaded too (the arena is zero-filled at allocation, so they hold
+// finite values) and masked; a missing second block of a step reloads the first.
+//
+// Shared memory (1024-byte aligned): Q [2 atoms][128 rows][64], K and V [3 stages][2 atoms][128][64];
+// an atom is a 64-column (128-byte) slice, row r's 16-byte chunk c stored at chunk c ^ (r & 7).
+#include <cuda.h>
+
+#include <cmath>
+#include <mutex>
+
+#include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/device_common.cuh"
+#include "engine/backend/cuda/flash_attention.h"
+
+namespace slim::cuda {
+namespace {
+
+[[maybe_unused]] constexpr int kHD = 128, kBN = 128;
+constexpr int kBM = kFlashRows, kThreads = 256, kStages = 3;
+constexpr int kAtomBytes = 128 * 128;                   // one 64-column slice of a 128-row tile
+constexpr int kTileBytes = 2 * kAtomBytes;              // a 128 x 128 bf16 tile
+[[maybe_unused]] constexpr int kStepBytes = 2 * kTileBytes;  // K and V of one step
+constexpr int kBarrierBytes = 64;
+constexpr int kSmemBytes = (1 + 2 * kStages) * kTileBytes + kBarrierBytes + 1024;  // + alignment slack
+static_assert(kBM == 128, "two warpgroups of 64 rows");
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+// Shared-memory matrix descriptor: 128-byte swizzle, offsets in 16-byte units.
+__device__ __forceinline__ uint64_t Desc(uint32_t addr, uint32_t lbo_bytes, uint32_t sbo_bytes) {
+  return (uint64_t{(addr & 0x3FFFF) >> 4}) | (uint64_t{lbo_bytes >> 4} << 16) | (uint64_t{sbo_bytes >> 4} << 32) |
+         (uint64_t{1} << 62);
+}
+
+__device__ __forceinline__ void WgmmaFence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void WgmmaCommit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void WgmmaWait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+__device__ __forceinline__ void FenceProxyAsync() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+// Re-defines the registers after a wait, so that no read of them is scheduled before it.
+__device__ __forceinline__ void FenceRegs(float (&d)[64]) {
+#pragma unroll
+  for (int i = 0; i < 64; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+__device__ __forceinline__ void BarSync(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
+__device__ __forceinline__ void BarArrive(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }
+
+__device__ __forceinline__ void MbarInit(uint32_t bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void MbarArrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void MbarExpectTx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void MbarWait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nWAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT_%=;\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+
+// One [64 tokens][64 dims] atom of slice `slice`, dims [64 a, 64 a + 64), into `dst`.
+__device__ __forceinline__ void TmaLoad(uint32_t dst, const CUtensorMap* map, int a, int64_t slice, uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::
+          "r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(64 * a), "r"(0), "r"(static_cast<int32_t>(slice)), "r"(bar)
+      : "memory");
+}
+
+// d[64 x 128] (+)= A[64 x 16] (smem) * B[16 x 128] (smem, K-major)
+__device__ __forceinline__ void WgmmaSS(float (&d)[64], uint64_t da, uint64_t db, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(da), "l"(db), "r"(accumulate));
+}
+
+// d[64 x 128] += A[64 x 16] (registers) * B[16 x 128] (smem, MN-major: transposed on the fly)
+__device__ __forceinline__ void WgmmaRS(float (&d)[64], const uint32_t (&a)[4], uint64_t db) {
+  asm volatile(
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, 1, 1, 1, 1;\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
+}
+
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+
+__global__ void __launch_bounds__(kThreads, 1)
+    FlashSm90Kernel(const __grid_constant__ CUtensorMap kv_map, const FlashParams p, float scale_log2) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // the body exists only in the sm_90a cubin
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t smem = (SmemAddr(smem_raw) + 1023u) & ~1023u;
+  const uint32_t sQ = smem, sK = smem + kTileBytes, sV = sK + kStages * kTileBytes;
+  const uint32_t bars = sV + kStages * kTileBytes;  // full[kStages], empty[kStages]
+  auto full = [&](int st) { return bars + 8 * st; };
+  auto empty = [&](int st) { return bars + 8 * (kStages + st); };
+
+  const int tid = threadIdx.x, lane = tid % 32, wg = tid / 128, wq = (tid / 32) % 4;
+  const FlashTile tile = p.tiles[blockIdx.x];
+  const PagedSeq s = p.kv.seqs[tile.seq];
+  const int h = blockIdx.y, g = h / (p.n_heads / p.kv.n_kv_heads);
+  const int r0 = tile.row0;
+  const int rows = min(kBM, s.n_rows - r0);
+  const int n_total = s.n_past + s.n_rows;
+  const int n_kt = (s.n_past + r0 + rows - 1) / kBN + 1;  // key steps holding visible keys
+  const int64_t slices_per_block = 2 * p.kv.n_kv_heads;
+
+  // Thread 0: step j's two blocks (K and V, two atoms each) into stage j % kStages.
+  auto issue = [&](int j) {
+    const int st = j % kStages;
+    if (j >= kStages) MbarWait(empty(st), ((j / kStages) - 1) & 1);
+    MbarExpectTx(full(st), kStepBytes);
+    const int32_t* table = p.kv.tables + s.table_offset;
+    const int64_t b0 = table[2 * j];
+    const int64_t b1 = j * kBN + 64 < n_total ? table[2 * j + 1] : b0;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int64_t slice = (half == 0 ? b0 : b1) * slices_per_block + g;
+#pragma unroll
+      for (int a = 0; a < 2; ++a) {
+        const uint32_t off = a * kAtomBytes + half * (kAtomBytes / 2);
+        TmaLoad(sK + st * kTileBytes + off, &kv_map, a, slice, full(st));
+        TmaLoad(sV + st * kTileBytes + off, &kv_map, a, slice + p.kv.n_kv_heads, full(st));
+      }
+    }
+  };
+  if (tid == 0) {
+    for (int st = 0; st < kStages; ++st) {
+      MbarInit(full(st), 1);
+      MbarInit(empty(st), 2);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    for (int j = 0; j < min(kStages - 1, n_kt); ++j) issue(j);
+  }
+
+  // Q by cp.async, all threads; rows past the tile's end repeat its last row (never stored).
+  const bf16* q = static_cast<const bf16*>(p.q) + static_cast<int64_t>(s.row_begin + r0) * p.q_stride + h * kHD;
+  for (int c = tid; c < kBM * 16; c += kThreads) {
+    const int i = c / 16, ch = c % 16;
+    const uint32_t dst = sQ + (ch / 8) * kAtomBytes + i * 128 + (((ch % 8) ^ (i & 7)) << 4);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst),
+                 "l"(q + static_cast<int64_t>(min(i, rows - 1)) * p.q_stride + ch * 8));
+  }
+  CpAsyncCommit();
+  CpAsyncWaitAll();
+  FenceProxyAsync();
+  __syncthreads();  // Q landed; barriers initialized
+
+  float o[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) o[i] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  const int wr = wg * 64 + wq * 16;                   // this warp's first row in the tile
+  const int lim_a = s.n_past + r0 + wr + lane / 4;    // last visible key of this thread's first row
+  const uint32_t q_base = sQ + wg * 64 * 128;         // this warpgroup's 64 rows (1024-aligned)
+  const int my_turn = 1 + wg, their_turn = 2 - wg;
+  if (wg == 1) BarArrive(1);                          // warpgroup 0 issues first
+
+  for (int j = 0; j < n_kt; ++j) {
+    const int st = j % kStages;
+    MbarWait(full(st), (j / kStages) & 1);
+    const uint32_t ks = sK + st * kTileBytes, vs = sV + st * kTileBytes;
+
+    float sc[64];
+    BarSync(my_turn);
+    WgmmaFence();
+#pragma unroll
+    for (int kk = 0; kk < 8; ++kk) {
+      const uint32_t off = (kk / 4) * kAtomBytes + (kk % 4) * 32;
+      WgmmaSS(sc, Desc(q_base + off, 16, 1024), Desc(ks + off, 16, 1024), kk > 0);
+    }
+    WgmmaCommit();
+    BarArrive(their_turn);
+    WgmmaWait0();
+    FenceRegs(sc);
+
+    // Scale into the log2 domain, mask keys past each row's position, row maxima.
+    const bool need_mask = j * kBN + kBN - 1 > s.n_past + r0 + wr;
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int i = 0; i < 64; ++i) {
+      float v = sc[i] * scale_log2;
+      if (need_mask) {
+        const int key = j * kBN + (i / 4) * 8 + (lane % 4) * 2 + (i & 1);
+        if (key > lim_a + ((i & 2) ? 8 : 0)) v = -INFINITY;
+      }
+      sc[i] = v;
+      mx[(i >> 1) & 1] = fmaxf(mx[(i >> 1) & 1], v);
+    }
+    float alpha[2], msub[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float m_new = fmaxf(m[r], mx[r]);
+      msub[r] = m_new == -INFINITY ? 0.0f : m_new;
+      alpha[r] = exp2f(m[r] - msub[r]);
+      m[r] = m_new;
+    }
+    float rs[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int i = 0; i < 64; ++i) {
+      const int r = (i >> 1) & 1;
+      const float pe = exp2f(sc[i] - msub[r]);
+      sc[i] = pe;
+      rs[r] += pe;
+    }
+    l[0] = l[0] * alpha[0] + rs[0];
+    l[1] = l[1] * alpha[1] + rs[1];
+#pragma unroll
+    for (int i = 0; i < 64; ++i) o[i] *= alpha[(i >> 1) & 1];
+
+    // O += P V: the accumulators of key columns [16 kc, 16 kc + 16) form one A fragment.
+    uint32_t pa[8][4];
+#pragma unroll
+    for (int kc = 0; kc < 8; ++kc) {
+      const float* a = sc + 8 * kc;
+      pa[kc][0] = PackBf16x2(a[0], a[1]);
+      pa[kc][1] = PackBf16x2(a[2], a[3]);
+      pa[kc][2] = PackBf16x2(a[4], a[5]);
+      pa[kc][3] = PackBf16x2(a[6], a[7]);
+    }
+    BarSync(my_turn);
+    WgmmaFence();
+#pragma unroll
+    for (int kc = 0; kc < 8; ++kc) WgmmaRS(o, pa[kc], Desc(vs + kc * 16 * 128, kAtomBytes, 1024));
+    WgmmaCommit();
+    BarArrive(their_turn);
+    WgmmaWait0();
+    FenceRegs(o);
+    if (tid % 128 == 0) MbarArrive(empty(st));  // this warpgroup is done with the stage
+    if (tid == 0 && j + kStages - 1 < n_kt) issue(j + kStages - 1);
+  }
+  if (wg == 0) BarSync(1);  // warpgroup 1's last hand-over
+
+  // Normalize and store this thread's two rows.
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+  }
+  const float inv_a = 1.0f / l[0], inv_b = 1.0f / l[1];
+  const int row_a = wr + lane / 4, row_b = row_a + 8;
+  bf16* out = static_cast<bf16*>(p.out) + static_cast<int64_t>(s.row_begin + r0) * p.out_stride + h * kHD;
+#pragma unroll
+  for (int d = 0; d < 16; ++d) {
+    const int col = d * 8 + (lane % 4) * 2;
+    if (row_a < rows)
+      *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(row_a) * p.out_stride + col) =
+          PackBf16x2(o[4 * d] * inv_a, o[4 * d + 1] * inv_a);
+    if (row_b < rows)
+      *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(row_b) * p.out_stride + col) =
+          PackBf16x2(o[4 * d + 2] * inv_b, o[4 * d + 3] * inv_b);
+  }
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+}
+
+using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                   const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                                   CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+// cuTensorMapEncodeTiled from the driver the runtime loaded (no link against libcuda).
+EncodeTiledFn EncodeTiled() {
+  static EncodeTiledFn fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess) {
+      (void)cudaGetLastError();
+      f = nullptr;
+    }
+    return reinterpret_cast<EncodeTiledFn>(f);
+  }();
+  return fn;
+}
+
+}  // namespace
+
+bool FlashSm90Available() {
+  static const bool ok = [] {
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) return false;
+    // The kernel body exists only in the sm_90a cubin; another device would run the empty PTX.
+    cudaFuncAttributes attr{};
+    if (cudaFuncGetAttributes(&attr, FlashSm90Kernel) != cudaSuccess) return false;
+    return major == 9 && minor == 0 && attr.binaryVersion == 90 && EncodeTiled() != nullptr;
+  }();
+  return ok;
+}
+
+Status LaunchFlashSm90(const FlashParams& p, cudaStream_t stream) {
+  const char* name = "LaunchFlashSm90";
+  SLIM_GPU_REQUIRE(p.kv.head_dim == kHD && p.kv.block_tokens == 64 && p.kv.n_blocks > 0, name);
+  SLIM_GPU_REQUIRE(p.kv.block_bytes == 2 * p.kv.n_kv_heads * p.kv.head_bytes, name);
+  static std::once_flag configured;  // the attribute is per function, set once per process
+  cudaError_t attr = cudaSuccess;
+  std::call_once(configured, [&] {
+    attr = cudaFuncSetAttribute(FlashSm90Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+  });
+  CUDA_CHECK(attr);
+
+  // The arena as [slices][64 tokens][128 dims] bf16; box = one [64][64] atom, 128-byte swizzle.
+  CUtensorMap map;
+  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(kHD), 64,
+                              static_cast<cuuint64_t>(p.kv.n_blocks * 2 * p.kv.n_kv_heads)};
+  const cuuint64_t strides[2] = {kHD * 2, static_cast<cuuint64_t>(p.kv.head_bytes)};
+  const cuuint32_t box[3] = {64, 64, 1};
+  const cuuint32_t elem_strides[3] = {1, 1, 1};
+  const CUresult r = EncodeTiled()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, p.kv.arena, dims, strides, box,
+                                   elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                   CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) return InternalError("LaunchFlashSm90: cuTensorMapEncodeTiled failed with " + std::to_string(r));
+
+  const dim3 grid(p.n_tiles, p.n_heads);
+  FlashSm90Kernel<<<grid, kThreads, kSmemBytes, stream>>>(map, p, p.scale * 1.4426950408889634f);
+  CUDA_CHECK_LAUNCH("FlashSm90Kernel");
+  return OkStatus();
+}
+
+}  // namespace slim::cuda
