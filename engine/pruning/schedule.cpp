@@ -108,9 +108,11 @@ StatusOr<PruningConfig> PruningConfig::Parse(const std::string& text) {
 
 PruningConfig PaperSchedule(int n_layers) {
   PruningConfig c;
-  const int l1 = std::max(1, static_cast<int>(std::lround(n_layers / 3.0)));
-  const int l2 = std::max(l1 + 1, static_cast<int>(std::lround(2.0 * n_layers / 3.0)));
-  const int l3 = std::max(l2 + 1, static_cast<int>(std::lround(15.0 * n_layers / 16.0)));
+  // floor(n/3), twice that, floor(15n/16): the paper's own layers for LLaMA-3.1 (32 layers:
+  // 10, 20, 30) and Qwen2.5 (28 layers: 9, 18, 26).
+  const int l1 = std::max(1, n_layers / 3);
+  const int l2 = std::max(l1 + 1, 2 * l1);
+  const int l3 = std::max(l2 + 1, 15 * n_layers / 16);
   c.stages.push_back({l1, 0.25, true});
   if (l2 < n_layers) c.stages.push_back({l2, 0.125, true});
   if (l3 < n_layers) c.stages.push_back({l3, 0.0625, true});

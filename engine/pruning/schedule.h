@@ -57,8 +57,8 @@ struct ResolvedSchedule {
   bool empty() const { return stages.empty(); }
 };
 
-// The paper's proportions for a model of `n_layers`: prune near 1/3, 2/3 and 15/16 of the
-// depth keeping 1/4, 1/8 and 1/16 of the prompt.
+// The paper's proportions for a model of `n_layers`: prune at floor(n/3), 2 floor(n/3) and
+// floor(15n/16) (LLaMA-3.1: 10, 20, 30; Qwen2.5: 9, 18, 26) keeping 1/4, 1/8 and 1/16 of the prompt.
 PruningConfig PaperSchedule(int n_layers);
 
 // The default schedule for a model: chosen by the quality harness where we measured the model

@@ -395,6 +395,12 @@ TEST_F(CudaOps, LongSequenceSplitsAgree) {
   KvPair kv = MakeKv(gpu_, shape, 80);
   AttendStep(gpu_, cpu_, kv, shape, {4500}, 50, kAttnTol, "hd128 G4 prefill 4500 rows");
   AttendStep(gpu_, cpu_, kv, shape, {1}, 51, kAttnTol, "hd128 G4 decode after 4500 (many splits)");
+  // A batch long enough that each split of the block kernel runs several 128-key chunks (online
+  // softmax across chunks) on any device up to ~700 multiprocessors.
+  KvPair big = MakeKv(gpu_, shape, 8 * 40 + 8);
+  AttendStep(gpu_, cpu_, big, shape, std::vector<int32_t>(8, 2500), 52, kAttnTol, "hd128 G4 prefill 8 x 2500 rows");
+  AttendStep(gpu_, cpu_, big, shape, std::vector<int32_t>(8, 1), 53, kAttnTol, "hd128 G4 batched decode after 2500");
+  AttendStep(gpu_, cpu_, big, shape, {1, 2, 1, 3, 1, 1, 8, 1}, 54, kAttnTol, "hd128 G4 batched few-row steps");
 }
 
 TEST_F(CudaOps, ErrorsAreReportedNotFatal) {

@@ -97,10 +97,15 @@ TEST(PruningSchedule, ResolveAndTokensPerLayer) {
 TEST(PruningSchedule, PaperProportions) {
   PruningConfig p = PaperSchedule(32);
   ASSERT_EQ(p.stages.size(), 3u);
-  EXPECT_EQ(p.stages[0].layer, 11);
-  EXPECT_EQ(p.stages[1].layer, 21);
+  EXPECT_EQ(p.stages[0].layer, 10);  // the paper's LLaMA-3.1 layers
+  EXPECT_EQ(p.stages[1].layer, 20);
   EXPECT_EQ(p.stages[2].layer, 30);
-  EXPECT_TRUE(PaperSchedule(30).Validate(30).ok());
+  const PruningConfig qwen = PaperSchedule(28);  // and its Qwen2.5 layers
+  ASSERT_EQ(qwen.stages.size(), 3u);
+  EXPECT_EQ(qwen.stages[0].layer, 9);
+  EXPECT_EQ(qwen.stages[1].layer, 18);
+  EXPECT_EQ(qwen.stages[2].layer, 26);
+  EXPECT_EQ(PaperSchedule(30).ToString(), "10:0.25,20:0.125,28:0.0625");
   // SmolLM2's measured default; any other model gets the paper's proportions.
   EXPECT_EQ(DefaultScheduleFor("Smollm2 135M 8k Lc100K Mix1 Ep2", 30).ToString(), "28:0.125");
   EXPECT_EQ(DefaultScheduleFor("Meta Llama 3.1 8B Instruct", 32).ToString(), PaperSchedule(32).ToString());

@@ -15,6 +15,8 @@ namespace slim::cuda {
 
 // Keys one split covers at most (its scores stay in shared memory).
 inline constexpr int kMaxSplitKeys = 1024;
+// Keys of one split of the block kernel (head size 64 or 128, 64-token blocks): two blocks.
+inline constexpr int kBlockSplitKeys = 128;
 
 struct DecodeItem {
   int32_t seq = 0;  // index into PagedKv::seqs
@@ -32,15 +34,21 @@ struct DecodeParams {
   int n_heads = 0;
   float scale = 0.0f;
   int n_splits = 1;                 // key ranges per item (DecodeSplits)
+  int chunks_per_split = 1;         // block kernel: kBlockSplitKeys-key chunks per split
   float* part_o = nullptr;          // scratch [n_items][n_heads][n_splits][head_dim]
   float* part_ml = nullptr;         // scratch [n_items][n_heads][n_splits][2]: max (log2 domain), sum
 };
 
 // head_dim one of 16, 32, 64, 128, 256; n_heads / n_kv_heads <= 8.
 bool DecodeSupports(int head_dim, int group);
-// Splits for `n_items` items of at most `max_keys` keys on a device of `n_sms` multiprocessors
-// (enough that no split exceeds kMaxSplitKeys).
-int DecodeSplits(int n_items, int n_kv_heads, int max_keys, int n_sms);
+// Whether the block kernel serves this shape (else the general split kernel).
+bool DecodeUsesBlockKernel(int head_dim, int block_tokens);
+// Splits for `n_items` items of at most `max_keys` keys on a device of `n_sms` multiprocessors:
+// kBlockSplitKeys each for the block kernel; otherwise enough to fill the device, none over
+// kMaxSplitKeys.
+int DecodeSplits(int n_items, int n_kv_heads, int max_keys, int n_sms, int head_dim, int block_tokens);
+// Block kernel: chunks of kBlockSplitKeys keys per split (DecodeSplits uses the same).
+int DecodeChunksPerSplit(int n_items, int n_kv_heads, int max_keys, int n_sms);
 Status LaunchDecodeAttention(const DecodeParams& p, cudaStream_t stream);
 
 }  // namespace slim::cuda

@@ -58,6 +58,13 @@ __device__ __forceinline__ void FenceRegs(float (&d)[64]) {
   for (int i = 0; i < 64; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
+// 2^x, one MUFU op (flushes denormal results to zero; probabilities that small do not matter).
+__device__ __forceinline__ float Ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 __device__ __forceinline__ void BarSync(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
 __device__ __forceinline__ void BarArrive(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }
 
@@ -210,34 +217,33 @@ __global__ void __launch_bounds__(kThreads, 1)
     WgmmaWait0();
     FenceRegs(sc);
 
-    // Scale into the log2 domain, mask keys past each row's position, row maxima.
-    const bool need_mask = j * kBN + kBN - 1 > s.n_past + r0 + wr;
+    // Mask keys past each row's position; row maxima of the raw scores; m is kept in the
+    // scaled log2 domain, so each probability is one FFMA and one EX2.
+    if (j * kBN + kBN - 1 > s.n_past + r0 + wr) {
+#pragma unroll
+      for (int i = 0; i < 64; ++i) {
+        const int key = j * kBN + (i / 4) * 8 + (lane % 4) * 2 + (i & 1);
+        if (key > lim_a + ((i & 2) ? 8 : 0)) sc[i] = -INFINITY;
+      }
+    }
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-    for (int i = 0; i < 64; ++i) {
-      float v = sc[i] * scale_log2;
-      if (need_mask) {
-        const int key = j * kBN + (i / 4) * 8 + (lane % 4) * 2 + (i & 1);
-        if (key > lim_a + ((i & 2) ? 8 : 0)) v = -INFINITY;
-      }
-      sc[i] = v;
-      mx[(i >> 1) & 1] = fmaxf(mx[(i >> 1) & 1], v);
-    }
+    for (int i = 0; i < 64; ++i) mx[(i >> 1) & 1] = fmaxf(mx[(i >> 1) & 1], sc[i]);
     float alpha[2], msub[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float m_new = fmaxf(m[r], mx[r]);
+      const float m_new = fmaxf(m[r], mx[r] * scale_log2);
       msub[r] = m_new == -INFINITY ? 0.0f : m_new;
-      alpha[r] = exp2f(m[r] - msub[r]);
+      alpha[r] = Ex2(m[r] - msub[r]);
       m[r] = m_new;
     }
     float rs[2] = {0.0f, 0.0f};
 #pragma unroll
     for (int i = 0; i < 64; ++i) {
       const int r = (i >> 1) & 1;
-      const float pe = exp2f(sc[i] - msub[r]);
+      const float pe = Ex2(fmaf(sc[i], scale_log2, -msub[r]));
       sc[i] = pe;
       rs[r] += pe;
     }
