@@ -57,6 +57,7 @@ Status InferenceServer::LoadModel() {
   EngineOptions eo;
   eo.model = options_.model;
   eo.threads = options_.threads;
+  eo.kv_dtype = options_.kv_dtype;
   eo.kv_tokens = options_.kv_tokens;
   eo.context_length = options_.context_length;
   eo.default_pruning = options_.pruning_schedule;

@@ -14,6 +14,7 @@
 ABSL_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf", "GGUF model path or synthetic:NAME");
 ABSL_FLAG(std::string, device, "cpu", "cpu, cuda, or auto (cuda when a GPU is present, else cpu)");
 ABSL_FLAG(int, threads, 0, "CPU threads for the engine (0 = all cores)");
+ABSL_FLAG(std::string, kv_dtype, "auto", "KV cache type: auto (cpu f32, cuda bf16), f32 or f16 (cpu), bf16 (cuda)");
 ABSL_FLAG(std::string, host, "0.0.0.0", "address the gRPC server binds");
 ABSL_FLAG(int, port, 50051, "gRPC port (0 = any free port)");
 ABSL_FLAG(std::string, metrics_host, "0.0.0.0", "address the Prometheus endpoint binds");
@@ -39,7 +40,7 @@ namespace slim::server {
 namespace {
 
 const char* const kFlagNames[] = {
-    "model",          "device",          "threads",           "host",          "port",
+    "model",          "device",          "threads",           "kv_dtype",      "host",          "port",
     "metrics_host",   "metrics_port",    "max_seqs",          "max_queue",     "max_prompt_tokens",
     "max_total_tokens", "default_max_tokens", "context_length", "kv_tokens",    "pruning",       "pruning_schedule",
     "log_format",     "log_level",       "drain_grace_s",     "keepalive_time_ms", "keepalive_timeout_ms",
@@ -58,6 +59,9 @@ Status ServerOptions::Validate() const {
   if (model.empty()) return bad("model", "is required");
   if (device != "cpu" && device != "cuda" && device != "auto") return bad("device", "must be cpu, cuda or auto");
   if (threads < 0 || threads > 1024) return bad("threads", "must be in [0, 1024]");
+  if (kv_dtype != "auto" && kv_dtype != "f32" && kv_dtype != "f16" && kv_dtype != "bf16") {
+    return bad("kv-dtype", "must be auto, f32, f16 (cpu) or bf16 (cuda)");
+  }
   if (port < 0 || port > 65535) return bad("port", "must be in [0, 65535]");
   if (metrics_port < -1 || metrics_port > 65535) return bad("metrics-port", "must be -1 (off) or in [0, 65535]");
   if (max_seqs < 1 || max_seqs > 4096) return bad("max-seqs", "must be in [1, 4096]");
@@ -124,6 +128,7 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   o.model = absl::GetFlag(FLAGS_model);
   o.device = absl::GetFlag(FLAGS_device);
   o.threads = absl::GetFlag(FLAGS_threads);
+  o.kv_dtype = absl::GetFlag(FLAGS_kv_dtype);
   o.host = absl::GetFlag(FLAGS_host);
   o.port = absl::GetFlag(FLAGS_port);
   o.metrics_host = absl::GetFlag(FLAGS_metrics_host);

@@ -17,6 +17,7 @@ struct ServerOptions {
   std::string model = "models/SmolLM2-135M-Instruct.Q4_1.gguf";  // GGUF path or synthetic:NAME
   std::string device = "cpu";         // cpu, cuda, or auto (cuda when present, else cpu)
   int threads = 0;                    // CPU threads, 0 = all cores
+  std::string kv_dtype = "auto";      // KV cache: auto (cpu f32, cuda bf16), f32/f16 (cpu), bf16 (cuda)
   std::string host = "0.0.0.0";
   int port = 50051;                   // 0 = any free port
   std::string metrics_host = "0.0.0.0";

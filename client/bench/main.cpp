@@ -25,14 +25,15 @@ using json = nlohmann::json;
 
 const char* kUsage = R"(usage:
   sliminfer-bench generate --model M --prompt TEXT [--chat] [--max-tokens N] [--temperature T]
-                           [--top-k K] [--top-p P] [--seed S] [--device cpu|cuda] [--threads N] [--json]
+                           [--top-k K] [--top-p P] [--seed S] [--device cpu|cuda] [--threads N]
+                           [--kv-dtype auto|f32|f16|bf16] [--json]
   sliminfer-bench tokenize --model M --text TEXT [--special] [--chat] [--json]
   sliminfer-bench tokenize --model M --lines [--chat]   (JSON strings on stdin -> token counts)
   sliminfer-bench engine   --model M [--device cpu|cuda] [--lengths 512,2048,8192] [--modes dense]
                            [--decode-tokens N] [--repeat N] [--text-file F] [--prompt-ids-dir D]
                            [--schedule LAYER:KEEP,...] [--prune-after-attention] [--threads N]
                            [--context N (up to 4x the trained context)] [--json]
-                           [--profile]
+                           [--profile] [--kv-dtype auto|f32|f16|bf16] [--cuda-attention auto|mma|wgmma]
      modes: dense, pruned (the model's default schedule, or --schedule); --profile adds per-op
      device times of one more prefill and of 16 decode steps (CUDA)
   sliminfer-bench server   --server HOST:PORT [--concurrency C] [--requests N] [--prompt-tokens 256,1024]
@@ -60,6 +61,7 @@ StatusOr<std::unique_ptr<Engine>> MakeEngine(const Args& a, int64_t kv_tokens, i
   SLIM_ASSIGN_OR_RETURN(int64_t threads, a.Int("threads", 0, 0, 1024));
   o.threads = static_cast<int>(threads);
   o.cuda_attention = a.Str("cuda-attention", "auto");
+  o.kv_dtype = a.Str("kv-dtype", "auto");
   o.kv_tokens = kv_tokens;
   SLIM_ASSIGN_OR_RETURN(o.context_length, a.Int("context", 0, 0, 1 << 22));
   if (!a.Has("context") && min_context > 0) {
@@ -73,7 +75,7 @@ StatusOr<std::unique_ptr<Engine>> MakeEngine(const Args& a, int64_t kv_tokens, i
 Status CmdGenerate(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
                                             {"model", "prompt", "max-tokens", "temperature", "top-k", "top-p",
-                                             "seed", "device", "threads", "repetition-penalty", "context"},
+                                             "seed", "device", "threads", "repetition-penalty", "context", "kv-dtype"},
                                             {"chat", "json"}));
   if (!a.Has("prompt")) return InvalidArgumentError("--prompt is required");
   SLIM_ASSIGN_OR_RETURN(auto engine, MakeEngine(a, 0));
@@ -242,7 +244,8 @@ StatusOr<json> ProfileRun(Engine& engine, const std::vector<int32_t>& prompt, co
 Status CmdEngine(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
                                             {"model", "device", "lengths", "modes", "decode-tokens", "repeat",
-                                             "text-file", "prompt-ids-dir", "threads", "schedule", "context", "cuda-attention"},
+                                             "text-file", "prompt-ids-dir", "threads", "schedule", "context", "cuda-attention",
+                                             "kv-dtype"},
                                             {"json", "prune-after-attention", "profile"}));
   SLIM_ASSIGN_OR_RETURN(std::vector<int64_t> lengths, a.IntList("lengths", "512,2048,8192"));
   const std::vector<std::string> modes = a.StrList("modes", "dense");

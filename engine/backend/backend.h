@@ -131,6 +131,9 @@ struct BackendOptions {
   // CUDA prefill attention kernel: "auto" (wgmma on sm_90a for head size 128, else mma.sync),
   // "mma" (mma.sync everywhere) or "wgmma" (fails on devices without it).
   std::string cuda_attention = "auto";
+  // KV cache element type: "auto" (CPU f32, CUDA bf16), "f32" or "f16" on the CPU (f16 halves the
+  // cache and the bytes decode attention reads, as llama.cpp's default), "bf16" on CUDA.
+  std::string kv_dtype = "auto";
 };
 
 // CPU always; CUDA when built with it and a device is present (Unavailable otherwise).

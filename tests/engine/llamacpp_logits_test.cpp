@@ -38,23 +38,33 @@ json LoadJson(const std::string& path) {
   return json::parse(in);
 }
 
+std::unique_ptr<Engine> MakeEngine(const std::string& kv_dtype) {
+  EngineOptions o;
+  o.model = SLIM_DEFAULT_MODEL;
+  o.kv_tokens = 4096;
+  o.kv_dtype = kv_dtype;
+  auto e = Engine::Create(o);
+  if (!e.ok()) {
+    ADD_FAILURE() << e.status().ToString() << " (run scripts/fetch-model.sh)";
+    return std::unique_ptr<Engine>();
+  }
+  return std::move(e).value();
+}
+
 std::unique_ptr<Engine>& SharedEngine() {
-  static std::unique_ptr<Engine> engine = [] {
-    EngineOptions o;
-    o.model = SLIM_DEFAULT_MODEL;
-    o.kv_tokens = 4096;
-    auto e = Engine::Create(o);
-    if (!e.ok()) {
-      ADD_FAILURE() << e.status().ToString() << " (run scripts/fetch-model.sh)";
-      return std::unique_ptr<Engine>();
-    }
-    return std::move(e).value();
-  }();
+  static std::unique_ptr<Engine> engine = MakeEngine("f32");
   return engine;
 }
 
-TEST(LlamaCppLogits, LastPositionLogitsAgree) {
-  auto& e = SharedEngine();
+// The same model with an f16 KV cache (llama.cpp's own default).
+std::unique_ptr<Engine>& SharedF16Engine() {
+  static std::unique_ptr<Engine> engine = MakeEngine("f16");
+  return engine;
+}
+
+// Last-position logits of every fixture prompt against llama.cpp (and, for the fp32 cache,
+// against the float64 numpy reference).
+void CheckLogits(Engine* e, bool against_numpy) {
   ASSERT_TRUE(e);
   json j = LoadJson(FixtureDir() + "/logits.json");
   ASSERT_TRUE(j.contains("cases"));
@@ -89,18 +99,25 @@ TEST(LlamaCppLogits, LastPositionLogitsAgree) {
     np.read(reinterpret_cast<char*>(exact.data()), static_cast<std::streamsize>(exact.size() * sizeof(float)));
     double np_max = 0.0;
     for (int i = 0; i < vocab; ++i) np_max = std::max(np_max, std::fabs(static_cast<double>(ours[i]) - exact[i]));
-    std::printf("[logits] %-6s %5zu tokens: argmax ours %d llama.cpp %d; vs llama.cpp max |diff| %.4f rms %.4f; "
-                "vs numpy float64 max |diff| %.2e\n",
-                name.c_str(), ids.size(), argmax, c["argmax"].get<int>(), max_abs, rms, np_max);
-    EXPECT_LT(np_max, kNumpyMaxAbsTol) << name;
+    std::printf("[logits] kv %s %-6s %5zu tokens: argmax ours %d llama.cpp %d; vs llama.cpp max |diff| %.4f rms "
+                "%.4f; vs numpy float64 max |diff| %.2e\n",
+                against_numpy ? "f32" : "f16", name.c_str(), ids.size(), argmax, c["argmax"].get<int>(), max_abs, rms,
+                np_max);
+    if (against_numpy) {
+      EXPECT_LT(np_max, kNumpyMaxAbsTol) << name;
+    }
     EXPECT_EQ(argmax, c["argmax"].get<int>()) << name;
     EXPECT_LT(max_abs, kMaxAbsTol) << name;
     EXPECT_LT(rms, kRmsTol) << name;
   }
 }
 
-TEST(LlamaCppLogits, GreedyContinuationsMatch) {
-  auto& e = SharedEngine();
+TEST(LlamaCppLogits, LastPositionLogitsAgree) { CheckLogits(SharedEngine().get(), true); }
+
+TEST(LlamaCppLogits, LastPositionLogitsAgreeWithF16KvCache) { CheckLogits(SharedF16Engine().get(), false); }
+
+// Teacher-forced greedy continuations: prefill, then decode steps through the KV cache.
+void CheckGreedy(Engine* e) {
   ASSERT_TRUE(e);
   json j = LoadJson(FixtureDir() + "/greedy.json");
   ASSERT_TRUE(j.contains("cases"));
@@ -145,8 +162,46 @@ TEST(LlamaCppLogits, GreedyContinuationsMatch) {
     ASSERT_TRUE(g.ok()) << g.status().ToString();
     size_t same = 0;
     while (same < want.size() && same < g->token_ids.size() && g->token_ids[same] == want[same]) ++same;
-    if (mismatches == 0) EXPECT_EQ(same, want.size()) << name;
+    if (mismatches == 0) {
+      EXPECT_EQ(same, want.size()) << name;
+    }
   }
+}
+
+TEST(LlamaCppLogits, GreedyContinuationsMatch) { CheckGreedy(SharedEngine().get()); }
+
+TEST(LlamaCppLogits, GreedyContinuationsMatchWithF16KvCache) { CheckGreedy(SharedF16Engine().get()); }
+
+// The f16 cache holds half the bytes and moves the logits far less than llama.cpp's arithmetic
+// differs from ours; a KV type the CPU does not have is refused by name.
+TEST(F16KvCache, HalvesTheCacheAndStaysCloseToF32) {
+  auto& e32 = SharedEngine();
+  auto& e16 = SharedF16Engine();
+  ASSERT_TRUE(e32 && e16);
+  json j = LoadJson(FixtureDir() + "/logits.json");
+  const auto& c = j["cases"].back();  // the longest prompt
+  const std::vector<int32_t> ids = c["prompt_ids"].get<std::vector<int32_t>>();
+  auto a = e32->Prefill(1, ids);
+  auto b = e16->Prefill(1, ids);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(e32->Release(1).ok());
+  ASSERT_TRUE(e16->Release(1).ok());
+  EXPECT_EQ(b->kv_bytes * 2, a->kv_bytes);
+  double max_abs = 0.0;
+  for (size_t i = 0; i < a->logits.size(); ++i)
+    max_abs = std::max(max_abs, std::fabs(static_cast<double>(a->logits[i]) - b->logits[i]));
+  std::printf("[f16 kv] %zu tokens: KV %zu vs %zu bytes; logits max |f16 - f32| %.4f\n", ids.size(), b->kv_bytes,
+              a->kv_bytes, max_abs);
+  EXPECT_GT(max_abs, 0.0);  // the cache really is f16
+  EXPECT_LT(max_abs, 0.1);
+
+  EngineOptions o;
+  o.model = SLIM_DEFAULT_MODEL;
+  o.kv_dtype = "int4";
+  auto bad = Engine::Create(o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("int4"), std::string::npos) << bad.status().ToString();
 }
 
 }  // namespace

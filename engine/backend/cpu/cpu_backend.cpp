@@ -5,11 +5,13 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
+#include <type_traits>
 
 #include "engine/backend/cpu/cpu_math.h"
 #include "engine/backend/cpu/quant_gemv.h"
@@ -28,8 +30,8 @@ int DefaultThreads() {
 
 }  // namespace
 
-CpuBackend::CpuBackend(int threads)
-    : threads_(threads > 0 ? threads : DefaultThreads()), pool_(threads_) {
+CpuBackend::CpuBackend(int threads, DType kv_dtype)
+    : threads_(threads > 0 ? threads : DefaultThreads()), kv_dtype_(kv_dtype), pool_(threads_) {
   openblas_set_num_threads(threads_);
 }
 
@@ -193,26 +195,57 @@ void CpuBackend::GatherRows(TensorView src, std::span<const int32_t> rows, Tenso
                  static_cast<size_t>(dst.cols) * sizeof(float));
 }
 
-// Block memory: K [n_kv_heads][block_tokens][head_dim] then V, fp32.
-void CpuBackend::WriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape,
-                         TensorView k, TensorView v) {
+// Block memory: K [n_kv_heads][block_tokens][head_dim] then V, fp32 or f16 (kv_dtype_).
+namespace {
+
+template <typename T>
+void PutRow(const float* src, T* dst, int n) {
+  if constexpr (std::is_same_v<T, float>) {
+    std::memcpy(dst, src, sizeof(float) * static_cast<size_t>(n));
+  } else {
+    ToF16(src, dst, n);
+  }
+}
+
+template <typename T>
+void GetRows(const T* src, float* dst, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    std::memcpy(dst, src, sizeof(float) * static_cast<size_t>(n));
+  } else {
+    FromF16(src, dst, static_cast<int>(n));
+  }
+}
+
+template <typename T>
+void WriteKvRows(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape, TensorView k,
+                 TensorView v) {
   const kv::KvLayout& L = kv.layout();
-  const size_t head_floats = static_cast<size_t>(L.block_tokens) * L.head_dim;
+  const size_t head_elems = static_cast<size_t>(L.block_tokens) * L.head_dim;
   for (const AttnSeq& s : seqs) {
     for (int32_t r = 0; r < s.n_rows; ++r) {
       const int32_t slot = s.n_past + r;
-      float* block = reinterpret_cast<float*>(
-          kv.Data(s.table->blocks[static_cast<size_t>(slot / L.block_tokens)]));
+      T* block = reinterpret_cast<T*>(kv.Data(s.table->blocks[static_cast<size_t>(slot / L.block_tokens)]));
       const int32_t t = slot % L.block_tokens;
       const float* krow = RowPtr(k, s.row_begin + r);
       const float* vrow = RowPtr(v, s.row_begin + r);
       for (int g = 0; g < shape.n_kv_heads; ++g) {
-        float* kd = block + g * head_floats + static_cast<size_t>(t) * L.head_dim;
-        float* vd = block + (shape.n_kv_heads + g) * head_floats + static_cast<size_t>(t) * L.head_dim;
-        std::memcpy(kd, krow + g * shape.head_dim, sizeof(float) * static_cast<size_t>(shape.head_dim));
-        std::memcpy(vd, vrow + g * shape.head_dim, sizeof(float) * static_cast<size_t>(shape.head_dim));
+        PutRow(krow + g * shape.head_dim, block + g * head_elems + static_cast<size_t>(t) * L.head_dim, shape.head_dim);
+        PutRow(vrow + g * shape.head_dim,
+               block + (shape.n_kv_heads + g) * head_elems + static_cast<size_t>(t) * L.head_dim, shape.head_dim);
       }
     }
+  }
+}
+
+}  // namespace
+
+void CpuBackend::WriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape,
+                         TensorView k, TensorView v) {
+  assert(kv.layout().elem_bytes == DTypeBytes(kv_dtype_));
+  if (kv_dtype_ == DType::kF16) {
+    WriteKvRows<f16>(kv, seqs, shape, k, v);
+  } else {
+    WriteKvRows<float>(kv, seqs, shape, k, v);
   }
 }
 
@@ -226,12 +259,17 @@ void CpuBackend::Attention(const kv::KvStore& kv, std::span<const AttnSeq> seqs,
     else if (s.n_rows > 0) small.push_back(&s);
   }
   if (small.empty()) return;
-  AttentionDecode(kv, small, shape, q, out);
+  if (kv_dtype_ == DType::kF16) {
+    AttentionDecode<f16>(kv, small, shape, q, out);
+  } else {
+    AttentionDecode<float>(kv, small, shape, q, out);
+  }
 }
 
 // Few-row (decode) attention, split-K: work items are (sequence, row, KV head, key chunk).
 // Each item reads its keys and values once for all the query heads of its KV head and leaves
 // a partial softmax (max, sum, unnormalised output per head); partials merge afterwards.
+template <typename T>
 void CpuBackend::AttentionDecode(const kv::KvStore& kv, const std::vector<const AttnSeq*>& seqs,
                                  const AttnShape& shape, TensorView q, TensorView out) {
   const kv::KvLayout& L = kv.layout();
@@ -260,9 +298,9 @@ void CpuBackend::AttentionDecode(const kv::KvStore& kv, const std::vector<const 
       const float* qrow = RowPtr(q, it.s->row_begin + it.row) + static_cast<int64_t>(it.g) * G * hd;
       std::fill(sc.begin(), sc.end(), 0.0f);
       for (int32_t t = it.t0; t < it.t1; ++t) {
-        const float* block = reinterpret_cast<const float*>(
+        const T* block = reinterpret_cast<const T*>(
             kv.Data(it.s->table->blocks[static_cast<size_t>(t / L.block_tokens)]));
-        const float* kt = block + it.g * head_floats + static_cast<size_t>(t % L.block_tokens) * hd;
+        const T* kt = block + it.g * head_floats + static_cast<size_t>(t % L.block_tokens) * hd;
         for (int j = 0; j < G; ++j) sc[static_cast<size_t>(j * kChunk + (t - it.t0))] = Dot(qrow + j * hd, kt, hd) * shape.scale;
       }
       float* pp = &partials_[static_cast<size_t>(i) * G * part];
@@ -277,9 +315,9 @@ void CpuBackend::AttentionDecode(const kv::KvStore& kv, const std::vector<const 
         std::fill(pp + j * part + 2, pp + (j + 1) * part, 0.0f);
       }
       for (int32_t t = it.t0; t < it.t1; ++t) {
-        const float* block = reinterpret_cast<const float*>(
+        const T* block = reinterpret_cast<const T*>(
             kv.Data(it.s->table->blocks[static_cast<size_t>(t / L.block_tokens)]));
-        const float* vt = block + (shape.n_kv_heads + it.g) * head_floats + static_cast<size_t>(t % L.block_tokens) * hd;
+        const T* vt = block + (shape.n_kv_heads + it.g) * head_floats + static_cast<size_t>(t % L.block_tokens) * hd;
         for (int j = 0; j < G; ++j) Axpy(sc[static_cast<size_t>(j * kChunk + (t - it.t0))], vt, pp + j * part + 2, hd);
       }
     }
@@ -325,12 +363,19 @@ void CpuBackend::AttentionGemm(const kv::KvStore& kv, const AttnSeq& s, const At
   for (int g = 0; g < shape.n_kv_heads; ++g) {
     // Gather this head's K and V into contiguous [n_total, hd].
     for (int64_t b = 0; b * L.block_tokens < n_total; ++b) {
-      const float* block = reinterpret_cast<const float*>(kv.Data(s.table->blocks[static_cast<size_t>(b)]));
+      const uint8_t* block = kv.Data(s.table->blocks[static_cast<size_t>(b)]);
       const int64_t n = std::min<int64_t>(L.block_tokens, n_total - b * L.block_tokens);
-      std::memcpy(&k_scratch_[static_cast<size_t>(b * L.block_tokens * hd)], block + g * head_floats,
-                  sizeof(float) * static_cast<size_t>(n * hd));
-      std::memcpy(&v_scratch_[static_cast<size_t>(b * L.block_tokens * hd)],
-                  block + (shape.n_kv_heads + g) * head_floats, sizeof(float) * static_cast<size_t>(n * hd));
+      float* kd = &k_scratch_[static_cast<size_t>(b * L.block_tokens * hd)];
+      float* vd = &v_scratch_[static_cast<size_t>(b * L.block_tokens * hd)];
+      if (kv_dtype_ == DType::kF16) {
+        const f16* h = reinterpret_cast<const f16*>(block);
+        GetRows(h + g * head_floats, kd, n * hd);
+        GetRows(h + (shape.n_kv_heads + g) * head_floats, vd, n * hd);
+      } else {
+        const float* f = reinterpret_cast<const float*>(block);
+        GetRows(f + g * head_floats, kd, n * hd);
+        GetRows(f + (shape.n_kv_heads + g) * head_floats, vd, n * hd);
+      }
     }
     // The query heads of this KV head are stacked into one [group * rows, hd] matrix per chunk,
     // so each GEMM packs K (and V) once for all of them.
@@ -382,8 +427,14 @@ Status CpuBackend::ScoreBlocks(TensorView q, TensorView k, const AttnShape& shap
   return OkStatus();
 }
 
-StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(int threads) {
-  return std::unique_ptr<Backend>(new CpuBackend(threads));
+StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const BackendOptions& options) {
+  DType kv = DType::kF32;
+  if (options.kv_dtype == "f16") {
+    kv = DType::kF16;
+  } else if (options.kv_dtype != "auto" && options.kv_dtype != "f32") {
+    return InvalidArgumentError("cpu KV cache type '" + options.kv_dtype + "' (known: auto, f32, f16)");
+  }
+  return std::unique_ptr<Backend>(new CpuBackend(options.threads, kv));
 }
 
 }  // namespace slim::cpu

@@ -1,5 +1,6 @@
 // The CPU backend: fp32 everything, OpenBLAS sgemm for projections and prefill attention, a
-// small thread pool for the element-wise loops and decode attention. KV blocks are fp32.
+// small thread pool for the element-wise loops and decode attention. KV blocks are fp32 or, on
+// request, f16 (converted with F16C on write and read; the arithmetic stays fp32).
 #pragma once
 
 #include <memory>
@@ -12,11 +13,11 @@ namespace slim::cpu {
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int threads);
+  CpuBackend(int threads, DType kv_dtype);  // kv_dtype: kF32 or kF16
 
   Device device() const override { return Device::kCpu; }
   std::string Describe() const override;
-  DType kv_dtype() const override { return DType::kF32; }
+  DType kv_dtype() const override { return kv_dtype_; }
 
   StatusOr<Buffer> Alloc(DType dtype, int64_t rows, int64_t cols) override;
   Status Upload(const float* host, TensorView dst) override;
@@ -49,10 +50,12 @@ class CpuBackend final : public Backend {
                      TensorView out);
   // Few-row attention (decode): split over (sequence, row, KV head, key chunk) with partial
   // softmaxes merged afterwards; keys and values are read once per KV head.
+  template <typename T>
   void AttentionDecode(const kv::KvStore& kv, const std::vector<const AttnSeq*>& seqs, const AttnShape& shape,
                        TensorView q, TensorView out);
 
   int threads_;
+  DType kv_dtype_;
   ThreadPool pool_;
   std::vector<float> k_scratch_, v_scratch_, s_scratch_, q_scratch_, o_scratch_, partials_;
 };

@@ -138,6 +138,9 @@ Status CudaBackend::Init(const BackendOptions& options) {
   CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_, kCublasWorkspace));
   SLIM_RETURN_IF_ERROR(stager_.Init(kStagerBytes, stream_));
   profiling_ = options.profile;
+  if (options.kv_dtype != "auto" && options.kv_dtype != "bf16") {
+    return InvalidArgumentError("cuda KV cache type '" + options.kv_dtype + "' (known: auto, bf16)");
+  }
   if (options.cuda_attention == "auto") {
     flash_kernel_ = FlashKernel::kAuto;
   } else if (options.cuda_attention == "mma") {
