@@ -36,7 +36,8 @@ CpuBackend::CpuBackend(int threads, DType kv_dtype)
 }
 
 std::string CpuBackend::Describe() const {
-  return "cpu (fp32, OpenBLAS, " + std::to_string(threads_) + " threads)";
+  return std::string("cpu (fp32, ") + (kv_dtype_ == DType::kF16 ? "f16 KV, " : "") + "OpenBLAS, " +
+         std::to_string(threads_) + " threads)";
 }
 
 StatusOr<Buffer> CpuBackend::Alloc(DType dtype, int64_t rows, int64_t cols) {
