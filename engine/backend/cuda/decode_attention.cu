@@ -199,6 +199,13 @@ __global__ void __launch_bounds__(kThreads) DecodeBlockKernel(const DecodeParams
     s_sum[tid] = 0.0f;
   }
   float acc[SLOTS][4] = {};
+  // Output slot k of this thread: head *hh, dims [*d0, *d0 + 4); false past the G x HD outputs.
+  auto slot = [&](int k, int* hh, int* d0) {
+    const int e = tid + k * kThreads;
+    *hh = (e * 4) / HD;
+    *d0 = (e * 4) % HD;
+    return e < G * HD / 4;
+  };
 
   for (int k0 = key_begin; k0 < key_end; k0 += NK) {
     const int n = min(key_end - k0, NK);
@@ -265,12 +272,11 @@ __global__ void __launch_bounds__(kThreads) DecodeBlockKernel(const DecodeParams
     }
     __syncthreads();
 
-    // P V: slot e = 4 consecutive dims of one head.
+    // P V: slot k of this thread = 4 consecutive dims of one head.
 #pragma unroll
     for (int k = 0; k < SLOTS; ++k) {
-      const int e = tid + k * kThreads;
-      if (e >= G * HD / 4) break;
-      const int hh = (e * 4) / HD, d0 = (e * 4) % HD;
+      int hh, d0;
+      if (!slot(k, &hh, &d0)) break;
       const float* pr = sP + hh * NK;
       const float alpha = s_alpha[hh];
       float o0 = acc[k][0] * alpha, o1 = acc[k][1] * alpha, o2 = acc[k][2] * alpha, o3 = acc[k][3] * alpha;
@@ -295,9 +301,8 @@ __global__ void __launch_bounds__(kThreads) DecodeBlockKernel(const DecodeParams
   // Partial results; a split past this item's keys leaves max -inf (the combine skips it).
 #pragma unroll
   for (int k = 0; k < SLOTS; ++k) {
-    const int e = tid + k * kThreads;
-    if (e >= G * HD / 4) break;
-    const int hh = (e * 4) / HD, d0 = (e * 4) % HD;
+    int hh, d0;
+    if (!slot(k, &hh, &d0)) break;
     const int64_t idx = idx0 + int64_t{hh} * p.n_splits;
     *reinterpret_cast<float4*>(p.part_o + idx * HD + d0) = make_float4(acc[k][0], acc[k][1], acc[k][2], acc[k][3]);
     if (d0 == 0) {

@@ -115,4 +115,30 @@ __device__ __forceinline__ void MmaBf16(float* d, const uint32_t* a, uint32_t b0
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// Epilogue of the flash kernels: the accumulators of a 16-row MMA tile, NT n-tiles of 8 columns
+// (o[4 t .. 4 t + 3]: row lane/4 columns 2 (lane%4) and +1, then row lane/4 + 8), plus the two
+// rows' softmax sums l (per thread, reduced over the 4 lanes of a row here), normalized and
+// stored as bf16 into out + row * stride; rows >= `rows` are not stored.
+template <int NT>
+__device__ __forceinline__ void StoreRowPair(const float* o, float (&l)[2], int lane, int first_row, int rows,
+                                             bf16* out, int64_t stride) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+  }
+  const float inv_a = 1.0f / l[0], inv_b = 1.0f / l[1];
+  const int row_a = first_row + lane / 4, row_b = row_a + 8;
+#pragma unroll
+  for (int d = 0; d < NT; ++d) {
+    const int col = d * 8 + (lane % 4) * 2;
+    if (row_a < rows)
+      *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(row_a) * stride + col) =
+          PackBf16x2(o[4 * d] * inv_a, o[4 * d + 1] * inv_a);
+    if (row_b < rows)
+      *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(row_b) * stride + col) =
+          PackBf16x2(o[4 * d + 2] * inv_b, o[4 * d + 3] * inv_b);
+  }
+}
+
 }  // namespace slim::cuda

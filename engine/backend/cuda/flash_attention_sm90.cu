@@ -276,24 +276,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (wg == 0) BarSync(1);  // warpgroup 1's last hand-over
 
   // Normalize and store this thread's two rows.
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-  }
-  const float inv_a = 1.0f / l[0], inv_b = 1.0f / l[1];
-  const int row_a = wr + lane / 4, row_b = row_a + 8;
   bf16* out = static_cast<bf16*>(p.out) + static_cast<int64_t>(s.row_begin + r0) * p.out_stride + h * kHD;
-#pragma unroll
-  for (int d = 0; d < 16; ++d) {
-    const int col = d * 8 + (lane % 4) * 2;
-    if (row_a < rows)
-      *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(row_a) * p.out_stride + col) =
-          PackBf16x2(o[4 * d] * inv_a, o[4 * d + 1] * inv_a);
-    if (row_b < rows)
-      *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(row_b) * p.out_stride + col) =
-          PackBf16x2(o[4 * d + 2] * inv_b, o[4 * d + 3] * inv_b);
-  }
+  StoreRowPair<16>(o, l, lane, wr, rows, out, p.out_stride);
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }
 
