@@ -18,7 +18,7 @@ TEST(DecodePlan, BlockKernelSplitsCoverEveryKey) {
       for (int kv_heads : {1, 3, 8}) {
         for (int max_keys : {1, 63, 64, 65, 128, 129, 500, 4096, 32769, 131072, 1 << 20}) {
           const int splits = DecodeSplits(items, kv_heads, max_keys, n_sms, 128, 64);
-          const int chunks = DecodeChunksPerSplit(items, kv_heads, max_keys, n_sms);
+          const int chunks = DecodeChunksPerSplit(items, kv_heads, max_keys, n_sms, 128);
           ASSERT_GE(chunks, 1);
           ASSERT_GE(splits, 1);
           ASSERT_LE(splits, 65535);
@@ -31,13 +31,16 @@ TEST(DecodePlan, BlockKernelSplitsCoverEveryKey) {
   }
 }
 
-// Short contexts get one chunk per split (parallelism); long ones several, about one wave.
+// Short contexts get few chunks per split (parallelism); long ones many, about one wave.
 TEST(DecodePlan, ChunksPerSplitGrowWithTheWork) {
-  EXPECT_EQ(DecodeChunksPerSplit(1, 8, 4096, 132), 1);
-  const int long_ctx = DecodeChunksPerSplit(1, 8, 32768, 132);
-  EXPECT_GT(long_ctx, 1);
-  const int splits = DecodeSplits(1, 8, 32768, 132, 128, 64);
-  EXPECT_LE(int64_t{splits} * 8, 3 * 132 + 8 * 8) << "about one wave of CTAs";
+  EXPECT_EQ(DecodeChunksPerSplit(1, 8, 1024, 132, 128), 1);
+  EXPECT_LE(DecodeChunksPerSplit(1, 8, 4096, 132, 128), 2);
+  const int long_ctx = DecodeChunksPerSplit(1, 8, 32768, 132, 128);
+  EXPECT_GE(long_ctx, 8);
+  for (int hd : {64, 128}) {
+    const int splits = DecodeSplits(1, 8, 32768, 132, hd, 64);
+    EXPECT_LE(int64_t{splits} * 8, int64_t{DecodeCtasPerSm(hd)} * 132 + 8 * 8) << "about one wave of CTAs";
+  }
 }
 
 TEST(DecodePlan, OtherShapesUseTheGeneralKernel) {

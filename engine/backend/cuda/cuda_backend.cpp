@@ -542,7 +542,8 @@ Status CudaBackend::DoAttention(const kv::KvStore& kv, std::span<const AttnSeq> 
     p.scale = shape.scale;
     p.n_splits = DecodeSplits(p.n_items, shape.n_kv_heads, st.max_decode_keys, n_sms_, shape.head_dim,
                               kv.layout().block_tokens);
-    p.chunks_per_split = DecodeChunksPerSplit(p.n_items, shape.n_kv_heads, st.max_decode_keys, n_sms_);
+    p.chunks_per_split =
+        DecodeChunksPerSplit(p.n_items, shape.n_kv_heads, st.max_decode_keys, n_sms_, shape.head_dim);
     const size_t parts = static_cast<size_t>(p.n_items) * shape.n_heads * p.n_splits;
     SLIM_ASSIGN_OR_RETURN(void* scratch, attn_scratch_.Get(parts * (shape.head_dim + 2) * sizeof(float)));
     p.part_o = static_cast<float*>(scratch);

@@ -161,165 +161,198 @@ __global__ void __launch_bounds__(kThreads) DecodeSplitKernel(const DecodeParams
   }
 }
 
-// Split kernel for 64-token blocks and head size 64 or 128: CTA = 4 warps on (split, KV head,
-// item); a split is `chunks_per_split` chunks of kBlockSplitKeys keys (two whole KV blocks), each
-// copied into shared memory with cp.async in one batch (K and V of both blocks: 32 or 64 KB in
-// flight, one table lookup per block). Per chunk, thread t scores key t against the G query
-// heads (q read as a warp-wide broadcast from shared memory; K rows XOR-swizzled by 16-byte
-// chunk, so the lanes' reads of one column hit distinct banks), warp h merges head h's chunk into the split's running max and sum (online
-// softmax), and each thread rescales and accumulates its 4 outputs of P V. Slots past a
-// sequence's end are copied (the arena is zero-filled, so they are finite) and skipped.
+// Block kernel for 64-token KV blocks and head size 64 or 128 (tensor cores): CTA = 4 warps on
+// (split, KV head, item); a split is `chunks_per_split` consecutive KV blocks, streamed through a
+// kStages-deep ring of shared-memory stages by cp.async (K and V of one block per stage, 16-byte
+// chunks XOR-swizzled by row), so kStages - 1 blocks are in flight while one is computed. Per
+// block, warp w takes keys [16 w, 16 w + 16): S = Q K^T by mma.sync m16n8k16 with the G query
+// heads of the KV head as the rows of the A tile (rows G..15 are zero), an online softmax per
+// head in the log2 domain, O += P V (P rounded to bf16, as the flash kernels). Each warp keeps its
+// own (max, sum, O) over its keys; the four are merged through shared memory at the end into
+// the split's partial result. Slots past a sequence's end are masked (the arena is zero-filled,
+// so what they hold is finite).
+template <int HD>
+struct BlockCfg {
+  static constexpr int kStages = HD == 128 ? 3 : 4;
+  static constexpr size_t kStageBytes = size_t{2} * kBlockSplitKeys * HD * 2;  // K and V
+  static constexpr size_t kSmem = kStages * kStageBytes;
+};
+
+template <int N>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+template <int HD>
+__device__ __forceinline__ int SwzOff(int r, int ch) {  // element offset of chunk ch of row r
+  return r * HD + ((ch ^ (r & 7)) * 8);
+}
+
 template <int HD>
 __global__ void __launch_bounds__(kThreads) DecodeBlockKernel(const DecodeParams p, float scale_log2) {
-  constexpr int CH = HD / 8;  // 16-byte chunks per row
+  constexpr int CH = HD / 8;   // 16-byte chunks per row
+  constexpr int KT = HD / 16;  // k-steps of Q K^T
+  constexpr int DT = HD / 8;   // n-tiles of O
   constexpr int NK = kBlockSplitKeys;
-  constexpr int SLOTS = (8 * HD / 4 + kThreads - 1) / kThreads;  // 4-dim outputs per thread
-  static_assert(NK == kThreads, "one key per thread");
-  extern __shared__ __align__(16) uint8_t smem[];
-  bf16* sK = reinterpret_cast<bf16*>(smem);      // [NK][HD]
-  bf16* sV = sK + NK * HD;                       // [NK][HD]
-  float* sQ = reinterpret_cast<float*>(sV + NK * HD);  // [G][HD], scaled into log2 units
-  float* sP = sQ + 8 * HD;                       // [G][NK] scores, then p
-  __shared__ float s_max[8], s_sum[8], s_alpha[8];
+  constexpr int S = BlockCfg<HD>::kStages;
+  static_assert(NK == 64 && kThreads == 128, "4 warps x 16 keys per block");
+  extern __shared__ __align__(128) uint8_t smem[];
+  bf16* sKV = reinterpret_cast<bf16*>(smem);  // [S][K, V][NK][HD]
 
   const int split = blockIdx.x, g = blockIdx.y, item_i = blockIdx.z;
   const DecodeItem it = p.items[item_i];
   const PagedSeq s = p.kv.seqs[it.seq];
   const int G = p.n_heads / p.kv.n_kv_heads;
   const int n_keys = s.n_past + it.row + 1;
-  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-  const int64_t idx0 = (static_cast<int64_t>(item_i) * p.n_heads + g * G) * p.n_splits + split;
-  const int key_begin = split * p.chunks_per_split * NK;
-  const int key_end = min(n_keys, key_begin + p.chunks_per_split * NK);
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, mi = lane / 8, gid = lane / 4;
+  const int blk_begin = split * p.chunks_per_split;
+  const int blk_end = min((n_keys + NK - 1) / NK, blk_begin + p.chunks_per_split);
+  const int nblk = max(0, blk_end - blk_begin);
+  const int32_t* table = p.kv.tables + s.table_offset;
 
-  const bf16* qrow = static_cast<const bf16*>(p.q) + static_cast<int64_t>(s.row_begin + it.row) * p.q_stride;
-  for (int e = tid; e < G * HD; e += kThreads) sQ[e] = ToF(qrow[(g * G) * HD + e]) * scale_log2;
-  if (tid < 8) {
-    s_max[tid] = -INFINITY;
-    s_sum[tid] = 0.0f;
-  }
-  float acc[SLOTS][4] = {};
-  // Output slot k of this thread: head *hh, dims [*d0, *d0 + 4); false past the G x HD outputs.
-  auto slot = [&](int k, int* hh, int* d0) {
-    const int e = tid + k * kThreads;
-    *hh = (e * 4) / HD;
-    *d0 = (e * 4) % HD;
-    return e < G * HD / 4;
+  auto load = [&](int i, int st) {  // block blk_begin + i into stage st
+    const uint8_t* kb =
+        p.kv.arena + static_cast<int64_t>(table[blk_begin + i]) * p.kv.block_bytes + g * p.kv.head_bytes;
+    const uint8_t* vb = kb + p.kv.n_kv_heads * p.kv.head_bytes;
+    bf16* dk = sKV + st * 2 * NK * HD;
+    bf16* dv = dk + NK * HD;
+#pragma unroll
+    for (int c = tid; c < NK * CH; c += kThreads) {
+      const int r = c / CH, ch = c % CH;
+      CpAsync16(dk + SwzOff<HD>(r, ch), kb + c * 16, 16);
+      CpAsync16(dv + SwzOff<HD>(r, ch), vb + c * 16, 16);
+    }
   };
-
-  for (int k0 = key_begin; k0 < key_end; k0 += NK) {
-    const int n = min(key_end - k0, NK);
-    const int32_t* table = p.kv.tables + s.table_offset + k0 / 64;
-    __syncthreads();  // the previous chunk's K/V, p and alpha are consumed
-    for (int b = 0; b < (n + 63) / 64; ++b) {
-      const uint8_t* kb = p.kv.arena + static_cast<int64_t>(table[b]) * p.kv.block_bytes + g * p.kv.head_bytes;
-      const uint8_t* vb = kb + p.kv.n_kv_heads * p.kv.head_bytes;
-      for (int c = tid; c < 64 * CH; c += kThreads) {
-        const int row = b * 64 + c / CH;  // K rows swizzled: chunk x of row r at x ^ (r % CH)
-        CpAsync16(sK + row * HD + ((c % CH) ^ (row % CH)) * 8, kb + c * 16, 16);
-        CpAsync16(sV + b * 64 * HD + c * 8, vb + c * 16, 16);
-      }
-    }
+#pragma unroll
+  for (int st = 0; st < S - 1; ++st) {
+    if (st < nblk) load(st, st);
     CpAsyncCommit();
-    CpAsyncWaitAll();
-    __syncthreads();
+  }
 
-    // Scores: thread t takes key t.
-    if (tid < n) {
-      float d[8];
+  // Q as the A operand: row gid = query head g * G + gid (zero for gid >= G), rows 8..15 zero.
+  uint32_t qf[KT][4];
+  const bf16* qrow = static_cast<const bf16*>(p.q) + static_cast<int64_t>(s.row_begin + it.row) * p.q_stride +
+                     static_cast<int64_t>(g * G + min(gid, G - 1)) * HD + (lane % 4) * 2;
 #pragma unroll
-      for (int hh = 0; hh < 8; ++hh) d[hh] = 0.0f;
-#pragma unroll 4
-      for (int c = 0; c < CH; ++c) {  // q chunk c is the same for the warp (a broadcast)
-        float kf[8];
-        Bf16x8ToF(*reinterpret_cast<const uint4*>(sK + tid * HD + (c ^ (tid % CH)) * 8), kf);
+  for (int kk = 0; kk < KT; ++kk) {
+    qf[kk][0] = gid < G ? *reinterpret_cast<const uint32_t*>(qrow + kk * 16) : 0u;
+    qf[kk][1] = 0u;
+    qf[kk][2] = gid < G ? *reinterpret_cast<const uint32_t*>(qrow + kk * 16 + 8) : 0u;
+    qf[kk][3] = 0u;
+  }
+  float o[DT][4];
 #pragma unroll
-        for (int hh = 0; hh < 8; ++hh) {
-          if (hh >= G) break;
-          const float4 qa = *reinterpret_cast<const float4*>(sQ + hh * HD + c * 8);
-          const float4 qb = *reinterpret_cast<const float4*>(sQ + hh * HD + c * 8 + 4);
-          d[hh] += qa.x * kf[0] + qa.y * kf[1] + qa.z * kf[2] + qa.w * kf[3] + qb.x * kf[4] + qb.y * kf[5] +
-                   qb.z * kf[6] + qb.w * kf[7];
-        }
-      }
+  for (int d = 0; d < DT; ++d) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+  float m = -INFINITY, l = 0.0f;  // this thread's row gid over the warp's keys
+
+  for (int i = 0; i < nblk; ++i) {
+    CpAsyncWait<S - 2>();
+    __syncthreads();  // block i landed; every warp is done with the stage refilled next
+    if (i + S - 1 < nblk) load(i + S - 1, (i + S - 1) % S);
+    CpAsyncCommit();
+    const bf16* ks = sKV + (i % S) * 2 * NK * HD;
+    const bf16* vs = ks + NK * HD;
+    const int kw = warp * 16;  // the warp's keys in the block
+
+    float sc[2][4] = {};
 #pragma unroll
-      for (int hh = 0; hh < 8; ++hh)
-        if (hh < G) sP[hh * NK + tid] = d[hh];
+    for (int kk = 0; kk < KT; ++kk) {
+      uint32_t kf[4];
+      LdMatrixX4(kf, ks + SwzOff<HD>(kw + (mi / 2) * 8 + lane % 8, kk * 2 + (mi % 2)));
+      MmaBf16(sc[0], qf[kk], kf[0], kf[1]);
+      MmaBf16(sc[1], qf[kk], kf[2], kf[3]);
     }
-    __syncthreads();
-
-    // Online softmax: warp w merges heads w, w + 4 into the split's running max and sum.
-    for (int hh = warp; hh < G; hh += kThreads / 32) {
-      float* sc = sP + hh * NK;
-      float mx = -INFINITY;
-      for (int i = lane; i < n; i += 32) mx = fmaxf(mx, sc[i]);
-      mx = WarpMax(mx);
-      const float m_old = s_max[hh], m_new = fmaxf(m_old, mx);
-      float sum = 0.0f;
-      for (int i = lane; i < NK; i += 32) {
-        const float e = i < n ? exp2f(sc[i] - m_new) : 0.0f;
-        sc[i] = e;
-        sum += e;
-      }
-      sum = WarpSum(sum);
-      __syncwarp();
-      if (lane == 0) {
-        const float alpha = exp2f(m_old - m_new);  // 0 on the first chunk (m_old = -inf)
-        s_alpha[hh] = alpha;
-        s_sum[hh] = s_sum[hh] * alpha + sum;
-        s_max[hh] = m_new;
+    const int key0 = (blk_begin + i) * NK + kw + (lane % 4) * 2;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float v = key0 + nt * 8 + e < n_keys ? sc[nt][e] * scale_log2 : -INFINITY;
+        sc[nt][e] = v;
+        mx = fmaxf(mx, v);
       }
     }
-    __syncthreads();
-
-    // P V: slot k of this thread = 4 consecutive dims of one head.
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_new = fmaxf(m, mx);
+    const float msub = m_new == -INFINITY ? 0.0f : m_new;
+    const float alpha = exp2f(m - msub);
+    m = m_new;
+    float rs = 0.0f;
 #pragma unroll
-    for (int k = 0; k < SLOTS; ++k) {
-      int hh, d0;
-      if (!slot(k, &hh, &d0)) break;
-      const float* pr = sP + hh * NK;
-      const float alpha = s_alpha[hh];
-      float o0 = acc[k][0] * alpha, o1 = acc[k][1] * alpha, o2 = acc[k][2] * alpha, o3 = acc[k][3] * alpha;
-      for (int t = 0; t < n; ++t) {
-        const uint2 u = *reinterpret_cast<const uint2*>(sV + t * HD + d0);
-        const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
-        const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
-        const float pe = pr[t];
-        o0 += pe * a.x;
-        o1 += pe * a.y;
-        o2 += pe * b.x;
-        o3 += pe * b.y;
+    for (int nt = 0; nt < 2; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        sc[nt][e] = exp2f(sc[nt][e] - msub);
+        rs += sc[nt][e];
       }
-      acc[k][0] = o0;
-      acc[k][1] = o1;
-      acc[k][2] = o2;
-      acc[k][3] = o3;
+    }
+    l = l * alpha + rs;
+#pragma unroll
+    for (int d = 0; d < DT; ++d) {
+      o[d][0] *= alpha;
+      o[d][1] *= alpha;
+    }
+    const uint32_t pa[4] = {PackBf16x2(sc[0][0], sc[0][1]), 0u, PackBf16x2(sc[1][0], sc[1][1]), 0u};
+#pragma unroll
+    for (int dp = 0; dp < DT / 2; ++dp) {
+      uint32_t vf[4];
+      LdMatrixX4Trans(vf, vs + SwzOff<HD>(kw + (mi % 2) * 8 + lane % 8, dp * 2 + mi / 2));
+      MmaBf16(o[2 * dp], pa, vf[0], vf[1]);
+      MmaBf16(o[2 * dp + 1], pa, vf[2], vf[3]);
+    }
+  }
+  CpAsyncWait<0>();
+  __syncthreads();  // the stages are free: reuse them for the merge of the warps
+
+  // Merge: warp w's (m, l, O) of head gid -> shared, then per output (head, dim) across warps.
+  l += __shfl_xor_sync(0xffffffffu, l, 1);
+  l += __shfl_xor_sync(0xffffffffu, l, 2);
+  float* sO = reinterpret_cast<float*>(smem);          // [4 warps][8 heads][HD]
+  float* sM = sO + 4 * 8 * HD;                         // [4][8]
+  float* sL = sM + 4 * 8;                              // [4][8]
+  if (gid < G) {
+#pragma unroll
+    for (int d = 0; d < DT; ++d) {
+      const int col = d * 8 + (lane % 4) * 2;
+      sO[(warp * 8 + gid) * HD + col] = o[d][0];
+      sO[(warp * 8 + gid) * HD + col + 1] = o[d][1];
+    }
+    if (lane % 4 == 0) {
+      sM[warp * 8 + gid] = m;
+      sL[warp * 8 + gid] = l;
     }
   }
   __syncthreads();
-
-  // Partial results; a split past this item's keys leaves max -inf (the combine skips it).
+  const int64_t idx0 = (static_cast<int64_t>(item_i) * p.n_heads + g * G) * p.n_splits + split;
+  for (int e = tid; e < G * HD; e += kThreads) {
+    const int hh = e / HD, d = e % HD;
+    float mm = -INFINITY;
 #pragma unroll
-  for (int k = 0; k < SLOTS; ++k) {
-    int hh, d0;
-    if (!slot(k, &hh, &d0)) break;
+    for (int w = 0; w < 4; ++w) mm = fmaxf(mm, sM[w * 8 + hh]);
+    float acc = 0.0f, sum = 0.0f;
+    if (mm != -INFINITY) {
+#pragma unroll
+      for (int w = 0; w < 4; ++w) {
+        const float f = exp2f(sM[w * 8 + hh] - mm);  // 0 for a warp that saw no key
+        acc += f * sO[(w * 8 + hh) * HD + d];
+        sum += f * sL[w * 8 + hh];
+      }
+    }
     const int64_t idx = idx0 + int64_t{hh} * p.n_splits;
-    *reinterpret_cast<float4*>(p.part_o + idx * HD + d0) = make_float4(acc[k][0], acc[k][1], acc[k][2], acc[k][3]);
-    if (d0 == 0) {
-      p.part_ml[idx * 2] = s_max[hh];
-      p.part_ml[idx * 2 + 1] = s_sum[hh];
+    p.part_o[idx * HD + d] = acc;
+    if (d == 0) {
+      p.part_ml[idx * 2] = mm;  // -inf for a split past this item's keys (the combine skips it)
+      p.part_ml[idx * 2 + 1] = sum;
     }
   }
-}
-
-template <int HD>
-constexpr size_t BlockSmemBytes() {
-  return 2 * size_t{kBlockSplitKeys} * HD * 2 + 8 * size_t{HD} * 4 + 8 * size_t{kBlockSplitKeys} * 4;
 }
 
 template <int HD>
 Status LaunchBlock(const DecodeParams& p, cudaStream_t stream) {
-  constexpr size_t smem = BlockSmemBytes<HD>();
+  constexpr size_t smem = BlockCfg<HD>::kSmem;
+  static_assert(smem >= (4 * 8 * HD + 64) * sizeof(float), "the merge reuses the stages");
   static bool configured = false;
   if (!configured) {
     CUDA_CHECK(cudaFuncSetAttribute(DecodeBlockKernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -401,16 +434,22 @@ bool DecodeUsesBlockKernel(int head_dim, int block_tokens) {
   return (head_dim == 64 || head_dim == 128) && block_tokens == 64;
 }
 
-int DecodeChunksPerSplit(int n_items, int n_kv_heads, int max_keys, int n_sms) {
-  // About one wave of CTAs (three fit on a multiprocessor) over all (item, KV head) pairs.
+int DecodeCtasPerSm(int head_dim) {
+  // Shared memory per CTA: 3 stages x 32 KB (head size 128), 4 x 16 KB (64), of ~227 KB.
+  return head_dim == 128 ? 2 : 3;
+}
+
+int DecodeChunksPerSplit(int n_items, int n_kv_heads, int max_keys, int n_sms, int head_dim) {
+  // About one wave of CTAs over all (item, KV head) pairs.
   const int64_t chunks = (int64_t{max_keys} + kBlockSplitKeys - 1) / kBlockSplitKeys;
-  const int64_t tasks = chunks * n_items * n_kv_heads, wave = 3 * int64_t{std::max(1, n_sms)};
+  const int64_t tasks = chunks * n_items * n_kv_heads;
+  const int64_t wave = int64_t{DecodeCtasPerSm(head_dim)} * std::max(1, n_sms);
   return static_cast<int>(std::clamp<int64_t>((tasks + wave - 1) / wave, 1, chunks));
 }
 
 int DecodeSplits(int n_items, int n_kv_heads, int max_keys, int n_sms, int head_dim, int block_tokens) {
   if (DecodeUsesBlockKernel(head_dim, block_tokens)) {
-    const int per = DecodeChunksPerSplit(n_items, n_kv_heads, max_keys, n_sms) * kBlockSplitKeys;
+    const int per = DecodeChunksPerSplit(n_items, n_kv_heads, max_keys, n_sms, head_dim) * kBlockSplitKeys;
     return std::max(1, (max_keys + per - 1) / per);
   }
   const int want = std::max(1, (4 * n_sms + n_items * n_kv_heads - 1) / std::max(1, n_items * n_kv_heads));

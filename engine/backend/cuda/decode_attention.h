@@ -15,8 +15,9 @@ namespace slim::cuda {
 
 // Keys one split covers at most (its scores stay in shared memory).
 inline constexpr int kMaxSplitKeys = 1024;
-// Keys of one split of the block kernel (head size 64 or 128, 64-token blocks): two blocks.
-inline constexpr int kBlockSplitKeys = 128;
+// Keys of one chunk (pipeline stage) of the block kernel (head size 64 or 128, 64-token blocks):
+// one KV block.
+inline constexpr int kBlockSplitKeys = 64;
 
 struct DecodeItem {
   int32_t seq = 0;  // index into PagedKv::seqs
@@ -47,8 +48,10 @@ bool DecodeUsesBlockKernel(int head_dim, int block_tokens);
 // kBlockSplitKeys each for the block kernel; otherwise enough to fill the device, none over
 // kMaxSplitKeys.
 int DecodeSplits(int n_items, int n_kv_heads, int max_keys, int n_sms, int head_dim, int block_tokens);
-// Block kernel: chunks of kBlockSplitKeys keys per split (DecodeSplits uses the same).
-int DecodeChunksPerSplit(int n_items, int n_kv_heads, int max_keys, int n_sms);
+// Block kernel: CTAs that fit on one multiprocessor, and chunks of kBlockSplitKeys keys per split
+// (about one wave of CTAs; DecodeSplits uses the same).
+int DecodeCtasPerSm(int head_dim);
+int DecodeChunksPerSplit(int n_items, int n_kv_heads, int max_keys, int n_sms, int head_dim);
 Status LaunchDecodeAttention(const DecodeParams& p, cudaStream_t stream);
 
 }  // namespace slim::cuda
