@@ -308,9 +308,10 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
     // Later layers get h from the previous layer's fused residual add.
     if (l == 0) backend_->RmsNorm(x, w.attn_norm.view(), c.rms_eps, h);
     backend_->MatMulQ(h, w.wqkv.view(), &w.wqkv_q, qkv);
-    // Query heads then key heads are adjacent in qkv: one rotation over both.
-    backend_->Rope(qkv.Cols(0, qd + kvd), c.n_heads + c.n_kv_heads, c.head_dim, b.pos, rope_);
     if (any_prune) {
+      // Query heads then key heads are adjacent in qkv: one rotation over both; the block scores
+      // read the rotated q and k before the KV write.
+      backend_->Rope(qkv.Cols(0, qd + kvd), c.n_heads + c.n_kv_heads, c.head_dim, b.pos, rope_);
       SLIM_RETURN_IF_ERROR(PruneAt(l, /*before_attention=*/true, seqs, b));
       x = x_.Rows(0, b.n_rows);
       qkv = qkv_.Rows(0, b.n_rows);
@@ -325,7 +326,12 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
       }
     }
     const TensorView att = attn_.Rows(0, b.n_rows), proj = proj_.Rows(0, b.n_rows);
-    backend_->WriteKv(kv, b.attn, shape_, qkv.Cols(qd, kvd), qkv.Cols(qd + kvd, kvd));
+    if (any_prune) {
+      backend_->WriteKv(kv, b.attn, shape_, qkv.Cols(qd, kvd), qkv.Cols(qd + kvd, kvd));
+    } else {
+      backend_->RopeWriteKv(kv, b.attn, shape_, qkv.Cols(0, qd), qkv.Cols(qd, kvd), qkv.Cols(qd + kvd, kvd), b.pos,
+                            rope_);
+    }
     backend_->Attention(kv, b.attn, shape_, qkv.Cols(0, qd), att);
     for (int64_t i = 0; i < n_seqs; ++i) {
       SLIM_RETURN_IF_ERROR(kv.Append(seqs[static_cast<size_t>(i)].seq, l, b.attn[static_cast<size_t>(i)].n_rows));

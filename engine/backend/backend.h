@@ -106,6 +106,15 @@ class Backend {
   // [n_past, n_past + n_rows) of its block table.
   virtual void WriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape,
                        TensorView k, TensorView v) = 0;
+  // Rope over q's n_heads and k's n_kv_heads (in place), then WriteKv of the rotated k and v:
+  // the two steps of a layer without pruning, which backends may fuse into one pass.
+  virtual void RopeWriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape,
+                           TensorView q, TensorView k, TensorView v, std::span<const int32_t> positions,
+                           const RopeTable& rope) {
+    Rope(q, shape.n_heads, shape.head_dim, positions, rope);
+    Rope(k, shape.n_kv_heads, shape.head_dim, positions, rope);
+    WriteKv(kv, seqs, shape, k, v);
+  }
   // SlimInfer block scores of one sequence's rows [row_begin, row_begin + n_rows) of the
   // post-RoPE q [n, n_heads * head_dim] and k [n, n_kv_heads * head_dim] (definition and CPU
   // reference: engine/pruning/block_scorer.h). Returns ceil(n_rows / block_tokens) scores.

@@ -137,29 +137,33 @@ TEST_F(CudaOps, Embed) {
 }
 
 TEST_F(CudaOps, RmsNormAddAndFused) {
-  const int64_t n = 33, d = 4096;
-  const float eps = 1e-5f;
-  const auto x = Random(static_cast<size_t>(n * d), 4, 3.0f, false), y = Random(static_cast<size_t>(n * d), 5);
-  auto w = Random(static_cast<size_t>(d), 6, 0.1f, false);
-  for (float& v : w) v += 1.0f;
-  Buffer xg = Put(gpu_, DType::kF32, x, n, d), xc = Put(cpu_, DType::kF32, x, n, d);
-  Buffer yg = Put(gpu_, DType::kBF16, y, n, d), yc = Put(cpu_, DType::kF32, y, n, d);
-  Buffer wg = Put(gpu_, DType::kF32, w, 1, d), wc = Put(cpu_, DType::kF32, w, 1, d);
-  auto og = gpu_->Alloc(DType::kBF16, n, d);
-  auto oc = cpu_->Alloc(DType::kF32, n, d);
-  // bf16 output: one rounding, relative error <= 2^-9 per element.
-  gpu_->RmsNorm(xg.view(), wg.view(), eps, og->view());
-  cpu_->RmsNorm(xc.view(), wc.view(), eps, oc->view());
-  EXPECT_LT(RelL2(Get(gpu_, og->view()), Get(cpu_, oc->view())), 3e-3);
-  // Fused add + norm: the f32 residual is exact up to fp32 rounding.
-  gpu_->AddRmsNorm(xg.view(), yg.view(), wg.view(), eps, og->view());
-  cpu_->AddRmsNorm(xc.view(), yc.view(), wc.view(), eps, oc->view());
-  EXPECT_LT(RelL2(Get(gpu_, xg.view()), Get(cpu_, xc.view())), 1e-7);
-  EXPECT_LT(RelL2(Get(gpu_, og->view()), Get(cpu_, oc->view())), 3e-3);
-  // Plain add of a bf16 addend into an f32 accumulator.
-  gpu_->Add(xg.view(), yg.view());
-  cpu_->Add(xc.view(), yc.view());
-  EXPECT_LT(RelL2(Get(gpu_, xg.view()), Get(cpu_, xc.view())), 1e-7);
+  // 4096 and 576 (SmolLM2) take the register-resident kernel, 1001 the generic one.
+  for (const int64_t d : {int64_t{4096}, int64_t{576}, int64_t{1001}}) {
+    SCOPED_TRACE(d);
+    const int64_t n = 33;
+    const float eps = 1e-5f;
+    const auto x = Random(static_cast<size_t>(n * d), 4, 3.0f, false), y = Random(static_cast<size_t>(n * d), 5);
+    auto w = Random(static_cast<size_t>(d), 6, 0.1f, false);
+    for (float& v : w) v += 1.0f;
+    Buffer xg = Put(gpu_, DType::kF32, x, n, d), xc = Put(cpu_, DType::kF32, x, n, d);
+    Buffer yg = Put(gpu_, DType::kBF16, y, n, d), yc = Put(cpu_, DType::kF32, y, n, d);
+    Buffer wg = Put(gpu_, DType::kF32, w, 1, d), wc = Put(cpu_, DType::kF32, w, 1, d);
+    auto og = gpu_->Alloc(DType::kBF16, n, d);
+    auto oc = cpu_->Alloc(DType::kF32, n, d);
+    // bf16 output: one rounding, relative error <= 2^-9 per element.
+    gpu_->RmsNorm(xg.view(), wg.view(), eps, og->view());
+    cpu_->RmsNorm(xc.view(), wc.view(), eps, oc->view());
+    EXPECT_LT(RelL2(Get(gpu_, og->view()), Get(cpu_, oc->view())), 3e-3);
+    // Fused add + norm: the f32 residual is exact up to fp32 rounding.
+    gpu_->AddRmsNorm(xg.view(), yg.view(), wg.view(), eps, og->view());
+    cpu_->AddRmsNorm(xc.view(), yc.view(), wc.view(), eps, oc->view());
+    EXPECT_LT(RelL2(Get(gpu_, xg.view()), Get(cpu_, xc.view())), 1e-7);
+    EXPECT_LT(RelL2(Get(gpu_, og->view()), Get(cpu_, oc->view())), 3e-3);
+    // Plain add of a bf16 addend into an f32 accumulator.
+    gpu_->Add(xg.view(), yg.view());
+    cpu_->Add(xc.view(), yc.view());
+    EXPECT_LT(RelL2(Get(gpu_, xg.view()), Get(cpu_, xc.view())), 1e-7);
+  }
 }
 
 TEST_F(CudaOps, MatMulShapesAndOutputTypes) {
@@ -284,8 +288,10 @@ KvPair MakeKv(Backend* gpu, const AttnShape& shape, int64_t blocks) {
 }
 
 // One step: each sequence gets `rows[i]` new rows (after what it already holds).
+// With `rope`, q and k are rotated first (at positions n_past + r) by RopeWriteKv, fused on the GPU
+// and Rope + WriteKv on the CPU, and the rotated q/k columns are compared too.
 void AttendStep(Backend* gpu, Backend* cpu, KvPair& kv, const AttnShape& shape, const std::vector<int32_t>& rows,
-                uint32_t seed, double tol, const char* what) {
+                uint32_t seed, double tol, const char* what, const RopeTable* rope = nullptr) {
   const int64_t n = std::accumulate(rows.begin(), rows.end(), int64_t{0});
   const int64_t qd = int64_t{shape.n_heads} * shape.head_dim, kd = int64_t{shape.n_kv_heads} * shape.head_dim;
   const int64_t width = qd + 2 * kd;  // a fused qkv buffer, as the layer loop has
@@ -318,8 +324,23 @@ void AttendStep(Backend* gpu, Backend* cpu, KvPair& kv, const AttnShape& shape, 
   Buffer xg = put(gpu, DType::kBF16), xc = put(cpu, DType::kF32);
   auto og = gpu->Alloc(DType::kBF16, n, qd);
   auto oc = cpu->Alloc(DType::kF32, n, qd);
-  gpu->WriteKv(*kv.gpu, sg, shape, xg.view().Cols(qd, kd), xg.view().Cols(qd + kd, kd));
-  cpu->WriteKv(*kv.cpu, sc, shape, xc.view().Cols(qd, kd), xc.view().Cols(qd + kd, kd));
+  if (rope != nullptr) {
+    std::vector<int32_t> pos;
+    for (const AttnSeq& a : sc) {
+      for (int32_t r = 0; r < a.n_rows; ++r) pos.push_back(a.n_past + r);
+    }
+    gpu->RopeWriteKv(*kv.gpu, sg, shape, xg.view().Cols(0, qd), xg.view().Cols(qd, kd), xg.view().Cols(qd + kd, kd),
+                     pos, *rope);
+    cpu->RopeWriteKv(*kv.cpu, sc, shape, xc.view().Cols(0, qd), xc.view().Cols(qd, kd), xc.view().Cols(qd + kd, kd),
+                     pos, *rope);
+    std::vector<float> gq(static_cast<size_t>(n * width)), cq(gq.size());
+    ASSERT_TRUE(gpu->Download(xg.view(), gq.data()).ok());
+    ASSERT_TRUE(cpu->Download(xc.view(), cq.data()).ok());
+    EXPECT_LT(RelL2(gq, cq), 5e-3) << what << ": rotated q/k (bf16 rounding)";
+  } else {
+    gpu->WriteKv(*kv.gpu, sg, shape, xg.view().Cols(qd, kd), xg.view().Cols(qd + kd, kd));
+    cpu->WriteKv(*kv.cpu, sc, shape, xc.view().Cols(qd, kd), xc.view().Cols(qd + kd, kd));
+  }
   gpu->Attention(*kv.gpu, sg, shape, xg.view().Cols(0, qd), og->view());
   cpu->Attention(*kv.cpu, sc, shape, xc.view().Cols(0, qd), oc->view());
   std::vector<float> got(static_cast<size_t>(n * qd)), want(got.size());
@@ -345,6 +366,23 @@ TEST_F(CudaOps, FlashPrefillChunksAndDecodeLlamaShape) {
   AttendStep(gpu_, cpu_, kv, shape, {200}, 21, kAttnTol, "hd128 G4 chunk of 200 after 300 (n_past)");
   AttendStep(gpu_, cpu_, kv, shape, {1}, 22, kAttnTol, "hd128 G4 decode after 500");
   AttendStep(gpu_, cpu_, kv, shape, {4}, 23, kAttnTol, "hd128 G4 four rows after 501");
+}
+
+// The fused RoPE + KV append against the CPU's separate ops, LLaMA and SmolLM2 shapes, prefill
+// chunks and decode steps (positions from each sequence's n_past).
+TEST_F(CudaOps, RopeWriteKvMatchesSeparateOps) {
+  for (const auto& [shape, base] : {std::pair{AttnShape{32, 8, 128, 1.0f / std::sqrt(128.0f)}, 500000.0},
+                                    std::pair{AttnShape{9, 3, 64, 1.0f / std::sqrt(64.0f)}, 100000.0}}) {
+    RopeTable rope;
+    rope.rope_dim = shape.head_dim;
+    for (int i = 0; i < shape.head_dim / 2; ++i) {
+      rope.inv_freq.push_back(static_cast<float>(std::pow(base, -2.0 * i / shape.head_dim)));
+    }
+    KvPair kv = MakeKv(gpu_, shape, 64);
+    AttendStep(gpu_, cpu_, kv, shape, {300, 70}, 40, kAttnTol, "rope+kv prefill 300 + 70 rows", &rope);
+    AttendStep(gpu_, cpu_, kv, shape, {1, 1}, 41, kAttnTol, "rope+kv decode step", &rope);
+    AttendStep(gpu_, cpu_, kv, shape, {5, 2}, 42, kAttnTol, "rope+kv few rows", &rope);
+  }
 }
 
 // Both prefill kernels for head size 128 on their own backends: mma.sync everywhere, wgmma where

@@ -294,18 +294,25 @@ void CudaBackend::AddRmsNorm(TensorView acc, TensorView x, TensorView w, float e
                         out.dtype, out.stride, acc.rows, acc.cols, stream_));
 }
 
-void CudaBackend::Rope(TensorView x, int n_heads, int head_dim, std::span<const int32_t> positions,
-                       const RopeTable& rope) {
-  OpScope scope(this, "Rope");
+StatusOr<const int32_t*> CudaBackend::StageRope(std::span<const int32_t> positions, const RopeTable& rope) {
   // One staged buffer: [length of inv_freq][inv_freq][positions].
   const size_t nf = rope.inv_freq.size();
   host_i32_.resize(1 + nf + positions.size());
   host_i32_[0] = static_cast<int32_t>(nf);
   std::memcpy(host_i32_.data() + 1, rope.inv_freq.data(), nf * sizeof(float));
   std::memcpy(host_i32_.data() + 1 + nf, positions.data(), positions.size_bytes());
-  auto dev = stager_.StageCached(kSlotRope, host_i32_.data(), host_i32_.size() * sizeof(int32_t));
+  SLIM_ASSIGN_OR_RETURN(const void* dev,
+                        stager_.StageCached(kSlotRope, host_i32_.data(), host_i32_.size() * sizeof(int32_t)));
+  return static_cast<const int32_t*>(dev);
+}
+
+void CudaBackend::Rope(TensorView x, int n_heads, int head_dim, std::span<const int32_t> positions,
+                       const RopeTable& rope) {
+  OpScope scope(this, "Rope");
+  auto dev = StageRope(positions, rope);
   if (!dev.ok()) return Note(dev.status());
-  const auto* base = static_cast<const int32_t*>(*dev);
+  const int32_t* base = *dev;
+  const size_t nf = rope.inv_freq.size();
   Note(LaunchRope(x.data, x.dtype, x.stride, x.rows, n_heads, head_dim, rope.rope_dim, base + 1 + nf,
                   reinterpret_cast<const float*>(base + 1), stream_));
 }
@@ -490,6 +497,31 @@ Status CudaBackend::DoWriteKv(const kv::KvStore& kv, std::span<const AttnSeq> se
   for (const AttnSeq& s : seqs) max_rows = std::max(max_rows, s.n_rows);
   return LaunchWriteKv(MakePagedKv(kv, shape, st.device, static_cast<int>(seqs.size())), k.data, k.stride, v.data,
                        v.stride, max_rows, stream_);
+}
+
+void CudaBackend::RopeWriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape,
+                              TensorView q, TensorView k, TensorView v, std::span<const int32_t> positions,
+                              const RopeTable& rope) {
+  OpScope scope(this, "RopeWriteKv");
+  Note(DoRopeWriteKv(kv, seqs, shape, q, k, v, positions, rope));
+}
+
+Status CudaBackend::DoRopeWriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape,
+                                  TensorView q, TensorView k, TensorView v, std::span<const int32_t> positions,
+                                  const RopeTable& rope) {
+  SLIM_RETURN_IF_ERROR(CheckKv(kv, shape));
+  if (q.dtype != DType::kBF16 || k.dtype != DType::kBF16 || v.dtype != DType::kBF16) {
+    return InvalidArgumentError("cuda RopeWriteKv: q/k/v must be bf16");
+  }
+  if (seqs.empty()) return OkStatus();
+  SLIM_ASSIGN_OR_RETURN(const int32_t* rope_dev, StageRope(positions, rope));
+  SLIM_ASSIGN_OR_RETURN(AttnStaging st, StageAttention(kv, seqs, shape));
+  int max_rows = 0;
+  for (const AttnSeq& s : seqs) max_rows = std::max(max_rows, s.n_rows);
+  const size_t nf = rope.inv_freq.size();
+  return LaunchRopeWriteKv(MakePagedKv(kv, shape, st.device, static_cast<int>(seqs.size())), q.data, q.stride,
+                           shape.n_heads, k.data, k.stride, v.data, v.stride, max_rows, rope.rope_dim,
+                           rope_dev + 1 + nf, reinterpret_cast<const float*>(rope_dev + 1), stream_);
 }
 
 void CudaBackend::Attention(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape,

@@ -57,6 +57,8 @@ class CudaBackend final : public Backend {
   void GatherRows(TensorView src, std::span<const int32_t> rows, TensorView dst) override;
   void WriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape, TensorView k,
                TensorView v) override;
+  void RopeWriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape, TensorView q,
+                   TensorView k, TensorView v, std::span<const int32_t> positions, const RopeTable& rope) override;
   Status ScoreBlocks(TensorView q, TensorView k, const AttnShape& shape, int32_t row_begin, int32_t n_rows,
                      int block_tokens, int unit_tokens, int query_window,
                      std::vector<float>* block_scores) override;
@@ -90,6 +92,10 @@ class CudaBackend final : public Backend {
   StatusOr<AttnStaging> StageAttention(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape);
   Status DoWriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape, TensorView k,
                    TensorView v);
+  Status DoRopeWriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape, TensorView q,
+                       TensorView k, TensorView v, std::span<const int32_t> positions, const RopeTable& rope);
+  // Device copy of [inv_freq count][inv_freq][positions] (the Rope ops' staging).
+  StatusOr<const int32_t*> StageRope(std::span<const int32_t> positions, const RopeTable& rope);
 
   // Profiling: an event pair around each op while on.
   struct Pending {

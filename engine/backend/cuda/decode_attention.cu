@@ -171,12 +171,16 @@ __global__ void __launch_bounds__(kThreads) DecodeSplitKernel(const DecodeParams
 // own (max, sum, O) over its keys; the four are merged through shared memory at the end into
 // the split's partial result. Slots past a sequence's end are masked (the arena is zero-filled,
 // so what they hold is finite).
-template <int HD>
+template <int HD, int STAGES>
 struct BlockCfg {
-  static constexpr int kStages = HD == 128 ? 3 : 4;
+  static constexpr int kStages = STAGES;
   static constexpr size_t kStageBytes = size_t{2} * kBlockSplitKeys * HD * 2;  // K and V
   static constexpr size_t kSmem = kStages * kStageBytes;
 };
+
+// Pipeline depth by head size: 3 x 32 KB (two CTAs a multiprocessor) for head size 128; 4 or 6
+// stages (one CTA) measured the same on the H200 (bench/RESULTS.md, session 3).
+constexpr int StagesFor(int head_dim) { return head_dim == 128 ? 3 : 4; }
 
 template <int N>
 __device__ __forceinline__ void CpAsyncWait() {
@@ -188,13 +192,13 @@ __device__ __forceinline__ int SwzOff(int r, int ch) {  // element offset of chu
   return r * HD + ((ch ^ (r & 7)) * 8);
 }
 
-template <int HD>
+template <int HD, int STAGES>
 __global__ void __launch_bounds__(kThreads) DecodeBlockKernel(const DecodeParams p, float scale_log2) {
   constexpr int CH = HD / 8;   // 16-byte chunks per row
   constexpr int KT = HD / 16;  // k-steps of Q K^T
   constexpr int DT = HD / 8;   // n-tiles of O
   constexpr int NK = kBlockSplitKeys;
-  constexpr int S = BlockCfg<HD>::kStages;
+  constexpr int S = STAGES;
   static_assert(NK == 64 && kThreads == 128, "4 warps x 16 keys per block");
   extern __shared__ __align__(128) uint8_t smem[];
   bf16* sKV = reinterpret_cast<bf16*>(smem);  // [S][K, V][NK][HD]
@@ -349,20 +353,25 @@ __global__ void __launch_bounds__(kThreads) DecodeBlockKernel(const DecodeParams
   }
 }
 
-template <int HD>
+template <int HD, int STAGES>
 Status LaunchBlock(const DecodeParams& p, cudaStream_t stream) {
-  constexpr size_t smem = BlockCfg<HD>::kSmem;
+  constexpr size_t smem = BlockCfg<HD, STAGES>::kSmem;
   static_assert(smem >= (4 * 8 * HD + 64) * sizeof(float), "the merge reuses the stages");
   static bool configured = false;
   if (!configured) {
-    CUDA_CHECK(cudaFuncSetAttribute(DecodeBlockKernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    CUDA_CHECK(cudaFuncSetAttribute(DecodeBlockKernel<HD, STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     static_cast<int>(smem)));
     configured = true;
   }
   const dim3 grid(p.n_splits, p.kv.n_kv_heads, p.n_items);
-  DecodeBlockKernel<HD><<<grid, kThreads, smem, stream>>>(p, p.scale * 1.4426950408889634f);
+  DecodeBlockKernel<HD, STAGES><<<grid, kThreads, smem, stream>>>(p, p.scale * 1.4426950408889634f);
   CUDA_CHECK_LAUNCH("DecodeBlockKernel");
   return OkStatus();
+}
+
+template <int HD>
+Status LaunchBlockFor(const DecodeParams& p, cudaStream_t stream) {
+  return LaunchBlock<HD, StagesFor(HD)>(p, stream);
 }
 
 // One block per (head, item): kCombineGroups groups of head_dim threads, group k summing splits
@@ -435,8 +444,9 @@ bool DecodeUsesBlockKernel(int head_dim, int block_tokens) {
 }
 
 int DecodeCtasPerSm(int head_dim) {
-  // Shared memory per CTA: 3 stages x 32 KB (head size 128), 4 x 16 KB (64), of ~227 KB.
-  return head_dim == 128 ? 2 : 3;
+  // Shared memory per CTA: stages x K and V of one block (32 KB for head size 128), of 227 KB.
+  const int stage_kb = 2 * kBlockSplitKeys * head_dim * 2 / 1024;
+  return std::max(1, 227 / (StagesFor(head_dim) * stage_kb + 1));
 }
 
 int DecodeChunksPerSplit(int n_items, int n_kv_heads, int max_keys, int n_sms, int head_dim) {
@@ -471,7 +481,7 @@ Status LaunchDecodeAttention(const DecodeParams& p, cudaStream_t stream) {
   SLIM_GPU_REQUIRE(p.part_o != nullptr && p.part_ml != nullptr, name);
   if (p.n_items == 0) return OkStatus();
   if (DecodeUsesBlockKernel(p.kv.head_dim, p.kv.block_tokens)) {
-    SLIM_RETURN_IF_ERROR(p.kv.head_dim == 64 ? LaunchBlock<64>(p, stream) : LaunchBlock<128>(p, stream));
+    SLIM_RETURN_IF_ERROR(p.kv.head_dim == 64 ? LaunchBlockFor<64>(p, stream) : LaunchBlockFor<128>(p, stream));
   } else {
     SLIM_RETURN_IF_ERROR(p.kv.head_dim == 16    ? LaunchFor<16>(p, stream)
                        : p.kv.head_dim == 32  ? LaunchFor<32>(p, stream)

@@ -36,6 +36,60 @@ __global__ void WriteKvKernel(PagedKv kv, const bf16* __restrict__ k, int64_t k_
   }
 }
 
+// RoPE and the append in one pass, one block per (row, sequence): q's heads rotate in place, K's
+// heads rotate and go both back to k (pruning scores and later reads see post-RoPE keys) and to
+// the row's KV slot, V is copied. The same arithmetic as RopeKernel (angles in double).
+constexpr int kMaxHalf = 256;
+
+__global__ void RopeWriteKvKernel(PagedKv kv, bf16* __restrict__ q, int64_t q_stride, int n_heads, bf16* __restrict__ k,
+                                  int64_t k_stride, const bf16* __restrict__ v, int64_t v_stride, int half,
+                                  const int32_t* __restrict__ positions, const float* __restrict__ inv_freq) {
+  __shared__ float cs[kMaxHalf], sn[kMaxHalf];
+  const PagedSeq s = kv.seqs[blockIdx.y];
+  const int r = blockIdx.x;
+  if (r >= s.n_rows) return;
+  const int64_t row = s.row_begin + r;
+  const double pos = positions[row];
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    double sv, cv;
+    sincos(pos * static_cast<double>(inv_freq[i]), &sv, &cv);
+    cs[i] = static_cast<float>(cv);
+    sn[i] = static_cast<float>(sv);
+  }
+  __syncthreads();
+  const int hd = kv.head_dim, slot = s.n_past + r;
+  uint8_t* base = kv.arena + static_cast<int64_t>(kv.tables[s.table_offset + slot / kv.block_tokens]) * kv.block_bytes;
+  const int64_t t_off = static_cast<int64_t>(slot % kv.block_tokens) * hd;
+  bf16* qr = q + row * q_stride;
+  bf16* kr = k + row * k_stride;
+  // Pairs of every head: query heads first, then key heads (rotated into k and the slot).
+  const int pairs = hd / 2;
+  for (int j = threadIdx.x; j < (n_heads + kv.n_kv_heads) * pairs; j += blockDim.x) {
+    const int h = j / pairs, i = j % pairs;
+    const bool is_k = h >= n_heads;
+    bf16* x = (is_k ? kr + (h - n_heads) * hd : qr + h * hd) + 2 * i;
+    bf16 y0 = x[0], y1 = x[1];
+    if (i < half) {
+      const float x0 = ToF(y0), x1 = ToF(y1);
+      y0 = FromF<bf16>(x0 * cs[i] - x1 * sn[i]);
+      y1 = FromF<bf16>(x0 * sn[i] + x1 * cs[i]);
+      x[0] = y0;
+      x[1] = y1;
+    }
+    if (is_k) {
+      bf16* dst = reinterpret_cast<bf16*>(base + (h - n_heads) * kv.head_bytes) + t_off + 2 * i;
+      dst[0] = y0;
+      dst[1] = y1;
+    }
+  }
+  const bf16* vr = v + row * v_stride;
+  for (int j = threadIdx.x; j < kv.n_kv_heads * pairs; j += blockDim.x) {
+    const int g = j / pairs, i = j % pairs;
+    *reinterpret_cast<__nv_bfloat162*>(reinterpret_cast<bf16*>(base + (kv.n_kv_heads + g) * kv.head_bytes) + t_off +
+                                       2 * i) = *reinterpret_cast<const __nv_bfloat162*>(vr + g * hd + 2 * i);
+  }
+}
+
 }  // namespace
 
 Status LaunchWriteKv(const PagedKv& kv, const void* k, int64_t k_stride, const void* v, int64_t v_stride,
@@ -58,6 +112,33 @@ Status LaunchWriteKv(const PagedKv& kv, const void* k, int64_t k_stride, const v
     WriteKvKernel<bf16><<<grid, 128, 0, stream>>>(kv, kp, k_stride, vp, v_stride);
   }
   CUDA_CHECK_LAUNCH("WriteKvKernel");
+  return OkStatus();
+}
+
+}  // namespace slim::cuda
+
+namespace slim::cuda {
+
+Status LaunchRopeWriteKv(const PagedKv& kv, void* q, int64_t q_stride, int n_heads, void* k, int64_t k_stride,
+                         const void* v, int64_t v_stride, int max_rows, int rope_dim, const int32_t* positions,
+                         const float* inv_freq, cudaStream_t stream) {
+  const char* name = "LaunchRopeWriteKv";
+  SLIM_GPU_REQUIRE(kv.n_seqs >= 0 && kv.n_seqs < 65536 && max_rows >= 0 && n_heads > 0, name);
+  SLIM_GPU_REQUIRE(kv.head_bytes == int64_t{kv.block_tokens} * kv.head_dim * 2 && kv.head_dim % 2 == 0, name);
+  SLIM_GPU_REQUIRE(rope_dim >= 0 && rope_dim % 2 == 0 && rope_dim <= kv.head_dim && rope_dim / 2 <= kMaxHalf, name);
+  SLIM_GPU_REQUIRE(q_stride >= int64_t{n_heads} * kv.head_dim && k_stride >= int64_t{kv.n_kv_heads} * kv.head_dim &&
+                       v_stride >= int64_t{kv.n_kv_heads} * kv.head_dim,
+                   name);
+  SLIM_GPU_REQUIRE(q_stride % 2 == 0 && k_stride % 2 == 0 && v_stride % 2 == 0 &&
+                       (reinterpret_cast<uintptr_t>(q) | reinterpret_cast<uintptr_t>(k) |
+                        reinterpret_cast<uintptr_t>(v)) % 4 == 0,
+                   name);
+  if (kv.n_seqs == 0 || max_rows == 0) return OkStatus();
+  const dim3 grid(max_rows, kv.n_seqs);
+  RopeWriteKvKernel<<<grid, 256, 0, stream>>>(kv, static_cast<bf16*>(q), q_stride, n_heads, static_cast<bf16*>(k),
+                                              k_stride, static_cast<const bf16*>(v), v_stride, rope_dim / 2,
+                                              positions, inv_freq);
+  CUDA_CHECK_LAUNCH("RopeWriteKvKernel");
   return OkStatus();
 }
 

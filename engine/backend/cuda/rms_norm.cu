@@ -1,4 +1,5 @@
-// Kernels: RMSNorm (one block per row), residual add (grid-stride), fused add + RMSNorm;
+// Kernels: RMSNorm (one block per row; a register-resident variant for rows of <= 8192 aligned
+// columns), residual add (grid-stride), fused add + RMSNorm;
 // launchers with dtype dispatch below.
 #include "engine/backend/cuda/rms_norm.h"
 
@@ -31,6 +32,55 @@ __global__ void AddRmsNormKernel(A* __restrict__ acc, int64_t acc_stride, const 
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) o[c] = FromF<O>(ToF(a[c]) * scale * w[c]);
 }
 
+// Rows of at most 8 * kVecThreads columns, 8 a thread held in registers: one read of acc, x and w
+// and one write of acc and out per element (the generic kernel above reads acc three times),
+// which is what decode's single rows are bound by (latency, not bandwidth). Same arithmetic.
+constexpr int kVecThreads = 1024;
+
+__device__ __forceinline__ void Load8(const float* p, float* v) {
+  const float4 a = *reinterpret_cast<const float4*>(p), b = *reinterpret_cast<const float4*>(p + 4);
+  v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+}
+__device__ __forceinline__ void Load8(const bf16* p, float* v) { Bf16x8ToF(*reinterpret_cast<const uint4*>(p), v); }
+__device__ __forceinline__ void Store8(float* p, const float* v) {
+  *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  *reinterpret_cast<float4*>(p + 4) = make_float4(v[4], v[5], v[6], v[7]);
+}
+__device__ __forceinline__ void Store8(bf16* p, const float* v) { *reinterpret_cast<uint4*>(p) = FToBf16x8(v); }
+
+template <typename A, typename X, typename O>
+__global__ void AddRmsNormVecKernel(A* __restrict__ acc, int64_t acc_stride, const X* __restrict__ x,
+                                    int64_t x_stride, const float* __restrict__ w, float eps, O* __restrict__ out,
+                                    int64_t out_stride, int64_t cols) {
+  const int64_t c = int64_t{threadIdx.x} * 8;
+  const bool on = c < cols;
+  A* a = acc + blockIdx.x * acc_stride + c;
+  float v[8] = {}, wv[8];
+  float ss = 0.0f;
+  if (on) {
+    Load8(a, v);
+    Load8(w + c, wv);
+    if (x != nullptr) {
+      float xv[8];
+      Load8(x + blockIdx.x * x_stride + c, xv);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) v[i] = ToF(FromF<A>(v[i] + xv[i]));  // what is stored is normalized
+      Store8(a, v);
+    }
+#pragma unroll
+    for (int i = 0; i < 8; ++i) ss += v[i] * v[i];
+  }
+  ss = BlockSum(ss);
+  const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(ss) / static_cast<double>(cols) + eps));
+  if (on) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) v[i] = v[i] * scale * wv[i];
+    Store8(out + blockIdx.x * out_stride + c, v);
+  }
+}
+
+bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
 template <typename A, typename X>
 __global__ void AddKernel(A* __restrict__ acc, int64_t acc_stride, const X* __restrict__ x, int64_t x_stride,
                           int64_t rows, int64_t cols) {
@@ -48,6 +98,21 @@ int ThreadsFor(int64_t cols) { return cols >= 2048 ? 512 : cols >= 512 ? 256 : 6
 template <typename A, typename X>
 Status NormOut(A* acc, int64_t acc_stride, const X* x, int64_t x_stride, const float* w, float eps, void* out,
                DType out_type, int64_t out_stride, int64_t rows, int64_t cols, cudaStream_t stream) {
+  const bool vec = cols % 8 == 0 && cols <= 8 * kVecThreads && acc_stride % 8 == 0 && out_stride % 8 == 0 &&
+                   (x == nullptr || x_stride % 8 == 0) && Aligned16(acc) && Aligned16(out) && Aligned16(w) &&
+                   (x == nullptr || Aligned16(x));
+  if (vec) {
+    const int threads = static_cast<int>((cols / 8 + 31) / 32 * 32);
+    if (out_type == DType::kF32) {
+      AddRmsNormVecKernel<<<rows, threads, 0, stream>>>(acc, acc_stride, x, x_stride, w, eps,
+                                                        static_cast<float*>(out), out_stride, cols);
+    } else {
+      AddRmsNormVecKernel<<<rows, threads, 0, stream>>>(acc, acc_stride, x, x_stride, w, eps, static_cast<bf16*>(out),
+                                                        out_stride, cols);
+    }
+    CUDA_CHECK_LAUNCH("AddRmsNormVecKernel");
+    return OkStatus();
+  }
   const int threads = ThreadsFor(cols);
   if (out_type == DType::kF32) {
     AddRmsNormKernel<<<rows, threads, 0, stream>>>(acc, acc_stride, x, x_stride, w, eps, static_cast<float*>(out),
