@@ -25,6 +25,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   bo.threads = o.threads;
   bo.cuda_attention = o.cuda_attention;
   bo.kv_dtype = o.kv_dtype;
+  bo.cuda_gemv = o.cuda_gemv;
   SLIM_ASSIGN_OR_RETURN(e->backend_, CreateBackend(bo));
   SLIM_ASSIGN_OR_RETURN(e->source_, OpenWeights(o.model, o.synthetic_seed));
   if (const gguf::GgufFile* f = e->source_->gguf_file()) {

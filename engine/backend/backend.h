@@ -98,6 +98,11 @@ class Backend {
                     const RopeTable& rope) = 0;
   // out[n, f] = silu(gate_up[n, f]) * gate_up[n, f + ff]  with gate_up [n, 2 * ff]
   virtual void SwiGlu(TensorView gate_up, TensorView out) = 0;
+  // out = SwiGlu(gate_up) * w^T; `act` is scratch of SwiGlu's output shape that backends without a fused kernel use.
+  virtual void SwiGluMatMul(TensorView gate_up, TensorView act, TensorView w, const Buffer* wq, TensorView out) {
+    SwiGlu(gate_up, act);
+    MatMulQ(act, w, wq, out);
+  }
   // dst[i, :] = src[rows[i], :]; dst may share src's memory when rows[i] >= i for all i
   // (in-place compaction with increasing rows, as pruning does).
   virtual void GatherRows(TensorView src, std::span<const int32_t> rows, TensorView dst) = 0;
@@ -143,6 +148,8 @@ struct BackendOptions {
   // KV cache element type: "auto" (CPU f32, CUDA bf16), "f32" or "f16" on the CPU (f16 halves the
   // cache and the bytes decode attention reads, as llama.cpp's default), "bf16" on CUDA.
   std::string kv_dtype = "auto";
+  // CUDA: few-row products (decode) by our GEMV kernel instead of cuBLAS
+  bool cuda_gemv = true;
 };
 
 // CPU always; CUDA when built with it and a device is present (Unavailable otherwise).

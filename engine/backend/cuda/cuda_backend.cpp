@@ -12,6 +12,7 @@
 #include "engine/backend/cuda/decode_attention.h"
 #include "engine/backend/cuda/embed_gather.h"
 #include "engine/backend/cuda/flash_attention.h"
+#include "engine/backend/cuda/gemv.h"
 #include "engine/backend/cuda/kv_write.h"
 #include "engine/backend/cuda/paged_kv.h"
 #include "engine/backend/cuda/rms_norm.h"
@@ -138,6 +139,7 @@ Status CudaBackend::Init(const BackendOptions& options) {
   CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_, kCublasWorkspace));
   SLIM_RETURN_IF_ERROR(stager_.Init(kStagerBytes, stream_));
   profiling_ = options.profile;
+  gemv_ = options.cuda_gemv;
   if (options.kv_dtype != "auto" && options.kv_dtype != "bf16") {
     return InvalidArgumentError("cuda KV cache type '" + options.kv_dtype + "' (known: auto, bf16)");
   }
@@ -169,7 +171,8 @@ CudaBackend::~CudaBackend() {
 }
 
 std::string CudaBackend::Describe() const {
-  return "cuda (" + name_ + ", " + std::to_string(n_sms_) + " SMs; bf16 weights/activations/KV, fp32 accumulation)";
+  return "cuda (" + name_ + ", " + std::to_string(n_sms_) + " SMs; bf16 weights/activations/KV, fp32 accumulation" +
+         (gemv_ ? "" : "; no GEMV kernel") + ")";
 }
 
 void CudaBackend::Note(const Status& s) {
@@ -377,6 +380,11 @@ Status CudaBackend::DoMatMul(TensorView x, TensorView w, TensorView out) {
                                 DTypeName(w.dtype) + " -> " + DTypeName(out.dtype));
   }
   if (x.rows == 0 || w.rows == 0) return OkStatus();
+  if (gemv_ && x.rows <= kGemvMaxRows && x.dtype == DType::kBF16) {
+    const GemvArgs g{.x = x.data, .x_stride = x.stride, .w = w.data, .w_stride = w.stride, .out = out.data,
+                     .out_dtype = out.dtype, .out_stride = out.stride, .n = x.rows, .m = w.rows, .k = w.cols};
+    if (GemvSupports(g)) return LaunchGemv(g, stream_);
+  }
   const float alpha = 1.0f, beta = 0.0f;
   // Column-major view: out^T [m = w.rows, n = x.rows] = W [m, k] * X^T [k, n]; row-major W is a
   // column-major [k, m] matrix, hence op T on it.
@@ -386,6 +394,19 @@ Status CudaBackend::DoMatMul(TensorView x, TensorView w, TensorView out) {
                             CudaType(out.dtype), static_cast<int>(out.stride), CUBLAS_COMPUTE_32F,
                             CUBLAS_GEMM_DEFAULT));
   return OkStatus();
+}
+
+void CudaBackend::SwiGluMatMul(TensorView gate_up, TensorView act, TensorView w, const Buffer* wq, TensorView out) {
+  const GemvArgs g{.x = gate_up.data, .x_stride = gate_up.stride, .swiglu = true, .w = w.data, .w_stride = w.stride,
+                   .out = out.data, .out_dtype = out.dtype, .out_stride = out.stride, .n = gate_up.rows,
+                   .m = w.rows, .k = w.cols};
+  const bool fused = gemv_ && gate_up.dtype == DType::kBF16 && w.dtype == DType::kBF16 &&
+                     gate_up.cols == 2 * w.cols && out.rows == gate_up.rows && out.cols == w.rows && GemvSupports(g);
+  if (!fused) return Backend::SwiGluMatMul(gate_up, act, w, wq, out);
+  OpScope scope(this, "SwiGluMatMul", profiling_ ? std::to_string(gate_up.rows) + "x" + std::to_string(w.rows) + "x" +
+                                                        std::to_string(w.cols)
+                                                  : std::string());
+  Note(LaunchGemv(g, stream_));
 }
 
 // ---- KV and attention ----------------------------------------------------------------------

@@ -54,6 +54,7 @@ class CudaBackend final : public Backend {
   void Rope(TensorView x, int n_heads, int head_dim, std::span<const int32_t> positions,
             const RopeTable& rope) override;
   void SwiGlu(TensorView gate_up, TensorView out) override;
+  void SwiGluMatMul(TensorView gate_up, TensorView act, TensorView w, const Buffer* wq, TensorView out) override;
   void GatherRows(TensorView src, std::span<const int32_t> rows, TensorView dst) override;
   void WriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape, TensorView k,
                TensorView v) override;
@@ -118,6 +119,7 @@ class CudaBackend final : public Backend {
   Status error_;
   bool profiling_ = false;
   FlashKernel flash_kernel_ = FlashKernel::kAuto;
+  bool gemv_ = true;  // BackendOptions::cuda_gemv
   std::vector<Pending> pending_;
   std::vector<cudaEvent_t> free_events_;
 };
