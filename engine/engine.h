@@ -31,7 +31,7 @@ struct EngineOptions {
   int threads = 0;                   // CPU threads, 0 = all cores
   std::string cuda_attention = "auto";  // BackendOptions::cuda_attention
   std::string kv_dtype = "auto";        // BackendOptions::kv_dtype
-  bool cuda_gemv = true;                // BackendOptions::cuda_gemv
+  std::string cuda_gemv = "auto";       // BackendOptions::cuda_gemv
   int64_t kv_tokens = 0;             // KV capacity in tokens per layer summed over sequences;
                                      // 0 = the model's context length
   int block_tokens = 64;

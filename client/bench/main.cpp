@@ -34,7 +34,7 @@ const char* kUsage = R"(usage:
                            [--schedule LAYER:KEEP,...] [--prune-after-attention] [--threads N]
                            [--context N (up to 4x the trained context)] [--json]
                            [--profile] [--kv-dtype auto|f32|f16|bf16] [--cuda-attention auto|mma|wgmma]
-                           [--cuda-gemv on|off]
+                           [--cuda-gemv auto|on|off]
      modes: dense, pruned (the model's default schedule, or --schedule); --profile adds per-op
      device times of one more prefill and of 16 decode steps (CUDA)
   sliminfer-bench server   --server HOST:PORT [--concurrency C] [--requests N] [--prompt-tokens 256,1024]
@@ -63,9 +63,7 @@ StatusOr<std::unique_ptr<Engine>> MakeEngine(const Args& a, int64_t kv_tokens, i
   o.threads = static_cast<int>(threads);
   o.cuda_attention = a.Str("cuda-attention", "auto");
   o.kv_dtype = a.Str("kv-dtype", "auto");
-  const std::string gemv = a.Str("cuda-gemv", "on");
-  if (gemv != "on" && gemv != "off") return InvalidArgumentError("--cuda-gemv must be on or off, got '" + gemv + "'");
-  o.cuda_gemv = gemv == "on";
+  o.cuda_gemv = a.Str("cuda-gemv", "auto");
   o.kv_tokens = kv_tokens;
   SLIM_ASSIGN_OR_RETURN(o.context_length, a.Int("context", 0, 0, 1 << 22));
   if (!a.Has("context") && min_context > 0) {

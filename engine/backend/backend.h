@@ -148,8 +148,10 @@ struct BackendOptions {
   // KV cache element type: "auto" (CPU f32, CUDA bf16), "f32" or "f16" on the CPU (f16 halves the
   // cache and the bytes decode attention reads, as llama.cpp's default), "bf16" on CUDA.
   std::string kv_dtype = "auto";
-  // CUDA: few-row products (decode) by our GEMV kernel instead of cuBLAS
-  bool cuda_gemv = true;
+  // CUDA few-row products (decode, <= 8 rows): "auto" (our GEMV kernel, with SwiGLU fused into the
+  // down projection for <= 4 rows, where it measured faster on the H200), "on" (the kernel and the
+  // fusion wherever they apply) or "off" (SwiGlu + cuBLAS only).
+  std::string cuda_gemv = "auto";
 };
 
 // CPU always; CUDA when built with it and a device is present (Unavailable otherwise).

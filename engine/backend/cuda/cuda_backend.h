@@ -119,7 +119,7 @@ class CudaBackend final : public Backend {
   Status error_;
   bool profiling_ = false;
   FlashKernel flash_kernel_ = FlashKernel::kAuto;
-  bool gemv_ = true;  // BackendOptions::cuda_gemv
+  enum class Gemv { kAuto, kOn, kOff } gemv_ = Gemv::kAuto;  // BackendOptions::cuda_gemv
   std::vector<Pending> pending_;
   std::vector<cudaEvent_t> free_events_;
 };

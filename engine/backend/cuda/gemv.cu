@@ -90,8 +90,8 @@ __device__ __forceinline__ void GemvBatch(float (&acc)[2][4], const bf16* const 
     const bool in = !kEdge || c < k;
 #pragma unroll
     for (int r = 0; r < kRounds; ++r) {
-      gate[r] = in ? LoadCached(xs.shared[r] + c) : zero;
-      up[r] = in ? LoadCached(xs.shared[r] + k + c) : zero;
+      gate[r] = in ? LoadCached(xs.shared[r] + col0) : zero;  // shared[r] holds the lane's 8 (lane % 16)
+      up[r] = in ? LoadCached(xs.shared[r] + k + col0) : zero;
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
