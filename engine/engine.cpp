@@ -125,6 +125,16 @@ StatusOr<int64_t> Engine::PrefillBlocks(int64_t prompt_tokens, const PruningRequ
 
 StatusOr<PrefillResult> Engine::Prefill(kv::SeqId seq, std::span<const int32_t> prompt,
                                         const PruningRequest& pruning) {
+  return PrefillWith(seq, prompt, pruning, {});
+}
+
+StatusOr<PrefillResult> Engine::PrefillAndSample(kv::SeqId seq, std::span<const int32_t> prompt,
+                                                 const SampleSpec& sample, const PruningRequest& pruning) {
+  return PrefillWith(seq, prompt, pruning, std::span<const SampleSpec>(&sample, 1));
+}
+
+StatusOr<PrefillResult> Engine::PrefillWith(kv::SeqId seq, std::span<const int32_t> prompt,
+                                            const PruningRequest& pruning, std::span<const SampleSpec> samples) {
   const auto t0 = std::chrono::steady_clock::now();
   const ModelConfig& c = config();
   if (prompt.empty()) return InvalidArgumentError("prompt is empty");
@@ -146,7 +156,7 @@ StatusOr<PrefillResult> Engine::Prefill(kv::SeqId seq, std::span<const int32_t> 
   for (size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<int32_t>(i);
   PrefillResult r;
   ForwardSeq fs{seq, prompt, pos, rs.empty() ? nullptr : &rs, &r.pruning};
-  s = model_->Forward(*kv_, std::span<const ForwardSeq>(&fs, 1), &r.logits);
+  s = RunForward(std::span<const ForwardSeq>(&fs, 1), samples, &r.logits);
   if (!s.ok()) {
     (void)kv_->Free(seq);
     return s;
@@ -158,11 +168,31 @@ StatusOr<PrefillResult> Engine::Prefill(kv::SeqId seq, std::span<const int32_t> 
   r.pruning.prompt_tokens = n;
   r.pruning.kv_bytes = r.kv_bytes;
   r.pruning.dense_kv_bytes = static_cast<size_t>(n) * static_cast<size_t>(c.n_layers) * kv_->layout().TokenBytes();
+  if (!samples.empty()) {
+    std::vector<SampleResult> sampled;
+    s = SampleForwarded(samples, &sampled);
+    if (!s.ok()) {
+      (void)Release(seq);
+      return s;
+    }
+    r.sampled = std::move(sampled[0]);
+  }
   r.prefill_ms = MsSince(t0);
   return r;
 }
 
 Status Engine::Decode(std::span<const DecodeItem> items, std::vector<float>* logits) {
+  return DecodeWith(items, {}, logits, nullptr);
+}
+
+Status Engine::DecodeAndSample(std::span<const DecodeItem> items, std::span<const SampleSpec> samples,
+                               std::vector<SampleResult>* sampled) {
+  if (samples.size() != items.size()) return InvalidArgumentError("decode: one sampler per item");
+  return DecodeWith(items, samples, nullptr, sampled);
+}
+
+Status Engine::DecodeWith(std::span<const DecodeItem> items, std::span<const SampleSpec> samples,
+                          std::vector<float>* logits, std::vector<SampleResult>* sampled) {
   const ModelConfig& c = config();
   if (items.empty()) return InvalidArgumentError("decode: empty batch");
   // Reserve one more token per layer for every sequence, all or nothing.
@@ -191,8 +221,52 @@ Status Engine::Decode(std::span<const DecodeItem> items, std::vector<float>* log
     fs[i] = ForwardSeq{items[i].seq, std::span<const int32_t>(&items[i].token, 1),
                        std::span<const int32_t>(&scratch_pos_[i], 1)};
   }
-  SLIM_RETURN_IF_ERROR(model_->Forward(*kv_, fs, logits));
+  SLIM_RETURN_IF_ERROR(RunForward(fs, samples, logits));
   for (const DecodeItem& it : items) ++seq_len_[it.seq];
+  return samples.empty() ? OkStatus() : SampleForwarded(samples, sampled);
+}
+
+Status Engine::RunForward(std::span<const ForwardSeq> fs, std::span<const SampleSpec> samples,
+                          std::vector<float>* logits) {
+  if (samples.empty()) return model_->Forward(*kv_, fs, logits);
+  if (samples.size() != fs.size()) return InvalidArgumentError("forward: one sampler per sequence");
+  sample_requests_.assign(samples.size(), SummaryRequest{});
+  summarized_ = false;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    if (samples[i].sampler == nullptr) return InvalidArgumentError("forward: no sampler for sequence " + std::to_string(i));
+    std::optional<SummaryRequest> req = samples[i].sampler->SummaryRequestFor(samples[i].history);
+    if (req) {
+      sample_requests_[i] = std::move(*req);
+      summarized_ = true;
+    }
+  }
+  // When no row can be decided by a summary, one download of every row beats a summary pass.
+  if (!summarized_) return model_->Forward(*kv_, fs, &sample_rows_);
+  return model_->ForwardSummaries(*kv_, fs, sample_requests_, &summaries_);
+}
+
+Status Engine::SampleForwarded(std::span<const SampleSpec> samples, std::vector<SampleResult>* sampled) {
+  const size_t vocab = static_cast<size_t>(config().vocab_size);
+  sampled->resize(samples.size());
+  for (size_t i = 0; i < samples.size(); ++i) {
+    Sampler& sampler = *samples[i].sampler;
+    if (summarized_ && sample_requests_[i].k > 0) {
+      if (std::optional<SampleResult> r = sampler.SampleFromSummary(summaries_[i])) {
+        (*sampled)[i] = std::move(*r);
+        ++sampling_counters_.from_summary;
+        continue;
+      }
+    }
+    std::span<const float> row;
+    if (summarized_) {
+      SLIM_RETURN_IF_ERROR(model_->DownloadLogits(static_cast<int64_t>(i), &sample_rows_));
+      row = sample_rows_;
+    } else {
+      row = std::span<const float>(sample_rows_).subspan(i * vocab, vocab);
+    }
+    (*sampled)[i] = sampler.Sample(row, samples[i].history);
+    ++sampling_counters_.from_full_row;
+  }
   return OkStatus();
 }
 
@@ -219,18 +293,18 @@ StatusOr<GenerateResult> Engine::Generate(std::span<const int32_t> prompt, const
   GenerateResult res;
   res.prompt_ids.assign(prompt.begin(), prompt.end());
   const auto t0 = std::chrono::steady_clock::now();
-  SLIM_ASSIGN_OR_RETURN(PrefillResult pre, Prefill(seq, prompt, pruning));
-  res.pruning = pre.pruning;
   Sampler sampler(sampling, c.vocab_size);
+  SLIM_ASSIGN_OR_RETURN(PrefillResult pre, PrefillAndSample(seq, prompt, SampleSpec{&sampler, prompt}, pruning));
+  res.pruning = pre.pruning;
   StopChecker checker(stop);
   std::optional<StreamDecoder> decoder;
   if (tokenizer_) decoder.emplace(*tokenizer_);
   std::vector<int32_t> history(prompt.begin(), prompt.end());
-  std::vector<float> logits = std::move(pre.logits);
+  std::vector<SampleResult> next(1, std::move(pre.sampled));
   std::chrono::steady_clock::time_point t_first;
   Status status;
   for (;;) {
-    const SampleResult sr = sampler.Sample(logits, history);
+    const SampleResult sr = std::move(next[0]);
     if (res.token_ids.empty()) {
       t_first = std::chrono::steady_clock::now();
       res.ttft_ms = MsSince(t0);
@@ -249,7 +323,8 @@ StatusOr<GenerateResult> Engine::Generate(std::span<const int32_t> prompt, const
       break;
     }
     DecodeItem item{seq, sr.token};
-    status = Decode(std::span<const DecodeItem>(&item, 1), &logits);
+    const SampleSpec spec{&sampler, history};
+    status = DecodeAndSample(std::span<const DecodeItem>(&item, 1), std::span<const SampleSpec>(&spec, 1), &next);
     if (!status.ok()) break;
   }
   if (status.ok()) {

@@ -46,11 +46,25 @@ struct EngineOptions {
 };
 
 struct PrefillResult {
-  std::vector<float> logits;         // [vocab] at the last prompt position
+  std::vector<float> logits;         // [vocab] at the last prompt position (Prefill only)
+  SampleResult sampled;              // the first token (PrefillAndSample only)
   int32_t prompt_tokens = 0;
   size_t kv_bytes = 0;               // bytes of K/V stored for this sequence after prefill
   double prefill_ms = 0.0;
   PruningSummary pruning;            // what pruning did (applied = false when dense)
+};
+
+// One sequence's sampling in a forward pass: its sampler (advanced by one sample) and the tokens
+// its penalties look at (prompt + generated so far, as Sampler::Sample takes them).
+struct SampleSpec {
+  Sampler* sampler = nullptr;
+  std::span<const int32_t> history;
+};
+
+// How PrefillAndSample / DecodeAndSample sampled, summed over calls.
+struct SamplingCounters {
+  int64_t from_summary = 0;   // decided by the backend's logits summary
+  int64_t from_full_row = 0;  // the row was downloaded (params need it, or the summary could not decide)
 };
 
 struct DecodeItem {
@@ -100,6 +114,17 @@ class Engine {
   // ([items.size() * vocab]). ResourceExhausted when a new KV block cannot be had (nothing
   // is changed then).
   Status Decode(std::span<const DecodeItem> items, std::vector<float>* logits);
+  // Prefill and Decode that also sample, each sequence with its SampleSpec: from the backend's
+  // summary of the logits (Backend::SummarizeLogits, Sampler::SampleFromSummary) where that
+  // decides exactly, else from the downloaded row; either way the result is what
+  // sampler->Sample(full logits, history) gives. PrefillResult::logits stays empty;
+  // (*sampled)[i] belongs to items[i].
+  StatusOr<PrefillResult> PrefillAndSample(kv::SeqId seq, std::span<const int32_t> prompt, const SampleSpec& sample,
+                                           const PruningRequest& pruning = {});
+  Status DecodeAndSample(std::span<const DecodeItem> items, std::span<const SampleSpec> samples,
+                         std::vector<SampleResult>* sampled);
+  // Engine thread only.
+  const SamplingCounters& sampling_counters() const { return sampling_counters_; }
   // Frees the sequence's KV blocks.
   Status Release(kv::SeqId seq);
   // Tokens the sequence holds (prompt + appended), or -1.
@@ -116,6 +141,15 @@ class Engine {
 
  private:
   Engine() = default;
+  // Prefill / Decode, with sampling when `samples` is not empty (one per sequence).
+  StatusOr<PrefillResult> PrefillWith(kv::SeqId seq, std::span<const int32_t> prompt, const PruningRequest& pruning,
+                                      std::span<const SampleSpec> samples);
+  Status DecodeWith(std::span<const DecodeItem> items, std::span<const SampleSpec> samples, std::vector<float>* logits,
+                    std::vector<SampleResult>* sampled);
+  // The forward pass: logits downloaded (no samples) or summarized per samples' requests.
+  Status RunForward(std::span<const ForwardSeq> fs, std::span<const SampleSpec> samples, std::vector<float>* logits);
+  // Samples every sequence of the last RunForward with samples.
+  Status SampleForwarded(std::span<const SampleSpec> samples, std::vector<SampleResult>* sampled);
 
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<WeightSource> source_;
@@ -128,6 +162,12 @@ class Engine {
   std::vector<int32_t> scratch_pos_;
   PruningConfig default_pruning_;
   int64_t context_length_ = 0;
+  // Sampling state of the last RunForward with samples.
+  std::vector<SummaryRequest> sample_requests_;  // k == 0: that row is sampled in full
+  std::vector<LogitsSummary> summaries_;
+  std::vector<float> sample_rows_;               // downloaded rows
+  bool summarized_ = false;                      // false: sample_rows_ holds every row
+  SamplingCounters sampling_counters_;
 };
 
 }  // namespace slim

@@ -54,6 +54,13 @@ class Model {
   // Runs every sequence's new tokens through all layers, appends their K/V to `kv`, and writes
   // the last position's logits of each sequence to logits[i * vocab, (i + 1) * vocab).
   Status Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::vector<float>* logits);
+  // As Forward, but leaves the logits on the backend and writes (*summaries)[i], the summary of
+  // sequence i's logits per requests[i] (Backend::SummarizeLogits; one request per sequence).
+  Status ForwardSummaries(kv::KvStore& kv, std::span<const ForwardSeq> seqs,
+                          std::span<const SummaryRequest> requests, std::vector<LogitsSummary>* summaries);
+  // Sequence i's logits of the last ForwardSummaries -> row [vocab], for the rows a summary
+  // cannot decide. Valid until the next forward pass.
+  Status DownloadLogits(int64_t i, std::vector<float>* row);
 
  private:
   Model(ModelConfig config, Backend* backend);
@@ -77,6 +84,7 @@ class Model {
   // Activations, grown on demand.
   int64_t ws_rows_ = 0, ws_seqs_ = 0;
   Buffer x_, h_, qkv_, attn_, proj_, gate_up_, act_, last_, last_norm_, logits_;
+  int64_t summarized_rows_ = 0;  // rows of logits_ the last ForwardSummaries left
 };
 
 }  // namespace slim

@@ -28,6 +28,30 @@ class ModelRunner {
   // logits: [items.size() * vocab]
   virtual Status Decode(std::span<const DecodeItem> items, std::vector<float>* logits) = 0;
   virtual Status Release(kv::SeqId seq) = 0;
+
+  // Prefill / Decode that also sample (Engine::PrefillAndSample / DecodeAndSample: the result
+  // is sampler->Sample on the full logits). These defaults sample the rows Prefill / Decode
+  // return; EngineRunner lets the engine sample from the backend's logits summary.
+  virtual StatusOr<PrefillResult> PrefillAndSample(kv::SeqId seq, std::span<const int32_t> prompt,
+                                                   const PruningRequest& pruning, const SampleSpec& sample) {
+    SLIM_ASSIGN_OR_RETURN(PrefillResult r, Prefill(seq, prompt, pruning));
+    r.sampled = sample.sampler->Sample(r.logits, sample.history);
+    r.logits.clear();
+    return r;
+  }
+  virtual Status DecodeAndSample(std::span<const DecodeItem> items, std::span<const SampleSpec> samples,
+                                 std::vector<SampleResult>* sampled) {
+    if (samples.size() != items.size()) return InvalidArgumentError("decode: one sampler per item");
+    std::vector<float> logits;
+    SLIM_RETURN_IF_ERROR(Decode(items, &logits));
+    const size_t vocab = static_cast<size_t>(vocab_size());
+    sampled->resize(samples.size());
+    for (size_t i = 0; i < samples.size(); ++i) {
+      const std::span<const float> row(logits.data() + i * vocab, vocab);
+      (*sampled)[i] = samples[i].sampler->Sample(row, samples[i].history);
+    }
+    return OkStatus();
+  }
 };
 
 class EngineRunner final : public ModelRunner {
@@ -50,6 +74,14 @@ class EngineRunner final : public ModelRunner {
     return e_->Decode(items, logits);
   }
   Status Release(kv::SeqId seq) override { return e_->Release(seq); }
+  StatusOr<PrefillResult> PrefillAndSample(kv::SeqId seq, std::span<const int32_t> prompt,
+                                           const PruningRequest& pruning, const SampleSpec& sample) override {
+    return e_->PrefillAndSample(seq, prompt, sample, pruning);
+  }
+  Status DecodeAndSample(std::span<const DecodeItem> items, std::span<const SampleSpec> samples,
+                         std::vector<SampleResult>* sampled) override {
+    return e_->DecodeAndSample(items, samples, sampled);
+  }
 
  private:
   Engine* e_;

@@ -206,7 +206,9 @@ bool Scheduler::AdmitOne(Clock::TimePoint now) {
   s->queue_ms = MsBetween(w.arrival, now);
   observer_->OnAdmitted(s->queue_ms / 1e3);
   const Clock::TimePoint t0 = clock_->Now();
-  StatusOr<PrefillResult> pre = runner_->Prefill(s->seq, req.prompt, req.pruning);
+  // The first token is sampled with the prefill (history = the prompt).
+  StatusOr<PrefillResult> pre =
+      runner_->PrefillAndSample(s->seq, req.prompt, req.pruning, SampleSpec{&s->sampler, req.prompt});
   if (!pre.ok()) {
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -231,7 +233,7 @@ bool Scheduler::AdmitOne(Clock::TimePoint now) {
   s->history.assign(req.prompt.begin(), req.prompt.end());
   StartedEvent started{pre->prompt_tokens, pre->pruning, s->queue_ms, s->prefill_ms};
   s->task->sink()->OnStarted(started);
-  const SampleResult sr = s->sampler.Sample(pre->logits, s->history);
+  const SampleResult sr = std::move(pre->sampled);
   running_.push_back(std::move(s));
   if (HandleToken(*running_.back(), sr)) RemoveEnded();
   observer_->OnGeneratedTokens(1);
@@ -241,10 +243,15 @@ bool Scheduler::AdmitOne(Clock::TimePoint now) {
 bool Scheduler::DecodeAll() {
   if (running_.empty()) return false;
   std::vector<DecodeItem> items;
+  std::vector<SampleSpec> samples;
   items.reserve(running_.size());
-  for (const auto& s : running_) items.push_back(DecodeItem{s->seq, s->last_token});
+  samples.reserve(running_.size());
+  for (const auto& s : running_) {
+    items.push_back(DecodeItem{s->seq, s->last_token});
+    samples.push_back(SampleSpec{&s->sampler, s->history});
+  }
   const Clock::TimePoint t0 = clock_->Now();
-  Status st = runner_->Decode(items, &logits_);
+  Status st = runner_->DecodeAndSample(items, samples, &sampled_);
   if (!st.ok()) {
     if (st.code() == StatusCode::kResourceExhausted) {
       // Cannot happen while worst-case commitments hold; end the youngest sequence so the others
@@ -264,14 +271,8 @@ bool Scheduler::DecodeAll() {
     counters_.decode_tokens += batch;
     counters_.max_decode_batch = std::max<int64_t>(counters_.max_decode_batch, batch);
   }
-  const size_t vocab = static_cast<size_t>(runner_->vocab_size());
   bool any_ended = false;
-  for (size_t i = 0; i < running_.size(); ++i) {
-    Running& s = *running_[i];
-    const std::span<const float> row(logits_.data() + i * vocab, vocab);
-    const SampleResult sr = s.sampler.Sample(row, s.history);
-    any_ended = HandleToken(s, sr) || any_ended;
-  }
+  for (size_t i = 0; i < running_.size(); ++i) any_ended = HandleToken(*running_[i], sampled_[i]) || any_ended;
   observer_->OnGeneratedTokens(batch);
   if (any_ended) RemoveEnded();
   return true;

@@ -118,7 +118,7 @@ class Scheduler {
   // Scheduler thread only.
   std::vector<std::unique_ptr<Running>> running_;
   kv::SeqId next_seq_ = 1;
-  std::vector<float> logits_;
+  std::vector<SampleResult> sampled_;  // of the last decode step, by running_ index
   std::thread thread_;
 };
 

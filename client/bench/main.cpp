@@ -223,18 +223,21 @@ StatusOr<json> ProfileRun(Engine& engine, const std::vector<int32_t>& prompt, co
   const kv::SeqId seq = int64_t{1} << 40;
   be->SetProfiling(true);
   (void)be->TakeProfile();
-  auto pre = engine.Prefill(seq, prompt, req);
+  // Greedy sampling as in the timed runs, so the profile shows what a token costs end to end.
+  Sampler sampler(SamplingParams{}, engine.config().vocab_size);
+  auto pre = engine.PrefillAndSample(seq, prompt, SampleSpec{&sampler, prompt}, req);
   if (!pre.ok()) {
     be->SetProfiling(false);
     return pre.status();
   }
   const std::vector<OpTime> prefill = be->TakeProfile();
   constexpr int kSteps = 16;
-  std::vector<float> logits;
+  std::vector<SampleResult> sampled;
   Status s;
   for (int i = 0; i < kSteps && s.ok(); ++i) {
     DecodeItem it{seq, static_cast<int32_t>((7 + 13 * i) % engine.config().vocab_size)};
-    s = engine.Decode({&it, 1}, &logits);
+    const SampleSpec spec{&sampler, prompt};
+    s = engine.DecodeAndSample({&it, 1}, {&spec, 1}, &sampled);
   }
   const std::vector<OpTime> decode = be->TakeProfile();
   be->SetProfiling(false);

@@ -17,4 +17,12 @@ StatusOr<std::unique_ptr<Backend>> CreateBackend(const BackendOptions& options) 
 #endif
 }
 
+Status Backend::SummarizeLogits(TensorView logits, std::span<const SummaryRequest> requests,
+                                std::vector<LogitsSummary>* out) {
+  std::vector<float> host(static_cast<size_t>(logits.rows * logits.cols));
+  SLIM_RETURN_IF_ERROR(Download(logits, host.data()));
+  SummaryScratch scratch;
+  return SummarizeRows(host.data(), logits.rows, logits.cols, logits.cols, requests, &scratch, out);
+}
+
 }  // namespace slim

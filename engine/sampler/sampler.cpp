@@ -4,15 +4,17 @@
 
 #include <algorithm>
 #include <array>
-#include <bit>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <limits>
-#include <numeric>
+
+#include "engine/sampler/row_math.h"
 
 namespace slim {
 namespace {
+
+using row_math::ExpSum;
+using row_math::MaxOf;
 
 std::string Num(double v) {
   char buf[64];
@@ -32,6 +34,11 @@ Status RangeError(const char* field, const char* range, double got) {
   return InvalidArgumentError(std::string(field) + " must be in " + range + ", got " + Num(got));
 }
 
+// Log-softmax of one penalized logit at 1/T (Sample and SampleFromSummary share it).
+float Logprob(float logit, float max_logit, float inv_t, double log_z) {
+  return static_cast<float>((logit - max_logit) * inv_t - log_z);
+}
+
 // Uniform double in [0, 1) from the top 53 bits of one 64-bit draw: the same on every platform,
 // unlike std::uniform_real_distribution.
 double UniformDouble(std::mt19937_64& rng) {
@@ -39,85 +46,6 @@ double UniformDouble(std::mt19937_64& rng) {
 }
 
 constexpr size_t kLanes = 16;  // independent accumulators, so the reductions vectorize
-
-// Eight floats in a vector register (GCC/Clang vector extensions): the hot reductions over the
-// vocabulary are written with them because the auto-vectorizer gives up on the exp below.
-typedef float V8 __attribute__((vector_size(32)));
-typedef int32_t V8i __attribute__((vector_size(32)));
-
-inline V8 Load8(const float* p) {
-  V8 v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-inline void Store8(float* p, V8 v) { std::memcpy(p, &v, sizeof(v)); }
-inline V8 Splat8(float x) { return V8{} + x; }
-
-// exp(x) for x <= 0 (the scaled logits minus their max), eight at a time: Cephes' polynomial
-// after x = n ln2 + r, relative error about 2e-7; 0 below -87 (and for -inf).
-inline V8 ExpNonPositive8(V8 x) {
-  const V8i underflow = x < Splat8(-87.0f);
-  x = underflow ? Splat8(-87.0f) : x;
-  // round(x / ln2) by the 1.5 * 2^23 trick (|x / ln2| < 2^22 here).
-  const V8 n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
-  const V8 r = (x - n * 0.693359375f) - n * -2.12194440e-4f;  // |r| <= ln2 / 2
-  V8 q = Splat8(1.9875691500e-4f);
-  q = q * r + 1.3981999507e-3f;
-  q = q * r + 8.3334519073e-3f;
-  q = q * r + 4.1665795894e-2f;
-  q = q * r + 1.6666665459e-1f;
-  q = q * r + 5.0000001201e-1f;
-  q = q * r * r + r + 1.0f;
-  const V8i bits = (__builtin_convertvector(n, V8i) + 127) << 23;
-  const V8 scale = std::bit_cast<V8>(bits);
-  const V8 e = q * scale;
-  const V8i masked = std::bit_cast<V8i>(e) & ~underflow;
-  return std::bit_cast<V8>(masked);
-}
-
-// Max of x[0, n) (no NaNs).
-float MaxOf(const float* x, size_t n) {
-  V8 m0 = Splat8(-std::numeric_limits<float>::infinity()), m1 = m0;
-  size_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const V8 a = Load8(x + i), b = Load8(x + i + 8);
-    m0 = a > m0 ? a : m0;
-    m1 = b > m1 ? b : m1;
-  }
-  float m = -std::numeric_limits<float>::infinity();
-  for (int j = 0; j < 8; ++j) m = std::max({m, m0[j], m1[j]});
-  for (; i < n; ++i) m = std::max(m, x[i]);
-  return m;
-}
-
-// out[i] = exp((w[i] - max) * inv_t) for i in [0, n); returns their sum.
-double ExpSum(const float* w, size_t n, float max, float inv_t, float* out) {
-  const V8 vmax = Splat8(max), vt = Splat8(inv_t);
-  double total = 0.0;
-  size_t i = 0;
-  // Float lane sums are folded into the double every 4096 elements to stay accurate.
-  while (i + 8 <= n) {
-    const size_t end = i + std::min<size_t>((n - i) / 8 * 8, 4096);
-    V8 acc = V8{};
-    for (; i < end; i += 8) {
-      const V8 e = ExpNonPositive8((Load8(w + i) - vmax) * vt);
-      Store8(out + i, e);
-      acc += e;
-    }
-    for (int j = 0; j < 8; ++j) total += acc[j];
-  }
-  if (i < n) {  // tail, padded with -inf (weight 0)
-    float tmp[8];
-    std::fill(tmp, tmp + 8, -std::numeric_limits<float>::infinity());
-    std::copy(w + i, w + n, tmp);
-    const V8 e = ExpNonPositive8((Load8(tmp) - vmax) * vt);
-    for (size_t j = 0; i + j < n; ++j) {
-      out[i + j] = e[j];
-      total += e[j];
-    }
-  }
-  return total;
-}
 
 }  // namespace
 
@@ -161,7 +89,8 @@ Sampler::Sampler(const SamplingParams& params, int32_t vocab_size)
       counts_(vocab_size, 0),
       scratch_(static_cast<size_t>(vocab_size) + 1) {}
 
-void Sampler::ApplyPenalties(std::span<const int32_t> history) {
+void Sampler::CountPenalties(std::span<const int32_t> history, std::vector<PenaltyCount>* out) {
+  out->clear();
   const bool neutral = p_.repetition_penalty == 1.0f && p_.frequency_penalty == 0.0f &&
                        p_.presence_penalty == 0.0f;
   if (neutral || p_.penalty_last_n == 0 || history.empty()) return;
@@ -171,44 +100,25 @@ void Sampler::ApplyPenalties(std::span<const int32_t> history) {
   for (int32_t t : window) {
     if (t >= 0 && t < vocab_size_) ++counts_[t];
   }
-  // Second pass: penalize each distinct token once and reset its count (counts_ is all zero again
+  // Second pass: emit each distinct token once and reset its count (counts_ is all zero again
   // afterwards, so no O(vocab) clear is needed).
   for (int32_t t : window) {
     if (t < 0 || t >= vocab_size_ || counts_[t] == 0) continue;
-    const int32_t c = counts_[t];
+    out->push_back({t, counts_[t]});
     counts_[t] = 0;
-    float& l = work_[t];
-    if (l <= 0.0f) {
-      l *= p_.repetition_penalty;
-    } else {
-      l /= p_.repetition_penalty;
-    }
-    l -= static_cast<float>(c) * p_.frequency_penalty + p_.presence_penalty;
+  }
+}
+
+void Sampler::ApplyPenalties(std::span<const int32_t> history) {
+  CountPenalties(history, &penalties_);
+  for (const PenaltyCount& pc : penalties_) {
+    float& l = work_[pc.id];
+    l = PenalizeLogit(l, pc.count, p_.repetition_penalty, p_.frequency_penalty, p_.presence_penalty);
   }
 }
 
 void Sampler::SelectTop(size_t k) {
-  const size_t vocab = static_cast<size_t>(vocab_size_);
-  const float* w = work_.data();
-  // "a before b": higher logit, ties to the lower id.
-  auto before = [w](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); };
-  int32_t* ids = idx_.data();
-  if (k * 16 > vocab) {
-    std::iota(ids, ids + vocab, 0);
-    std::nth_element(ids, ids + k, ids + vocab, before);
-    return;
-  }
-  // Heap of the k best so far with the worst on top; a later id only enters by a strictly
-  // higher logit, which keeps ties on the lowest ids.
-  std::iota(ids, ids + k, 0);
-  std::make_heap(ids, ids + k, before);
-  for (size_t i = k; i < vocab; ++i) {
-    if (w[i] > w[ids[0]]) {
-      std::pop_heap(ids, ids + k, before);
-      ids[k - 1] = static_cast<int32_t>(i);
-      std::push_heap(ids, ids + k, before);
-    }
-  }
+  row_math::SelectTopIds(work_.data(), static_cast<size_t>(vocab_size_), k, idx_.data());
 }
 
 size_t Sampler::Nucleus(float inv_t, float max_logit, double z) {
@@ -277,8 +187,7 @@ size_t Sampler::Nucleus(float inv_t, float max_logit, double z) {
       n_cross += b == cross;
     }
   }
-  auto before = [w](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); };
-  std::sort(cross_ids, cross_ids + n_cross, before);
+  std::sort(cross_ids, cross_ids + n_cross, row_math::Before{w});
   double cum = before_cross;
   size_t n = head;
   for (size_t i = 0; i < n_cross; ++i) {
@@ -289,62 +198,59 @@ size_t Sampler::Nucleus(float inv_t, float max_logit, double z) {
   return std::max<size_t>(n, 1);
 }
 
-size_t Sampler::Truncate(float inv_t, float max_logit, double z) {
-  const size_t vocab = static_cast<size_t>(vocab_size_);
-  const float* w = work_.data();
-  auto before = [w](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); };
-  int32_t* ids = idx_.data();
-  size_t n = vocab;
-  bool sorted = false;
-  if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < vocab) {
-    n = static_cast<size_t>(p_.top_k);
-    SelectTop(n);
-    if (p_.top_p < 1.0f || p_.min_p > 0.0f) {
-      std::sort(ids, ids + n, before);
-      sorted = true;
-    }
-    if (p_.top_p < 1.0f) {
-      double z = 0.0;
-      for (size_t i = 0; i < n; ++i) z += probs_[ids[i]];
-      const double target = static_cast<double>(p_.top_p) * z;
-      double cum = 0.0;
-      for (size_t i = 0; i < n; ++i) {
-        cum += probs_[ids[i]];
-        if (cum >= target) {
-          n = i + 1;
-          break;
-        }
+size_t Sampler::TruncateTopK(size_t k) const {
+  const int32_t* ids = idx_.data();
+  size_t n = k;
+  if (p_.top_p < 1.0f) {
+    double z = 0.0;
+    for (size_t i = 0; i < n; ++i) z += probs_[ids[i]];
+    const double target = static_cast<double>(p_.top_p) * z;
+    double cum = 0.0;
+    for (size_t i = 0; i < n; ++i) {
+      cum += probs_[ids[i]];
+      if (cum >= target) {
+        n = i + 1;
+        break;
       }
     }
-  } else if (p_.top_p < 1.0f) {
-    n = Nucleus(inv_t, max_logit, z);
-  } else {
-    // min-p alone: collect the tokens at or above the threshold directly.
-    size_t out = 0;
-    for (size_t i = 0; i < vocab; ++i) {
-      ids[out] = static_cast<int32_t>(i);
-      out += probs_[i] >= p_.min_p;
-    }
-    return std::max<size_t>(out, 1);
   }
-
   if (p_.min_p > 0.0f) {
     // The top token has weight exp(0) = 1 and is always a candidate, so the threshold relative
     // to the most likely token is min_p itself (and the top token always passes it).
-    const float thr = p_.min_p;
-    if (sorted) {
-      size_t keep = 1;
-      while (keep < n && probs_[ids[keep]] >= thr) ++keep;
-      n = keep;
-    } else {
+    size_t keep = 1;
+    while (keep < n && probs_[ids[keep]] >= p_.min_p) ++keep;
+    n = keep;
+  }
+  return n;
+}
+
+size_t Sampler::Truncate(float inv_t, float max_logit, double z) {
+  const size_t vocab = static_cast<size_t>(vocab_size_);
+  int32_t* ids = idx_.data();
+  if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < vocab) {
+    const size_t k = static_cast<size_t>(p_.top_k);
+    SelectTop(k);
+    return TruncateTopK(k);
+  }
+  if (p_.top_p < 1.0f) {
+    size_t n = Nucleus(inv_t, max_logit, z);
+    if (p_.min_p > 0.0f) {
+      // The top token has weight exp(0) = 1, so the threshold relative to it is min_p itself.
       size_t out = 0;
       for (size_t i = 0; i < n; ++i) {
-        if (probs_[ids[i]] >= thr) ids[out++] = ids[i];
+        if (probs_[ids[i]] >= p_.min_p) ids[out++] = ids[i];
       }
       n = std::max<size_t>(out, 1);
     }
+    return n;
   }
-  return n;
+  // min-p alone: collect the tokens at or above the threshold directly.
+  size_t out = 0;
+  for (size_t i = 0; i < vocab; ++i) {
+    ids[out] = static_cast<int32_t>(i);
+    out += probs_[i] >= p_.min_p;
+  }
+  return std::max<size_t>(out, 1);
 }
 
 int32_t Sampler::Draw(size_t n, bool all) {
@@ -408,18 +314,19 @@ int32_t Sampler::Draw(size_t n, bool all) {
   return last_positive >= 0 ? last_positive : 0;
 }
 
+float Sampler::InverseTemperature(bool* greedy) const {
+  // A temperature so small that 1/T overflows is greedy in effect (and would produce inf * 0).
+  *greedy = p_.temperature == 0.0f || !std::isfinite(1.0f / p_.temperature);
+  return *greedy ? 1.0f : 1.0f / p_.temperature;
+}
+
 SampleResult Sampler::Sample(std::span<const float> logits, std::span<const int32_t> history) {
   SampleResult res;
   if (logits.size() != static_cast<size_t>(vocab_size_)) return res;
   const size_t vocab = logits.size();
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  constexpr float kMax = std::numeric_limits<float>::max();
 
-  // Sanitize: NaN -> -inf, +inf -> largest finite (so x - max stays defined).
-  for (size_t i = 0; i < vocab; ++i) {
-    const float v = logits[i];
-    work_[i] = std::isnan(v) ? kNegInf : std::min(v, kMax);
-  }
+  for (size_t i = 0; i < vocab; ++i) work_[i] = SanitizeLogit(logits[i]);
   ApplyPenalties(history);
 
   float max_logit = MaxOf(work_.data(), vocab);
@@ -428,9 +335,8 @@ SampleResult Sampler::Sample(std::span<const float> logits, std::span<const int3
     max_logit = 0.0f;
   }
 
-  // A temperature so small that 1/T overflows is greedy in effect (and would produce inf * 0).
-  const bool greedy = p_.temperature == 0.0f || !std::isfinite(1.0f / p_.temperature);
-  const float inv_t = greedy ? 1.0f : 1.0f / p_.temperature;
+  bool greedy;
+  const float inv_t = InverseTemperature(&greedy);
   // probs_[i] = exp((l_i - max) / T) in [0, 1]; their sum is the softmax normalizer.
   const double z = ExpSum(work_.data(), vocab, max_logit, inv_t, probs_.data());
   const double log_z = std::log(z);
@@ -444,19 +350,74 @@ SampleResult Sampler::Sample(std::span<const float> logits, std::span<const int3
     token = Draw(n, !truncates);
   }
   res.token = token;
-  res.logprob = static_cast<float>((work_[token] - max_logit) * inv_t - log_z);
+  res.logprob = Logprob(work_[token], max_logit, inv_t, log_z);
 
   if (p_.logprobs > 0) {
     const size_t n = std::min(static_cast<size_t>(p_.logprobs), vocab);
-    const float* w = work_.data();
-    auto before = [w](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); };
     SelectTop(n);
-    std::sort(idx_.begin(), idx_.begin() + static_cast<std::ptrdiff_t>(n), before);
     res.top.resize(n);
     for (size_t i = 0; i < n; ++i) {
       const int32_t id = idx_[i];
-      res.top[i] = {id, static_cast<float>((w[id] - max_logit) * inv_t - log_z)};
+      res.top[i] = {id, Logprob(work_[id], max_logit, inv_t, log_z)};
     }
+  }
+  return res;
+}
+
+std::optional<SummaryRequest> Sampler::SummaryRequestFor(std::span<const int32_t> history) {
+  bool greedy;
+  SummaryRequest req;
+  req.inv_t = InverseTemperature(&greedy);
+  if (greedy) {
+    req.k = std::max(1, p_.logprobs);
+  } else if (p_.top_k > 0 && p_.top_k < vocab_size_) {
+    req.k = std::max(p_.top_k, p_.logprobs);
+  } else {
+    return std::nullopt;  // top-p / min-p / plain temperature over the whole vocabulary
+  }
+  if (req.k > kMaxSummaryK || req.k > vocab_size_) return std::nullopt;
+  CountPenalties(history, &req.penalties);
+  req.repetition_penalty = p_.repetition_penalty;
+  req.frequency_penalty = p_.frequency_penalty;
+  req.presence_penalty = p_.presence_penalty;
+  return req;
+}
+
+std::optional<SampleResult> Sampler::SampleFromSummary(const LogitsSummary& s) {
+  bool greedy;
+  const float inv_t = InverseTemperature(&greedy);
+  const size_t top_k = greedy ? 1 : static_cast<size_t>(p_.top_k);
+  const size_t n_logprobs = static_cast<size_t>(std::max(p_.logprobs, 0));
+  const bool decidable = greedy || (p_.top_k > 0 && p_.top_k < vocab_size_);
+  // Sample treats an all-masked row as uniform and an overflowed penalty as it comes; the
+  // summary does not describe either.
+  if (!decidable || !std::isfinite(s.max_logit) || s.top.size() < std::max(top_k, n_logprobs) ||
+      !(s.z >= 1.0)) {
+    return std::nullopt;
+  }
+  const float max_logit = s.top[0].logit;
+  const double log_z = std::log(s.z);
+  SampleResult res;
+  size_t pos = 0;  // of the token in s.top
+  if (!greedy) {
+    // The candidates as Truncate's top-k path leaves them: ids best first, probs_ by id from the
+    // same ExpSum over the same logits (padded to whole vectors with zero-weight -inf).
+    top_logits_.assign((top_k + 7) / 8 * 8, -std::numeric_limits<float>::infinity());
+    for (size_t i = 0; i < top_k; ++i) top_logits_[i] = s.top[i].logit;
+    top_weights_.resize(top_logits_.size());
+    ExpSum(top_logits_.data(), top_logits_.size(), max_logit, inv_t, top_weights_.data());
+    for (size_t i = 0; i < top_k; ++i) {
+      idx_[i] = s.top[i].id;
+      probs_[s.top[i].id] = top_weights_[i];
+    }
+    const int32_t token = Draw(TruncateTopK(top_k), false);
+    while (s.top[pos].id != token) ++pos;
+  }
+  res.token = s.top[pos].id;
+  res.logprob = Logprob(s.top[pos].logit, max_logit, inv_t, log_z);
+  res.top.resize(n_logprobs);
+  for (size_t i = 0; i < n_logprobs; ++i) {
+    res.top[i] = {s.top[i].id, Logprob(s.top[i].logit, max_logit, inv_t, log_z)};
   }
   return res;
 }

@@ -4,12 +4,14 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "engine/core/status.h"
+#include "engine/sampler/logits_summary.h"
 
 namespace slim {
 
@@ -44,6 +46,12 @@ struct SampleResult {
 // (top-k -> softmax(logits / temperature) -> top-p -> min-p -> seeded draw).
 // Logprobs are log-softmax over the whole vocabulary of the penalized logits divided by the
 // temperature (1 for greedy), i.e. before truncation by top-k/top-p/min-p.
+//
+// Sampling from a summary (logits_summary.h) instead of the row: SummaryRequestFor says what
+// to summarize, SampleFromSummary gives exactly Sample's result from it (token, top ids, RNG
+// state; logprobs up to the accuracy of the summary's z) for greedy, and for temperature > 0
+// with 0 < top_k < vocab, top_k <= kMaxSummaryK (top-p and min-p then act within the k).
+// Anything else (top-p / min-p / plain temperature over the whole vocabulary) needs the row.
 class Sampler {
  public:
   // `params` must have passed Validate.
@@ -53,11 +61,25 @@ class Sampler {
   // logits.size() != vocab_size.
   SampleResult Sample(std::span<const float> logits, std::span<const int32_t> history);
 
+  // The summary of the next row that SampleFromSummary needs, with the penalties of `history`
+  // (the same history Sample would get); nullopt when these params always need the full row.
+  std::optional<SummaryRequest> SummaryRequestFor(std::span<const int32_t> history);
+  // Sample's result for the row that `s` summarizes (made per SummaryRequestFor), or nullopt
+  // when the summary cannot decide exactly (all logits masked, an overflowed penalty, too few
+  // top entries): then call Sample on the full row; the sampler's state is unchanged.
+  std::optional<SampleResult> SampleFromSummary(const LogitsSummary& s);
+
  private:
+  // 1 / temperature, and whether the call is greedy.
+  float InverseTemperature(bool* greedy) const;
+  // The distinct ids of the penalty window with their counts (empty when penalties are off).
+  void CountPenalties(std::span<const int32_t> history, std::vector<PenaltyCount>* out);
   void ApplyPenalties(std::span<const int32_t> history);
   // Writes the ids of the k best tokens (highest logit, ties to the lowest id) to idx_[0, k),
-  // in no particular order.
+  // sorted best first (so that the draw order does not depend on how they were found).
   void SelectTop(size_t k);
+  // Top-p and min-p within the sorted top-k candidates idx_[0, k) (probs_ by id); returns n >= 1.
+  size_t TruncateTopK(size_t k) const;
   // Reorders idx_ so that idx_[0, n) are the candidates kept by top-k, top-p and min-p (probs_
   // must hold the temperature-scaled weights); returns n >= 1.
   // `z` is the sum of probs_.
@@ -77,6 +99,8 @@ class Sampler {
   std::vector<int32_t> counts_;  // [vocab] scratch occurrence counts, all zero between calls
   std::vector<int32_t> scratch_;    // [vocab + 1] crossing bucket of Nucleus
   std::vector<double> block_sums_;  // [vocab / 256] scratch for Draw
+  std::vector<PenaltyCount> penalties_;  // scratch of ApplyPenalties
+  std::vector<float> top_logits_, top_weights_;  // [k rounded up to 8] scratch of SampleFromSummary
 };
 
 }  // namespace slim

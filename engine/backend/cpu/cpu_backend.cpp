@@ -72,6 +72,12 @@ Status CpuBackend::Download(TensorView src, float* host) {
   return OkStatus();
 }
 
+Status CpuBackend::SummarizeLogits(TensorView logits, std::span<const SummaryRequest> requests,
+                                   std::vector<LogitsSummary>* out) {
+  if (logits.dtype != DType::kF32) return InvalidArgumentError("cpu backend holds f32 only");
+  return SummarizeRows(logits.as<float>(), logits.rows, logits.cols, logits.stride, requests, &summary_scratch_, out);
+}
+
 void CpuBackend::Embed(TensorView table, std::span<const int32_t> ids, TensorView out) {
   assert(static_cast<int64_t>(ids.size()) == out.rows && table.cols == out.cols);
   for (size_t i = 0; i < ids.size(); ++i)

@@ -42,6 +42,9 @@ class CpuBackend final : public Backend {
   Status ScoreBlocks(TensorView q, TensorView k, const AttnShape& shape, int32_t row_begin, int32_t n_rows,
                      int block_tokens, int unit_tokens, int query_window,
                      std::vector<float>* block_scores) override;
+  // The host reference (engine/sampler/logits_summary.h) on the rows where they are.
+  Status SummarizeLogits(TensorView logits, std::span<const SummaryRequest> requests,
+                         std::vector<LogitsSummary>* out) override;
 
  private:
   // Prefill-sized attention of one sequence: gathers K/V per KV head, sgemm for scores and
@@ -58,6 +61,7 @@ class CpuBackend final : public Backend {
   DType kv_dtype_;
   ThreadPool pool_;
   std::vector<float> k_scratch_, v_scratch_, s_scratch_, q_scratch_, o_scratch_, partials_;
+  SummaryScratch summary_scratch_;
 };
 
 }  // namespace slim::cpu
