@@ -302,6 +302,20 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
 
   const int64_t qd = int64_t{c.n_heads} * c.head_dim, kvd = int64_t{c.n_kv_heads} * c.head_dim;
   backend_->Embed(tok_embd_.view(), ids, x_.Rows(0, n_rows));
+  if (!any_prune) {
+    // Without pruning every layer sees the same rows: hand the backend all layers' batches now.
+    std::vector<std::vector<AttnSeq>> layers(static_cast<size_t>(c.n_layers), b.attn);
+    bool complete = true;
+    for (int l = 0; l < c.n_layers && complete; ++l) {
+      for (int64_t i = 0; i < n_seqs; ++i) {
+        AttnSeq& a = layers[static_cast<size_t>(l)][static_cast<size_t>(i)];
+        a.table = kv.TablePtr(seqs[static_cast<size_t>(i)].seq, l);
+        if (a.table == nullptr) complete = false;  // reported by the layer loop
+        if (complete) a.n_past = a.table->n_tokens;
+      }
+    }
+    if (complete) backend_->PrepareLayers(kv, layers, shape_);
+  }
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& w = layers_[static_cast<size_t>(l)];
     TensorView x = x_.Rows(0, b.n_rows), h = h_.Rows(0, b.n_rows), qkv = qkv_.Rows(0, b.n_rows);
@@ -361,8 +375,24 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
   backend_->GatherRows(x_.Rows(0, b.n_rows), b.last_rows, last);
   backend_->RmsNorm(last, out_norm_.view(), c.rms_eps, last_norm);
   backend_->MatMulQ(last_norm, lm_head_.empty() ? tok_embd_.view() : lm_head_.view(), &lm_head_q_, lg);
+  if (logits == nullptr) return OkStatus();  // left on the backend (ForwardSummaries)
   logits->resize(static_cast<size_t>(n_seqs * c.vocab_size));
   return backend_->Download(lg, logits->data());
+}
+
+Status Model::ForwardSummaries(kv::KvStore& kv, std::span<const ForwardSeq> seqs,
+                               std::span<const SummaryRequest> requests, std::vector<LogitsSummary>* summaries) {
+  if (requests.size() != seqs.size()) return InvalidArgumentError("forward: one summary request per sequence");
+  summarized_rows_ = 0;
+  SLIM_RETURN_IF_ERROR(Forward(kv, seqs, nullptr));
+  summarized_rows_ = static_cast<int64_t>(seqs.size());
+  return backend_->SummarizeLogits(logits_.Rows(0, summarized_rows_), requests, summaries);
+}
+
+Status Model::DownloadLogits(int64_t i, std::vector<float>* row) {
+  if (i < 0 || i >= summarized_rows_) return OutOfRangeError("forward: no logits row " + std::to_string(i));
+  row->resize(static_cast<size_t>(config_.vocab_size));
+  return backend_->Download(logits_.Rows(i, 1), row->data());
 }
 
 }  // namespace slim

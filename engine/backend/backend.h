@@ -12,6 +12,7 @@
 #include "engine/core/status.h"
 #include "engine/core/tensor.h"
 #include "engine/model/weight_source.h"
+#include "engine/sampler/logits_summary.h"
 #include "kvstore/kv_store.h"
 
 namespace slim {
@@ -120,6 +121,11 @@ class Backend {
     Rope(k, shape.n_kv_heads, shape.head_dim, positions, rope);
     WriteKv(kv, seqs, shape, k, v);
   }
+  // Optional: the batch of every layer of the coming forward pass (layers[l] as WriteKv /
+  // Attention will see it at layer l), so a device backend can send all layers' block tables in
+  // one copy instead of one per layer. Purely a hint; the ops work without it.
+  virtual void PrepareLayers(const kv::KvStore& kv, std::span<const std::vector<AttnSeq>> layers,
+                             const AttnShape& shape) {}
   // SlimInfer block scores of one sequence's rows [row_begin, row_begin + n_rows) of the
   // post-RoPE q [n, n_heads * head_dim] and k [n, n_kv_heads * head_dim] (definition and CPU
   // reference: engine/pruning/block_scorer.h). Returns ceil(n_rows / block_tokens) scores.
@@ -130,6 +136,14 @@ class Backend {
   // sequence's tokens [0, n_past + r]. q, out: [n, n_heads * head_dim].
   virtual void Attention(const kv::KvStore& kv, std::span<const AttnSeq> seqs,
                          const AttnShape& shape, TensorView q, TensorView out) = 0;
+  // Per row i of logits [n, vocab] (f32) the summary of requests[i] (engine/sampler/
+  // logits_summary.h: penalties, max, softmax normalizer at inv_t, the k best; SummarizeLogits
+  // there is the reference) into (*out)[i], so that a sampler can often skip downloading the row.
+  // A request with k == 0 leaves its summary empty. The logits are unchanged afterwards (a
+  // backend may penalize in place and restore). This default downloads the rows and runs the
+  // host reference.
+  virtual Status SummarizeLogits(TensorView logits, std::span<const SummaryRequest> requests,
+                                 std::vector<LogitsSummary>* out);
 
   // Per-op device timings for benchmarks: while on, the backend times each op (CUDA events);
   // TakeProfile waits for queued work and returns and clears the totals (largest first).

@@ -17,6 +17,7 @@
 #include "engine/backend/cuda/paged_kv.h"
 #include "engine/backend/cuda/rms_norm.h"
 #include "engine/backend/cuda/rope.h"
+#include "engine/backend/cuda/sample_topk.h"
 #include "engine/backend/cuda/swiglu.h"
 
 namespace slim::cuda {
@@ -470,14 +471,14 @@ Status CheckKv(const kv::KvStore& kv, const AttnShape& shape) {
 
 }  // namespace
 
-StatusOr<CudaBackend::AttnStaging> CudaBackend::StageAttention(const kv::KvStore& kv, std::span<const AttnSeq> seqs,
-                                                               const AttnShape& shape) {
+CudaBackend::AttnStaging CudaBackend::BuildAttentionImage(const kv::KvStore& kv, std::span<const AttnSeq> seqs,
+                                                         const AttnShape& shape, std::vector<int32_t>* image) {
   // One buffer: [PagedSeq x n][block tables][flash tiles][decode items].
   const int group = shape.n_heads / shape.n_kv_heads;
   const bool flash_ok = FlashSupports(shape.head_dim, kv.layout().block_tokens);
   const int n = static_cast<int>(seqs.size());
   AttnStaging st;
-  BuildBatch(kv, seqs, &host_i32_);
+  BuildBatch(kv, seqs, image);
   struct Work {
     int64_t cost;
     FlashTile t;
@@ -498,20 +499,54 @@ StatusOr<CudaBackend::AttnStaging> CudaBackend::StageAttention(const kv::KvStore
   }
   // Heaviest query tiles first: the causal tail of a long prompt is the critical path.
   std::stable_sort(tiles.begin(), tiles.end(), [](const Work& a, const Work& b) { return a.cost > b.cost; });
-  st.tiles_at = host_i32_.size();
+  st.tiles_at = image->size();
   for (const Work& w : tiles) {
-    host_i32_.push_back(w.t.seq);
-    host_i32_.push_back(w.t.row0);
+    image->push_back(w.t.seq);
+    image->push_back(w.t.row0);
   }
-  st.items_at = host_i32_.size();
+  st.items_at = image->size();
   for (const DecodeItem& it : items) {
-    host_i32_.push_back(it.seq);
-    host_i32_.push_back(it.row);
+    image->push_back(it.seq);
+    image->push_back(it.row);
   }
   st.n_tiles = static_cast<int>(tiles.size());
   st.n_items = static_cast<int>(items.size());
+  return st;
+}
+
+StatusOr<CudaBackend::AttnStaging> CudaBackend::StageAttention(const kv::KvStore& kv, std::span<const AttnSeq> seqs,
+                                                               const AttnShape& shape) {
+  AttnStaging st = BuildAttentionImage(kv, seqs, shape, &host_i32_);
+  for (const Prepared& p : prepared_) {
+    if (p.lap == stager_.lap() && p.image == host_i32_) {
+      st.device = p.device;
+      return st;
+    }
+  }
   SLIM_ASSIGN_OR_RETURN(st.device, stager_.StageCached(kSlotAttn, host_i32_.data(), host_i32_.size() * sizeof(int32_t)));
   return st;
+}
+
+void CudaBackend::PrepareLayers(const kv::KvStore& kv, std::span<const std::vector<AttnSeq>> layers,
+                                const AttnShape& shape) {
+  prepared_.resize(layers.size());
+  std::vector<int32_t> all;
+  std::vector<size_t> at;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    (void)BuildAttentionImage(kv, layers[l], shape, &prepared_[l].image);
+    at.push_back(all.size());
+    all.insert(all.end(), prepared_[l].image.begin(), prepared_[l].image.end());
+    all.resize((all.size() + 3) / 4 * 4);  // 16-byte aligned starts
+  }
+  auto dev = stager_.Stage(all.data(), all.size() * sizeof(int32_t));
+  if (!dev.ok()) {  // not fatal: the ops stage their own copies
+    prepared_.clear();
+    return;
+  }
+  for (size_t l = 0; l < layers.size(); ++l) {
+    prepared_[l].device = static_cast<const int32_t*>(*dev) + at[l];
+    prepared_[l].lap = stager_.lap();
+  }
 }
 
 void CudaBackend::WriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape, TensorView k,
@@ -660,6 +695,79 @@ Status CudaBackend::ScoreBlocks(TensorView q, TensorView k, const AttnShape& sha
   for (int64_t u = 0; u < n_units; ++u) {
     float& b = (*block_scores)[static_cast<size_t>(u * unit_tokens / block_tokens)];
     b = std::max(b, host_f32_[static_cast<size_t>(u)]);
+  }
+  return OkStatus();
+}
+
+Status CudaBackend::SummarizeLogits(TensorView logits, std::span<const SummaryRequest> requests,
+                                    std::vector<LogitsSummary>* out) {
+  OpScope scope(this, "SummarizeLogits");
+  SLIM_RETURN_IF_ERROR(TakeError());
+  if (logits.dtype != DType::kF32) return InvalidArgumentError("cuda SummarizeLogits: f32 logits only");
+  if (static_cast<int64_t>(requests.size()) != logits.rows) {
+    return InvalidArgumentError("cuda SummarizeLogits: one request per logits row");
+  }
+  int32_t k_max = 0;
+  size_t n_pairs = 0;
+  for (const SummaryRequest& r : requests) {
+    SLIM_RETURN_IF_ERROR(ValidateSummaryRequest(r, logits.cols));
+    k_max = std::max(k_max, r.k);
+    if (r.k > 0) n_pairs += r.penalties.size();
+  }
+  out->assign(requests.size(), LogitsSummary{});
+  if (k_max == 0) return OkStatus();
+  const int32_t n_rows = static_cast<int32_t>(requests.size());
+  // Staged words: SummaryRowArgs per row, then the pair ids, then their counts.
+  constexpr size_t kRowWords = sizeof(SummaryRowArgs) / sizeof(int32_t);
+  summary_words_.resize(requests.size() * kRowWords + 2 * n_pairs);
+  int32_t* ids = summary_words_.data() + requests.size() * kRowWords;
+  int32_t* counts = ids + n_pairs;
+  int32_t at = 0;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const SummaryRequest& r = requests[i];
+    SummaryRowArgs ra;
+    ra.pair_begin = at;
+    ra.n_pairs = r.k > 0 ? static_cast<int32_t>(r.penalties.size()) : 0;
+    ra.k = r.k;
+    ra.repetition_penalty = r.repetition_penalty;
+    ra.frequency_penalty = r.frequency_penalty;
+    ra.presence_penalty = r.presence_penalty;
+    ra.inv_t = r.inv_t;
+    std::memcpy(summary_words_.data() + i * kRowWords, &ra, sizeof(ra));
+    for (int32_t j = 0; j < ra.n_pairs; ++j, ++at) {
+      ids[at] = r.penalties[static_cast<size_t>(j)].id;
+      counts[at] = r.penalties[static_cast<size_t>(j)].count;
+    }
+  }
+  SLIM_ASSIGN_OR_RETURN(const void* staged, stager_.Stage(summary_words_.data(), summary_words_.size() * sizeof(int32_t)));
+  const int32_t vocab = static_cast<int32_t>(logits.cols);
+  SLIM_ASSIGN_OR_RETURN(void* scratch, summary_scratch_.Get(LogitsSummaryScratchBytes(
+                                           n_rows, vocab, k_max, static_cast<int32_t>(n_pairs))));
+  LogitsSummaryArgs a;
+  a.logits = logits.as<float>();
+  a.stride = logits.stride;
+  a.vocab = vocab;
+  a.n_rows = n_rows;
+  a.k_max = k_max;
+  a.rows = static_cast<const SummaryRowArgs*>(staged);
+  a.pair_ids = static_cast<const int32_t*>(staged) + requests.size() * kRowWords;
+  a.pair_counts = a.pair_ids + n_pairs;
+  a.n_pairs = static_cast<int32_t>(n_pairs);
+  a.scratch = scratch;
+  SLIM_RETURN_IF_ERROR(LaunchLogitsSummary(a, stream_));
+  summary_host_.resize(SummaryOutputBytes(n_rows, k_max));
+  CUDA_CHECK(cudaMemcpyAsync(summary_host_.data(), scratch, summary_host_.size(), cudaMemcpyDeviceToHost, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  const uint8_t* tops = summary_host_.data() + requests.size() * sizeof(SummaryRowOut);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    SummaryRowOut o;
+    std::memcpy(&o, summary_host_.data() + i * sizeof(SummaryRowOut), sizeof(o));
+    LogitsSummary& s = (*out)[i];
+    s.max_logit = o.max_logit;
+    s.z = o.z;
+    s.top.resize(static_cast<size_t>(o.n_top));
+    std::memcpy(s.top.data(), tops + i * static_cast<size_t>(k_max) * sizeof(TopLogit),
+                static_cast<size_t>(o.n_top) * sizeof(TopLogit));
   }
   return OkStatus();
 }

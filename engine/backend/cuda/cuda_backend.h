@@ -60,11 +60,16 @@ class CudaBackend final : public Backend {
                TensorView v) override;
   void RopeWriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape, TensorView q,
                    TensorView k, TensorView v, std::span<const int32_t> positions, const RopeTable& rope) override;
+  void PrepareLayers(const kv::KvStore& kv, std::span<const std::vector<AttnSeq>> layers,
+                     const AttnShape& shape) override;
   Status ScoreBlocks(TensorView q, TensorView k, const AttnShape& shape, int32_t row_begin, int32_t n_rows,
                      int block_tokens, int unit_tokens, int query_window,
                      std::vector<float>* block_scores) override;
   void Attention(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape, TensorView q,
                  TensorView out) override;
+  // Penalizes in place and restores (sample_topk.h); downloads only the summaries.
+  Status SummarizeLogits(TensorView logits, std::span<const SummaryRequest> requests,
+                         std::vector<LogitsSummary>* out) override;
 
   void SetProfiling(bool on) override { profiling_ = on; }
   std::vector<OpTime> TakeProfile() override;
@@ -91,6 +96,16 @@ class CudaBackend final : public Backend {
     int max_decode_keys = 0;
   };
   StatusOr<AttnStaging> StageAttention(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape);
+  // The host image StageAttention copies (offsets relative to its start).
+  AttnStaging BuildAttentionImage(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape,
+                                  std::vector<int32_t>* image);
+  // Images staged ahead by PrepareLayers and where their copies are (valid in stager lap `lap`).
+  struct Prepared {
+    std::vector<int32_t> image;
+    const void* device = nullptr;
+    uint64_t lap = 0;
+  };
+  std::vector<Prepared> prepared_;
   Status DoWriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape, TensorView k,
                    TensorView v);
   Status DoRopeWriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape, TensorView q,
@@ -122,6 +137,9 @@ class CudaBackend final : public Backend {
   enum class Gemv { kAuto, kOn, kOff } gemv_ = Gemv::kAuto;  // BackendOptions::cuda_gemv
   std::vector<Pending> pending_;
   std::vector<cudaEvent_t> free_events_;
+  DeviceScratch summary_scratch_;        // SummarizeLogits: kernels' scratch and output
+  std::vector<int32_t> summary_words_;    // its staged request words
+  std::vector<uint8_t> summary_host_;     // its downloaded output
 };
 
 StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const BackendOptions& options);

@@ -202,6 +202,7 @@ __global__ void __launch_bounds__(kThreads) DecodeBlockKernel(const DecodeParams
   static_assert(NK == 64 && kThreads == 128, "4 warps x 16 keys per block");
   extern __shared__ __align__(128) uint8_t smem[];
   bf16* sKV = reinterpret_cast<bf16*>(smem);  // [S][K, V][NK][HD]
+  PdlWait();  // q and the newest K/V come from the kernels just before
 
   const int split = blockIdx.x, g = blockIdx.y, item_i = blockIdx.z;
   const DecodeItem it = p.items[item_i];
@@ -308,6 +309,7 @@ __global__ void __launch_bounds__(kThreads) DecodeBlockKernel(const DecodeParams
     }
   }
   CpAsyncWait<0>();
+  PdlTrigger();     // late: the next kernel's CTAs take SM slots only as these finish
   __syncthreads();  // the stages are free: reuse them for the merge of the warps
 
   // Merge: warp w's (m, l, O) of head gid -> shared, then per output (head, dim) across warps.
@@ -364,8 +366,8 @@ Status LaunchBlock(const DecodeParams& p, cudaStream_t stream) {
     configured = true;
   }
   const dim3 grid(p.n_splits, p.kv.n_kv_heads, p.n_items);
-  DecodeBlockKernel<HD, STAGES><<<grid, kThreads, smem, stream>>>(p, p.scale * 1.4426950408889634f);
-  CUDA_CHECK_LAUNCH("DecodeBlockKernel");
+  CUDA_CHECK(LaunchPdl(DecodeBlockKernel<HD, STAGES>, grid, dim3(kThreads), smem, stream, p,
+                       p.scale * 1.4426950408889634f));
   return OkStatus();
 }
 
@@ -380,6 +382,8 @@ constexpr int kCombineGroups = 4;
 
 __global__ void DecodeCombineKernel(const DecodeParams p, int head_dim) {
   __shared__ float s_o[kCombineGroups][256], s_l[kCombineGroups][256];
+  PdlTrigger();
+  PdlWait();
   const int h = blockIdx.x, item_i = blockIdx.y;
   const DecodeItem it = p.items[item_i];
   const PagedSeq s = p.kv.seqs[it.seq];
@@ -490,8 +494,7 @@ Status LaunchDecodeAttention(const DecodeParams& p, cudaStream_t stream) {
                                               : LaunchFor<256>(p, stream));
   }
   const dim3 grid(p.n_heads, p.n_items);
-  DecodeCombineKernel<<<grid, kCombineGroups * p.kv.head_dim, 0, stream>>>(p, p.kv.head_dim);
-  CUDA_CHECK_LAUNCH("DecodeCombineKernel");
+  CUDA_CHECK(LaunchPdl(DecodeCombineKernel, grid, dim3(kCombineGroups * p.kv.head_dim), 0, stream, p, p.kv.head_dim));
   return OkStatus();
 }
 

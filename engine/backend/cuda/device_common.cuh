@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <utility>
 
 namespace slim::cuda {
 
@@ -139,6 +140,40 @@ __device__ __forceinline__ void StoreRowPair(const float* o, float (&l)[2], int 
       *reinterpret_cast<uint32_t*>(out + static_cast<int64_t>(row_b) * stride + col) =
           PackBf16x2(o[4 * d + 2] * inv_b, o[4 * d + 3] * inv_b);
   }
+}
+
+// ---- programmatic dependent launch (sm_90) -------------------------------------------------------
+// A kernel launched by LaunchPdl may start while the kernel before it in the stream still runs
+// (hiding the launch gap of decode's chain of short kernels). It must call PdlWait() before it
+// reads anything an earlier kernel of the stream wrote and before it writes anything at all;
+// PdlTrigger() lets the next PDL kernel launch early. Reads of data no kernel writes (weights)
+// may come before the wait.
+__device__ __forceinline__ void PdlWait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void PdlTrigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...) with programmatic stream serialization allowed.
+template <typename... KArgs, typename... Args>
+cudaError_t LaunchPdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                      Args&&... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
 }
 
 }  // namespace slim::cuda

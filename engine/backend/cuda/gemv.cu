@@ -156,6 +156,18 @@ __global__ void __launch_bounds__(kThreads, MinBlocks(kSwiGlu, kRounds))
   const bf16* wr[4];
 #pragma unroll
   for (int j = 0; j < 4; ++j) wr[j] = w + static_cast<int64_t>(min(row0 + g + 8 * j, m - 1)) * w_stride + t * 8;
+  // The first batch of w into L2 while the kernel before this one finishes (PDL), then wait for it.
+  {
+    const int c0 = warp * kBatchCols;
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        if (c0 + u * kStepCols < k) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wr[j] + c0 + u * kStepCols));
+      }
+    }
+  }
+  PdlWait();
   XSource xs;
   const int xrow = min(g, n - 1);
   xs.own = x + static_cast<int64_t>(xrow) * x_stride + t * 8;
@@ -171,6 +183,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks(kSwiGlu, kRounds))
     GemvBatch<kSwiGlu, kRounds, false>(acc, wr, xs, k, col0, lane);
   if (col0 < k) GemvBatch<kSwiGlu, kRounds, true>(acc, wr, xs, k, col0, lane);
 
+  PdlTrigger();  // late: the next kernel's CTAs take SM slots only as these finish
   // Accumulator fragment of tile i: (row 16 i + g, x rows 2t, 2t + 1), then row + 8.
   float* p = part[warp];
 #pragma unroll
@@ -199,13 +212,12 @@ Status Launch(const GemvArgs& a, cudaStream_t stream) {
   const auto* w = static_cast<const bf16*>(a.w);
   const int n = static_cast<int>(a.n), m = static_cast<int>(a.m), k = static_cast<int>(a.k);
   if (a.out_dtype == DType::kF32) {
-    GemvKernel<kSwiGlu, kRounds><<<grid, kThreads, 0, stream>>>(x, a.x_stride, w, a.w_stride,
-                                                                 static_cast<float*>(a.out), a.out_stride, n, m, k);
+    CUDA_CHECK(LaunchPdl(GemvKernel<kSwiGlu, kRounds, float>, grid, dim3(kThreads), 0, stream, x, a.x_stride, w,
+                         a.w_stride, static_cast<float*>(a.out), a.out_stride, n, m, k));
   } else {
-    GemvKernel<kSwiGlu, kRounds><<<grid, kThreads, 0, stream>>>(x, a.x_stride, w, a.w_stride,
-                                                                 static_cast<bf16*>(a.out), a.out_stride, n, m, k);
+    CUDA_CHECK(LaunchPdl(GemvKernel<kSwiGlu, kRounds, bf16>, grid, dim3(kThreads), 0, stream, x, a.x_stride, w,
+                         a.w_stride, static_cast<bf16*>(a.out), a.out_stride, n, m, k));
   }
-  CUDA_CHECK_LAUNCH("GemvKernel");
   return OkStatus();
 }
 

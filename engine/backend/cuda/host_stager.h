@@ -31,6 +31,8 @@ class HostStager {
   StatusOr<const void*> Stage(const void* data, size_t bytes);
   // As Stage, but returns the copy staged under `slot` last time when the bytes are equal.
   StatusOr<const void*> StageCached(int slot, const void* data, size_t bytes);
+  // Staged pointers stay valid while this is unchanged (it advances when the ring wraps).
+  uint64_t lap() const { return lap_; }
 
  private:
   Status Reserve(size_t bytes, size_t* offset);

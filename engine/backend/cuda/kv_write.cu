@@ -45,6 +45,8 @@ __global__ void RopeWriteKvKernel(PagedKv kv, bf16* __restrict__ q, int64_t q_st
                                   int64_t k_stride, const bf16* __restrict__ v, int64_t v_stride, int half,
                                   const int32_t* __restrict__ positions, const float* __restrict__ inv_freq) {
   __shared__ float cs[kMaxHalf], sn[kMaxHalf];
+  PdlTrigger();
+  PdlWait();
   const PagedSeq s = kv.seqs[blockIdx.y];
   const int r = blockIdx.x;
   if (r >= s.n_rows) return;
@@ -135,10 +137,9 @@ Status LaunchRopeWriteKv(const PagedKv& kv, void* q, int64_t q_stride, int n_hea
                    name);
   if (kv.n_seqs == 0 || max_rows == 0) return OkStatus();
   const dim3 grid(max_rows, kv.n_seqs);
-  RopeWriteKvKernel<<<grid, 256, 0, stream>>>(kv, static_cast<bf16*>(q), q_stride, n_heads, static_cast<bf16*>(k),
-                                              k_stride, static_cast<const bf16*>(v), v_stride, rope_dim / 2,
-                                              positions, inv_freq);
-  CUDA_CHECK_LAUNCH("RopeWriteKvKernel");
+  CUDA_CHECK(LaunchPdl(RopeWriteKvKernel, grid, dim3(256), 0, stream, kv, static_cast<bf16*>(q), q_stride, n_heads,
+                       static_cast<bf16*>(k), k_stride, static_cast<const bf16*>(v), v_stride, rope_dim / 2, positions,
+                       inv_freq));
   return OkStatus();
 }
 

@@ -52,6 +52,8 @@ template <typename A, typename X, typename O>
 __global__ void AddRmsNormVecKernel(A* __restrict__ acc, int64_t acc_stride, const X* __restrict__ x,
                                     int64_t x_stride, const float* __restrict__ w, float eps, O* __restrict__ out,
                                     int64_t out_stride, int64_t cols) {
+  PdlTrigger();
+  PdlWait();
   const int64_t c = int64_t{threadIdx.x} * 8;
   const bool on = c < cols;
   A* a = acc + blockIdx.x * acc_stride + c;
@@ -104,13 +106,12 @@ Status NormOut(A* acc, int64_t acc_stride, const X* x, int64_t x_stride, const f
   if (vec) {
     const int threads = static_cast<int>((cols / 8 + 31) / 32 * 32);
     if (out_type == DType::kF32) {
-      AddRmsNormVecKernel<<<rows, threads, 0, stream>>>(acc, acc_stride, x, x_stride, w, eps,
-                                                        static_cast<float*>(out), out_stride, cols);
+      CUDA_CHECK(LaunchPdl(AddRmsNormVecKernel<A, X, float>, dim3(static_cast<unsigned>(rows)), dim3(threads), 0,
+                           stream, acc, acc_stride, x, x_stride, w, eps, static_cast<float*>(out), out_stride, cols));
     } else {
-      AddRmsNormVecKernel<<<rows, threads, 0, stream>>>(acc, acc_stride, x, x_stride, w, eps, static_cast<bf16*>(out),
-                                                        out_stride, cols);
+      CUDA_CHECK(LaunchPdl(AddRmsNormVecKernel<A, X, bf16>, dim3(static_cast<unsigned>(rows)), dim3(threads), 0,
+                           stream, acc, acc_stride, x, x_stride, w, eps, static_cast<bf16*>(out), out_stride, cols));
     }
-    CUDA_CHECK_LAUNCH("AddRmsNormVecKernel");
     return OkStatus();
   }
   const int threads = ThreadsFor(cols);
