@@ -49,6 +49,8 @@ struct TopLogit {
 // (as Sampler::Sample does):
 struct LogitsSummary {
   float max_logit = 0.0f;       // max of l' (+inf when a penalty overflowed, -inf when all masked)
+  // When max_logit is +inf the row cannot be sampled from its summary (samplers go to the full
+  // row), and `top` may hold the overflowed entries as +inf (CPU) or FLT_MAX (CUDA).
   double z = 0.0;               // sum over the vocabulary of exp((l' - max_logit) * inv_t)
   std::vector<TopLogit> top;    // the min(k, vocab) best: higher logit first, ties to the lower id
 };
