@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "engine/backend/backend.h"
+#include "tests/cuda/cuda_test_util.h"
 
 #ifdef SLIM_HAVE_CUDA
 #include "engine/backend/cuda/gemv.h"
@@ -21,16 +22,6 @@
 
 namespace slim {
 namespace {
-
-float RoundBf16(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  u &= 0xffff0000u;
-  float r;
-  std::memcpy(&r, &u, 4);
-  return r;
-}
 
 // Uniform in [-scale, scale), rounded to bf16 (xorshift: fast enough for the LM head's 0.5 G).
 std::vector<float> Random(size_t n, uint64_t seed, float scale) {
@@ -43,17 +34,6 @@ std::vector<float> Random(size_t n, uint64_t seed, float scale) {
     x = RoundBf16(scale * (static_cast<float>(s >> 40) * (2.0f / 16777216.0f) - 1.0f));
   }
   return v;
-}
-
-// Over the first `count` elements of both.
-double RelL2(const std::vector<float>& got, const std::vector<float>& want, size_t count) {
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < count; ++i) {
-    if (!std::isfinite(got[i])) return INFINITY;
-    num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    den += double(want[i]) * want[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
 }
 
 // Rows [0, rows) of a row-major [*, cols] host matrix, columns [c0, c0 + n).

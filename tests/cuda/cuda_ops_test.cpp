@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "engine/backend/backend.h"
+#include "tests/cuda/cuda_test_util.h"
 #include "engine/model.h"
 #include "engine/model/weight_source.h"
 #include "engine/pruning/block_scorer.h"
@@ -20,32 +21,12 @@
 namespace slim {
 namespace {
 
-float RoundBf16(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  u &= 0xffff0000u;
-  float r;
-  std::memcpy(&r, &u, 4);
-  return r;
-}
-
 std::vector<float> Random(size_t n, uint32_t seed, float scale = 1.0f, bool bf16 = true) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.0f, scale);
   std::vector<float> v(n);
   for (float& x : v) x = bf16 ? RoundBf16(dist(rng)) : dist(rng);
   return v;
-}
-
-double RelL2(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    if (!std::isfinite(got[i])) return INFINITY;
-    num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    den += double(want[i]) * want[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
 }
 
 class CudaOps : public ::testing::Test {

@@ -1,0 +1,39 @@
+// Helpers shared by the CUDA tests: host values rounded to bf16 (so both backends see the same
+// inputs) and the relative L2 error the tolerances are stated in.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+namespace slim {
+
+// Round to nearest even bf16, kept in a float.
+inline float RoundBf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  u &= 0xffff0000u;
+  float r;
+  std::memcpy(&r, &u, 4);
+  return r;
+}
+
+// ||got - want|| / ||want|| over the first `count` elements (all of `want` by default); infinite
+// when `got` holds a non-finite value there.
+inline double RelL2(const std::vector<float>& got, const std::vector<float>& want,
+                    size_t count = std::numeric_limits<size_t>::max()) {
+  count = std::min(count, want.size());
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < count; ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;
+    num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    den += double(want[i]) * want[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+}  // namespace slim
