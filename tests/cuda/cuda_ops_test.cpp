@@ -50,19 +50,6 @@ class CudaOps : public ::testing::Test {
     if (gpu_ == nullptr) GTEST_SKIP() << "no CUDA device";
   }
 
-  // A buffer on `be` holding `host` ([rows, cols], row-major).
-  static Buffer Put(Backend* be, DType t, const std::vector<float>& host, int64_t rows, int64_t cols) {
-    auto b = be->Alloc(t, rows, cols);
-    EXPECT_TRUE(b.ok()) << b.status().ToString();
-    EXPECT_TRUE(be->Upload(host.data(), b->view()).ok());
-    return std::move(*b);
-  }
-  static std::vector<float> Get(Backend* be, TensorView v) {
-    std::vector<float> h(static_cast<size_t>(v.rows * v.cols));
-    Status s = be->Download(v, h.data());
-    EXPECT_TRUE(s.ok()) << s.ToString();
-    return h;
-  }
 
   static Backend* gpu_;
   static Backend* cpu_;

@@ -1,6 +1,8 @@
 // Helpers shared by the CUDA tests: host values rounded to bf16 (so both backends see the same
-// inputs) and the relative L2 error the tolerances are stated in.
+// inputs), the relative L2 error the tolerances are stated in, and host <-> backend buffers.
 #pragma once
+
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
@@ -8,6 +10,8 @@
 #include <cstring>
 #include <limits>
 #include <vector>
+
+#include "engine/backend/backend.h"
 
 namespace slim {
 
@@ -34,6 +38,22 @@ inline double RelL2(const std::vector<float>& got, const std::vector<float>& wan
     den += double(want[i]) * want[i];
   }
   return std::sqrt(num / std::max(den, 1e-30));
+}
+
+// A buffer on `be` holding `host` ([rows, cols], row-major, converted to `t`).
+inline Buffer Put(Backend* be, DType t, const std::vector<float>& host, int64_t rows, int64_t cols) {
+  auto b = be->Alloc(t, rows, cols);
+  EXPECT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_TRUE(be->Upload(host.data(), b->view()).ok());
+  return std::move(*b);
+}
+
+// The view's values as host floats.
+inline std::vector<float> Get(Backend* be, TensorView v) {
+  std::vector<float> h(static_cast<size_t>(v.rows * v.cols));
+  Status s = be->Download(v, h.data());
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return h;
 }
 
 }  // namespace slim
