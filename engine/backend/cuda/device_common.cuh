@@ -83,6 +83,18 @@ __device__ __forceinline__ uint32_t PackBf16x2(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&h);
 }
 
+// RoPE: cos / sin of pos * inv_freq[i] for i < half into cs / sn (block-strided; the caller
+// syncs). The angle is formed and reduced in double, as the CPU reference does, so positions
+// near 128K keep their precision.
+__device__ __forceinline__ void RopeAngles(double pos, const float* inv_freq, int half, float* cs, float* sn) {
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    double s, c;
+    sincos(pos * static_cast<double>(inv_freq[i]), &s, &c);
+    cs[i] = static_cast<float>(c);
+    sn[i] = static_cast<float>(s);
+  }
+}
+
 // ---- asynchronous copies and tensor-core fragments (sm_80+) ----------------------------------
 
 __device__ __forceinline__ uint32_t SmemAddr(const void* p) {

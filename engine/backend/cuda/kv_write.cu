@@ -51,13 +51,7 @@ __global__ void RopeWriteKvKernel(PagedKv kv, bf16* __restrict__ q, int64_t q_st
   const int r = blockIdx.x;
   if (r >= s.n_rows) return;
   const int64_t row = s.row_begin + r;
-  const double pos = positions[row];
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    double sv, cv;
-    sincos(pos * static_cast<double>(inv_freq[i]), &sv, &cv);
-    cs[i] = static_cast<float>(cv);
-    sn[i] = static_cast<float>(sv);
-  }
+  RopeAngles(positions[row], inv_freq, half, cs, sn);
   __syncthreads();
   const int hd = kv.head_dim, slot = s.n_past + r;
   uint8_t* base = kv.arena + static_cast<int64_t>(kv.tables[s.table_offset + slot / kv.block_tokens]) * kv.block_bytes;

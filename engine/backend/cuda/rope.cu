@@ -14,13 +14,7 @@ template <typename T>
 __global__ void RopeKernel(T* __restrict__ x, int64_t x_stride, int n_heads, int head_dim, int half,
                            const int32_t* __restrict__ positions, const float* __restrict__ inv_freq) {
   __shared__ float cs[kMaxHalf], sn[kMaxHalf];
-  const double pos = positions[blockIdx.x];
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    double s, c;
-    sincos(pos * static_cast<double>(inv_freq[i]), &s, &c);
-    cs[i] = static_cast<float>(c);
-    sn[i] = static_cast<float>(s);
-  }
+  RopeAngles(positions[blockIdx.x], inv_freq, half, cs, sn);
   __syncthreads();
   T* row = x + blockIdx.x * x_stride;
   for (int j = threadIdx.x; j < n_heads * half; j += blockDim.x) {
