@@ -1,15 +1,17 @@
 // Kernel: FA3-style causal prefill attention for head size 128 on sm_90a, launcher below.
 //
-// CTA: two consumer warpgroups (256 threads), 128 query rows of one head; warpgroup w owns rows
-// [64w, 64w + 64). Per step of 128 keys (two 64-token KV blocks):
-//   S = Q K^T    wgmma m64n128k16, Q and K from shared memory (K-major, 128-byte swizzle),
-//   online softmax on the accumulators in registers (log2 domain, causal mask on the diagonal),
-//   O += P V     wgmma m64n128k16 with P (bf16) from registers and V from shared memory
-//                (MN-major, transposed by the instruction).
-// K/V arrive by TMA into a 3-stage ring (mbarriers: `full` counts the bytes in, `empty` one
-// arrival per warpgroup done with a stage); thread 0 issues the copies. The two warpgroups take
-// turns issuing their GEMMs (named barriers 1 and 2, "ping-pong"), so one warpgroup's softmax runs
-// while the other's GEMM has the tensor cores.
+// CTA: three warpgroups (384 threads), 128 query rows of one head. Warpgroup 0 is the producer:
+// after the prologue it drops to 24 registers (setmaxnreg) and one thread streams K/V by TMA into a
+// 3-stage ring (mbarriers: `full` counts the bytes in, `empty` takes one arrival per consumer done
+// with a stage). Warpgroups 1 and 2 are the consumers (240 registers each); consumer c owns rows
+// [64c, 64c + 64). Per step j of 128 keys (two 64-token KV blocks):
+//   S(j) = Q K(j)^T    wgmma m64n128k16, Q and K from shared memory (K-major, 128-byte swizzle),
+//   online softmax of S(j) in registers (log2 domain, causal mask on the diagonal) into P(j),
+//   O += P(j) V(j)      wgmma m64n128k16 with P (bf16) from registers and V from shared memory
+//                       (MN-major, transposed by the instruction).
+// Each consumer issues S(j) and P(j-1) V(j-1) in one turn and computes the softmax of S(j) while
+// its own P V and the other consumer's turn run on the tensor cores (intra-warpgroup overlap); the
+// two consumers take turns issuing (named barriers 1 and 2, "ping-pong").
 //
 // The TMA map views the KV arena as [slices][64 tokens][head_dim] bf16, a slice being one head's
 // K or V of one block (paged_kv.h): box [64 tokens][64 dims] = one 128-byte-swizzled atom. Slots
@@ -31,13 +33,15 @@ namespace slim::cuda {
 namespace {
 
 [[maybe_unused]] constexpr int kHD = 128, kBN = 128;
-constexpr int kBM = kFlashRows, kThreads = 256, kStages = 3;
+constexpr int kBM = kFlashRows, kThreads = 384, kStages = 3;
+// Register budgets after the split (x 128 threads each: 24 + 2 x 240 fits the 64K-register file).
+constexpr int kProducerRegs = 24, kConsumerRegs = 240;
 constexpr int kAtomBytes = 128 * 128;                   // one 64-column slice of a 128-row tile
 constexpr int kTileBytes = 2 * kAtomBytes;              // a 128 x 128 bf16 tile
 [[maybe_unused]] constexpr int kStepBytes = 2 * kTileBytes;  // K and V of one step
 constexpr int kBarrierBytes = 64;
 constexpr int kSmemBytes = (1 + 2 * kStages) * kTileBytes + kBarrierBytes + 1024;  // + alignment slack
-static_assert(kBM == 128, "two warpgroups of 64 rows");
+static_assert(kBM == 128, "two consumer warpgroups of 64 rows");
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
@@ -49,13 +53,30 @@ __device__ __forceinline__ uint64_t Desc(uint32_t addr, uint32_t lbo_bytes, uint
 
 __device__ __forceinline__ void WgmmaFence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void WgmmaCommit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void WgmmaWait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void WgmmaWait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+
+// Moves this warpgroup's register budget to N (all its warps execute it).
+template <int N, bool kInc>
+__device__ __forceinline__ void SetMaxNReg() {
+  if constexpr (kInc) {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+  } else {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+  }
+}
 __device__ __forceinline__ void FenceProxyAsync() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
 // Re-defines the registers after a wait, so that no read of them is scheduled before it.
 __device__ __forceinline__ void FenceRegs(float (&d)[64]) {
 #pragma unroll
   for (int i = 0; i < 64; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+__device__ __forceinline__ void FenceRegs(uint32_t (&a)[8][4]) {
+#pragma unroll
+  for (int i = 0; i < 32; ++i) asm volatile("" : "+r"(a[i / 4][i % 4])::"memory");
 }
 
 // 2^x, one MUFU op (flushes denormal results to zero; probabilities that small do not matter).
@@ -65,6 +86,7 @@ __device__ __forceinline__ float Ex2(float x) {
   return y;
 }
 
+// Named barriers among the 256 consumer threads (id 0 is __syncthreads).
 __device__ __forceinline__ void BarSync(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
 __device__ __forceinline__ void BarArrive(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }
 
@@ -146,9 +168,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int rows = min(kBM, s.n_rows - r0);
   const int n_total = s.n_past + s.n_rows;
   const int n_kt = (s.n_past + r0 + rows - 1) / kBN + 1;  // key steps holding visible keys
-  const int64_t slices_per_block = 2 * p.kv.n_kv_heads;
 
-  // Thread 0: step j's two blocks (K and V, two atoms each) into stage j % kStages.
+  // Thread 0 (the producer) streams step j's two blocks (K and V, two atoms each) into stage
+  // j % kStages once both consumers have released it; the first stages go out before Q loads.
   auto issue = [&](int j) {
     const int st = j % kStages;
     if (j >= kStages) MbarWait(empty(st), ((j / kStages) - 1) & 1);
@@ -158,7 +180,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int64_t b1 = j * kBN + 64 < n_total ? table[2 * j + 1] : b0;
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-      const int64_t slice = (half == 0 ? b0 : b1) * slices_per_block + g;
+      const int64_t slice = (half == 0 ? b0 : b1) * (2 * p.kv.n_kv_heads) + g;
 #pragma unroll
       for (int a = 0; a < 2; ++a) {
         const uint32_t off = a * kAtomBytes + half * (kAtomBytes / 2);
@@ -173,9 +195,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       MbarInit(empty(st), 2);
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-    for (int j = 0; j < min(kStages - 1, n_kt); ++j) issue(j);
+    for (int j = 0; j < min(kStages, n_kt); ++j) issue(j);
   }
-
   // Q by cp.async, all threads; rows past the tile's end repeat its last row (never stored).
   const bf16* q = static_cast<const bf16*>(p.q) + static_cast<int64_t>(s.row_begin + r0) * p.q_stride + h * kHD;
   for (int c = tid; c < kBM * 16; c += kThreads) {
@@ -187,38 +208,50 @@ __global__ void __launch_bounds__(kThreads, 1)
   CpAsyncCommit();
   CpAsyncWaitAll();
   FenceProxyAsync();
-  __syncthreads();  // Q landed; barriers initialized
+  __syncthreads();  // Q landed; barriers initialized. No block-wide barrier after this point.
 
+  if (wg == 0) {
+    SetMaxNReg<kProducerRegs, false>();
+    if (tid == 0) {
+      for (int j = kStages; j < n_kt; ++j) issue(j);
+    }
+    return;
+  }
+  SetMaxNReg<kConsumerRegs, true>();
+
+  // Consumers: warpgroup c = wg - 1 owns rows [64 c, 64 c + 64) of the tile.
+  const int c = wg - 1;
   float o[64];
 #pragma unroll
   for (int i = 0; i < 64; ++i) o[i] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-  const int wr = wg * 64 + wq * 16;                   // this warp's first row in the tile
+  const int wr = c * 64 + wq * 16;                    // this warp's first row in the tile
   const int lim_a = s.n_past + r0 + wr + lane / 4;    // last visible key of this thread's first row
-  const uint32_t q_base = sQ + wg * 64 * 128;         // this warpgroup's 64 rows (1024-aligned)
-  const int my_turn = 1 + wg, their_turn = 2 - wg;
-  if (wg == 1) BarArrive(1);                          // warpgroup 0 issues first
+  const uint32_t q_base = sQ + c * 64 * 128;          // this warpgroup's 64 rows (1024-aligned)
+  const int my_turn = 1 + c, their_turn = 2 - c;
+  if (c == 1) BarArrive(1);                           // consumer 0 takes the first turn
 
-  for (int j = 0; j < n_kt; ++j) {
-    const int st = j % kStages;
-    MbarWait(full(st), (j / kStages) & 1);
-    const uint32_t ks = sK + st * kTileBytes, vs = sV + st * kTileBytes;
-
-    float sc[64];
-    BarSync(my_turn);
-    WgmmaFence();
+  // S = Q K^T of step j into sc (issued, not waited for).
+  auto issue_s = [&](float (&sc)[64], int j) {
+    const uint32_t ks = sK + (j % kStages) * kTileBytes;
 #pragma unroll
     for (int kk = 0; kk < 8; ++kk) {
       const uint32_t off = (kk / 4) * kAtomBytes + (kk % 4) * 32;
       WgmmaSS(sc, Desc(q_base + off, 16, 1024), Desc(ks + off, 16, 1024), kk > 0);
     }
     WgmmaCommit();
-    BarArrive(their_turn);
-    WgmmaWait0();
-    FenceRegs(sc);
-
-    // Mask keys past each row's position; row maxima of the raw scores; m is kept in the
-    // scaled log2 domain, so each probability is one FFMA and one EX2.
+  };
+  // O += P V of step j (P as bf16 A fragments: the S accumulators of key columns [16 kc, 16 kc + 16)).
+  auto issue_pv = [&](const uint32_t (&pa)[8][4], int j) {
+    const uint32_t vs = sV + (j % kStages) * kTileBytes;
+#pragma unroll
+    for (int kc = 0; kc < 8; ++kc) WgmmaRS(o, pa[kc], Desc(vs + kc * 16 * 128, kAtomBytes, 1024));
+    WgmmaCommit();
+  };
+  // Online softmax of step j's scores in place (sc becomes P); returns the O rescale factors.
+  auto softmax = [&](float (&sc)[64], int j, float (&alpha)[2]) {
+    // Mask keys past each row's position; m is kept in the scaled log2 domain, so each
+    // probability is one FFMA and one EX2.
     if (j * kBN + kBN - 1 > s.n_past + r0 + wr) {
 #pragma unroll
       for (int i = 0; i < 64; ++i) {
@@ -229,7 +262,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int i = 0; i < 64; ++i) mx[(i >> 1) & 1] = fmaxf(mx[(i >> 1) & 1], sc[i]);
-    float alpha[2], msub[2];
+    float msub[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
@@ -249,11 +282,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     l[0] = l[0] * alpha[0] + rs[0];
     l[1] = l[1] * alpha[1] + rs[1];
-#pragma unroll
-    for (int i = 0; i < 64; ++i) o[i] *= alpha[(i >> 1) & 1];
-
-    // O += P V: the accumulators of key columns [16 kc, 16 kc + 16) form one A fragment.
-    uint32_t pa[8][4];
+  };
+  auto pack = [&](const float (&sc)[64], uint32_t (&pa)[8][4]) {
 #pragma unroll
     for (int kc = 0; kc < 8; ++kc) {
       const float* a = sc + 8 * kc;
@@ -262,18 +292,51 @@ __global__ void __launch_bounds__(kThreads, 1)
       pa[kc][2] = PackBf16x2(a[4], a[5]);
       pa[kc][3] = PackBf16x2(a[6], a[7]);
     }
+  };
+  auto release = [&](int j) {
+    if (tid % 128 == 0) MbarArrive(empty(j % kStages));  // this warpgroup is done with step j's stage
+  };
+
+  // Step 0: S only. Then each turn issues S(j) and P V(j - 1) together, and the softmax of S(j)
+  // runs while P V(j - 1) (and the other warpgroup's turn) has the tensor cores.
+  float sc[64], alpha[2];
+  uint32_t pa[8][4];
+  MbarWait(full(0), 0);
+  BarSync(my_turn);
+  WgmmaFence();
+  issue_s(sc, 0);
+  BarArrive(their_turn);
+  WgmmaWait<0>();
+  FenceRegs(sc);
+  softmax(sc, 0, alpha);
+  pack(sc, pa);
+  for (int j = 1; j < n_kt; ++j) {
+    MbarWait(full(j % kStages), (j / kStages) & 1);
     BarSync(my_turn);
     WgmmaFence();
-#pragma unroll
-    for (int kc = 0; kc < 8; ++kc) WgmmaRS(o, pa[kc], Desc(vs + kc * 16 * 128, kAtomBytes, 1024));
-    WgmmaCommit();
+    issue_s(sc, j);
+    issue_pv(pa, j - 1);
     BarArrive(their_turn);
-    WgmmaWait0();
+    WgmmaWait<1>();  // S(j) done; P V(j - 1) may still run
+    FenceRegs(sc);
+    softmax(sc, j, alpha);
+    WgmmaWait<0>();
     FenceRegs(o);
-    if (tid % 128 == 0) MbarArrive(empty(st));  // this warpgroup is done with the stage
-    if (tid == 0 && j + kStages - 1 < n_kt) issue(j + kStages - 1);
+    FenceRegs(pa);  // the fragments stay untouched until the GEMM that reads them is done
+    release(j - 1);
+#pragma unroll
+    for (int i = 0; i < 64; ++i) o[i] *= alpha[(i >> 1) & 1];
+    pack(sc, pa);
   }
-  if (wg == 0) BarSync(1);  // warpgroup 1's last hand-over
+  BarSync(my_turn);
+  WgmmaFence();
+  issue_pv(pa, n_kt - 1);
+  BarArrive(their_turn);
+  WgmmaWait<0>();
+  FenceRegs(o);
+  FenceRegs(pa);
+  release(n_kt - 1);
+  if (c == 0) BarSync(1);  // consumer 1's last hand-over
 
   // Normalize and store this thread's two rows.
   bf16* out = static_cast<bf16*>(p.out) + static_cast<int64_t>(s.row_begin + r0) * p.out_stride + h * kHD;
