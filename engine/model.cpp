@@ -206,6 +206,17 @@ struct Model::BatchState {
   std::vector<int32_t> last_rows;  // per sequence: its last row
 };
 
+// Whether any sequence of the batch has a pruning stage at `layer` placed before (or after) attention.
+static bool PrunesAt(int layer, bool before_attention, std::span<const ForwardSeq> seqs) {
+  for (const ForwardSeq& s : seqs) {
+    if (s.prune == nullptr || s.prune->after_attention == before_attention) continue;
+    for (const ResolvedStage& st : s.prune->stages) {
+      if (st.layer == layer) return true;
+    }
+  }
+  return false;
+}
+
 Status Model::PruneAt(int layer, bool before_attention, std::span<const ForwardSeq> seqs, BatchState& b) {
   const ModelConfig& c = config_;
   bool any = false;
@@ -322,7 +333,11 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
     // Later layers get h from the previous layer's fused residual add.
     if (l == 0) backend_->RmsNorm(x, w.attn_norm.view(), c.rms_eps, h);
     backend_->MatMulQ(h, w.wqkv.view(), &w.wqkv_q, qkv);
-    if (any_prune) {
+    // Layers without a stage of their own take the fused paths (RoPE + KV write, residual add +
+    // RMSNorm) also when pruning happens elsewhere in the stack.
+    const bool prune_before = any_prune && PrunesAt(l, /*before_attention=*/true, seqs);
+    const bool prune_after = any_prune && PrunesAt(l, /*before_attention=*/false, seqs);
+    if (prune_before) {
       // Query heads then key heads are adjacent in qkv: one rotation over both; the block scores
       // read the rotated q and k before the KV write.
       backend_->Rope(qkv.Cols(0, qd + kvd), c.n_heads + c.n_kv_heads, c.head_dim, b.pos, rope_);
@@ -340,7 +355,7 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
       }
     }
     const TensorView att = attn_.Rows(0, b.n_rows), proj = proj_.Rows(0, b.n_rows);
-    if (any_prune) {
+    if (prune_before) {
       backend_->WriteKv(kv, b.attn, shape_, qkv.Cols(qd, kvd), qkv.Cols(qd + kvd, kvd));
     } else {
       backend_->RopeWriteKv(kv, b.attn, shape_, qkv.Cols(0, qd), qkv.Cols(qd, kvd), qkv.Cols(qd + kvd, kvd), b.pos,
@@ -351,7 +366,7 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
       SLIM_RETURN_IF_ERROR(kv.Append(seqs[static_cast<size_t>(i)].seq, l, b.attn[static_cast<size_t>(i)].n_rows));
     }
     backend_->MatMulQ(att, w.wo.view(), &w.wo_q, proj);
-    if (any_prune) {
+    if (prune_after) {
       backend_->Add(x, proj);
       SLIM_RETURN_IF_ERROR(PruneAt(l, /*before_attention=*/false, seqs, b));
       x = x_.Rows(0, b.n_rows);
