@@ -343,6 +343,7 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
       backend_->Rope(qkv.Cols(0, qd + kvd), c.n_heads + c.n_kv_heads, c.head_dim, b.pos, rope_);
       SLIM_RETURN_IF_ERROR(PruneAt(l, /*before_attention=*/true, seqs, b));
       x = x_.Rows(0, b.n_rows);
+      h = h_.Rows(0, b.n_rows);
       qkv = qkv_.Rows(0, b.n_rows);
     }
     for (int64_t i = 0; i < n_seqs; ++i) {

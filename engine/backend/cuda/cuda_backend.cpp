@@ -149,6 +149,10 @@ Status CudaBackend::Init(const BackendOptions& options) {
   } else {
     return InvalidArgumentError("cuda GEMV mode '" + options.cuda_gemv + "' (known: auto, on, off)");
   }
+  if (options.cuda_gemm_tune != "auto" && options.cuda_gemm_tune != "on" && options.cuda_gemm_tune != "off") {
+    return InvalidArgumentError("cuda GEMM tuning mode '" + options.cuda_gemm_tune + "' (known: auto, on, off)");
+  }
+  SLIM_RETURN_IF_ERROR(gemm_.Init(stream_, cublas_, cublas_ws_, kCublasWorkspace, options.cuda_gemm_tune != "off"));
   if (options.kv_dtype != "auto" && options.kv_dtype != "bf16") {
     return InvalidArgumentError("cuda KV cache type '" + options.kv_dtype + "' (known: auto, bf16)");
   }
@@ -397,15 +401,10 @@ Status CudaBackend::DoMatMul(TensorView x, TensorView w, TensorView out) {
                      .out_dtype = out.dtype, .out_stride = out.stride, .n = x.rows, .m = w.rows, .k = w.cols};
     if (GemvSupports(g)) return LaunchGemv(g, stream_);
   }
-  const float alpha = 1.0f, beta = 0.0f;
-  // Column-major view: out^T [m = w.rows, n = x.rows] = W [m, k] * X^T [k, n]; row-major W is a
-  // column-major [k, m] matrix, hence op T on it.
-  CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(w.rows), static_cast<int>(x.rows),
-                            static_cast<int>(x.cols), &alpha, w.data, CudaType(w.dtype), static_cast<int>(w.stride),
-                            x.data, CudaType(x.dtype), static_cast<int>(x.stride), &beta, out.data,
-                            CudaType(out.dtype), static_cast<int>(out.stride), CUBLAS_COMPUTE_32F,
-                            CUBLAS_GEMM_DEFAULT));
-  return OkStatus();
+  return gemm_.Run(GemmArgs{.w = w.data, .w_type = CudaType(w.dtype), .ldw = w.stride, .x = x.data,
+                            .x_type = CudaType(x.dtype), .ldx = x.stride, .out = out.data,
+                            .out_type = CudaType(out.dtype), .ldo = out.stride, .m = w.rows, .n = x.rows,
+                            .k = x.cols});
 }
 
 void CudaBackend::SwiGluMatMul(TensorView gate_up, TensorView act, TensorView w, const Buffer* wq, TensorView out) {

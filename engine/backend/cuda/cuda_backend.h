@@ -15,6 +15,7 @@
 
 #include "engine/backend/backend.h"
 #include "engine/backend/cuda/flash_attention.h"
+#include "engine/backend/cuda/gemm_tuner.h"
 #include "engine/backend/cuda/host_stager.h"
 
 namespace slim::cuda {
@@ -127,6 +128,7 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   void* cublas_ws_ = nullptr;
+  GemmTuner gemm_;  // prefill products: GemmEx or the fastest cuBLASLt algorithm per shape
   HostStager stager_;
   DeviceScratch gather_scratch_, convert_scratch_, attn_scratch_, score_scratch_;
   std::vector<int32_t> host_i32_;  // reused host staging vectors
