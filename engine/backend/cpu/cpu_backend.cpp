@@ -5,7 +5,6 @@
 #include <cblas.h>
 
 #include <algorithm>
-#include <cassert>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -65,7 +64,19 @@ Status CpuBackend::Upload(const float* host, TensorView dst) {
   return OkStatus();
 }
 
+bool CpuBackend::Check(bool ok, const char* what) {
+  if (!ok && error_.ok()) error_ = InvalidArgumentError(what);
+  return ok;
+}
+
+Status CpuBackend::TakeError() {
+  Status s = error_;
+  error_ = OkStatus();
+  return s;
+}
+
 Status CpuBackend::Download(TensorView src, float* host) {
+  SLIM_RETURN_IF_ERROR(TakeError());
   if (src.dtype != DType::kF32) return InvalidArgumentError("cpu backend holds f32 only");
   for (int64_t r = 0; r < src.rows; ++r)
     std::memcpy(host + r * src.cols, RowPtr(src, r), static_cast<size_t>(src.cols) * sizeof(float));
@@ -74,19 +85,23 @@ Status CpuBackend::Download(TensorView src, float* host) {
 
 Status CpuBackend::SummarizeLogits(TensorView logits, std::span<const SummaryRequest> requests,
                                    std::vector<LogitsSummary>* out) {
+  SLIM_RETURN_IF_ERROR(TakeError());
   if (logits.dtype != DType::kF32) return InvalidArgumentError("cpu backend holds f32 only");
   return SummarizeRows(logits.as<float>(), logits.rows, logits.cols, logits.stride, requests, &summary_scratch_, out);
 }
 
 void CpuBackend::Embed(TensorView table, std::span<const int32_t> ids, TensorView out) {
-  assert(static_cast<int64_t>(ids.size()) == out.rows && table.cols == out.cols);
+  if (!Check(static_cast<int64_t>(ids.size()) == out.rows && table.cols == out.cols, "cpu Embed: shapes")) return;
+  for (int32_t id : ids) {
+    if (!Check(id >= 0 && id < table.rows, "cpu Embed: id outside the table")) return;
+  }
   for (size_t i = 0; i < ids.size(); ++i)
     std::memcpy(RowPtr(out, static_cast<int64_t>(i)), RowPtr(table, ids[i]),
                 static_cast<size_t>(out.cols) * sizeof(float));
 }
 
 void CpuBackend::RmsNorm(TensorView x, TensorView w, float eps, TensorView out) {
-  assert(x.rows == out.rows && x.cols == out.cols && w.cols == x.cols);
+  if (!Check(x.rows == out.rows && x.cols == out.cols && w.cols == x.cols, "cpu RmsNorm: shapes")) return;
   const float* wp = w.as<float>();
   pool_.ParallelFor(x.rows, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) RmsNormRow(RowPtr(x, r), wp, eps, RowPtr(out, r), x.cols);
@@ -94,7 +109,7 @@ void CpuBackend::RmsNorm(TensorView x, TensorView w, float eps, TensorView out) 
 }
 
 void CpuBackend::Add(TensorView acc, TensorView x) {
-  assert(acc.rows == x.rows && acc.cols == x.cols);
+  if (!Check(acc.rows == x.rows && acc.cols == x.cols, "cpu Add: shapes")) return;
   pool_.ParallelFor(acc.rows, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       float* a = RowPtr(acc, r);
@@ -106,7 +121,7 @@ void CpuBackend::Add(TensorView acc, TensorView x) {
 }
 
 void CpuBackend::MatMul(TensorView x, TensorView w, TensorView out) {
-  assert(x.cols == w.cols && out.rows == x.rows && out.cols == w.rows);
+  if (!Check(x.cols == w.cols && out.rows == x.rows && out.cols == w.rows, "cpu MatMul: shapes")) return;
   if (x.rows == 0) return;
   if (x.rows == 1) {
     cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(w.rows), static_cast<int>(w.cols), 1.0f,
@@ -147,7 +162,10 @@ void CpuBackend::MatMulQ(TensorView x, TensorView w, const Buffer* wq, TensorVie
     return;
   }
   const TensorView& q = wq->view();
-  assert(q.rows == w.rows && q.cols == x.cols);
+  if (!Check(q.rows == w.rows && q.cols == x.cols && out.rows == x.rows && out.cols == w.rows,
+             "cpu MatMulQ: shapes")) {
+    return;
+  }
   const auto t = static_cast<gguf::TensorType>(q.quant_type);
   const int n_in = static_cast<int>(x.rows);
   pool_.ParallelFor(q.rows, [&](int64_t b, int64_t e) {
@@ -158,7 +176,10 @@ void CpuBackend::MatMulQ(TensorView x, TensorView w, const Buffer* wq, TensorVie
 
 void CpuBackend::Rope(TensorView x, int n_heads, int head_dim, std::span<const int32_t> positions,
                       const RopeTable& rope) {
-  assert(static_cast<int64_t>(positions.size()) == x.rows && x.cols == int64_t{n_heads} * head_dim);
+  if (!Check(static_cast<int64_t>(positions.size()) == x.rows && x.cols == int64_t{n_heads} * head_dim,
+             "cpu Rope: shapes")) {
+    return;
+  }
   const int half = rope.rope_dim / 2;
   pool_.ParallelFor(x.rows, [&](int64_t b, int64_t e) {
     std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
@@ -184,7 +205,7 @@ void CpuBackend::Rope(TensorView x, int n_heads, int head_dim, std::span<const i
 
 void CpuBackend::SwiGlu(TensorView gate_up, TensorView out) {
   const int64_t ff = out.cols;
-  assert(gate_up.cols == 2 * ff && gate_up.rows == out.rows);
+  if (!Check(gate_up.cols == 2 * ff && gate_up.rows == out.rows, "cpu SwiGlu: shapes")) return;
   pool_.ParallelFor(out.rows, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const float* g = RowPtr(gate_up, r);
@@ -196,7 +217,10 @@ void CpuBackend::SwiGlu(TensorView gate_up, TensorView out) {
 }
 
 void CpuBackend::GatherRows(TensorView src, std::span<const int32_t> rows, TensorView dst) {
-  assert(static_cast<int64_t>(rows.size()) == dst.rows && src.cols == dst.cols);
+  if (!Check(static_cast<int64_t>(rows.size()) == dst.rows && src.cols == dst.cols, "cpu GatherRows: shapes")) return;
+  for (int32_t r : rows) {
+    if (!Check(r >= 0 && r < src.rows, "cpu GatherRows: row outside the source")) return;
+  }
   for (size_t i = 0; i < rows.size(); ++i)
     std::memmove(RowPtr(dst, static_cast<int64_t>(i)), RowPtr(src, rows[i]),
                  static_cast<size_t>(dst.cols) * sizeof(float));
@@ -248,7 +272,7 @@ void WriteKvRows(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const Att
 
 void CpuBackend::WriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape,
                          TensorView k, TensorView v) {
-  assert(kv.layout().elem_bytes == DTypeBytes(kv_dtype_));
+  if (!Check(kv.layout().elem_bytes == DTypeBytes(kv_dtype_), "cpu WriteKv: KV element type")) return;
   if (kv_dtype_ == DType::kF16) {
     WriteKvRows<f16>(kv, seqs, shape, k, v);
   } else {

@@ -22,7 +22,9 @@ class CpuBackend final : public Backend {
   StatusOr<Buffer> Alloc(DType dtype, int64_t rows, int64_t cols) override;
   Status Upload(const float* host, TensorView dst) override;
   Status Download(TensorView src, float* host) override;
-  Status Sync() override { return OkStatus(); }
+  // A shape error in one of the void ops below skips that op and is returned (once) by the next
+  // Sync, Download or SummarizeLogits, as on the CUDA backend; the backend keeps working.
+  Status Sync() override { return TakeError(); }
 
   void Embed(TensorView table, std::span<const int32_t> ids, TensorView out) override;
   void RmsNorm(TensorView x, TensorView w, float eps, TensorView out) override;
@@ -57,8 +59,13 @@ class CpuBackend final : public Backend {
   void AttentionDecode(const kv::KvStore& kv, const std::vector<const AttnSeq*>& seqs, const AttnShape& shape,
                        TensorView q, TensorView out);
 
+  // Records `what` as the pending error unless `ok`; returns ok.
+  bool Check(bool ok, const char* what);
+  Status TakeError();
+
   int threads_;
   DType kv_dtype_;
+  Status error_;
   ThreadPool pool_;
   std::vector<float> k_scratch_, v_scratch_, s_scratch_, q_scratch_, o_scratch_, partials_;
   SummaryScratch summary_scratch_;

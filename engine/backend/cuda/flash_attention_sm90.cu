@@ -35,7 +35,7 @@ namespace {
 [[maybe_unused]] constexpr int kHD = 128, kBN = 128;
 constexpr int kBM = kFlashRows, kThreads = 384, kStages = 3;
 // Register budgets after the split (x 128 threads each: 24 + 2 x 240 fits the 64K-register file).
-constexpr int kProducerRegs = 24, kConsumerRegs = 240;
+[[maybe_unused]] constexpr int kProducerRegs = 24, kConsumerRegs = 240;
 constexpr int kAtomBytes = 128 * 128;                   // one 64-column slice of a 128-row tile
 constexpr int kTileBytes = 2 * kAtomBytes;              // a 128 x 128 bf16 tile
 [[maybe_unused]] constexpr int kStepBytes = 2 * kTileBytes;  // K and V of one step
