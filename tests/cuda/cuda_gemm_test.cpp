@@ -16,20 +16,8 @@
 namespace slim {
 namespace {
 
-std::vector<float> Random(size_t n, uint64_t seed, float scale) {
-  std::vector<float> v(n);
-  uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
-  for (float& x : v) {
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    x = RoundBf16(scale * (static_cast<float>(s >> 40) * (2.0f / 16777216.0f) - 1.0f));
-  }
-  return v;
-}
-
-constexpr double kTolF32 = 1e-5;   // fp32 accumulation of exact bf16 products: only the order differs
-constexpr double kTolBf16 = 3e-3;  // one bf16 rounding of the output
+constexpr double kTolF32 = kProductTolF32;
+constexpr double kTolBf16 = kProductTolBf16;
 
 class CudaGemm : public ::testing::Test {
  protected:
@@ -74,8 +62,8 @@ TEST_F(CudaGemm, TunedMatchesCpuAndUntunedAndRepeatsBitForBit) {
   for (const Shape& s : shapes) {
     for (int64_t n : row_counts) {
       const int64_t m = s.m, k = s.k, pad = 8;
-      const auto xw = Random(static_cast<size_t>(n * (k + pad)), seed++, 1.0f);
-      const auto w = Random(static_cast<size_t>(m * k), seed++, 0.05f);
+      const auto xw = RandomBf16(static_cast<size_t>(n * (k + pad)), seed++, 1.0f);
+      const auto w = RandomBf16(static_cast<size_t>(m * k), seed++, 0.05f);
       std::vector<float> x;
       x.reserve(static_cast<size_t>(n * k));
       for (int64_t r = 0; r < n; ++r) x.insert(x.end(), xw.begin() + r * (k + pad) + 4, xw.begin() + r * (k + pad) + 4 + k);

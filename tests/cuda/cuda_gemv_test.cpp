@@ -23,18 +23,6 @@
 namespace slim {
 namespace {
 
-// Uniform in [-scale, scale), rounded to bf16 (xorshift: fast enough for the LM head's 0.5 G).
-std::vector<float> Random(size_t n, uint64_t seed, float scale) {
-  std::vector<float> v(n);
-  uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
-  for (float& x : v) {
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    x = RoundBf16(scale * (static_cast<float>(s >> 40) * (2.0f / 16777216.0f) - 1.0f));
-  }
-  return v;
-}
 
 // Rows [0, rows) of a row-major [*, cols] host matrix, columns [c0, c0 + n).
 std::vector<float> Slice(const std::vector<float>& h, int64_t cols, int64_t rows, int64_t c0, int64_t n) {
@@ -45,10 +33,8 @@ std::vector<float> Slice(const std::vector<float>& h, int64_t cols, int64_t rows
   return out;
 }
 
-// f32 output: fp32 accumulation of exact bf16 products, only the order differs.
-constexpr double kTolF32 = 1e-5;
-// bf16 output: one rounding, relative error <= 2^-9 per element.
-constexpr double kTolBf16 = 3e-3;
+constexpr double kTolF32 = kProductTolF32;
+constexpr double kTolBf16 = kProductTolBf16;
 
 class CudaGemv : public ::testing::Test {
  protected:
@@ -101,8 +87,8 @@ TEST_F(CudaGemv, MatMulMatchesCpuAndCublas) {
   uint64_t seed = 1;
   for (const Shape& s : shapes) {
     const int64_t m = s.m, k = s.k, pad = 16;
-    const auto xw = Random(static_cast<size_t>(8 * (k + pad)), seed++, 1.0f);
-    const auto w = Random(static_cast<size_t>(m * k), seed++, 0.05f);
+    const auto xw = RandomBf16(static_cast<size_t>(8 * (k + pad)), seed++, 1.0f);
+    const auto w = RandomBf16(static_cast<size_t>(m * k), seed++, 0.05f);
     const auto x = Slice(xw, k + pad, 8, 8, k);
     std::vector<float> want;
     {
@@ -140,7 +126,8 @@ TEST_F(CudaGemv, MatMulMatchesCpuAndCublas) {
 // alignment, a w stride not a multiple of 8, 9 rows, f32 x.
 TEST_F(CudaGemv, RefusedShapesFallBackToCublas) {
   const int64_t m = 300, k = 520;
-  const auto x = Random(static_cast<size_t>(9 * (k + 8)), 40, 1.0f), w = Random(static_cast<size_t>(m * (k + 4)), 41, 0.05f);
+  const auto x = RandomBf16(static_cast<size_t>(9 * (k + 8)), 40, 1.0f),
+             w = RandomBf16(static_cast<size_t>(m * (k + 4)), 41, 0.05f);
   struct Case {
     const char* what;
     int64_t n, x_col, k, w_cols;
@@ -171,8 +158,8 @@ TEST_F(CudaGemv, SwiGluMatMulMatchesUnfused) {
   uint64_t seed = 100;
   for (const Shape& s : shapes) {
     const int64_t m = s.m, ff = s.k, pad = 8;
-    const auto guw = Random(static_cast<size_t>(9 * (2 * ff + pad)), seed++, 3.0f);
-    const auto w = Random(static_cast<size_t>(m * ff), seed++, 0.05f);
+    const auto guw = RandomBf16(static_cast<size_t>(9 * (2 * ff + pad)), seed++, 3.0f);
+    const auto w = RandomBf16(static_cast<size_t>(m * ff), seed++, 0.05f);
     const auto gu = Slice(guw, 2 * ff + pad, 9, pad, 2 * ff);
     // CPU references: exact activation, and the activation rounded to bf16 as the GPU keeps it.
     std::vector<float> want_exact, want_rounded;
@@ -272,7 +259,7 @@ TEST_F(CudaGemv, DISABLED_Bandwidth) {
         ASSERT_TRUE(be->FillSynthetic(SyntheticFill{.state = uint64_t(7 + i), .half_width = 0.05f}, ws.back().view()).ok());
       }
       const int64_t x_cols = c.swiglu ? 2 * c.k : c.k;
-      Buffer x = Put(be, DType::kBF16, Random(static_cast<size_t>(8 * x_cols), 9, 1.0f), 8, x_cols);
+      Buffer x = Put(be, DType::kBF16, RandomBf16(static_cast<size_t>(8 * x_cols), 9, 1.0f), 8, x_cols);
       Buffer act = Empty(be, DType::kBF16, 8, c.k);
       Buffer out = Empty(be, c.m > 100000 ? DType::kF32 : DType::kBF16, 8, c.m);
       for (int64_t n : {1, 2, 4, 8}) {

@@ -26,6 +26,24 @@ inline float RoundBf16(float x) {
   return r;
 }
 
+// Uniform in [-scale, scale), rounded to bf16 (xorshift: fast enough for the LM head's 0.5 G).
+inline std::vector<float> RandomBf16(size_t n, uint64_t seed, float scale) {
+  std::vector<float> v(n);
+  uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (float& x : v) {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    x = RoundBf16(scale * (static_cast<float>(s >> 40) * (2.0f / 16777216.0f) - 1.0f));
+  }
+  return v;
+}
+
+// Tolerances of products of bf16-rounded inputs (relative L2): f32 output is fp32 accumulation of
+// exact bf16 products, only the order differs; bf16 output adds one rounding (<= 2^-9 an element).
+inline constexpr double kProductTolF32 = 1e-5;
+inline constexpr double kProductTolBf16 = 3e-3;
+
 // ||got - want|| / ||want|| over the first `count` elements (all of `want` by default); infinite
 // when `got` holds a non-finite value there.
 inline double RelL2(const std::vector<float>& got, const std::vector<float>& want,
