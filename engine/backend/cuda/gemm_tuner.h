@@ -50,14 +50,6 @@ class GemmTuner {
   Status Init(cudaStream_t stream, cublasHandle_t cublas, void* workspace, size_t workspace_bytes, bool tune);
   Status Run(const GemmArgs& a);
 
-  // What the tuned products use; for tests and logs.
-  struct Stats {
-    int64_t tuned_shapes = 0;  // buckets timed so far
-    int64_t lt_calls = 0;      // products run through a cuBLASLt algorithm
-    int64_t gemmex_calls = 0;  // products run through cublasGemmEx
-  };
-  const Stats& stats() const { return stats_; }
-
  private:
   // An operation and its matrix layouts for one exact shape.
   struct Plan {
@@ -91,7 +83,6 @@ class GemmTuner {
   std::map<ShapeKey, Choice> choices_;  // n as its bucket
   std::map<ShapeKey, Plan> plans_;      // n exact; cleared when it grows past kMaxPlans
   static constexpr size_t kMaxPlans = 64;
-  Stats stats_;
 };
 
 }  // namespace slim::cuda
