@@ -9,9 +9,12 @@
 //   online softmax of S(j) in registers (log2 domain, causal mask on the diagonal) into P(j),
 //   O += P(j) V(j)      wgmma m64n128k16 with P (bf16) from registers and V from shared memory
 //                       (MN-major, transposed by the instruction).
-// Each consumer issues S(j) and P(j-1) V(j-1) in one turn and computes the softmax of S(j) while
-// its own P V and the other consumer's turn run on the tensor cores (intra-warpgroup overlap); the
-// two consumers take turns issuing (named barriers 1 and 2, "ping-pong").
+// Each consumer issues S(j) and P(j-1) V(j-1) in one turn, and the two consumers take turns
+// issuing (named barriers 1 and 2, "ping-pong"), so one consumer's softmax runs while the other's
+// GEMMs have the tensor cores. ptxas places the wait for a consumer's own P V(j-1) before its
+// softmax of S(j) (the softmax rewrites S's accumulator registers in place); a variant that
+// wrote P to separate registers and so overlapped the two measured slower (the consumers'
+// softmaxes then ran at the same time), as did row sums on the tensor cores (bench/RESULTS.md).
 //
 // The TMA map views the KV arena as [slices][64 tokens][head_dim] bf16, a slice being one head's
 // K or V of one block (paged_kv.h): box [64 tokens][64 dims] = one 128-byte-swizzled atom. Slots
@@ -297,8 +300,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (tid % 128 == 0) MbarArrive(empty(j % kStages));  // this warpgroup is done with step j's stage
   };
 
-  // Step 0: S only. Then each turn issues S(j) and P V(j - 1) together, and the softmax of S(j)
-  // runs while P V(j - 1) (and the other warpgroup's turn) has the tensor cores.
+  // Step 0: S only. Then each turn issues S(j) and P V(j - 1) together; the softmax of S(j) runs
+  // while the other warpgroup's turn has the tensor cores.
   float sc[64], alpha[2];
   uint32_t pa[8][4];
   MbarWait(full(0), 0);
