@@ -206,13 +206,19 @@ struct Model::BatchState {
   std::vector<int32_t> last_rows;  // per sequence: its last row
 };
 
+// The stage of `s` at `layer` placed before (or after) attention, or null.
+static const ResolvedStage* StageAt(const ForwardSeq& s, int layer, bool before_attention) {
+  if (s.prune == nullptr || s.prune->after_attention == before_attention) return nullptr;
+  for (const ResolvedStage& st : s.prune->stages) {
+    if (st.layer == layer) return &st;
+  }
+  return nullptr;
+}
+
 // Whether any sequence of the batch has a pruning stage at `layer` placed before (or after) attention.
 static bool PrunesAt(int layer, bool before_attention, std::span<const ForwardSeq> seqs) {
   for (const ForwardSeq& s : seqs) {
-    if (s.prune == nullptr || s.prune->after_attention == before_attention) continue;
-    for (const ResolvedStage& st : s.prune->stages) {
-      if (st.layer == layer) return true;
-    }
+    if (StageAt(s, layer, before_attention) != nullptr) return true;
   }
   return false;
 }
@@ -223,20 +229,18 @@ Status Model::PruneAt(int layer, bool before_attention, std::span<const ForwardS
   std::vector<std::vector<int32_t>> local(seqs.size());
   for (size_t i = 0; i < seqs.size(); ++i) {
     const ForwardSeq& s = seqs[i];
-    if (s.prune == nullptr || s.prune->after_attention == before_attention) continue;
-    for (const ResolvedStage& st : s.prune->stages) {
-      if (st.layer != layer) continue;
-      const AttnSeq& a = b.attn[i];
-      const int64_t qd = int64_t{c.n_heads} * c.head_dim, kvd = int64_t{c.n_kv_heads} * c.head_dim;
-      const TensorView qkv = qkv_.Rows(0, b.n_rows);
-      std::vector<float> scores;
-      SLIM_RETURN_IF_ERROR(backend_->ScoreBlocks(qkv.Cols(0, qd), qkv.Cols(qd, kvd), shape_, a.row_begin, a.n_rows,
-                                                 s.prune->block_tokens, s.prune->unit_tokens,
-                                                 s.prune->query_window, &scores));
-      local[i] = KeptRows(SelectBlocks(scores, st.keep_blocks), a.n_rows, s.prune->block_tokens);
-      if (s.summary) s.summary->stages.push_back({layer, static_cast<int64_t>(local[i].size())});
-      any = true;
-    }
+    const ResolvedStage* st = StageAt(s, layer, before_attention);
+    if (st == nullptr) continue;
+    const AttnSeq& a = b.attn[i];
+    const int64_t qd = int64_t{c.n_heads} * c.head_dim, kvd = int64_t{c.n_kv_heads} * c.head_dim;
+    const TensorView qkv = qkv_.Rows(0, b.n_rows);
+    std::vector<float> scores;
+    SLIM_RETURN_IF_ERROR(backend_->ScoreBlocks(qkv.Cols(0, qd), qkv.Cols(qd, kvd), shape_, a.row_begin, a.n_rows,
+                                               s.prune->block_tokens, s.prune->unit_tokens, s.prune->query_window,
+                                               &scores));
+    local[i] = KeptRows(SelectBlocks(scores, st->keep_blocks), a.n_rows, s.prune->block_tokens);
+    if (s.summary) s.summary->stages.push_back({layer, static_cast<int64_t>(local[i].size())});
+    any = true;
   }
   if (!any) return OkStatus();
   std::vector<int32_t> rows;
