@@ -6,8 +6,8 @@
 // 3-13% faster than cublasGemmEx's default. So the first product of each (m, k, strides, types)
 // and power-of-two bucket of n >= kMinRows times GemmEx and up to kCandidates cuBLASLt algorithms
 // once each on the call's own buffers (the products write only `out`, which the winner then
-// writes last) and keeps the fastest for the bucket. Each shape pays this once per process: about
-// ten of its GEMMs. Algorithms with in-place split-K reductions are left out, so a shape's result
+// writes last) and keeps the fastest for the bucket. Each shape and bucket pays this once per
+// process: two runs of each candidate, up to eighteen of its GEMMs. Algorithms with in-place split-K reductions are left out, so a shape's result
 // is the same on every call.
 #pragma once
 
