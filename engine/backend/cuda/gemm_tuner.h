@@ -2,13 +2,15 @@
 // algorithm that ran fastest for this shape, or cublasGemmEx's own choice where that was fastest.
 //
 // cuBLAS's heuristic is not the fastest for the 8B model's prefill shapes on the H200: among
-// cuBLASLt's own candidates, measured at 32K rows (bench/cuda/probes/gemm_algos.cu), the best ran
-// 3-13% faster than cublasGemmEx's default. So the first product of each (m, k, strides, types)
-// and power-of-two bucket of n >= kMinRows times GemmEx and up to kCandidates cuBLASLt algorithms
-// once each on the call's own buffers (the products write only `out`, which the winner then
-// writes last) and keeps the fastest for the bucket. Each shape and bucket pays this once per
-// process: two runs of each candidate, up to eighteen of its GEMMs. Algorithms with in-place split-K reductions are left out, so a shape's result
-// is the same on every call.
+// cuBLASLt's own candidates, measured at 32K rows on constant inputs
+// (bench/cuda/probes/gemm_algos.cu), the best ran 3-13% faster than cublasGemmEx's default; inside
+// the model, on random weights (more power, lower clocks), the prefill GEMMs gained 2-4%. So the
+// first product of each (m, k, strides, types) and power-of-two bucket of n >= kMinRows times
+// GemmEx and up to kCandidates cuBLASLt algorithms on the call's own buffers (the products write
+// only `out`, which the winner then writes last) and keeps the fastest for the bucket. Each shape
+// and bucket pays this once per process: two runs of each candidate, up to eighteen of its GEMMs.
+// Algorithms with in-place split-K reductions are left out, so a shape's result is the same on
+// every call.
 #pragma once
 
 #include <cublasLt.h>
