@@ -331,6 +331,7 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
     }
     if (complete) backend_->PrepareLayers(kv, layers, shape_);
   }
+  bool tail_done = false;  // the last layer ran on the last rows only, leaving them in last_
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& w = layers_[static_cast<size_t>(l)];
     TensorView x = x_.Rows(0, b.n_rows), h = h_.Rows(0, b.n_rows), qkv = qkv_.Rows(0, b.n_rows);
@@ -359,29 +360,47 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
         return FailedPreconditionError("forward: KV not reserved for layer " + std::to_string(l));
       }
     }
-    const TensorView att = attn_.Rows(0, b.n_rows), proj = proj_.Rows(0, b.n_rows);
     if (prune_before) {
       backend_->WriteKv(kv, b.attn, shape_, qkv.Cols(qd, kvd), qkv.Cols(qd + kvd, kvd));
     } else {
       backend_->RopeWriteKv(kv, b.attn, shape_, qkv.Cols(0, qd), qkv.Cols(qd, kvd), qkv.Cols(qd + kvd, kvd), b.pos,
                             rope_);
     }
-    backend_->Attention(kv, b.attn, shape_, qkv.Cols(0, qd), att);
+    // Past its KV write the last layer runs on each sequence's last row alone: no other row of
+    // it reaches the logits (as llama.cpp does). Not with a stage after attention there.
+    if (l + 1 == c.n_layers && !prune_after && b.n_rows > n_seqs) {
+      tail_done = true;
+      std::vector<AttnSeq> tail(b.attn);
+      for (int64_t i = 0; i < n_seqs; ++i) {
+        AttnSeq& a = tail[static_cast<size_t>(i)];
+        a.n_past += a.n_rows - 1;  // the last row sees every key, as in the full causal pass
+        a.n_rows = 1;
+        a.row_begin = static_cast<int32_t>(i);
+      }
+      const TensorView q_tail = gate_up_.Rows(0, n_seqs).Cols(0, qd);  // free until the MLP
+      backend_->GatherRows(qkv.Cols(0, qd), b.last_rows, q_tail);
+      backend_->GatherRows(x, b.last_rows, last_.Rows(0, n_seqs));
+      x = last_.Rows(0, n_seqs);
+      h = h_.Rows(0, n_seqs);
+      backend_->Attention(kv, tail, shape_, q_tail, attn_.Rows(0, n_seqs));
+    } else {
+      backend_->Attention(kv, b.attn, shape_, qkv.Cols(0, qd), attn_.Rows(0, b.n_rows));
+    }
     for (int64_t i = 0; i < n_seqs; ++i) {
       SLIM_RETURN_IF_ERROR(kv.Append(seqs[static_cast<size_t>(i)].seq, l, b.attn[static_cast<size_t>(i)].n_rows));
     }
-    backend_->MatMulQ(att, w.wo.view(), &w.wo_q, proj);
+    const int64_t n_out = x.rows;  // rows that go on through this layer
+    backend_->MatMulQ(attn_.Rows(0, n_out), w.wo.view(), &w.wo_q, proj_.Rows(0, n_out));
     if (prune_after) {
-      backend_->Add(x, proj);
+      backend_->Add(x, proj_.Rows(0, n_out));
       SLIM_RETURN_IF_ERROR(PruneAt(l, /*before_attention=*/false, seqs, b));
       x = x_.Rows(0, b.n_rows);
       h = h_.Rows(0, b.n_rows);
       backend_->RmsNorm(x, w.ffn_norm.view(), c.rms_eps, h);
     } else {
-      backend_->AddRmsNorm(x, proj, w.ffn_norm.view(), c.rms_eps, h);
+      backend_->AddRmsNorm(x, proj_.Rows(0, n_out), w.ffn_norm.view(), c.rms_eps, h);
     }
-    const TensorView gate_up = gate_up_.Rows(0, b.n_rows), act = act_.Rows(0, b.n_rows),
-                     proj2 = proj_.Rows(0, b.n_rows);
+    const TensorView gate_up = gate_up_.Rows(0, x.rows), act = act_.Rows(0, x.rows), proj2 = proj_.Rows(0, x.rows);
     backend_->MatMulQ(h, w.w_gate_up.view(), &w.w_gate_up_q, gate_up);
     backend_->SwiGluMatMul(gate_up, act, w.w_down.view(), &w.w_down_q, proj2);
     if (l + 1 < c.n_layers) {
@@ -392,7 +411,7 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
   }
   const TensorView last = last_.Rows(0, n_seqs), last_norm = last_norm_.Rows(0, n_seqs),
                    lg = logits_.Rows(0, n_seqs);
-  backend_->GatherRows(x_.Rows(0, b.n_rows), b.last_rows, last);
+  if (!tail_done) backend_->GatherRows(x_.Rows(0, b.n_rows), b.last_rows, last);
   backend_->RmsNorm(last, out_norm_.view(), c.rms_eps, last_norm);
   backend_->MatMulQ(last_norm, lm_head_.empty() ? tok_embd_.view() : lm_head_.view(), &lm_head_q_, lg);
   if (logits == nullptr) return OkStatus();  // left on the backend (ForwardSummaries)
