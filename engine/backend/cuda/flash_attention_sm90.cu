@@ -5,23 +5,28 @@
 // 3-stage ring (mbarriers: `full` counts the bytes in, `empty` takes one arrival per consumer done
 // with a stage). Warpgroups 1 and 2 are the consumers (240 registers each); consumer c owns rows
 // [64c, 64c + 64). Per step j of 128 keys (two 64-token KV blocks):
-//   S(j) = Q K(j)^T    wgmma m64n128k16, Q and K from shared memory (K-major, 128-byte swizzle),
+//   S(j) = Q K(j)^T    wgmma m64n128k16, Q from registers (A fragments, loaded once from global
+//                       memory), K from shared memory (K-major, 128-byte swizzle),
 //   online softmax of S(j) in registers (log2 domain, causal mask on the diagonal) into P(j),
 //   O += P(j) V(j)      wgmma m64n128k16 with P (bf16) from registers and V from shared memory
 //                       (MN-major, transposed by the instruction).
 // Each consumer issues S(j) and P(j-1) V(j-1) in one turn, and the two consumers take turns
 // issuing (named barriers 1 and 2, "ping-pong"), so one consumer's softmax runs while the other's
-// GEMMs have the tensor cores. ptxas places the wait for a consumer's own P V(j-1) before its
+// GEMMs have the tensor cores. The rescale of O by step j-1's factors sits between the two
+// issues, under S(j) (and a warp whose 16 rows all kept their running max skips it). ptxas places the wait for a consumer's own P V(j-1) before its
 // softmax of S(j) (the softmax rewrites S's accumulator registers in place); a variant that
 // wrote P to separate registers and so overlapped the two measured slower (the consumers'
 // softmaxes then ran at the same time), as did row sums on the tensor cores (bench/RESULTS.md).
+// Q in registers instead of shared memory, the rescale under S and a tree for the row maxima
+// measured 1% faster together (session 5); a double-buffered P that moves the wait for P V(j-1)
+// into the next turn makes ptxas serialize the wgmmas (warning C7514) and was not kept.
 //
 // The TMA map views the KV arena as [slices][64 tokens][head_dim] bf16, a slice being one head's
 // K or V of one block (paged_kv.h): box [64 tokens][64 dims] = one 128-byte-swizzled atom. Slots
 // past a sequence's end are loaded too (the arena is zero-filled at allocation, so they hold
 // finite values) and masked; a missing second block of a step reloads the first.
 //
-// Shared memory (1024-byte aligned): Q [2 atoms][128 rows][64], K and V [3 stages][2 atoms][128][64];
+// Shared memory (1024-byte aligned): K and V [3 stages][2 atoms][128][64];
 // an atom is a 64-column (128-byte) slice, row r's 16-byte chunk c stored at chunk c ^ (r & 7).
 #include <cuda.h>
 
@@ -43,7 +48,7 @@ constexpr int kAtomBytes = 128 * 128;                   // one 64-column slice o
 constexpr int kTileBytes = 2 * kAtomBytes;              // a 128 x 128 bf16 tile
 [[maybe_unused]] constexpr int kStepBytes = 2 * kTileBytes;  // K and V of one step
 constexpr int kBarrierBytes = 64;
-constexpr int kSmemBytes = (1 + 2 * kStages) * kTileBytes + kBarrierBytes + 1024;  // + alignment slack
+constexpr int kSmemBytes = 2 * kStages * kTileBytes + kBarrierBytes + 1024;  // + alignment slack
 static_assert(kBM == 128, "two consumer warpgroups of 64 rows");
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -70,7 +75,6 @@ __device__ __forceinline__ void SetMaxNReg() {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
   }
 }
-__device__ __forceinline__ void FenceProxyAsync() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
 // Re-defines the registers after a wait, so that no read of them is scheduled before it.
 __device__ __forceinline__ void FenceRegs(float (&d)[64]) {
@@ -120,22 +124,6 @@ __device__ __forceinline__ void TmaLoad(uint32_t dst, const CUtensorMap* map, in
       : "memory");
 }
 
-// d[64 x 128] (+)= A[64 x 16] (smem) * B[16 x 128] (smem, K-major)
-__device__ __forceinline__ void WgmmaSS(float (&d)[64], uint64_t da, uint64_t db, int accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-      : "l"(da), "l"(db), "r"(accumulate));
-}
-
 // d[64 x 128] += A[64 x 16] (registers) * B[16 x 128] (smem, MN-major: transposed on the fly)
 __device__ __forceinline__ void WgmmaRS(float (&d)[64], const uint32_t (&a)[4], uint64_t db) {
   asm volatile(
@@ -151,6 +139,22 @@ __device__ __forceinline__ void WgmmaRS(float (&d)[64], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
 }
 
+// d[64 x 128] (+)= A[64 x 16] (registers) * B[16 x 128] (smem, K-major)
+__device__ __forceinline__ void WgmmaRSK(float (&d)[64], const uint32_t (&a)[4], uint64_t db, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
+}
+
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
 __global__ void __launch_bounds__(kThreads, 1)
@@ -158,7 +162,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // the body exists only in the sm_90a cubin
   extern __shared__ uint8_t smem_raw[];
   const uint32_t smem = (SmemAddr(smem_raw) + 1023u) & ~1023u;
-  const uint32_t sQ = smem, sK = smem + kTileBytes, sV = sK + kStages * kTileBytes;
+  const uint32_t sK = smem, sV = sK + kStages * kTileBytes;
   const uint32_t bars = sV + kStages * kTileBytes;  // full[kStages], empty[kStages]
   auto full = [&](int st) { return bars + 8 * st; };
   auto empty = [&](int st) { return bars + 8 * (kStages + st); };
@@ -200,18 +204,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     for (int j = 0; j < min(kStages, n_kt); ++j) issue(j);
   }
-  // Q by cp.async, all threads; rows past the tile's end repeat its last row (never stored).
-  const bf16* q = static_cast<const bf16*>(p.q) + static_cast<int64_t>(s.row_begin + r0) * p.q_stride + h * kHD;
-  for (int c = tid; c < kBM * 16; c += kThreads) {
-    const int i = c / 16, ch = c % 16;
-    const uint32_t dst = sQ + (ch / 8) * kAtomBytes + i * 128 + (((ch % 8) ^ (i & 7)) << 4);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst),
-                 "l"(q + static_cast<int64_t>(min(i, rows - 1)) * p.q_stride + ch * 8));
-  }
-  CpAsyncCommit();
-  CpAsyncWaitAll();
-  FenceProxyAsync();
-  __syncthreads();  // Q landed; barriers initialized. No block-wide barrier after this point.
+  __syncthreads();  // barriers initialized. No block-wide barrier after this point.
 
   if (wg == 0) {
     SetMaxNReg<kProducerRegs, false>();
@@ -230,17 +223,34 @@ __global__ void __launch_bounds__(kThreads, 1)
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   const int wr = c * 64 + wq * 16;                    // this warp's first row in the tile
   const int lim_a = s.n_past + r0 + wr + lane / 4;    // last visible key of this thread's first row
-  const uint32_t q_base = sQ + c * 64 * 128;          // this warpgroup's 64 rows (1024-aligned)
   const int my_turn = 1 + c, their_turn = 2 - c;
   if (c == 1) BarArrive(1);                           // consumer 0 takes the first turn
 
+  // This warpgroup's Q as wgmma A fragments in registers (qa[kk]: columns [16 kk, 16 kk + 16) of
+  // this thread's rows wr + lane / 4 and + 8; rows past the tile's end repeat its last row, never
+  // stored), so S reads only K from shared memory.
+  uint32_t qa[8][4];
+  {
+    const bf16* q = static_cast<const bf16*>(p.q) + static_cast<int64_t>(s.row_begin + r0) * p.q_stride + h * kHD;
+    const uint32_t* qg = reinterpret_cast<const uint32_t*>(q);
+    const int ra = min(wr + lane / 4, rows - 1), rb = min(wr + lane / 4 + 8, rows - 1);
+    const int64_t oa = static_cast<int64_t>(ra) * p.q_stride / 2, ob = static_cast<int64_t>(rb) * p.q_stride / 2;
+#pragma unroll
+    for (int kk = 0; kk < 8; ++kk) {
+      const int cw = kk * 8 + lane % 4;  // 32-bit word of columns 16 kk + 2 (lane % 4)
+      qa[kk][0] = __ldg(qg + oa + cw);
+      qa[kk][1] = __ldg(qg + ob + cw);
+      qa[kk][2] = __ldg(qg + oa + cw + 4);
+      qa[kk][3] = __ldg(qg + ob + cw + 4);
+    }
+  }
   // S = Q K^T of step j into sc (issued, not waited for).
   auto issue_s = [&](float (&sc)[64], int j) {
     const uint32_t ks = sK + (j % kStages) * kTileBytes;
 #pragma unroll
     for (int kk = 0; kk < 8; ++kk) {
       const uint32_t off = (kk / 4) * kAtomBytes + (kk % 4) * 32;
-      WgmmaSS(sc, Desc(q_base + off, 16, 1024), Desc(ks + off, 16, 1024), kk > 0);
+      WgmmaRSK(sc, qa[kk], Desc(ks + off, 16, 1024), kk > 0);
     }
     WgmmaCommit();
   };
@@ -263,8 +273,19 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
     float mx[2] = {-INFINITY, -INFINITY};
+    {  // a tree (depth 5) instead of a chain of 32 dependent maxima per row
 #pragma unroll
-    for (int i = 0; i < 64; ++i) mx[(i >> 1) & 1] = fmaxf(mx[(i >> 1) & 1], sc[i]);
+      for (int r = 0; r < 2; ++r) {
+        float t[16];
+#pragma unroll
+        for (int k = 0; k < 16; ++k) t[k] = fmaxf(sc[4 * k + 2 * r], sc[4 * k + 2 * r + 1]);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) t[k] = fmaxf(t[k], t[k + 8]);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) t[k] = fmaxf(t[k], t[k + 4]);
+        mx[r] = fmaxf(fmaxf(fmaxf(t[0], t[2]), fmaxf(t[1], t[3])), fmaxf(fmaxf(t[4], t[6]), fmaxf(t[5], t[7])));
+      }
+    }
     float msub[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -275,16 +296,16 @@ __global__ void __launch_bounds__(kThreads, 1)
       alpha[r] = Ex2(m[r] - msub[r]);
       m[r] = m_new;
     }
-    float rs[2] = {0.0f, 0.0f};
+    float rs[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};  // two partial sums a row
 #pragma unroll
     for (int i = 0; i < 64; ++i) {
       const int r = (i >> 1) & 1;
       const float pe = Ex2(fmaf(sc[i], scale_log2, -msub[r]));
       sc[i] = pe;
-      rs[r] += pe;
+      rs[r][(i >> 2) & 1] += pe;
     }
-    l[0] = l[0] * alpha[0] + rs[0];
-    l[1] = l[1] * alpha[1] + rs[1];
+    l[0] = l[0] * alpha[0] + (rs[0][0] + rs[0][1]);
+    l[1] = l[1] * alpha[1] + (rs[1][0] + rs[1][1]);
   };
   auto pack = [&](const float (&sc)[64], uint32_t (&pa)[8][4]) {
 #pragma unroll
@@ -300,6 +321,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (tid % 128 == 0) MbarArrive(empty(j % kStages));  // this warpgroup is done with step j's stage
   };
 
+  // O *= alpha (the rescale after a new running max); a warp whose rows all kept their max skips it.
+  auto rescale = [&](const float (&alpha)[2]) {
+    if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
+#pragma unroll
+      for (int i = 0; i < 64; ++i) o[i] *= alpha[(i >> 1) & 1];
+    }
+  };
+
   // Step 0: S only. Then each turn issues S(j) and P V(j - 1) together; the softmax of S(j) runs
   // while the other warpgroup's turn has the tensor cores.
   float sc[64], alpha[2];
@@ -313,11 +342,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   FenceRegs(sc);
   softmax(sc, 0, alpha);
   pack(sc, pa);
+  // The rescale of O by step j-1's factors runs while S(j) has the tensor cores.
   for (int j = 1; j < n_kt; ++j) {
     MbarWait(full(j % kStages), (j / kStages) & 1);
     BarSync(my_turn);
     WgmmaFence();
     issue_s(sc, j);
+    rescale(alpha);
+    WgmmaFence();
     issue_pv(pa, j - 1);
     BarArrive(their_turn);
     WgmmaWait<1>();  // S(j) done; P V(j - 1) may still run
@@ -325,13 +357,13 @@ __global__ void __launch_bounds__(kThreads, 1)
     softmax(sc, j, alpha);
     WgmmaWait<0>();
     FenceRegs(o);
-    FenceRegs(pa);  // the fragments stay untouched until the GEMM that reads them is done
+    FenceRegs(pa);
     release(j - 1);
-#pragma unroll
-    for (int i = 0; i < 64; ++i) o[i] *= alpha[(i >> 1) & 1];
     pack(sc, pa);
   }
   BarSync(my_turn);
+  WgmmaFence();
+  rescale(alpha);
   WgmmaFence();
   issue_pv(pa, n_kt - 1);
   BarArrive(their_turn);
