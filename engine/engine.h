@@ -33,6 +33,7 @@ struct EngineOptions {
   std::string kv_dtype = "auto";        // BackendOptions::kv_dtype
   std::string cuda_gemv = "auto";       // BackendOptions::cuda_gemv
   std::string cuda_gemm_tune = "auto";  // BackendOptions::cuda_gemm_tune
+  std::string cuda_fused_mlp = "auto";  // BackendOptions::cuda_fused_mlp
   int64_t kv_tokens = 0;             // KV capacity in tokens per layer summed over sequences;
                                      // 0 = the model's context length
   int block_tokens = 64;

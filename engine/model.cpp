@@ -401,8 +401,7 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
       backend_->AddRmsNorm(x, proj_.Rows(0, n_out), w.ffn_norm.view(), c.rms_eps, h);
     }
     const TensorView gate_up = gate_up_.Rows(0, x.rows), act = act_.Rows(0, x.rows), proj2 = proj_.Rows(0, x.rows);
-    backend_->MatMulQ(h, w.w_gate_up.view(), &w.w_gate_up_q, gate_up);
-    backend_->SwiGluMatMul(gate_up, act, w.w_down.view(), &w.w_down_q, proj2);
+    backend_->Mlp(h, w.w_gate_up.view(), &w.w_gate_up_q, w.w_down.view(), &w.w_down_q, gate_up, act, proj2);
     if (l + 1 < c.n_layers) {
       backend_->AddRmsNorm(x, proj2, layers_[static_cast<size_t>(l) + 1].attn_norm.view(), c.rms_eps, h);
     } else {

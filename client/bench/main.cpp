@@ -35,6 +35,7 @@ const char* kUsage = R"(usage:
                            [--context N (up to 4x the trained context)] [--json]
                            [--profile] [--kv-dtype auto|f32|f16|bf16] [--cuda-attention auto|mma|wgmma]
                            [--cuda-gemv auto|on|off] [--cuda-gemm-tune auto|on|off]
+                           [--cuda-fused-mlp auto|on|off]
      modes: dense, pruned (the model's default schedule, or --schedule); --profile adds per-op
      device times of one more prefill and of 16 decode steps (CUDA)
   sliminfer-bench server   --server HOST:PORT [--concurrency C] [--requests N] [--prompt-tokens 256,1024]
@@ -65,6 +66,7 @@ StatusOr<std::unique_ptr<Engine>> MakeEngine(const Args& a, int64_t kv_tokens, i
   o.kv_dtype = a.Str("kv-dtype", "auto");
   o.cuda_gemv = a.Str("cuda-gemv", "auto");
   o.cuda_gemm_tune = a.Str("cuda-gemm-tune", "auto");
+  o.cuda_fused_mlp = a.Str("cuda-fused-mlp", "auto");
   o.kv_tokens = kv_tokens;
   SLIM_ASSIGN_OR_RETURN(o.context_length, a.Int("context", 0, 0, 1 << 22));
   if (!a.Has("context") && min_context > 0) {
@@ -214,7 +216,9 @@ StatusOr<json> ProfileRun(Engine& engine, const std::vector<int32_t>& prompt, co
     for (const OpTime& t : ops) {
       json o = {{"op", t.op}, {"ms", t.ms / per}, {"calls", static_cast<double>(t.calls) / per}};
       long long n = 0, m = 0, k = 0;
-      if (std::sscanf(t.op.c_str(), "MatMul[%lldx%lldx%lld]", &n, &m, &k) == 3 && t.ms > 0) {
+      if ((std::sscanf(t.op.c_str(), "MatMul[%lldx%lldx%lld]", &n, &m, &k) == 3 ||
+           std::sscanf(t.op.c_str(), "MatMulSwiGlu[%lldx%lldx%lld]", &n, &m, &k) == 3) &&
+          t.ms > 0) {
         o["tflops"] = 2.0 * double(n) * double(m) * double(k) * double(t.calls) / (t.ms * 1e-3) / 1e12;
       }
       out.push_back(std::move(o));
@@ -251,7 +255,7 @@ Status CmdEngine(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
                                             {"model", "device", "lengths", "modes", "decode-tokens", "repeat",
                                              "text-file", "prompt-ids-dir", "threads", "schedule", "context", "cuda-attention",
-                                             "kv-dtype", "cuda-gemv", "cuda-gemm-tune"},
+                                             "kv-dtype", "cuda-gemv", "cuda-gemm-tune", "cuda-fused-mlp"},
                                             {"json", "prune-after-attention", "profile"}));
   SLIM_ASSIGN_OR_RETURN(std::vector<int64_t> lengths, a.IntList("lengths", "512,2048,8192"));
   const std::vector<std::string> modes = a.StrList("modes", "dense");

@@ -36,9 +36,12 @@
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/device_common.cuh"
 #include "engine/backend/cuda/flash_attention.h"
+#include "engine/backend/cuda/sm90_common.cuh"
 
 namespace slim::cuda {
 namespace {
+
+using namespace sm90;
 
 [[maybe_unused]] constexpr int kHD = 128, kBN = 128;
 constexpr int kBM = kFlashRows, kThreads = 384, kStages = 3;
@@ -52,29 +55,6 @@ constexpr int kSmemBytes = 2 * kStages * kTileBytes + kBarrierBytes + 1024;  // 
 static_assert(kBM == 128, "two consumer warpgroups of 64 rows");
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-
-// Shared-memory matrix descriptor: 128-byte swizzle, offsets in 16-byte units.
-__device__ __forceinline__ uint64_t Desc(uint32_t addr, uint32_t lbo_bytes, uint32_t sbo_bytes) {
-  return (uint64_t{(addr & 0x3FFFF) >> 4}) | (uint64_t{lbo_bytes >> 4} << 16) | (uint64_t{sbo_bytes >> 4} << 32) |
-         (uint64_t{1} << 62);
-}
-
-__device__ __forceinline__ void WgmmaFence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void WgmmaCommit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void WgmmaWait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
-
-// Moves this warpgroup's register budget to N (all its warps execute it).
-template <int N, bool kInc>
-__device__ __forceinline__ void SetMaxNReg() {
-  if constexpr (kInc) {
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
-  } else {
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
-  }
-}
 
 // Re-defines the registers after a wait, so that no read of them is scheduled before it.
 __device__ __forceinline__ void FenceRegs(float (&d)[64]) {
@@ -96,24 +76,6 @@ __device__ __forceinline__ float Ex2(float x) {
 // Named barriers among the 256 consumer threads (id 0 is __syncthreads).
 __device__ __forceinline__ void BarSync(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
 __device__ __forceinline__ void BarArrive(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }
-
-__device__ __forceinline__ void MbarInit(uint32_t bar, int count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-}
-__device__ __forceinline__ void MbarArrive(uint32_t bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-__device__ __forceinline__ void MbarExpectTx(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void MbarWait(uint32_t bar, uint32_t parity) {
-  asm volatile(
-      "{\n.reg .pred done;\nWAIT_%=:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra WAIT_%=;\n}\n" ::"r"(bar),
-      "r"(parity)
-      : "memory");
-}
 
 // One [64 tokens][64 dims] atom of slice `slice`, dims [64 a, 64 a + 64), into `dst`.
 __device__ __forceinline__ void TmaLoad(uint32_t dst, const CUtensorMap* map, int a, int64_t slice, uint32_t bar) {
@@ -377,25 +339,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   bf16* out = static_cast<bf16*>(p.out) + static_cast<int64_t>(s.row_begin + r0) * p.out_stride + h * kHD;
   StoreRowPair<16>(o, l, lane, wr, rows, out, p.out_stride);
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
-}
-
-using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
-                                   const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
-                                   CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
-
-// cuTensorMapEncodeTiled from the driver the runtime loaded (no link against libcuda).
-EncodeTiledFn EncodeTiled() {
-  static EncodeTiledFn fn = [] {
-    void* f = nullptr;
-    cudaDriverEntryPointQueryResult q{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
-        q != cudaDriverEntryPointSuccess) {
-      (void)cudaGetLastError();
-      f = nullptr;
-    }
-    return reinterpret_cast<EncodeTiledFn>(f);
-  }();
-  return fn;
 }
 
 }  // namespace

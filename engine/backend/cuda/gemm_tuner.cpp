@@ -10,6 +10,14 @@ namespace {
 
 int64_t Bucket(int64_t n) { return static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(n))); }
 
+// The largest power of two up to 16 that divides all three addresses.
+int Alignment(const void* a, const void* b, const void* c) {
+  const uintptr_t bits = reinterpret_cast<uintptr_t>(a) | reinterpret_cast<uintptr_t>(b) | reinterpret_cast<uintptr_t>(c);
+  int align = 1;
+  while (align < 16 && bits % (2 * align) == 0) align *= 2;
+  return align;
+}
+
 }  // namespace
 
 GemmTuner::Plan::~Plan() {
@@ -94,6 +102,13 @@ StatusOr<GemmTuner::Choice> GemmTuner::Tune(const GemmArgs& a, const Plan& plan)
     st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes,
                                               sizeof schemes);
   }
+  // Candidates for these buffers' alignment (the preference assumes 256 bytes otherwise).
+  const uint32_t align = static_cast<uint32_t>(Alignment(a.w, a.x, a.out));
+  for (const cublasLtMatmulPreferenceAttributes_t attr :
+       {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulPreferenceSetAttribute(pref, attr, &align, sizeof align);
+  }
   cublasLtMatmulHeuristicResult_t found[kCandidates];
   int n_found = 0;
   if (st == CUBLAS_STATUS_SUCCESS) {
@@ -119,7 +134,8 @@ StatusOr<GemmTuner::Choice> GemmTuner::Tune(const GemmArgs& a, const Plan& plan)
 
 Status GemmTuner::Run(const GemmArgs& a) {
   if (!tune_ || a.n < kMinRows) return GemmEx(a);
-  const ShapeKey exact{a.n, a.m, a.k, a.ldw, a.ldx, a.ldo, a.w_type, a.x_type, a.out_type};
+  const ShapeKey exact{a.n,      a.m,      a.k,        a.ldw, a.ldx, a.ldo,
+                       a.w_type, a.x_type, a.out_type, Alignment(a.w, a.x, a.out)};
   ShapeKey bucket = exact;
   std::get<0>(bucket) = Bucket(a.n);
   auto p = plans_.find(exact);
@@ -146,7 +162,9 @@ Status GemmTuner::Run(const GemmArgs& a) {
     plan.checked = true;
   }
   if (c->second.lt && !plan.algo_ok) return GemmEx(a);
-  return RunChoice(a, p->second, c->second);
+  const Status run = RunChoice(a, p->second, c->second);
+  if (!run.ok() && c->second.lt) return GemmEx(a);  // the algorithm refused these buffers: as untuned
+  return run;
 }
 
 }  // namespace slim::cuda

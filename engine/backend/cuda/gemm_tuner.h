@@ -63,7 +63,9 @@ class GemmTuner {
     Plan& operator=(const Plan&) = delete;
     ~Plan();
   };
-  using ShapeKey = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int>;
+  // (n, m, k, ldw, ldx, ldo, w/x/out types, the alignment of the three pointers: cuBLASLt's
+  // algorithms require some, so a choice timed on aligned buffers may not run on others)
+  using ShapeKey = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int, int>;
   struct Choice {
     bool lt = false;  // false: cublasGemmEx
     cublasLtMatmulAlgo_t algo{};
