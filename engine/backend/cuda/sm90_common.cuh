@@ -8,6 +8,15 @@
 
 #include <cstdint>
 
+// Inline-PTX operand lists of wgmma accumulators: d[i .. i + 7], d[i .. i + 63] as "+f" operands.
+#define SLIM_WGMMA_ACC8(d, i)                                                                                 \
+  "+f"(d[(i)]), "+f"(d[(i) + 1]), "+f"(d[(i) + 2]), "+f"(d[(i) + 3]), "+f"(d[(i) + 4]), "+f"(d[(i) + 5]), \
+      "+f"(d[(i) + 6]), "+f"(d[(i) + 7])
+#define SLIM_WGMMA_ACC64(d, i)                                                                                  \
+  SLIM_WGMMA_ACC8(d, (i)), SLIM_WGMMA_ACC8(d, (i) + 8), SLIM_WGMMA_ACC8(d, (i) + 16), SLIM_WGMMA_ACC8(d, (i) + 24), \
+      SLIM_WGMMA_ACC8(d, (i) + 32), SLIM_WGMMA_ACC8(d, (i) + 40), SLIM_WGMMA_ACC8(d, (i) + 48),                 \
+      SLIM_WGMMA_ACC8(d, (i) + 56)
+
 namespace slim::cuda::sm90 {
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -73,6 +82,19 @@ inline EncodeTiledFn EncodeTiled() {
     return reinterpret_cast<EncodeTiledFn>(f);
   }();
   return fn;
+}
+
+// True on an sm_90 device whose loaded image of `kernel` is the sm_90a cubin (another device would
+// run the PTX fallback, whose body is empty) when the driver also has the tensor-map encoder.
+template <typename Kernel>
+bool Sm90aKernelRuns(Kernel* kernel) {
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
+  if (cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) return false;
+  cudaFuncAttributes attr{};
+  if (cudaFuncGetAttributes(&attr, kernel) != cudaSuccess) return false;
+  return major == 9 && minor == 0 && attr.binaryVersion == 90 && EncodeTiled() != nullptr;
 }
 
 }  // namespace slim::cuda::sm90
