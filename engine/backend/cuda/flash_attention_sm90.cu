@@ -195,18 +195,20 @@ __global__ void __launch_bounds__(kThreads, 1)
   // S = Q K^T of step j into sc (issued, not waited for).
   auto issue_s = [&](float (&sc)[64], int j) {
     const uint32_t ks = sK + (j % kStages) * kTileBytes;
+    const uint64_t kd = Desc(ks, 16, 1024);
 #pragma unroll
     for (int kk = 0; kk < 8; ++kk) {
       const uint32_t off = (kk / 4) * kAtomBytes + (kk % 4) * 32;
-      WgmmaRSK(sc, qa[kk], Desc(ks + off, 16, 1024), kk > 0);
+      WgmmaRSK(sc, qa[kk], DescPlus(kd, off), kk > 0);
     }
     WgmmaCommit();
   };
   // O += P V of step j (P as bf16 A fragments: the S accumulators of key columns [16 kc, 16 kc + 16)).
   auto issue_pv = [&](const uint32_t (&pa)[8][4], int j) {
     const uint32_t vs = sV + (j % kStages) * kTileBytes;
+    const uint64_t vd = Desc(vs, kAtomBytes, 1024);
 #pragma unroll
-    for (int kc = 0; kc < 8; ++kc) WgmmaRS(o, pa[kc], Desc(vs + kc * 16 * 128, kAtomBytes, 1024));
+    for (int kc = 0; kc < 8; ++kc) WgmmaRS(o, pa[kc], DescPlus(vd, kc * 16 * 128));
     WgmmaCommit();
   };
   // Online softmax of step j's scores in place (sc becomes P); returns the O rescale factors.

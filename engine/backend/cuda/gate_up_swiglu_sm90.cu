@@ -133,11 +133,11 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int j = 0; j < k_steps; ++j, ++it) {
         const int st = it % kStages;
         MbarWait(full(st), (it / kStages) & 1);
-        const uint32_t a = stage_a(st) + c * 64 * 128, b = stage_b(st);
+        const uint64_t ad = Desc(stage_a(st) + c * 64 * 128, 16, 1024), bd = Desc(stage_b(st), 16, 1024);
         WgmmaFence();
 #pragma unroll
         for (int kk = 0; kk < kBK / 16; ++kk) {
-          Wgmma256(acc, Desc(a + kk * 32, 16, 1024), Desc(b + kk * 32, 16, 1024), j > 0 || kk > 0);
+          Wgmma256(acc, DescPlus(ad, kk * 32), DescPlus(bd, kk * 32), j > 0 || kk > 0);
         }
         WgmmaCommit();
         WgmmaWait<1>();  // step j - 1's wgmmas are done: its stage goes back to the producers

@@ -8,7 +8,8 @@
 // first product of each (m, k, strides, types) and power-of-two bucket of n >= kMinRows times
 // GemmEx and up to kCandidates cuBLASLt algorithms on the call's own buffers (the products write
 // only `out`, which the winner then writes last) and keeps the fastest for the bucket. Each shape
-// and bucket pays this once per process: two runs of each candidate, up to eighteen of its GEMMs.
+// and bucket pays this once per process: two runs of each candidate and four more of each of the
+// three fastest, up to 30 of its GEMMs.
 // Algorithms with in-place split-K reductions are left out, so a shape's result is the same on
 // every call.
 #pragma once
@@ -42,6 +43,7 @@ class GemmTuner {
  public:
   static constexpr int64_t kMinRows = 256;  // fewer rows: cublasGemmEx as is
   static constexpr int kCandidates = 8;
+  static constexpr size_t kFinalists = 3;  // timed twice more before the choice
 
   GemmTuner() = default;
   GemmTuner(const GemmTuner&) = delete;
