@@ -337,14 +337,23 @@ TEST_F(CudaOps, FlashPrefillChunksAndDecodeLlamaShape) {
 }
 
 // The fused RoPE + KV append against the CPU's separate ops, LLaMA and SmolLM2 shapes, prefill
-// chunks and decode steps (positions from each sequence's n_past).
+// chunks and decode steps (positions from each sequence's n_past); partial rotary dims take the
+// 16-byte kernel (32 of 64) and the pairwise one (36 of 64: a chunk of 8 would be half rotated).
 TEST_F(CudaOps, RopeWriteKvMatchesSeparateOps) {
-  for (const auto& [shape, base] : {std::pair{AttnShape{32, 8, 128, 1.0f / std::sqrt(128.0f)}, 500000.0},
-                                    std::pair{AttnShape{9, 3, 64, 1.0f / std::sqrt(64.0f)}, 100000.0}}) {
+  struct Case {
+    AttnShape shape;
+    double base;
+    int rope_dim;
+  };
+  const AttnShape llama{32, 8, 128, 1.0f / std::sqrt(128.0f)}, smol{9, 3, 64, 1.0f / std::sqrt(64.0f)};
+  for (const Case& c : {Case{llama, 500000.0, 128}, Case{smol, 100000.0, 64}, Case{smol, 10000.0, 32},
+                        Case{smol, 10000.0, 36}}) {
+    const AttnShape& shape = c.shape;
+    SCOPED_TRACE(testing::Message() << "head_dim " << shape.head_dim << " rope_dim " << c.rope_dim);
     RopeTable rope;
-    rope.rope_dim = shape.head_dim;
-    for (int i = 0; i < shape.head_dim / 2; ++i) {
-      rope.inv_freq.push_back(static_cast<float>(std::pow(base, -2.0 * i / shape.head_dim)));
+    rope.rope_dim = c.rope_dim;
+    for (int i = 0; i < c.rope_dim / 2; ++i) {
+      rope.inv_freq.push_back(static_cast<float>(std::pow(c.base, -2.0 * i / c.rope_dim)));
     }
     KvPair kv = MakeKv(gpu_, shape, 64);
     AttendStep(gpu_, cpu_, kv, shape, {300, 70}, 40, kAttnTol, "rope+kv prefill 300 + 70 rows", &rope);

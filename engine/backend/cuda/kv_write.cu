@@ -1,4 +1,5 @@
-// Kernel: KV append, one block per (4 rows, sequence), 16-byte moves when aligned; launcher below.
+// Kernels: KV append, one block per (4 rows, sequence), 16-byte moves when aligned; RoPE fused with
+// the append (16-byte moves when aligned); launchers below.
 #include "engine/backend/cuda/kv_write.h"
 
 #include "engine/backend/cuda/cuda_check.h"
@@ -86,6 +87,72 @@ __global__ void RopeWriteKvKernel(PagedKv kv, bf16* __restrict__ q, int64_t q_st
   }
 }
 
+// The same pass with 16-byte moves (8 bf16 = 4 pairs a thread, each warp 512 contiguous bytes), all
+// of a thread's loads issued before the angles are computed: the kernel above moves 4 bytes a
+// thread and waits for each, which keeps too few bytes in flight (~1.5 TB/s at 32K rows). Needs
+// head_dim and rope_dim multiples of 8 (a chunk is rotated whole or not at all) and 16-byte
+// aligned rows; a row's chunks are q heads, then k heads, then v heads.
+constexpr int kVecThreads = 256, kVecPer = 4;  // up to 1024 chunks a row in one round
+
+__global__ void __launch_bounds__(kVecThreads)
+    RopeWriteKvVecKernel(PagedKv kv, bf16* __restrict__ q, int64_t q_stride, int n_heads, bf16* __restrict__ k,
+                         int64_t k_stride, const bf16* __restrict__ v, int64_t v_stride, int half,
+                         const int32_t* __restrict__ positions, const float* __restrict__ inv_freq) {
+  __shared__ float cs[kMaxHalf], sn[kMaxHalf];
+  PdlTrigger();
+  PdlWait();
+  const PagedSeq s = kv.seqs[blockIdx.y];
+  const int r = blockIdx.x;
+  if (r >= s.n_rows) return;
+  const int64_t row = s.row_begin + r;
+  const int hd = kv.head_dim, cph = hd / 8, slot = s.n_past + r;
+  const int n_rot = n_heads + kv.n_kv_heads, total = (n_rot + kv.n_kv_heads) * cph;
+  uint8_t* base = kv.arena + static_cast<int64_t>(kv.tables[s.table_offset + slot / kv.block_tokens]) * kv.block_bytes;
+  const int64_t t_off = static_cast<int64_t>(slot % kv.block_tokens) * hd;
+  bf16* qr = q + row * q_stride;
+  bf16* kr = k + row * k_stride;
+  const bf16* vr = v + row * v_stride;
+  auto src = [&](int h) -> bf16* {
+    return h < n_heads ? qr + h * hd : h < n_rot ? kr + (h - n_heads) * hd : const_cast<bf16*>(vr) + (h - n_rot) * hd;
+  };
+  const int pos = positions[row];
+  for (int j0 = 0; j0 < total; j0 += kVecThreads * kVecPer) {
+    uint4 val[kVecPer];
+#pragma unroll
+    for (int u = 0; u < kVecPer; ++u) {
+      const int j = j0 + u * kVecThreads + threadIdx.x;
+      if (j < total) val[u] = *reinterpret_cast<const uint4*>(src(j / cph) + (j % cph) * 8);
+    }
+    if (j0 == 0) {
+      RopeAngles(pos, inv_freq, half, cs, sn);
+      __syncthreads();
+    }
+#pragma unroll
+    for (int u = 0; u < kVecPer; ++u) {
+      const int j = j0 + u * kVecThreads + threadIdx.x;
+      if (j >= total) continue;
+      const int h = j / cph, c = j % cph;
+      if (h < n_rot && 4 * c < half) {
+        float x[8];
+        Bf16x8ToF(val[u], x);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int i = 4 * c + e;
+          const float x0 = x[2 * e], x1 = x[2 * e + 1];
+          x[2 * e] = x0 * cs[i] - x1 * sn[i];  // rounded to bf16 as RopeWriteKvKernel rounds
+          x[2 * e + 1] = x0 * sn[i] + x1 * cs[i];
+        }
+        val[u] = FToBf16x8(x);
+        *reinterpret_cast<uint4*>(src(h) + c * 8) = val[u];
+      }
+      if (h >= n_heads) {
+        const int slice = h < n_rot ? h - n_heads : kv.n_kv_heads + (h - n_rot);
+        *(reinterpret_cast<uint4*>(reinterpret_cast<bf16*>(base + slice * kv.head_bytes) + t_off) + c) = val[u];
+      }
+    }
+  }
+}
+
 }  // namespace
 
 Status LaunchWriteKv(const PagedKv& kv, const void* k, int64_t k_stride, const void* v, int64_t v_stride,
@@ -131,7 +198,13 @@ Status LaunchRopeWriteKv(const PagedKv& kv, void* q, int64_t q_stride, int n_hea
                    name);
   if (kv.n_seqs == 0 || max_rows == 0) return OkStatus();
   const dim3 grid(max_rows, kv.n_seqs);
-  CUDA_CHECK(LaunchPdl(RopeWriteKvKernel, grid, dim3(256), 0, stream, kv, static_cast<bf16*>(q), q_stride, n_heads,
+  const bool wide = kv.head_dim % 8 == 0 && rope_dim % 8 == 0 && q_stride % 8 == 0 && k_stride % 8 == 0 &&
+                    v_stride % 8 == 0 &&
+                    (reinterpret_cast<uintptr_t>(q) | reinterpret_cast<uintptr_t>(k) | reinterpret_cast<uintptr_t>(v) |
+                     reinterpret_cast<uintptr_t>(kv.arena) | static_cast<uintptr_t>(kv.block_bytes) |
+                     static_cast<uintptr_t>(kv.head_bytes)) % 16 == 0;
+  auto* kernel = wide ? RopeWriteKvVecKernel : RopeWriteKvKernel;
+  CUDA_CHECK(LaunchPdl(kernel, grid, dim3(256), 0, stream, kv, static_cast<bf16*>(q), q_stride, n_heads,
                        static_cast<bf16*>(k), k_stride, static_cast<const bf16*>(v), v_stride, rope_dim / 2, positions,
                        inv_freq));
   return OkStatus();
