@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -416,6 +417,53 @@ TEST_F(CudaOps, LongSequenceSplitsAgree) {
   AttendStep(gpu_, cpu_, big, shape, std::vector<int32_t>(8, 2500), 52, kAttnTol, "hd128 G4 prefill 8 x 2500 rows");
   AttendStep(gpu_, cpu_, big, shape, std::vector<int32_t>(8, 1), 53, kAttnTol, "hd128 G4 batched decode after 2500");
   AttendStep(gpu_, cpu_, big, shape, {1, 2, 1, 3, 1, 1, 8, 1}, 54, kAttnTol, "hd128 G4 batched few-row steps");
+}
+
+// Not a test (run by hand, --gtest_also_run_disabled_tests): the prefill attention alone at 32K,
+// timed as shared/peers/hf_prefill.py times SDPA's ceiling (median of 5 calls after 2 warm-ups;
+// 32 query heads over 8 KV heads, head size 128, causal, random q/k/v), so the two compare in
+// one call. Inside a prefill the kernel shares the 700 W limit with the GEMMs.
+TEST_F(CudaOps, DISABLED_FlashCausalThroughput) {
+  const AttnShape shape{32, 8, 128, 1.0f / std::sqrt(128.0f)};
+  for (const int64_t n : {int64_t{8192}, int64_t{32768}}) {
+    kv::KvStoreOptions o;
+    o.layout.n_layers = 1;
+    o.layout.n_kv_heads = shape.n_kv_heads;
+    o.layout.head_dim = shape.head_dim;
+    o.layout.block_tokens = 64;
+    o.layout.elem_bytes = 2;
+    o.host_blocks = n / 64;
+    auto arena = gpu_->Alloc(DType::kF32, o.host_blocks, static_cast<int64_t>(o.layout.BlockBytes() / 4));
+    ASSERT_TRUE(arena.ok());
+    o.arena = arena->view().data;
+    auto store = kv::KvStore::Create(o);
+    ASSERT_TRUE(store.ok());
+    kv::KvStore& kv = **store;
+    ASSERT_TRUE(kv.AddSequence(0).ok());
+    ASSERT_TRUE(kv.Reserve(0, 0, n).ok());
+    const int64_t qd = int64_t{shape.n_heads} * shape.head_dim, kd = int64_t{shape.n_kv_heads} * shape.head_dim;
+    auto qkv = gpu_->Alloc(DType::kBF16, n, qd + 2 * kd);
+    auto out = gpu_->Alloc(DType::kBF16, n, qd);
+    ASSERT_TRUE(gpu_->FillSynthetic(SyntheticFill{.state = 5, .half_width = 1.0f}, qkv->view()).ok());
+    std::vector<AttnSeq> seqs(1);
+    seqs[0].row_begin = 0;
+    seqs[0].n_rows = static_cast<int32_t>(n);
+    seqs[0].n_past = 0;
+    seqs[0].table = kv.TablePtr(0, 0);
+    gpu_->WriteKv(kv, seqs, shape, qkv->view().Cols(qd, kd), qkv->view().Cols(qd + kd, kd));
+    std::vector<double> ms;
+    for (int i = 0; i < 7; ++i) {
+      ASSERT_TRUE(gpu_->Sync().ok());
+      const auto t0 = std::chrono::steady_clock::now();
+      gpu_->Attention(kv, seqs, shape, qkv->view().Cols(0, qd), out->view());
+      ASSERT_TRUE(gpu_->Sync().ok());
+      if (i >= 2) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    const double flop = 4.0 * shape.n_heads * static_cast<double>(n) * n / 2 * shape.head_dim;
+    std::printf("prefill attention alone, causal %lld tokens: median %.3f ms, %.1f TFLOP/s\n",
+                static_cast<long long>(n), ms[2], flop / ms[2] / 1e9);
+  }
 }
 
 TEST_F(CudaOps, ErrorsAreReportedNotFatal) {
