@@ -42,21 +42,37 @@ __global__ void WriteKvKernel(PagedKv kv, const bf16* __restrict__ k, int64_t k_
 // the row's KV slot, V is copied. The same arithmetic as RopeKernel (angles in double).
 constexpr int kMaxHalf = 256;
 
+// The row a block of the RoPE + append kernels takes (row blockIdx.x of sequence blockIdx.y) and
+// where its KV slot lies; false past the sequence's rows.
+struct AppendRow {
+  int64_t row;    // in q, k, v
+  uint8_t* base;  // the slot's block in the arena
+  int64_t t_off;  // the slot within a head's slice of the block, in elements
+};
+__device__ __forceinline__ bool TakeAppendRow(const PagedKv& kv, AppendRow* a) {
+  const PagedSeq s = kv.seqs[blockIdx.y];
+  const int r = blockIdx.x;
+  if (r >= s.n_rows) return false;
+  const int slot = s.n_past + r;
+  a->row = s.row_begin + r;
+  a->base = kv.arena + static_cast<int64_t>(kv.tables[s.table_offset + slot / kv.block_tokens]) * kv.block_bytes;
+  a->t_off = static_cast<int64_t>(slot % kv.block_tokens) * kv.head_dim;
+  return true;
+}
+
 __global__ void RopeWriteKvKernel(PagedKv kv, bf16* __restrict__ q, int64_t q_stride, int n_heads, bf16* __restrict__ k,
                                   int64_t k_stride, const bf16* __restrict__ v, int64_t v_stride, int half,
                                   const int32_t* __restrict__ positions, const float* __restrict__ inv_freq) {
   __shared__ float cs[kMaxHalf], sn[kMaxHalf];
   PdlTrigger();
   PdlWait();
-  const PagedSeq s = kv.seqs[blockIdx.y];
-  const int r = blockIdx.x;
-  if (r >= s.n_rows) return;
-  const int64_t row = s.row_begin + r;
+  AppendRow ar;
+  if (!TakeAppendRow(kv, &ar)) return;
+  const int64_t row = ar.row, t_off = ar.t_off;
+  uint8_t* base = ar.base;
   RopeAngles(positions[row], inv_freq, half, cs, sn);
   __syncthreads();
-  const int hd = kv.head_dim, slot = s.n_past + r;
-  uint8_t* base = kv.arena + static_cast<int64_t>(kv.tables[s.table_offset + slot / kv.block_tokens]) * kv.block_bytes;
-  const int64_t t_off = static_cast<int64_t>(slot % kv.block_tokens) * hd;
+  const int hd = kv.head_dim;
   bf16* qr = q + row * q_stride;
   bf16* kr = k + row * k_stride;
   // Pairs of every head: query heads first, then key heads (rotated into k and the slot).
@@ -102,14 +118,12 @@ __global__ void __launch_bounds__(kVecThreads)
   __shared__ float cs[kMaxHalf], sn[kMaxHalf];
   PdlTrigger();
   PdlWait();
-  const PagedSeq s = kv.seqs[blockIdx.y];
-  const int r = blockIdx.x;
-  if (r >= s.n_rows) return;
-  const int64_t row = s.row_begin + r;
-  const int hd = kv.head_dim, cph = hd / 8, slot = s.n_past + r;
+  AppendRow ar;
+  if (!TakeAppendRow(kv, &ar)) return;
+  const int64_t row = ar.row, t_off = ar.t_off;
+  uint8_t* base = ar.base;
+  const int hd = kv.head_dim, cph = hd / 8;
   const int n_rot = n_heads + kv.n_kv_heads, total = (n_rot + kv.n_kv_heads) * cph;
-  uint8_t* base = kv.arena + static_cast<int64_t>(kv.tables[s.table_offset + slot / kv.block_tokens]) * kv.block_bytes;
-  const int64_t t_off = static_cast<int64_t>(slot % kv.block_tokens) * hd;
   bf16* qr = q + row * q_stride;
   bf16* kr = k + row * k_stride;
   const bf16* vr = v + row * v_stride;
