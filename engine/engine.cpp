@@ -279,6 +279,38 @@ Status Engine::Release(kv::SeqId seq) {
   return kv_->Free(seq);
 }
 
+Status Engine::WarmUp(int64_t max_prompt_tokens) {
+  StopParams stop;
+  stop.max_tokens = 2;
+  stop.ignore_eos = true;
+  const int32_t vocab = config().vocab_size;
+  auto ids = [vocab](int64_t n) {  // any tokens do: only the sizes matter
+    std::vector<int32_t> v(static_cast<size_t>(n));
+    uint64_t x = 7;
+    for (int32_t& t : v) {
+      x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+      t = static_cast<int32_t>((x >> 33) % static_cast<uint64_t>(vocab));
+    }
+    return v;
+  };
+  SLIM_RETURN_IF_ERROR(Generate(ids(std::min<int64_t>(3, context_length_ - 2)), SamplingParams{}, stop).status());
+  const int64_t min_rows = backend_->TunedMinRows();
+  const int64_t limit = std::min(max_prompt_tokens, context_length_ - 1);
+  if (min_rows <= 0 || limit < min_rows) return OkStatus();
+  stop.max_tokens = 1;
+  for (int64_t n = min_rows;; n = std::min(2 * n, limit)) {
+    SLIM_ASSIGN_OR_RETURN(const int64_t blocks, PrefillBlocks(n));
+    if (blocks > kv_->FreeBlocks()) break;  // the KV store's capacity ends the warm-up
+    const std::vector<int32_t> prompt = ids(n);
+    for (const PruningMode mode : {PruningMode::kOff, PruningMode::kDefault}) {
+      if (mode == PruningMode::kDefault && default_pruning_.stages.empty()) continue;
+      SLIM_RETURN_IF_ERROR(Generate(prompt, SamplingParams{}, stop, nullptr, -1, PruningRequest{.mode = mode}).status());
+    }
+    if (n == limit) break;
+  }
+  return OkStatus();
+}
+
 StatusOr<GenerateResult> Engine::Generate(std::span<const int32_t> prompt, const SamplingParams& sampling,
                                           const StopParams& stop,
                                           const std::function<void(const std::string&)>& on_text,

@@ -134,6 +134,13 @@ class Engine {
   // KV bytes the sequence's tokens occupy (sum over layers of tokens x per-token bytes).
   size_t SequenceKvBytes(kv::SeqId seq) const;
 
+  // Takes before serving what the backend does on first use: one short generation, then, where
+  // the backend tunes products per row bucket (CUDA's GEMM tuner), one prompt of each bucket's
+  // size up to max_prompt_tokens (powers of two from TunedMinRows(), then max_prompt_tokens
+  // itself; capped by the context and the free KV blocks), dense and with the model's default
+  // pruning schedule, so the first long request does not pay for tuning and workspace growth.
+  Status WarmUp(int64_t max_prompt_tokens);
+
   // Prefill + sample/decode loop for one prompt; `on_text` receives text deltas as they are
   // final. Uses sequence id `seq` and releases it at the end.
   StatusOr<GenerateResult> Generate(std::span<const int32_t> prompt, const SamplingParams& sampling,

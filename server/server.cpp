@@ -5,6 +5,8 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <chrono>
 #include <thread>
 
 namespace slim::server {
@@ -76,15 +78,11 @@ Status InferenceServer::LoadModel() {
   if (!e.ok()) return e.status().WithPrefix("loading " + options_.model);
   engine_ = std::move(*e);
   if (options_.warmup) {
-    std::vector<int32_t> ids;
-    if (engine_->tokenizer() != nullptr) {
-      SLIM_ASSIGN_OR_RETURN(ids, engine_->Tokenize("Hello", false));
-    }
-    if (ids.empty()) ids = {1, 2, 3};
-    StopParams stop;
-    stop.max_tokens = 2;
-    stop.ignore_eos = true;
-    SLIM_RETURN_IF_ERROR(engine_->Generate(ids, SamplingParams{}, stop).status().WithPrefix("warm-up"));
+    const auto w0 = std::chrono::steady_clock::now();
+    int64_t up_to = options_.warmup_tokens;
+    if (options_.max_prompt_tokens > 0) up_to = std::min<int64_t>(up_to, options_.max_prompt_tokens);
+    SLIM_RETURN_IF_ERROR(engine_->WarmUp(up_to).WithPrefix("warm-up"));
+    spdlog::info("warm-up done in {:.1f} s", std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count());
   }
   runner_ = std::make_unique<EngineRunner>(engine_.get());
   SchedulerOptions so;

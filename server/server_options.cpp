@@ -35,6 +35,10 @@ ABSL_FLAG(int, keepalive_time_ms, 30000, "keepalive ping interval on idle connec
 ABSL_FLAG(int, keepalive_timeout_ms, 10000, "close a connection whose keepalive ping is unanswered this long");
 ABSL_FLAG(int, max_message_bytes, 16 << 20, "largest request or response message");
 ABSL_FLAG(bool, warmup, true, "run a short generation before reporting SERVING");
+ABSL_FLAG(int64_t, warmup_tokens, 32768,
+          "with --warmup on a backend that tunes per prompt size (CUDA): also prefill one prompt of each "
+          "tuning size up to this many tokens (capped by --max-prompt-tokens, the context and the KV "
+          "cache), dense and pruned, so the first long request is not slowed by tuning (0 = off)");
 
 namespace slim::server {
 namespace {
@@ -44,7 +48,7 @@ const char* const kFlagNames[] = {
     "metrics_host",   "metrics_port",    "max_seqs",          "max_queue",     "max_prompt_tokens",
     "max_total_tokens", "default_max_tokens", "context_length", "kv_tokens",    "pruning",       "pruning_schedule",
     "log_format",     "log_level",       "drain_grace_s",     "keepalive_time_ms", "keepalive_timeout_ms",
-    "max_message_bytes", "warmup"};
+    "max_message_bytes", "warmup", "warmup_tokens"};
 
 }  // namespace
 
@@ -67,6 +71,7 @@ Status ServerOptions::Validate() const {
   if (max_seqs < 1 || max_seqs > 4096) return bad("max-seqs", "must be in [1, 4096]");
   if (max_queue < 0 || max_queue > 1000000) return bad("max-queue", "must be in [0, 1000000]");
   if (max_prompt_tokens < 0) return bad("max-prompt-tokens", "must be >= 0");
+  if (warmup_tokens < 0) return bad("warmup-tokens", "must be >= 0");
   if (max_total_tokens < 0) return bad("max-total-tokens", "must be >= 0");
   if (default_max_tokens < 1) return bad("default-max-tokens", "must be >= 1");
   if (kv_tokens < 0) return bad("kv-tokens", "must be >= 0");
@@ -152,6 +157,7 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   o.keepalive_timeout_ms = absl::GetFlag(FLAGS_keepalive_timeout_ms);
   o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   o.warmup = absl::GetFlag(FLAGS_warmup);
+  o.warmup_tokens = absl::GetFlag(FLAGS_warmup_tokens);
   SLIM_RETURN_IF_ERROR(o.Validate());
   return o;
 }

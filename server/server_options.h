@@ -38,6 +38,7 @@ struct ServerOptions {
   int keepalive_timeout_ms = 10000;   // and drops them when a ping is not answered in this time
   int max_message_bytes = 16 << 20;   // receive and send limit per message
   bool warmup = true;                 // run a short generation before reporting SERVING
+  int64_t warmup_tokens = 32768;      // and, on CUDA, prompts of each GEMM tuning size up to this
 
   // INVALID_ARGUMENT naming the flag.
   Status Validate() const;

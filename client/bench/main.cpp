@@ -35,9 +35,10 @@ const char* kUsage = R"(usage:
                            [--context N (up to 4x the trained context)] [--json]
                            [--profile] [--kv-dtype auto|f32|f16|bf16] [--cuda-attention auto|mma|wgmma]
                            [--cuda-gemv auto|on|off] [--cuda-gemm-tune auto|on|off]
-                           [--cuda-fused-mlp auto|on|off]
+                           [--cuda-fused-mlp auto|on|off] [--warm-up-tokens N]
      modes: dense, pruned (the model's default schedule, or --schedule); --profile adds per-op
-     device times of one more prefill and of 16 decode steps (CUDA)
+     device times of one more prefill and of 16 decode steps (CUDA); --warm-up-tokens runs the
+     server's start-up warm-up first (GEMM tuning for prompts up to N tokens on CUDA)
   sliminfer-bench server   --server HOST:PORT [--concurrency C] [--requests N] [--prompt-tokens 256,1024]
                            [--max-tokens M] [--pruning off|default] [--warmup N] [--text-file F] [--json]
      (builds with gRPC only) TTFT / inter-token / end-to-end percentiles and throughput of a server
@@ -255,7 +256,7 @@ Status CmdEngine(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
                                             {"model", "device", "lengths", "modes", "decode-tokens", "repeat",
                                              "text-file", "prompt-ids-dir", "threads", "schedule", "context", "cuda-attention",
-                                             "kv-dtype", "cuda-gemv", "cuda-gemm-tune", "cuda-fused-mlp"},
+                                             "kv-dtype", "cuda-gemv", "cuda-gemm-tune", "cuda-fused-mlp", "warm-up-tokens"},
                                             {"json", "prune-after-attention", "profile"}));
   SLIM_ASSIGN_OR_RETURN(std::vector<int64_t> lengths, a.IntList("lengths", "512,2048,8192"));
   const std::vector<std::string> modes = a.StrList("modes", "dense");
@@ -267,6 +268,13 @@ Status CmdEngine(int argc, char** argv) {
   for (int64_t l : lengths) max_len = std::max(max_len, l);
   SLIM_ASSIGN_OR_RETURN(auto engine, MakeEngine(a, max_len + decode_tokens + 64, max_len + decode_tokens + 1));
   const ModelConfig& c = engine->config();
+  double warm_up_s = 0.0;
+  if (a.Has("warm-up-tokens")) {  // as the server's start-up does (Engine::WarmUp)
+    SLIM_ASSIGN_OR_RETURN(int64_t w, a.Int("warm-up-tokens", 0, 0, engine->context_length()));
+    const auto t0 = std::chrono::steady_clock::now();
+    SLIM_RETURN_IF_ERROR(engine->WarmUp(w).WithPrefix("--warm-up-tokens"));
+    warm_up_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
   PruningRequest pruned;
   pruned.mode = PruningMode::kExplicit;
   pruned.config = engine->default_pruning();
@@ -344,6 +352,10 @@ Status CmdEngine(int argc, char** argv) {
   }
   json out = {{"engine", engine->Describe()}, {"model", c.name}, {"device", a.Str("device", "cpu")},
               {"repeat", repeat}, {"results", rows}};
+  if (a.Has("warm-up-tokens")) {
+    out["warm_up_tokens"] = a.Str("warm-up-tokens");
+    out["warm_up_s"] = warm_up_s;
+  }
   std::cout << out.dump(a.Flag("json") ? -1 : 2) << "\n";
   return OkStatus();
 }

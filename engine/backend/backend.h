@@ -88,6 +88,9 @@ class Backend {
   // Optional second copy of a weight in its GGUF quantization (rows of blocks), for memory-bound
   // products with few rows (decode). Backends that keep none answer false / Unimplemented.
   virtual bool WantsQuantizedWeights() const { return false; }
+  // Row count from which products are tuned on first use per power-of-two bucket of rows (a
+  // one-time cost the engine's warm-up takes before serving); 0 when nothing is tuned.
+  virtual int64_t TunedMinRows() const { return 0; }
   virtual StatusOr<Buffer> UploadQuantized(uint32_t ggml_type, const uint8_t* rows, int64_t n_rows,
                                            int64_t cols) {
     return UnimplementedError("this backend keeps no quantized weights");

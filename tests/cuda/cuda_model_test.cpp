@@ -192,6 +192,32 @@ TEST(CudaModel, PrunedPrefillKeepsWhatTheCpuKeeps) {
   EXPECT_LT(Compare(lg, lc).rel_l2, 0.1);
 }
 
+// The start-up warm-up on CUDA: prompts of every GEMM tuning bucket up to the limit, dense and
+// with SmolLM2's default schedule, capped by the KV store (4096 tokens here), then nothing left
+// behind; a prefill after it agrees with one on a fresh engine (whose tuner may pick other
+// algorithms for the bucket: within bf16 rounding, not bit for bit).
+TEST(CudaModel, WarmUpWalksTheTuningBucketsAndLeavesNothingBehind) {
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device";
+  auto e = MakeEngine("synthetic:smollm2-135m", Device::kCuda, 4096);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->backend()->TunedMinRows(), 256);
+  const int64_t free0 = e->kv().FreeBlocks();
+  for (const int64_t up_to : {int64_t{3000}, int64_t{1} << 20}) {
+    const Status st = e->WarmUp(up_to);
+    ASSERT_TRUE(st.ok()) << up_to << ": " << st.ToString();
+    EXPECT_EQ(e->kv().FreeBlocks(), free0);
+  }
+  auto fresh = MakeEngine("synthetic:smollm2-135m", Device::kCuda, 4096);
+  ASSERT_TRUE(fresh);
+  const auto ids = RandomIds(700, e->config().vocab_size, 17);
+  auto a = e->Prefill(1, ids);
+  auto b = fresh->Prefill(1, ids);
+  ASSERT_TRUE(a.ok() && b.ok());
+  const Diff d = Compare(a->logits, b->logits);
+  EXPECT_LT(d.rel_l2, 2e-2);
+  EXPECT_TRUE(d.top1_in_top5);
+}
+
 TEST(CudaModel, GreedyGenerateIsDeterministic) {
   if (!HaveGpu()) GTEST_SKIP() << "no CUDA device";
   auto e = MakeEngine("synthetic:smollm2-135m", Device::kCuda, 4096);

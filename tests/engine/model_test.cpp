@@ -111,6 +111,19 @@ TEST(Model, RejectsWhatCannotFit) {
   EXPECT_EQ(e->Prefill(3, {}).status().code(), StatusCode::kInvalidArgument);
 }
 
+// The CPU backend tunes nothing: the warm-up is one short generation, and leaves the KV store as
+// it found it (the CUDA bucket walk is tested in tests/cuda/cuda_model_test.cpp).
+TEST(Model, WarmUpLeavesNothingBehind) {
+  auto e = TinyEngine(512);
+  ASSERT_EQ(e->backend()->TunedMinRows(), 0);
+  const int64_t free0 = e->kv().FreeBlocks();
+  ASSERT_TRUE(e->WarmUp(100000).ok());
+  EXPECT_EQ(e->kv().FreeBlocks(), free0);
+  EXPECT_FALSE(e->kv().HasSequence(0));
+  auto g = e->Generate(RandomIds(40, e->config().vocab_size, 5), SamplingParams{}, StopParams{});
+  EXPECT_TRUE(g.ok()) << g.status().ToString();
+}
+
 TEST(Model, GreedyGenerateIsDeterministic) {
   auto e = TinyEngine();
   auto ids = RandomIds(40, e->config().vocab_size, 4);

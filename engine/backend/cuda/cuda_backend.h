@@ -41,6 +41,7 @@ class CudaBackend final : public Backend {
   DType kv_dtype() const override { return DType::kBF16; }
   DType act_dtype() const override { return DType::kBF16; }
 
+  int64_t TunedMinRows() const override { return gemm_.tuning() ? GemmTuner::kMinRows : 0; }
   StatusOr<Buffer> Alloc(DType dtype, int64_t rows, int64_t cols) override;
   Status Upload(const float* host, TensorView dst) override;
   Status Download(TensorView src, float* host) override;

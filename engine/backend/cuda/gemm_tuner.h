@@ -53,6 +53,7 @@ class GemmTuner {
   // `tune` false: every product goes to cublasGemmEx (BackendOptions::cuda_gemm_tune "off").
   Status Init(cudaStream_t stream, cublasHandle_t cublas, void* workspace, size_t workspace_bytes, bool tune);
   Status Run(const GemmArgs& a);
+  bool tuning() const { return tune_; }
 
  private:
   // An operation and its matrix layouts for one exact shape.
