@@ -2,8 +2,9 @@
 """Tables and a plot from `sliminfer-bench quality` summaries (one or more JSON files, as the
 command prints them): accuracy per schedule and length, first-token agreement, mean TTFT.
 
-  python3 bench/quality/report.py bench/quality/results/gpu_sweep*_summary.json \
-      --png bench/quality/results/quality.png > table.md
+  python3 bench/quality/report.py bench/data/quality/smollm2-harness-8-schedules.json \
+      bench/data/quality/smollm2-harness-9-late-schedules.json \
+      --png bench/data/quality/accuracy-ttft-vs-length.png > table.md
 """
 import argparse, collections, json, sys
 

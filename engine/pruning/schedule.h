@@ -62,7 +62,7 @@ struct ResolvedSchedule {
 PruningConfig PaperSchedule(int n_layers);
 
 // The default schedule for a model: chosen by the quality harness where we measured the model
-// (bench/RESULTS.md, "Choosing SmolLM2's default schedule"), the paper's proportions otherwise.
+// (bench/quality.md, "Pruning quality"), the paper's proportions otherwise.
 // `model_name` is GGUF general.name (case-insensitive match).
 PruningConfig DefaultScheduleFor(const std::string& model_name, int n_layers);
 

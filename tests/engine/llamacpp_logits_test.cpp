@@ -15,7 +15,7 @@ namespace {
 
 using json = nlohmann::json;
 
-// Measured tolerances (bench/RESULTS.md, "Logit agreement"). llama.cpp multiplies the Q4_1 /
+// Measured tolerances (bench/quality.md, "Logit agreement"). llama.cpp multiplies the Q4_1 /
 // Q8_0 weights with activations quantized to 8 bits; we (and numpy) compute in fp32 from the
 // dequantized weights. The numpy float64 forward differs from llama.cpp by max 0.90 / rms 0.27
 // (p16) and from us by ~1e-3, so llama.cpp's own arithmetic explains the gap. Measured bugs

@@ -179,7 +179,7 @@ struct BlockCfg {
 };
 
 // Pipeline depth by head size: 3 x 32 KB (two CTAs a multiprocessor) for head size 128; 4 or 6
-// stages (one CTA) measured the same on the H200 (bench/RESULTS.md, session 3).
+// stages (one CTA) ran no faster on the H200 (bench/cuda-decode.md).
 constexpr int StagesFor(int head_dim) { return head_dim == 128 ? 3 : 4; }
 
 template <int N>

@@ -16,10 +16,10 @@
 // issues, under S(j) (and a warp whose 16 rows all kept their running max skips it). ptxas places the wait for a consumer's own P V(j-1) before its
 // softmax of S(j) (the softmax rewrites S's accumulator registers in place); a variant that
 // wrote P to separate registers and so overlapped the two measured slower (the consumers'
-// softmaxes then ran at the same time), as did row sums on the tensor cores (bench/RESULTS.md).
-// Q in registers instead of shared memory, the rescale under S and a tree for the row maxima
-// measured 1% faster together (session 5); a double-buffered P that moves the wait for P V(j-1)
-// into the next turn makes ptxas serialize the wgmmas (warning C7514) and was not kept.
+// softmaxes then ran at the same time), as did row sums on the tensor cores. Q in registers instead
+// of shared memory, the rescale under S and a tree for the row maxima measured slightly faster
+// together; a double-buffered P that moves the wait for P V(j-1) into the next turn makes ptxas
+// serialize the wgmmas (warning C7514) and was not kept (bench/cuda-prefill.md has the figures).
 //
 // The TMA map views the KV arena as [slices][64 tokens][head_dim] bf16, a slice being one head's
 // K or V of one block (paged_kv.h): box [64 tokens][64 dims] = one 128-byte-swizzled atom. Slots

@@ -17,9 +17,9 @@
 // groups of 16 row tiles that sweep the columns together, so that a group's x tiles stay in L2
 // while W streams past once per group.
 //
-// Measured on the H200 (bench/RESULTS.md, session 5): 687 TFLOP/s at 32K rows of the 8B model
-// (661 with one CTA a tile; 435 with clusters of two sharing W by TMA multicast), against cuBLAS's
-// 717 for the product alone: the fused MLP and the two steps took the same time, so
+// On the H200 this persistent schedule is faster than one CTA a tile and than clusters of two
+// sharing W by TMA multicast, but the fused MLP and the two steps (cuBLAS product + SwiGLU pass)
+// take the same time at the 8B model's prefill shapes (figures in bench/cuda-prefill.md), so
 // BackendOptions::cuda_fused_mlp "auto" keeps the two steps and "on" selects this kernel.
 #include "engine/backend/cuda/gate_up_swiglu.h"
 

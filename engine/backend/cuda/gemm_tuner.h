@@ -3,7 +3,7 @@
 //
 // cuBLAS's heuristic is not the fastest for the 8B model's prefill shapes on the H200: among
 // cuBLASLt's own candidates, measured at 32K rows on constant inputs
-// (bench/cuda/probes/gemm_algos.cu), the best ran 3-13% faster than cublasGemmEx's default; inside
+// (bench/probes/gemm_algos.cu), the best ran 3-13% faster than cublasGemmEx's default; inside
 // the model, on random weights (more power, lower clocks), the prefill GEMMs gained 2-4%. So the
 // first product of each (m, k, strides, types) and power-of-two bucket of n >= kMinRows times
 // GemmEx and up to kCandidates cuBLASLt algorithms on the call's own buffers (the products write

@@ -105,8 +105,8 @@ __global__ void RopeWriteKvKernel(PagedKv kv, bf16* __restrict__ q, int64_t q_st
 
 // The same pass with 16-byte moves (8 bf16 = 4 pairs a thread, each warp 512 contiguous bytes), all
 // of a thread's loads issued before the angles are computed: the kernel above moves 2-4 bytes a
-// thread and waits for each, too few bytes in flight (8B model, 32K rows: 0.41 ms a call, ~2 TB/s,
-// against 0.26 ms here; bench/RESULTS.md, session 6 call 1). Needs
+// thread and waits for each, too few bytes in flight to approach the memory bandwidth (this one is
+// faster at the 8B model's prefill and decode rows; bench/cuda-prefill.md). Needs
 // head_dim and rope_dim multiples of 8 (a chunk is rotated whole or not at all) and 16-byte
 // aligned rows; a row's chunks are q heads, then k heads, then v heads.
 constexpr int kVecThreads = 256, kVecPer = 4;  // up to 1024 chunks a row in one round
