@@ -1,6 +1,9 @@
 // Engine: loading, sequence lifecycle over the KV store, and the Generate loop.
 #include "engine/engine.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
 
 #include "engine/gguf/gguf_file.h"
@@ -13,6 +16,50 @@ double MsSince(std::chrono::steady_clock::time_point t0) {
 }
 
 }  // namespace
+
+// The tiers' sizes from EngineOptions and the machine (EngineOptions documents the rules).
+static Status SizeKvTiers(const EngineOptions& o, const Model& model, kv::TierMemory& memory, Device device,
+                   int64_t context, kv::KvStoreOptions* ko) {
+  const kv::KvLayout& L = ko->layout;
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  const double ram = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
+  auto blocks_of_bytes = [&](double bytes) { return static_cast<int64_t>(bytes / static_cast<double>(L.BlockBytes())); };
+  // Tokens per layer summed over sequences; one spare block per layer for ragged tails.
+  auto blocks_of_tokens = [&](int64_t tokens) { return (L.BlocksFor(tokens) + 1) * L.n_layers; };
+  if (o.kv_tokens < 0 || o.kv_gib < 0 || o.gpu_memory_fraction < 0 || o.gpu_memory_fraction > 1 ||
+      o.host_kv_tokens < 0) {
+    return InvalidArgumentError("KV sizing: kv_tokens, kv_gib and host_kv_tokens must be >= 0, "
+                                "gpu_memory_fraction in [0, 1]");
+  }
+  if (o.kv_tokens > 0) {
+    ko->gpu_blocks = blocks_of_tokens(o.kv_tokens);
+  } else if (o.kv_gib > 0) {
+    ko->gpu_blocks = blocks_of_bytes(o.kv_gib * gib);
+  } else if (o.gpu_memory_fraction > 0 && device == Device::kCpu) {
+    ko->gpu_blocks = blocks_of_bytes(0.10 * ram);
+  } else if (o.gpu_memory_fraction > 0) {
+    // Free memory now (weights loaded) less the activations of the longest prompt.
+    const double free_b = static_cast<double>(memory.GpuFreeBytes());
+    const double ws = static_cast<double>(model.WorkspaceBytes(context, 64));
+    ko->gpu_blocks = blocks_of_bytes((free_b - ws) * o.gpu_memory_fraction);
+    if (ko->gpu_blocks < blocks_of_tokens(1)) {
+      return ResourceExhaustedError("KV sizing: " + std::to_string(static_cast<int64_t>(free_b / 1048576)) +
+                                    " MiB free on the device, the workspace for " + std::to_string(context) +
+                                    " tokens takes " + std::to_string(static_cast<int64_t>(ws / 1048576)) +
+                                    " MiB: no room for a KV cache (lower the context length or set --kv-tokens)");
+    }
+  } else {
+    ko->gpu_blocks = blocks_of_tokens(context);
+  }
+  if (o.host_kv_tokens > 0) {
+    ko->host_blocks = blocks_of_tokens(o.host_kv_tokens);
+  } else if (o.host_kv_gib != 0) {
+    ko->host_blocks = blocks_of_bytes(o.host_kv_gib < 0 ? 0.25 * ram : o.host_kv_gib * gib);
+  }
+  // Pinning is slow on CUDA (about 0.5 s per GiB): 1 GiB chunks in the background.
+  if (device != Device::kCpu) ko->host_chunk_blocks = std::max<int64_t>(1, blocks_of_bytes(gib));
+  return OkStatus();
+}
 
 Engine::~Engine() = default;
 
@@ -48,14 +95,9 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
                                 std::to_string(o.context_length));
   }
   e->context_length_ = o.context_length > 0 ? o.context_length : trained;
-  const int64_t tokens = o.kv_tokens > 0 ? o.kv_tokens : e->context_length_;
-  ko.host_blocks = ko.layout.BlocksFor(tokens) * ko.layout.n_layers + ko.layout.n_layers;
-  if (e->backend_->device() != Device::kCpu) {
-    // One device arena for every block; the store hands out block ids over it.
-    const int64_t words = static_cast<int64_t>(ko.layout.BlockBytes() / 4);
-    SLIM_ASSIGN_OR_RETURN(e->kv_arena_, e->backend_->Alloc(DType::kF32, ko.host_blocks, words));
-    ko.arena = e->kv_arena_.view().data;
-  }
+  SLIM_ASSIGN_OR_RETURN(e->kv_memory_, e->backend_->CreateKvMemory());
+  SLIM_RETURN_IF_ERROR(SizeKvTiers(o, *e->model_, *e->kv_memory_, e->backend_->device(), e->context_length_, &ko));
+  ko.memory = e->kv_memory_.get();
   SLIM_ASSIGN_OR_RETURN(e->kv_, kv::KvStore::Create(ko));
   if (o.default_pruning.empty()) {
     e->default_pruning_ = DefaultScheduleFor(e->model_->config().name, e->model_->config().n_layers);
@@ -277,6 +319,28 @@ Status Engine::Release(kv::SeqId seq) {
   if (it == seq_len_.end()) return NotFoundError("no live sequence " + std::to_string(seq));
   seq_len_.erase(it);
   return kv_->Free(seq);
+}
+
+Status Engine::SwapOut(kv::SeqId seq) {
+  if (!seq_len_.count(seq)) return NotFoundError("no live sequence " + std::to_string(seq));
+  return kv_->Offload(seq, /*release_gpu=*/true).status();
+}
+
+Status Engine::SwapIn(kv::SeqId seq) {
+  if (!seq_len_.count(seq)) return NotFoundError("no live sequence " + std::to_string(seq));
+  return kv_->Prefetch(seq).status();
+}
+
+KvCapacity Engine::kv_capacity() const {
+  const kv::KvLayout& L = kv_->layout();
+  KvCapacity c;
+  c.gpu_blocks = kv_->TotalBlocks();
+  c.host_blocks = kv_->HostCapacityBlocks();
+  c.gpu_bytes = static_cast<size_t>(c.gpu_blocks) * L.BlockBytes();
+  c.host_bytes = static_cast<size_t>(c.host_blocks) * L.BlockBytes();
+  c.gpu_tokens = c.gpu_blocks * L.block_tokens / L.n_layers;
+  c.host_tokens = c.host_blocks * L.block_tokens / L.n_layers;
+  return c;
 }
 
 Status Engine::WarmUp(int64_t max_prompt_tokens) {

@@ -34,8 +34,17 @@ struct EngineOptions {
   std::string cuda_gemv = "auto";       // BackendOptions::cuda_gemv
   std::string cuda_gemm_tune = "auto";  // BackendOptions::cuda_gemm_tune
   std::string cuda_fused_mlp = "auto";  // BackendOptions::cuda_fused_mlp
-  int64_t kv_tokens = 0;             // KV capacity in tokens per layer summed over sequences;
-                                     // 0 = the model's context length
+  // KV store tiers (kvstore/kv_store.h). The first (gpu) tier: kv_tokens tokens per layer summed
+  // over sequences when > 0; else kv_gib GiB when > 0; else, with gpu_memory_fraction > 0, that
+  // share of the device memory free after the weights and the largest activation workspace (on
+  // the CPU backend: 10% of RAM); else one context length.
+  int64_t kv_tokens = 0;
+  double kv_gib = 0.0;
+  double gpu_memory_fraction = 0.0;
+  // The host tier (swap space, pinned on CUDA): host_kv_tokens tokens per layer when > 0; else
+  // host_kv_gib GiB (< 0: 25% of RAM; 0: no host tier).
+  int64_t host_kv_tokens = 0;
+  double host_kv_gib = 0.0;
   int block_tokens = 64;
   // Longest sequence (prompt + generated) accepted; 0 = the model's trained context. Up to 4x
   // the trained context may be asked for, as llama.cpp's --ctx-size allows (quality beyond it
@@ -45,6 +54,13 @@ struct EngineOptions {
   // The model's default pruning schedule ("layer:keep,..."; empty = the built-in default for
   // the model's depth). Requests choose off / default / explicit per call.
   std::string default_pruning;
+};
+
+// What the KV store's tiers hold (GetModelInfo, sliminfer-cli info).
+struct KvCapacity {
+  int64_t gpu_blocks = 0, host_blocks = 0;
+  size_t gpu_bytes = 0, host_bytes = 0;
+  int64_t gpu_tokens = 0, host_tokens = 0;  // tokens per layer: blocks x block_tokens / n_layers
 };
 
 struct PrefillResult {
@@ -129,6 +145,13 @@ class Engine {
   const SamplingCounters& sampling_counters() const { return sampling_counters_; }
   // Frees the sequence's KV blocks.
   Status Release(kv::SeqId seq);
+  // Swap-out: copies the sequence's KV to the host tier (blocks already clean there are not
+  // copied again) and frees its gpu blocks; ResourceExhausted (nothing changed) when the host
+  // tier lacks room. Swap-in: gives it gpu blocks again and prefetches its KV; the next forward
+  // pass over it waits per layer on the device. Neither recomputes anything.
+  Status SwapOut(kv::SeqId seq);
+  Status SwapIn(kv::SeqId seq);
+  KvCapacity kv_capacity() const;
   // Tokens the sequence holds (prompt + appended), or -1.
   int32_t SequenceLength(kv::SeqId seq) const;
   // KV bytes the sequence's tokens occupy (sum over layers of tokens x per-token bytes).
@@ -165,7 +188,7 @@ class Engine {
   std::unique_ptr<Model> model_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::optional<ChatTemplate> chat_;
-  Buffer kv_arena_;                  // device KV memory (non-CPU backends)
+  std::unique_ptr<kv::TierMemory> kv_memory_;  // the backend's memory and copies for kv_
   std::unique_ptr<kv::KvStore> kv_;
   std::map<kv::SeqId, int32_t> seq_len_;  // tokens per live sequence
   std::vector<int32_t> scratch_pos_;

@@ -170,6 +170,18 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const WeightSource& src, Backend* b
   return m;
 }
 
+size_t Model::WorkspaceBytes(int64_t n_rows, int64_t n_seqs) const {
+  const ModelConfig& c = config_;
+  const int64_t d = c.d_model, qd = int64_t{c.n_heads} * c.head_dim,
+                kvd = int64_t{c.n_kv_heads} * c.head_dim, ff = c.d_ff;
+  const size_t at = DTypeBytes(backend_->act_dtype()), f32 = 4;
+  // EnsureWorkspace's buffers: x (f32), h, qkv, attn, proj, gate_up, act per row; last (f32),
+  // last_norm and the logits (f32) per sequence.
+  const size_t per_row = f32 * d + at * (d + qd + 2 * kvd + qd + d + 2 * ff + ff);
+  const size_t per_seq = f32 * d + at * d + f32 * c.vocab_size;
+  return static_cast<size_t>(n_rows) * per_row + static_cast<size_t>(n_seqs) * per_seq;
+}
+
 Status Model::EnsureWorkspace(int64_t n_rows, int64_t n_seqs) {
   const ModelConfig& c = config_;
   const int64_t d = c.d_model, qd = int64_t{c.n_heads} * c.head_dim,
@@ -269,6 +281,18 @@ Status Model::PruneAt(int layer, bool before_attention, std::span<const ForwardS
 }
 
 Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::vector<float>* logits) {
+  // The KV store's compute protocol around the pass: waits for copies into these sequences'
+  // slots before, a fence after (whatever the pass returns: queued work may touch the slots).
+  std::vector<kv::SeqId> ids;
+  ids.reserve(seqs.size());
+  for (const ForwardSeq& s : seqs) ids.push_back(s.seq);
+  SLIM_RETURN_IF_ERROR(kv.BeginCompute(ids));
+  const Status st = ForwardPass(kv, seqs, logits);
+  kv.EndCompute(ids);
+  return st;
+}
+
+Status Model::ForwardPass(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::vector<float>* logits) {
   const ModelConfig& c = config_;
   int64_t n_rows = 0;
   bool any_prune = false;
@@ -365,6 +389,7 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
     } else {
       backend_->MatMulQ(h, w.wqkv.view(), &w.wqkv_q, qkv);
     }
+    kv.AwaitLayer(l);  // prefetched KV of this layer has landed (device-side wait)
     for (int64_t i = 0; i < n_seqs; ++i) {
       AttnSeq& a = b.attn[static_cast<size_t>(i)];
       a.table = kv.TablePtr(seqs[static_cast<size_t>(i)].seq, l);

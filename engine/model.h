@@ -50,6 +50,8 @@ class Model {
   Backend* backend() const { return backend_; }
   kv::KvLayout KvLayoutFor(int block_tokens = 64) const;
   size_t weight_bytes() const { return weight_bytes_; }
+  // Device bytes of the activation buffers a pass over n_rows rows of n_seqs sequences needs.
+  size_t WorkspaceBytes(int64_t n_rows, int64_t n_seqs) const;
 
   // Runs every sequence's new tokens through all layers, appends their K/V to `kv`, and writes
   // the last position's logits of each sequence to logits[i * vocab, (i + 1) * vocab).
@@ -65,6 +67,8 @@ class Model {
  private:
   Model(ModelConfig config, Backend* backend);
   Status EnsureWorkspace(int64_t n_rows, int64_t n_seqs);
+  // Forward inside the KV store's BeginCompute / EndCompute.
+  Status ForwardPass(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::vector<float>* logits);
   struct BatchState;
   // Applies the pruning stages at `layer` (before or after its attention) and compacts the
   // batch rows of x (and of qkv when before attention).

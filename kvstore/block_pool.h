@@ -1,64 +1,78 @@
-// Paged KV block allocator for one memory tier: a fixed arena cut into equal blocks, a free
-// list, reference counts and counts for metrics. Knows nothing of sequences, layers or streams.
+// Slots of one memory tier: arenas (chunks) cut into equal blocks, a free list, reference
+// counts, and per slot the last users a new owner must wait for. Memory comes from the caller
+// (KvStore, through TierMemory); the pool never allocates or copies.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <vector>
 
 #include "engine/core/status.h"
+#include "kvstore/tier_memory.h"
 
 namespace slim::kv {
 
 using BlockId = int32_t;
+using TicketId = uint64_t;  // a copy job (kvstore/copy_engine.h); 0 = none
 
 enum class Tier { kGpu, kHost };
 const char* TierName(Tier t);
+
+// Who touched a slot last, stamped when it is released: a new owner's copies and compute wait
+// for these. One compute fence serves as both the last-write and the last-read event, since KV
+// writes and attention reads run in order on one compute stream.
+struct SlotStamp {
+  Fence compute = 0;  // last compute pass over the slot
+  TicketId h2d = 0;   // last host-to-device copy touching it
+  TicketId d2h = 0;   // last device-to-host copy touching it
+};
 
 struct BlockPoolStats {
   int64_t total_blocks = 0;
   int64_t used_blocks = 0;
   int64_t free_blocks = 0;
   size_t block_bytes = 0;
-  int64_t allocations = 0;  // blocks handed out since creation
-  int64_t releases = 0;     // blocks returned since creation
+  int64_t allocations = 0;  // slots handed out since creation
+  int64_t releases = 0;     // slots returned since creation
 };
 
 // Thread-safety: not thread-safe; the owning KvStore serialises access.
 class BlockPool {
  public:
-  // Host arena of `n_blocks` x `block_bytes` bytes (64-byte aligned). On the CUDA backend the
-  // arena comes from the caller (device memory) through the second factory.
-  static StatusOr<std::unique_ptr<BlockPool>> CreateHost(int64_t n_blocks, size_t block_bytes);
-  static StatusOr<std::unique_ptr<BlockPool>> CreateOver(Tier tier, void* arena, int64_t n_blocks,
-                                                         size_t block_bytes);
-  ~BlockPool();
+  BlockPool(Tier tier, size_t block_bytes) : tier_(tier), block_bytes_(block_bytes) {}
 
-  // Takes `n` blocks (ref count 1) or ResourceExhausted without taking any.
-  Status Allocate(int64_t n, std::vector<BlockId>* out);
+  // Adds `n_blocks` slots over `base` (n_blocks x block_bytes bytes, owned by the caller).
+  void AddChunk(uint8_t* base, int64_t n_blocks);
+  // Takes `n` slots (ref count 1) or ResourceExhausted without taking any. `*stamp` (may be
+  // null) becomes the element-wise max of the taken slots' stamps.
+  Status Allocate(int64_t n, std::vector<BlockId>* out, SlotStamp* stamp = nullptr);
   void AddRef(BlockId id);
-  // Drops one reference; the block returns to the free list at zero.
-  void Release(BlockId id);
+  // Drops one reference; at zero the slot returns to the free list carrying `stamp`.
+  // Returns whether it was freed.
+  bool Release(BlockId id, const SlotStamp& stamp);
 
-  uint8_t* Data(BlockId id) const { return base_ + static_cast<size_t>(id) * block_bytes_; }
+  uint8_t* Data(BlockId id) const;
   int32_t RefCount(BlockId id) const { return refs_[static_cast<size_t>(id)]; }
+  const SlotStamp& Stamp(BlockId id) const { return stamps_[static_cast<size_t>(id)]; }
   int64_t free_blocks() const { return static_cast<int64_t>(free_.size()); }
-  int64_t total_blocks() const { return n_blocks_; }
+  int64_t total_blocks() const { return static_cast<int64_t>(refs_.size()); }
   size_t block_bytes() const { return block_bytes_; }
   Tier tier() const { return tier_; }
+  // Base of the first chunk (the gpu tier has exactly one).
+  uint8_t* base() const { return chunks_.empty() ? nullptr : chunks_[0].base; }
   BlockPoolStats Stats() const;
 
  private:
-  BlockPool(Tier tier, uint8_t* base, int64_t n_blocks, size_t block_bytes, bool owns);
-
+  struct Chunk {
+    uint8_t* base;
+    BlockId first;
+  };
   Tier tier_;
-  uint8_t* base_;
-  int64_t n_blocks_;
   size_t block_bytes_;
-  bool owns_;
-  std::vector<BlockId> free_;    // stack; lowest ids handed out first
+  std::vector<Chunk> chunks_;
+  std::vector<BlockId> free_;  // stack; lowest ids handed out first
   std::vector<int32_t> refs_;
+  std::vector<SlotStamp> stamps_;
   int64_t allocations_ = 0;
   int64_t releases_ = 0;
 };

@@ -1,34 +1,100 @@
-// KvStore: sequence -> per-layer block tables over the host block pool.
+// KvStore: tiers, per-(sequence, layer) block tables and states, offload/prefetch over the copy
+// engine, the compute protocol's waits, and stats.
 #include "kvstore/kv_store.h"
 
+#include <algorithm>
 #include <string>
 
 namespace slim::kv {
+namespace {
+
+SlotStamp Max(const SlotStamp& a, const SlotStamp& b) {
+  return SlotStamp{std::max(a.compute, b.compute), std::max(a.h2d, b.h2d), std::max(a.d2h, b.d2h)};
+}
+
+}  // namespace
+
+const char* BlockStateName(BlockState s) {
+  switch (s) {
+    case BlockState::kFree: return "free";
+    case BlockState::kWriting: return "writing";
+    case BlockState::kGpuOnly: return "gpu_only";
+    case BlockState::kClean: return "clean";
+    case BlockState::kHostOnly: return "host_only";
+    case BlockState::kFetching: return "fetching";
+    case BlockState::kOffloading: return "offloading";
+  }
+  return "?";
+}
+
+KvStore::KvStore(const KvStoreOptions& o)
+    : layout_(o.layout),
+      memory_(o.memory),
+      poison_(o.poison_freed),
+      host_capacity_(o.host_blocks),
+      gpu_(Tier::kGpu, o.layout.BlockBytes()),
+      host_(Tier::kHost, o.layout.BlockBytes()) {}
 
 StatusOr<std::unique_ptr<KvStore>> KvStore::Create(const KvStoreOptions& o) {
   const KvLayout& l = o.layout;
   if (l.n_layers <= 0 || l.n_kv_heads <= 0 || l.head_dim <= 0 || l.block_tokens <= 0 ||
       (l.elem_bytes != 2 && l.elem_bytes != 4)) {
-    return InvalidArgumentError("KV store: invalid layout (layers " + std::to_string(l.n_layers) +
-                                ", kv heads " + std::to_string(l.n_kv_heads) + ", head dim " +
-                                std::to_string(l.head_dim) + ")");
+    return InvalidArgumentError("KV store: invalid layout (layers " + std::to_string(l.n_layers) + ", kv heads " +
+                                std::to_string(l.n_kv_heads) + ", head dim " + std::to_string(l.head_dim) + ")");
   }
-  std::unique_ptr<BlockPool> pool;
-  if (o.arena != nullptr) {
-    SLIM_ASSIGN_OR_RETURN(pool, BlockPool::CreateOver(Tier::kGpu, o.arena, o.host_blocks, l.BlockBytes()));
-  } else {
-    SLIM_ASSIGN_OR_RETURN(pool, BlockPool::CreateHost(o.host_blocks, l.BlockBytes()));
+  if (o.memory == nullptr) return InvalidArgumentError("KV store: no tier memory");
+  const int64_t kMaxBlocks = int64_t{1} << 30;
+  if (o.gpu_blocks <= 0 || o.gpu_blocks > kMaxBlocks || o.host_blocks < 0 || o.host_blocks > kMaxBlocks ||
+      o.host_chunk_blocks < 0) {
+    return InvalidArgumentError("KV store: need gpu blocks in [1, 2^30] and host blocks in [0, 2^30], got " +
+                                std::to_string(o.gpu_blocks) + " and " + std::to_string(o.host_blocks));
   }
-  return std::unique_ptr<KvStore>(new KvStore(l, std::move(pool)));
+  std::unique_ptr<KvStore> s(new KvStore(o));
+  const size_t bb = l.BlockBytes();
+  SLIM_ASSIGN_OR_RETURN(s->gpu_arena_, o.memory->AllocGpu(static_cast<size_t>(o.gpu_blocks) * bb));
+  s->gpu_.AddChunk(static_cast<uint8_t*>(s->gpu_arena_), o.gpu_blocks);
+  if (o.host_blocks > 0 && o.host_chunk_blocks == 0) {
+    StatusOr<void*> p = o.memory->AllocHost(static_cast<size_t>(o.host_blocks) * bb);
+    if (!p.ok()) return p.status().WithPrefix("KV host tier");
+    s->host_chunks_.push_back(*p);
+    s->host_.AddChunk(static_cast<uint8_t*>(*p), o.host_blocks);
+  }
+  KvStore* raw = s.get();
+  s->copy_ = std::make_unique<CopyEngine>(o.memory, [raw](TicketId t, const Status& st) { raw->OnCopyDone(t, st); });
+  if (o.host_blocks > 0 && o.host_chunk_blocks > 0) {
+    s->pin_thread_ = std::thread([raw, n = o.host_chunk_blocks] { raw->PinHost(n); });
+  }
+  return s;
 }
 
-KvStore::KvStore(const KvLayout& layout, std::unique_ptr<BlockPool> host)
-    : layout_(layout), host_(std::move(host)) {}
+KvStore::~KvStore() {
+  stop_pin_ = true;
+  if (pin_thread_.joinable()) pin_thread_.join();
+  copy_.reset();  // finishes the copies in flight; their callbacks still find the store
+  memory_->FreeGpu(gpu_arena_);
+  for (void* p : host_chunks_) memory_->FreeHost(p);
+}
+
+void KvStore::PinHost(int64_t chunk_blocks) {
+  const size_t bb = layout_.BlockBytes();
+  for (int64_t done = 0; done < host_capacity_ && !stop_pin_;) {
+    const int64_t n = std::min(chunk_blocks, host_capacity_ - done);
+    StatusOr<void*> p = memory_->AllocHost(static_cast<size_t>(n) * bb);
+    std::lock_guard<std::mutex> l(mu_);
+    if (!p.ok()) {
+      host_error_ = p.status().message();
+      return;
+    }
+    host_chunks_.push_back(*p);
+    host_.AddChunk(static_cast<uint8_t*>(*p), n);
+    done += n;
+  }
+}
 
 Status KvStore::AddSequence(SeqId seq) {
   std::lock_guard<std::mutex> lock(mu_);
   if (seqs_.count(seq)) return Status(StatusCode::kAlreadyExists, "KV store: sequence " + std::to_string(seq) + " exists");
-  seqs_.emplace(seq, std::vector<LayerTable>(static_cast<size_t>(layout_.n_layers)));
+  seqs_[seq].layers.resize(static_cast<size_t>(layout_.n_layers));
   return OkStatus();
 }
 
@@ -41,8 +107,8 @@ int64_t KvStore::BlocksNeededLocked(SeqId seq, const std::vector<int64_t>& token
   auto it = seqs_.find(seq);
   int64_t need = 0;
   for (size_t l = 0; l < tokens_per_layer.size(); ++l) {
-    int64_t have = (it == seqs_.end() || l >= it->second.size()) ? 0 : it->second[l].capacity();
-    int64_t want = layout_.BlocksFor(tokens_per_layer[l]);
+    const int64_t have = (it == seqs_.end() || l >= it->second.layers.size()) ? 0 : it->second.layers[l].capacity();
+    const int64_t want = layout_.BlocksFor(tokens_per_layer[l]);
     if (want > have) need += want - have;
   }
   return need;
@@ -55,14 +121,26 @@ int64_t KvStore::BlocksNeeded(SeqId seq, const std::vector<int64_t>& tokens_per_
 
 int64_t KvStore::FreeBlocks() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return host_->free_blocks();
+  return gpu_.free_blocks();
 }
 
+int64_t KvStore::TotalBlocks() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return gpu_.total_blocks();
+}
+
+int64_t KvStore::HostFreeBlocks() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return host_.free_blocks();
+}
+
+int64_t KvStore::HostCapacityBlocks() const { return host_capacity_; }
+
 Status KvStore::Reserve(SeqId seq, int layer, int64_t tokens) {
-  std::vector<int64_t> per_layer(static_cast<size_t>(layout_.n_layers), 0);
   if (layer < 0 || layer >= layout_.n_layers) {
     return InvalidArgumentError("KV store: layer " + std::to_string(layer) + " out of range");
   }
+  std::vector<int64_t> per_layer(static_cast<size_t>(layout_.n_layers), 0);
   per_layer[static_cast<size_t>(layer)] = tokens;
   return ReserveAll(seq, per_layer);
 }
@@ -71,19 +149,22 @@ Status KvStore::ReserveAll(SeqId seq, const std::vector<int64_t>& tokens_per_lay
   std::lock_guard<std::mutex> lock(mu_);
   auto it = seqs_.find(seq);
   if (it == seqs_.end()) return NotFoundError("KV store: no sequence " + std::to_string(seq));
-  if (tokens_per_layer.size() > it->second.size()) {
-    return InvalidArgumentError("KV store: more layers than the model has");
-  }
+  Seq& s = it->second;
+  if (!s.resident) return FailedPreconditionError("KV store: sequence " + std::to_string(seq) + " is swapped out");
+  if (tokens_per_layer.size() > s.layers.size()) return InvalidArgumentError("KV store: more layers than the model has");
   const int64_t need = BlocksNeededLocked(seq, tokens_per_layer);
-  if (need > host_->free_blocks()) {
-    return ResourceExhaustedError("KV store: sequence " + std::to_string(seq) + " needs " +
-                                  std::to_string(need) + " more blocks, " +
-                                  std::to_string(host_->free_blocks()) + " free");
+  if (need > gpu_.free_blocks()) {
+    return ResourceExhaustedError("KV store: sequence " + std::to_string(seq) + " needs " + std::to_string(need) +
+                                  " more blocks, " + std::to_string(gpu_.free_blocks()) + " free");
   }
   for (size_t l = 0; l < tokens_per_layer.size(); ++l) {
-    LayerTable& t = it->second[l];
+    LayerTable& t = s.layers[l];
     const int64_t want = layout_.BlocksFor(tokens_per_layer[l]);
-    if (want > t.capacity()) SLIM_RETURN_IF_ERROR(host_->Allocate(want - t.capacity(), &t.blocks));
+    if (want <= t.capacity()) continue;
+    const int64_t add = want - t.capacity();
+    SLIM_RETURN_IF_ERROR(gpu_.Allocate(add, &t.blocks, &s.wait));
+    t.host.resize(t.blocks.size(), -1);
+    t.state.resize(t.blocks.size(), BlockState::kWriting);
   }
   return OkStatus();
 }
@@ -93,49 +174,330 @@ Status KvStore::Append(SeqId seq, int layer, int32_t n) {
   auto it = seqs_.find(seq);
   if (it == seqs_.end()) return NotFoundError("KV store: no sequence " + std::to_string(seq));
   if (layer < 0 || layer >= layout_.n_layers) return InvalidArgumentError("KV store: bad layer");
-  LayerTable& t = it->second[static_cast<size_t>(layer)];
-  if (n < 0 || t.n_tokens + static_cast<int64_t>(n) > t.capacity() * layout_.block_tokens) {
+  Seq& s = it->second;
+  LayerTable& t = s.layers[static_cast<size_t>(layer)];
+  const int64_t bt = layout_.block_tokens;
+  if (n < 0 || t.n_tokens + static_cast<int64_t>(n) > t.capacity() * bt) {
     return FailedPreconditionError("KV store: append of " + std::to_string(n) +
-                                   " tokens exceeds the reserved capacity at layer " +
-                                   std::to_string(layer));
+                                   " tokens exceeds the reserved capacity at layer " + std::to_string(layer));
   }
-  t.n_tokens += n;
+  if (n == 0) return OkStatus();
+  const int64_t end = t.n_tokens + static_cast<int64_t>(n);
+  for (int64_t b = t.n_tokens / bt; b * bt < end; ++b) {
+    const size_t i = static_cast<size_t>(b);
+    if (t.host[i] >= 0) {  // the host copy of a block written again is stale
+      ReleaseHost(t.host[i], StampOf(s), false);
+      t.host[i] = -1;
+    }
+    t.state[i] = (b + 1) * bt <= end ? BlockState::kGpuOnly : BlockState::kWriting;
+  }
+  t.n_tokens = static_cast<int32_t>(end);
   return OkStatus();
+}
+
+SlotStamp KvStore::StampOf(const Seq& s) const { return SlotStamp{s.last_compute, s.last_h2d, s.last_d2h}; }
+
+void KvStore::ReleaseGpu(BlockId id, const SlotStamp& stamp, bool poison) {
+  SlotStamp st = stamp;
+  if (poison && poison_ && copy_->Done(stamp.h2d) && copy_->Done(stamp.d2h)) {
+    memory_->Fill(true, gpu_.Data(id), gpu_.block_bytes(), 0xFF);
+    st.compute = memory_->RecordCompute();  // a prefetch into the slot must follow the fill
+  }
+  gpu_.Release(id, st);
+}
+
+void KvStore::ReleaseHost(BlockId id, const SlotStamp& stamp, bool poison) {
+  if (poison && poison_ && copy_->Done(stamp.h2d) && copy_->Done(stamp.d2h)) {
+    memory_->Fill(false, host_.Data(id), host_.block_bytes(), 0xFF);
+  }
+  host_.Release(id, stamp);
 }
 
 Status KvStore::Free(SeqId seq) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = seqs_.find(seq);
   if (it == seqs_.end()) return NotFoundError("KV store: no sequence " + std::to_string(seq));
-  for (auto& t : it->second)
-    for (BlockId b : t.blocks) host_->Release(b);
+  const SlotStamp stamp = StampOf(it->second);
+  for (LayerTable& t : it->second.layers) {
+    for (BlockId b : t.blocks)
+      if (b >= 0) ReleaseGpu(b, stamp, true);
+    for (BlockId b : t.host)
+      if (b >= 0) ReleaseHost(b, stamp, true);
+  }
   seqs_.erase(it);
   return OkStatus();
 }
 
+int64_t KvStore::HostBlocksToOffload(SeqId seq) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end()) return 0;
+  int64_t n = 0;
+  for (const LayerTable& t : it->second.layers) {
+    const int64_t written = layout_.BlocksFor(t.n_tokens);
+    for (int64_t b = 0; b < written; ++b)
+      if (t.host[static_cast<size_t>(b)] < 0) ++n;
+  }
+  return n;
+}
+
+StatusOr<TicketId> KvStore::Offload(SeqId seq, bool release_gpu) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end()) return NotFoundError("KV store: no sequence " + std::to_string(seq));
+  Seq& s = it->second;
+  if (!s.error.ok()) return s.error;
+  if (!s.resident) return FailedPreconditionError("KV store: sequence " + std::to_string(seq) + " is swapped out");
+  int64_t need = 0;
+  for (const LayerTable& t : s.layers) {
+    const int64_t written = layout_.BlocksFor(t.n_tokens);
+    for (int64_t b = 0; b < written; ++b)
+      if (t.host[static_cast<size_t>(b)] < 0) ++need;
+  }
+  if (need > host_.free_blocks()) {
+    return ResourceExhaustedError("KV host tier: sequence " + std::to_string(seq) + " needs " + std::to_string(need) +
+                                  " blocks, " + std::to_string(host_.free_blocks()) + " free of " +
+                                  std::to_string(host_capacity_));
+  }
+  CopyJob job;
+  job.dir = CopyDir::kD2H;
+  job.after = s.last_compute;
+  SlotStamp host_wait;  // h2d copies still reading the host slots taken now
+  job.groups.resize(s.layers.size());
+  const size_t bb = layout_.BlockBytes();
+  int64_t copied = 0;
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    LayerTable& t = s.layers[l];
+    const int64_t written = layout_.BlocksFor(t.n_tokens);
+    for (int64_t b = 0; b < written; ++b) {
+      const size_t i = static_cast<size_t>(b);
+      if (t.host[i] >= 0) continue;  // clean (or fetching): the host already has these bytes
+      std::vector<BlockId> got;
+      SLIM_RETURN_IF_ERROR(host_.Allocate(1, &got, &host_wait));
+      t.host[i] = got[0];
+      t.state[i] = BlockState::kOffloading;
+      job.groups[l].push_back(CopyRange{host_.Data(got[0]), gpu_.Data(t.blocks[i]), bb});
+      ++copied;
+    }
+  }
+  // A prefetch of this sequence still landing must finish before its slots are read back.
+  job.after_ticket = std::max(host_wait.h2d, s.last_h2d);
+  TicketId ticket = 0;
+  if (copied > 0) {
+    ticket = copy_->Submit(std::move(job));
+    s.last_d2h = ticket;
+    ticket_seq_[ticket] = seq;
+  }
+  if (release_gpu) {
+    const SlotStamp stamp = StampOf(s);
+    for (LayerTable& t : s.layers) {
+      const int64_t written = layout_.BlocksFor(t.n_tokens);
+      for (size_t i = 0; i < t.blocks.size(); ++i) {
+        ReleaseGpu(t.blocks[i], stamp, false);
+        ++evictions_;
+        t.blocks[i] = -1;
+      }
+      // Reserved blocks that hold no token yet are dropped; a later ReserveAll regrows them.
+      t.blocks.resize(static_cast<size_t>(written));
+      t.host.resize(static_cast<size_t>(written));
+      t.state.resize(static_cast<size_t>(written));
+      for (BlockState& st : t.state)
+        if (st == BlockState::kClean) st = BlockState::kHostOnly;
+    }
+    s.resident = false;
+    s.prefetch = 0;
+  }
+  return ticket;
+}
+
+int64_t KvStore::BlocksToPrefetch(SeqId seq) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end()) return 0;
+  int64_t n = 0;
+  for (const LayerTable& t : it->second.layers)
+    for (BlockId b : t.blocks)
+      if (b < 0) ++n;
+  return n;
+}
+
+StatusOr<TicketId> KvStore::Prefetch(SeqId seq) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end()) return NotFoundError("KV store: no sequence " + std::to_string(seq));
+  Seq& s = it->second;
+  if (!s.error.ok()) return s.error;
+  int64_t need = 0;
+  for (const LayerTable& t : s.layers)
+    for (BlockId b : t.blocks)
+      if (b < 0) ++need;
+  if (need == 0) {
+    ++prefetch_resident_;
+    s.resident = true;
+    return TicketId{0};
+  }
+  if (need > gpu_.free_blocks()) {
+    ++prefetch_failed_;
+    return ResourceExhaustedError("KV gpu tier: prefetch of sequence " + std::to_string(seq) + " needs " +
+                                  std::to_string(need) + " blocks, " + std::to_string(gpu_.free_blocks()) + " free");
+  }
+  CopyJob job;
+  job.dir = CopyDir::kH2D;
+  SlotStamp slot_wait;  // last users of the gpu slots taken now
+  job.groups.resize(s.layers.size());
+  const size_t bb = layout_.BlockBytes();
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    LayerTable& t = s.layers[l];
+    for (size_t i = 0; i < t.blocks.size(); ++i) {
+      if (t.blocks[i] >= 0) continue;
+      std::vector<BlockId> got;
+      SLIM_RETURN_IF_ERROR(gpu_.Allocate(1, &got, &slot_wait));
+      t.blocks[i] = got[0];
+      t.state[i] = BlockState::kFetching;
+      job.groups[l].push_back(CopyRange{gpu_.Data(got[0]), host_.Data(t.host[i]), bb});
+    }
+  }
+  // The slots' last attention reads (device-side), then any offload still reading them or
+  // still writing this sequence's host copies (FIFO per direction: the newest covers the rest).
+  job.after = slot_wait.compute;
+  job.after_ticket = std::max(slot_wait.d2h, s.last_d2h);
+  s.wait = Max(s.wait, SlotStamp{0, slot_wait.h2d, 0});
+  const TicketId ticket = copy_->Submit(std::move(job));
+  s.last_h2d = ticket;
+  s.prefetch = ticket;
+  s.resident = true;
+  ticket_seq_[ticket] = seq;
+  ++prefetch_fetched_;
+  return ticket;
+}
+
+void KvStore::OnCopyDone(TicketId ticket, const Status& st) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto ts = ticket_seq_.find(ticket);
+  if (ts == ticket_seq_.end()) return;
+  const SeqId seq = ts->second;
+  ticket_seq_.erase(ts);
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end()) return;  // freed meanwhile
+  Seq& s = it->second;
+  if (!st.ok()) {
+    s.error = st.WithPrefix("KV copy for sequence " + std::to_string(seq));
+    return;
+  }
+  const bool h2d = ticket == s.last_h2d;
+  const bool d2h = ticket == s.last_d2h;
+  for (LayerTable& t : s.layers) {
+    for (size_t i = 0; i < t.state.size(); ++i) {
+      BlockState& b = t.state[i];
+      if (h2d && b == BlockState::kFetching) b = BlockState::kClean;
+      if (d2h && b == BlockState::kOffloading) b = t.blocks[i] >= 0 ? BlockState::kClean : BlockState::kHostOnly;
+    }
+  }
+}
+
+bool KvStore::Resident(SeqId seq) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = seqs_.find(seq);
+  return it != seqs_.end() && it->second.resident;
+}
+
+Status KvStore::HostWait(TicketId ticket) { return ticket == 0 ? OkStatus() : copy_->HostWait(ticket); }
+
+void KvStore::Drain() { copy_->Drain(); }
+
+Status KvStore::BeginCompute(std::span<const SeqId> seqs) {
+  SlotStamp wait;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    awaiting_.clear();
+    for (SeqId id : seqs) {
+      auto it = seqs_.find(id);
+      if (it == seqs_.end()) return NotFoundError("KV store: no sequence " + std::to_string(id));
+      Seq& s = it->second;
+      if (!s.error.ok()) return s.error;
+      if (!s.resident) return FailedPreconditionError("KV store: sequence " + std::to_string(id) + " is swapped out");
+      wait = Max(wait, s.wait);
+      s.wait = SlotStamp{};
+      if (s.prefetch != 0) awaiting_.push_back(s.prefetch);
+    }
+  }
+  // Copies still touching slots these sequences were just given (outside the lock: the copy
+  // workers' completion callbacks take it).
+  if (wait.h2d != 0) copy_->ComputeWait(wait.h2d, -1);
+  if (wait.d2h != 0) copy_->ComputeWait(wait.d2h, -1);
+  return OkStatus();
+}
+
+void KvStore::AwaitLayer(int layer) {
+  for (TicketId t : awaiting_) copy_->ComputeWait(t, layer);
+}
+
+void KvStore::EndCompute(std::span<const SeqId> seqs) {
+  const Fence f = memory_->RecordCompute();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (SeqId id : seqs) {
+    auto it = seqs_.find(id);
+    if (it == seqs_.end()) continue;
+    it->second.last_compute = f;
+    it->second.prefetch = 0;  // the compute stream has waited for every layer of it
+  }
+  awaiting_.clear();
+}
+
 LayerTable KvStore::Table(SeqId seq, int layer) const {
   std::lock_guard<std::mutex> lock(mu_);
-  const LayerTable* t = nullptr;
   auto it = seqs_.find(seq);
-  if (it != seqs_.end() && layer >= 0 && layer < layout_.n_layers) t = &it->second[static_cast<size_t>(layer)];
-  return t ? *t : LayerTable{};
+  if (it == seqs_.end() || layer < 0 || layer >= layout_.n_layers) return LayerTable{};
+  return it->second.layers[static_cast<size_t>(layer)];
 }
 
 const LayerTable* KvStore::TablePtr(SeqId seq, int layer) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = seqs_.find(seq);
   if (it == seqs_.end() || layer < 0 || layer >= layout_.n_layers) return nullptr;
-  return &it->second[static_cast<size_t>(layer)];
+  return &it->second.layers[static_cast<size_t>(layer)];
+}
+
+uint8_t* KvStore::HostData(BlockId id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return host_.Data(id);
+}
+
+GpuView KvStore::View() const {
+  return GpuView{gpu_.base(), gpu_.total_blocks(), layout_.BlockBytes(), layout_.HeadBytes()};
 }
 
 KvStoreStats KvStore::Stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
   KvStoreStats s;
-  s.host = host_->Stats();
+  s.transfers = copy_->Stats();
+  std::lock_guard<std::mutex> lock(mu_);
+  const size_t bb = layout_.BlockBytes();
+  s.gpu.pool = gpu_.Stats();
+  s.gpu.capacity_blocks = gpu_.total_blocks();
+  s.host.pool = host_.Stats();
+  s.host.capacity_blocks = host_capacity_;
+  for (TierStats* t : {&s.gpu, &s.host}) {
+    t->capacity_bytes = static_cast<size_t>(t->capacity_blocks) * bb;
+    t->bytes_in_use = static_cast<size_t>(t->pool.used_blocks) * bb;
+    t->by_state[0] = t->pool.free_blocks;
+  }
   s.sequences = static_cast<int64_t>(seqs_.size());
-  for (const auto& [id, tables] : seqs_)
-    for (const auto& t : tables) s.tokens_stored += t.n_tokens;
-  s.bytes_in_use = static_cast<size_t>(s.host.used_blocks) * s.host.block_bytes;
+  for (const auto& [id, seq] : seqs_) {
+    if (!seq.resident) ++s.swapped_sequences;
+    for (const LayerTable& t : seq.layers) {
+      s.tokens_stored += t.n_tokens;
+      for (size_t i = 0; i < t.state.size(); ++i) {
+        const int st = static_cast<int>(t.state[i]);
+        if (t.blocks[i] >= 0) ++s.gpu.by_state[st];
+        if (t.host[i] >= 0) ++s.host.by_state[st];
+      }
+    }
+  }
+  s.prefetch_fetched = prefetch_fetched_;
+  s.prefetch_resident = prefetch_resident_;
+  s.prefetch_failed = prefetch_failed_;
+  s.evictions = evictions_;
+  s.host_error = host_error_;
   return s;
 }
 

@@ -96,9 +96,14 @@ grpc::ServerUnaryReactor* InferenceService::GetModelInfo(grpc::CallbackServerCon
   out->set_context_length(static_cast<int32_t>(e.context_length()));
   out->set_trained_context_length(c.context_length);
   out->set_kv_block_tokens(e.kv().layout().block_tokens);
-  const kv::KvStoreStats st = e.kv().Stats();
-  out->set_kv_total_blocks(st.host.total_blocks);
-  out->set_kv_free_blocks(st.host.free_blocks);
+  const KvCapacity kc = e.kv_capacity();
+  out->set_kv_total_blocks(kc.gpu_blocks);
+  out->set_kv_free_blocks(e.kv().FreeBlocks());
+  out->set_kv_gpu_capacity_tokens(kc.gpu_tokens);
+  out->set_kv_gpu_capacity_bytes(static_cast<int64_t>(kc.gpu_bytes));
+  out->set_kv_host_capacity_tokens(kc.host_tokens);
+  out->set_kv_host_capacity_bytes(static_cast<int64_t>(kc.host_bytes));
+  out->set_kv_host_free_blocks(e.kv().HostFreeBlocks());
   out->set_default_pruning_schedule(e.default_pruning().ToString());
   out->set_server_pruning_mode(ctx_.limits.server_pruning == PruningMode::kDefault ? "default" : "off");
   out->set_has_chat_template(e.chat_template() != nullptr);

@@ -7,6 +7,7 @@
 #include "server/metrics_http.h"
 
 #include <algorithm>
+#include <limits>
 #include <cctype>
 #include <sstream>
 
@@ -55,6 +56,90 @@ void AddCounter(MetricFamily* f, std::vector<ClientMetric::Label> labels, double
   f->metric.push_back(std::move(m));
 }
 
+MetricFamily Counters(const std::string& name, const std::string& help) {
+  MetricFamily f = Gauges(name, help);
+  f.type = MetricType::Counter;
+  return f;
+}
+
+MetricFamily HistogramFamily(const std::string& name, const std::string& help, const kv::HistogramData& h) {
+  MetricFamily f;
+  f.name = name;
+  f.help = help;
+  f.type = MetricType::Histogram;
+  ClientMetric m;
+  for (size_t i = 0; i < h.bounds.size(); ++i) {
+    m.histogram.bucket.push_back({static_cast<uint64_t>(h.counts[i]), h.bounds[i]});
+  }
+  m.histogram.bucket.push_back({static_cast<uint64_t>(h.counts.back()), std::numeric_limits<double>::infinity()});
+  m.histogram.sample_count = static_cast<uint64_t>(h.counts.back());
+  m.histogram.sample_sum = h.sum;
+  f.metric.push_back(std::move(m));
+  return f;
+}
+
+// The KV store's families: blocks by tier and state, bytes, capacity, usage, transfers,
+// prefetches and evictions.
+void AddKvFamilies(const kv::KvStoreStats& st, std::vector<MetricFamily>* out) {
+  MetricFamily blocks = Gauges("sliminfer_kv_blocks",
+                               "KV cache blocks by tier and state (state=used: every block holding a slot of the "
+                               "tier; the other states split it, plus free).");
+  MetricFamily bytes = Gauges("sliminfer_kv_bytes", "Bytes of KV cache blocks in use, by tier.");
+  MetricFamily capacity = Gauges("sliminfer_kv_capacity_bytes", "Bytes of the KV cache tier, by tier.");
+  MetricFamily usage = Gauges("sliminfer_kv_usage_ratio", "Share of the tier's blocks in use, by tier.");
+  MetricFamily allocs = Counters("sliminfer_kv_block_allocations_total", "KV blocks handed out, by tier.");
+  for (const auto& [name, t] : {std::pair<const char*, const kv::TierStats*>{"gpu", &st.gpu}, {"host", &st.host}}) {
+    const std::string tier = name;
+    AddGauge(&blocks, {{"tier", tier}, {"state", "used"}}, static_cast<double>(t->pool.used_blocks));
+    for (int s = 0; s < kv::kBlockStates; ++s) {
+      AddGauge(&blocks, {{"tier", tier}, {"state", kv::BlockStateName(static_cast<kv::BlockState>(s))}},
+               static_cast<double>(t->by_state[s]));
+    }
+    AddGauge(&bytes, {{"tier", tier}}, static_cast<double>(t->bytes_in_use));
+    AddGauge(&capacity, {{"tier", tier}}, static_cast<double>(t->capacity_bytes));
+    AddGauge(&usage, {{"tier", tier}},
+             t->capacity_blocks > 0 ? static_cast<double>(t->pool.used_blocks) / static_cast<double>(t->capacity_blocks)
+                                    : 0.0);
+    AddCounter(&allocs, {{"tier", tier}}, static_cast<double>(t->pool.allocations));
+  }
+  MetricFamily seqs = Gauges("sliminfer_kv_sequences", "Sequences holding KV blocks.");
+  AddGauge(&seqs, {}, static_cast<double>(st.sequences));
+  MetricFamily swapped = Gauges("sliminfer_kv_swapped_sequences", "Sequences whose KV is off the gpu tier.");
+  AddGauge(&swapped, {}, static_cast<double>(st.swapped_sequences));
+  MetricFamily tbytes = Counters("sliminfer_kv_transfer_bytes_total", "KV bytes copied between tiers, by direction.");
+  MetricFamily tsecs = Counters("sliminfer_kv_transfer_seconds_total",
+                                "Copy-stream time of KV transfers, by direction (device events on CUDA).");
+  for (kv::CopyDir d : {kv::CopyDir::kH2D, kv::CopyDir::kD2H}) {
+    AddCounter(&tbytes, {{"direction", kv::CopyDirName(d)}}, static_cast<double>(st.transfers.bytes[static_cast<int>(d)]));
+    AddCounter(&tsecs, {{"direction", kv::CopyDirName(d)}}, st.transfers.seconds[static_cast<int>(d)]);
+  }
+  MetricFamily prefetch = Counters("sliminfer_kv_prefetch_total",
+                                   "KV prefetches (host -> gpu tier) by result: fetched, resident (nothing to copy), "
+                                   "failed (no room on the gpu tier).");
+  AddCounter(&prefetch, {{"result", "fetched"}}, static_cast<double>(st.prefetch_fetched));
+  AddCounter(&prefetch, {{"result", "resident"}}, static_cast<double>(st.prefetch_resident));
+  AddCounter(&prefetch, {{"result", "failed"}}, static_cast<double>(st.prefetch_failed));
+  MetricFamily evictions = Counters("sliminfer_kv_evictions_total", "Gpu-tier KV blocks released by offloads.");
+  AddCounter(&evictions, {}, static_cast<double>(st.evictions));
+  out->push_back(std::move(blocks));
+  out->push_back(std::move(bytes));
+  out->push_back(std::move(capacity));
+  out->push_back(std::move(usage));
+  out->push_back(std::move(allocs));
+  out->push_back(std::move(seqs));
+  out->push_back(std::move(swapped));
+  out->push_back(std::move(tbytes));
+  out->push_back(std::move(tsecs));
+  out->push_back(HistogramFamily("sliminfer_kv_transfer_batch_bytes", "Bytes per batched KV copy between tiers.",
+                                 st.transfers.batch_bytes));
+  out->push_back(std::move(prefetch));
+  out->push_back(HistogramFamily("sliminfer_kv_prefetch_wait_seconds",
+                                 "From the first compute wait on a prefetch until its data had landed (0: it had "
+                                 "landed before compute needed it).",
+                                 st.transfers.prefetch_wait));
+  out->push_back(std::move(evictions));
+}
+
 }  // namespace
 
 // Families computed at scrape time from the scheduler's and the KV store's stats structs.
@@ -62,7 +147,6 @@ class ServerMetrics::StatsCollectable final : public prometheus::Collectable {
  public:
   std::atomic<const kv::KvStore*> kv{nullptr};
   std::atomic<const Scheduler*> scheduler{nullptr};
-  std::atomic<kv::Tier> tier{kv::Tier::kHost};
 
   std::vector<MetricFamily> Collect() const override {
     std::vector<MetricFamily> out;
@@ -81,31 +165,12 @@ class ServerMetrics::StatsCollectable final : public prometheus::Collectable {
       out.push_back(std::move(running));
       out.push_back(std::move(committed));
       out.push_back(std::move(budget));
+      MetricFamily preempt = Counters("sliminfer_num_preemptions_total",
+                                      "Running sequences swapped out to the host tier to make room.");
+      AddCounter(&preempt, {}, static_cast<double>(st.preemptions));
+      out.push_back(std::move(preempt));
     }
-    if (const kv::KvStore* k = kv.load()) {
-      const kv::KvStoreStats st = k->Stats();
-      const std::string tier = kv::TierName(this->tier.load());
-      MetricFamily blocks = Gauges("sliminfer_kv_blocks", "KV cache blocks by tier and state.");
-      AddGauge(&blocks, {{"tier", tier}, {"state", "used"}}, static_cast<double>(st.host.used_blocks));
-      AddGauge(&blocks, {{"tier", tier}, {"state", "free"}}, static_cast<double>(st.host.free_blocks));
-      MetricFamily bytes = Gauges("sliminfer_kv_bytes", "Bytes of KV cache blocks in use, by tier.");
-      AddGauge(&bytes, {{"tier", tier}}, static_cast<double>(st.bytes_in_use));
-      MetricFamily capacity = Gauges("sliminfer_kv_capacity_bytes", "Bytes of the KV cache arena, by tier.");
-      AddGauge(&capacity, {{"tier", tier}},
-               static_cast<double>(st.host.total_blocks) * static_cast<double>(st.host.block_bytes));
-      MetricFamily seqs = Gauges("sliminfer_kv_sequences", "Sequences holding KV blocks.");
-      AddGauge(&seqs, {}, static_cast<double>(st.sequences));
-      MetricFamily allocs;
-      allocs.name = "sliminfer_kv_block_allocations_total";
-      allocs.help = "KV blocks handed out, by tier.";
-      allocs.type = MetricType::Counter;
-      AddCounter(&allocs, {{"tier", tier}}, static_cast<double>(st.host.allocations));
-      out.push_back(std::move(blocks));
-      out.push_back(std::move(bytes));
-      out.push_back(std::move(capacity));
-      out.push_back(std::move(seqs));
-      out.push_back(std::move(allocs));
-    }
+    if (const kv::KvStore* k = kv.load()) AddKvFamilies(k->Stats(), &out);
     return out;
   }
 };
@@ -144,8 +209,7 @@ ServerMetrics::ServerMetrics()
 
 ServerMetrics::~ServerMetrics() = default;
 
-void ServerMetrics::SetSources(const kv::KvStore* kv, const Scheduler* scheduler, kv::Tier kv_tier) {
-  stats_->tier.store(kv_tier);
+void ServerMetrics::SetSources(const kv::KvStore* kv, const Scheduler* scheduler) {
   stats_->kv.store(kv);
   stats_->scheduler.store(scheduler);
 }

@@ -29,8 +29,7 @@ class ServerMetrics final : public SchedulerObserver {
   ~ServerMetrics() override;
 
   // What the scrape-time families read; set once the engine is up (null = not exported yet).
-  // `kv_tier`: the tier the KV store's blocks live in (its stats do not say).
-  void SetSources(const kv::KvStore* kv, const Scheduler* scheduler, kv::Tier kv_tier);
+  void SetSources(const kv::KvStore* kv, const Scheduler* scheduler);
 
   // RPC layer.
   void ObserveTtft(double seconds);

@@ -28,6 +28,12 @@ class ModelRunner {
   // logits: [items.size() * vocab]
   virtual Status Decode(std::span<const DecodeItem> items, std::vector<float>* logits) = 0;
   virtual Status Release(kv::SeqId seq) = 0;
+  // Swapping through the KV store's host tier (Engine::SwapOut / SwapIn). A runner without a
+  // host tier reports no free host blocks and is never asked to swap.
+  virtual int64_t HostFreeBlocks() const { return 0; }
+  virtual int64_t HostBlocksToSwapOut(kv::SeqId seq) const { return 0; }
+  virtual Status SwapOut(kv::SeqId seq) { return UnimplementedError("this runner cannot swap"); }
+  virtual Status SwapIn(kv::SeqId seq) { return UnimplementedError("this runner cannot swap"); }
 
   // Prefill / Decode that also sample (Engine::PrefillAndSample / DecodeAndSample: the result
   // is sampler->Sample on the full logits). These defaults sample the rows Prefill / Decode
@@ -60,7 +66,7 @@ class EngineRunner final : public ModelRunner {
   int32_t vocab_size() const override { return e_->config().vocab_size; }
   int n_layers() const override { return e_->config().n_layers; }
   int block_tokens() const override { return e_->kv().layout().block_tokens; }
-  int64_t TotalBlocks() const override { return e_->kv().Stats().host.total_blocks; }
+  int64_t TotalBlocks() const override { return e_->kv().TotalBlocks(); }
   int64_t FreeBlocks() const override { return e_->kv().FreeBlocks(); }
   const Tokenizer* tokenizer() const override { return e_->tokenizer(); }
   StatusOr<int64_t> PrefillBlocks(int64_t prompt_tokens, const PruningRequest& pruning) const override {
@@ -74,6 +80,10 @@ class EngineRunner final : public ModelRunner {
     return e_->Decode(items, logits);
   }
   Status Release(kv::SeqId seq) override { return e_->Release(seq); }
+  int64_t HostFreeBlocks() const override { return e_->kv().HostFreeBlocks(); }
+  int64_t HostBlocksToSwapOut(kv::SeqId seq) const override { return e_->kv().HostBlocksToOffload(seq); }
+  Status SwapOut(kv::SeqId seq) override { return e_->SwapOut(seq); }
+  Status SwapIn(kv::SeqId seq) override { return e_->SwapIn(seq); }
   StatusOr<PrefillResult> PrefillAndSample(kv::SeqId seq, std::span<const int32_t> prompt,
                                            const PruningRequest& pruning, const SampleSpec& sample) override {
     return e_->PrefillAndSample(seq, prompt, sample, pruning);

@@ -24,6 +24,8 @@ struct Scheduler::Running {
   PruningSummary pruning;
   Clock::TimePoint first_token;
   bool ended = false;
+  uint64_t order = 0;                   // arrival order
+  int32_t generated_at_admit = 0;       // `generated` when last (re)admitted
 
   Running(std::shared_ptr<GenerationTask> t, int32_t vocab)
       : task(std::move(t)), sampler(task->request().sampling, vocab), stop(task->request().stop) {}
@@ -61,7 +63,7 @@ Status Scheduler::Submit(std::shared_ptr<GenerationTask> task) {
       return ResourceExhaustedError("request queue is full (" + std::to_string(waiting_.size()) + " waiting, " +
                                     std::to_string(running_count_) + " running)");
     }
-    waiting_.push_back(Waiting{std::move(task), clock_->Now(), blocks});
+    waiting_.push_back(Waiting{std::move(task), clock_->Now(), blocks, next_order_++});
   }
   cv_.notify_one();
   return OkStatus();
@@ -118,6 +120,10 @@ void Scheduler::Shutdown(const Status& status) {
   for (Waiting& w : waiting) w.task->sink()->OnError(status);
   for (auto& s : running_) EndRunning(*s, status);
   RemoveEnded();
+  for (auto& s : swapped_) EndRunning(*s, status);
+  swapped_.clear();
+  std::lock_guard<std::mutex> l(mu_);
+  swapped_count_ = 0;
 }
 
 SchedulerStats Scheduler::Stats() const {
@@ -127,12 +133,13 @@ SchedulerStats Scheduler::Stats() const {
   s.running = running_count_;
   s.committed_blocks = committed_blocks_;
   s.budget_blocks = budget_blocks_;
+  s.swapped = swapped_count_;
   return s;
 }
 
 int64_t Scheduler::live() const {
   std::lock_guard<std::mutex> l(mu_);
-  return static_cast<int64_t>(waiting_.size()) + running_count_;
+  return static_cast<int64_t>(waiting_.size()) + running_count_ + swapped_count_;
 }
 
 bool Scheduler::Step() {
@@ -185,24 +192,119 @@ void Scheduler::ReapRunning(Clock::TimePoint now) {
     any = true;
   }
   if (any) RemoveEnded();
+  // Swapped sequences hold no commitment: they just leave.
+  for (auto it = swapped_.begin(); it != swapped_.end();) {
+    Status st = ReapStatus(*(*it)->task, now, (*it)->generated);
+    if (st.ok()) {
+      ++it;
+      continue;
+    }
+    EndRunning(**it, st);
+    it = swapped_.erase(it);
+    std::lock_guard<std::mutex> l(mu_);
+    --swapped_count_;
+  }
 }
 
 bool Scheduler::AdmitOne(Clock::TimePoint now) {
+  // The queue head is the earlier arrival of the oldest swapped sequence and the oldest new
+  // request; nothing behind it jumps ahead.
+  int64_t need = 0, committed = 0;
+  uint64_t order = 0;
+  bool is_new = false;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (static_cast<int64_t>(running_.size()) >= options_.max_seqs) return false;
+    if (waiting_.empty() && swapped_.empty()) return false;
+    is_new = !waiting_.empty() && (swapped_.empty() || waiting_.front().order < swapped_.front()->order);
+    need = is_new ? waiting_.front().blocks : swapped_.front()->blocks;
+    order = is_new ? waiting_.front().order : swapped_.front()->order;
+    committed = committed_blocks_;
+  }
+  if (committed + need > budget_blocks_ && !MakeRoom(need, order, is_new)) return false;
+  if (!is_new) {
+    ResumeSwapped();
+    return true;
+  }
   Waiting w;
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (waiting_.empty() || static_cast<int64_t>(running_.size()) >= options_.max_seqs) return false;
-    // FCFS: the head waits for blocks; nothing behind it jumps ahead.
-    if (committed_blocks_ + waiting_.front().blocks > budget_blocks_) return false;
     w = std::move(waiting_.front());
     waiting_.pop_front();
     committed_blocks_ += w.blocks;
     ++running_count_;
   }
+  Prefill(std::move(w), now);
+  return true;
+}
+
+bool Scheduler::MakeRoom(int64_t need, uint64_t order, bool candidate_is_new) {
+  int64_t host_free = runner_->HostFreeBlocks();
+  if (host_free <= 0) return false;
+  int64_t committed = 0;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    committed = committed_blocks_;
+  }
+  // Most recently admitted first; each must have made progress since its (re)admission, and a
+  // swapped candidate displaces only later arrivals (so two swapped sequences never trade places).
+  std::vector<size_t> victims;
+  int64_t freed = 0;
+  for (size_t i = running_.size(); i-- > 0 && committed - freed + need > budget_blocks_;) {
+    const Running& v = *running_[i];
+    if (v.ended || v.generated <= v.generated_at_admit) continue;
+    if (!candidate_is_new && v.order < order) continue;
+    const int64_t h = runner_->HostBlocksToSwapOut(v.seq);
+    if (h > host_free) continue;
+    host_free -= h;
+    freed += v.blocks;
+    victims.push_back(i);
+  }
+  if (committed - freed + need > budget_blocks_) return false;
+  int64_t released = 0, swapped = 0;
+  for (size_t i : victims) {  // descending indices: erasing keeps the rest valid
+    std::unique_ptr<Running>& v = running_[i];
+    if (!runner_->SwapOut(v->seq).ok()) continue;  // stays running; the room check below decides
+    released += v->blocks;
+    ++swapped;
+    auto at = std::find_if(swapped_.begin(), swapped_.end(), [&](const auto& s) { return s->order > v->order; });
+    swapped_.insert(at, std::move(v));
+    running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  committed_blocks_ -= released;
+  running_count_ -= swapped;
+  swapped_count_ += swapped;
+  counters_.preemptions += swapped;
+  return committed_blocks_ + need <= budget_blocks_;
+}
+
+void Scheduler::ResumeSwapped() {
+  std::unique_ptr<Running> s = std::move(swapped_.front());
+  swapped_.pop_front();
+  const Status st = runner_->SwapIn(s->seq);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    --swapped_count_;
+    if (st.ok()) {
+      committed_blocks_ += s->blocks;
+      ++running_count_;
+    }
+  }
+  if (!st.ok()) {
+    EndRunning(*s, st.WithPrefix("swap-in"));
+    return;
+  }
+  s->generated_at_admit = s->generated;
+  running_.push_back(std::move(s));
+}
+
+void Scheduler::Prefill(Waiting w, Clock::TimePoint now) {
   const GenerationRequest& req = w.task->request();
   auto s = std::make_unique<Running>(w.task, runner_->vocab_size());
   s->seq = next_seq_++;
   s->blocks = w.blocks;
+  s->order = w.order;
   s->queue_ms = MsBetween(w.arrival, now);
   observer_->OnAdmitted(s->queue_ms / 1e3);
   const Clock::TimePoint t0 = clock_->Now();
@@ -216,7 +318,7 @@ bool Scheduler::AdmitOne(Clock::TimePoint now) {
       --running_count_;
     }
     w.task->sink()->OnError(pre.status().WithPrefix("prefill"));
-    return true;
+    return;
   }
   s->prefill_ms = MsBetween(t0, clock_->Now());
   s->pruning = pre->pruning;
@@ -237,7 +339,6 @@ bool Scheduler::AdmitOne(Clock::TimePoint now) {
   running_.push_back(std::move(s));
   if (HandleToken(*running_.back(), sr)) RemoveEnded();
   observer_->OnGeneratedTokens(1);
-  return true;
 }
 
 bool Scheduler::DecodeAll() {

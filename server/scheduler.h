@@ -5,7 +5,14 @@
 //
 // Admission is by worst-case KV blocks: a sequence is promised the blocks of its prompt (after
 // pruning) plus max_tokens more per layer, so a running decode never runs out of blocks; a
-// request whose worst case exceeds the whole KV store is refused at Submit.
+// request whose worst case exceeds the whole gpu tier is refused at Submit.
+//
+// Swap instead of waiting (when the runner has a host tier): a queued request that does not fit
+// swaps out the most recently admitted running sequences that have made progress since they
+// were (re)admitted, and that it may displace: any of them when it is new (so its first token is
+// not held behind whole generations), only later arrivals when it is itself swapped. Swapped
+// sequences keep their arrival order (FCFS) among the queued ones and resume by prefetch,
+// without recomputation, with exactly the tokens they would have produced.
 //
 // Thread-safety: Submit, Notify, Stats, live and Shutdown may be called from any thread. Step is
 // called by the scheduler's own thread after Start (or by a test, when never started). The
@@ -40,6 +47,8 @@ struct SchedulerStats {
   int64_t decode_steps = 0;
   int64_t decode_tokens = 0;      // sum of decode batch sizes
   int64_t max_decode_batch = 0;
+  int64_t swapped = 0;            // sequences swapped out, waiting to resume
+  int64_t preemptions = 0;        // swap-outs since start
 };
 
 // Hooks for metrics; called on the scheduler thread. Plain numbers, no Prometheus types.
@@ -86,6 +95,7 @@ class Scheduler {
     std::shared_ptr<GenerationTask> task;
     Clock::TimePoint arrival;
     int64_t blocks = 0;
+    uint64_t order = 0;  // arrival order
   };
   struct Running;
 
@@ -93,6 +103,11 @@ class Scheduler {
   void ReapWaiting(Clock::TimePoint now);
   void ReapRunning(Clock::TimePoint now);
   bool AdmitOne(Clock::TimePoint now);
+  // Prefills the queue head `w` (its blocks already committed).
+  void Prefill(Waiting w, Clock::TimePoint now);
+  // Swaps out victims so that `need` more blocks fit, if eligible ones can make room.
+  bool MakeRoom(int64_t need, uint64_t order, bool candidate_is_new);
+  void ResumeSwapped();
   bool DecodeAll();
   // Feeds one sampled token to `s`; returns true when the sequence finished (and was ended).
   bool HandleToken(Running& s, const SampleResult& sr);
@@ -113,10 +128,13 @@ class Scheduler {
   bool wake_ = false;                      // guarded by mu_
   int64_t running_count_ = 0;              // guarded by mu_ (mirror of running_.size())
   int64_t committed_blocks_ = 0;           // guarded by mu_
+  int64_t swapped_count_ = 0;              // guarded by mu_ (mirror of swapped_.size())
+  uint64_t next_order_ = 0;                // guarded by mu_
   SchedulerStats counters_;                // guarded by mu_ (prefills, decode_*)
 
   // Scheduler thread only.
-  std::vector<std::unique_ptr<Running>> running_;
+  std::vector<std::unique_ptr<Running>> running_;   // in (re)admission order
+  std::deque<std::unique_ptr<Running>> swapped_;    // in arrival order
   kv::SeqId next_seq_ = 1;
   std::vector<SampleResult> sampled_;  // of the last decode step, by running_ index
   std::thread thread_;

@@ -61,6 +61,10 @@ Status InferenceServer::LoadModel() {
   eo.threads = options_.threads;
   eo.kv_dtype = options_.kv_dtype;
   eo.kv_tokens = options_.kv_tokens;
+  eo.kv_gib = options_.kv_gib;
+  eo.gpu_memory_fraction = options_.gpu_memory_fraction;
+  eo.host_kv_tokens = options_.host_kv_tokens;
+  eo.host_kv_gib = options_.host_kv_gib;
   eo.context_length = options_.context_length;
   eo.default_pruning = options_.pruning_schedule;
   eo.device = options_.device == "cuda" ? Device::kCuda : Device::kCpu;
@@ -90,14 +94,15 @@ Status InferenceServer::LoadModel() {
   so.max_queue = options_.max_queue;
   scheduler_ = std::make_unique<Scheduler>(runner_.get(), so, &clock_, metrics_.get());
   scheduler_->Start();
-  // The KV store's first tier is device memory on the CUDA backend (see KvStoreOptions::arena).
-  metrics_->SetSources(&engine_->kv(), scheduler_.get(),
-                       engine_->backend()->device() == Device::kCuda ? kv::Tier::kGpu : kv::Tier::kHost);
+  metrics_->SetSources(&engine_->kv(), scheduler_.get());
   service_->SetReady(engine_.get(), scheduler_.get());
   grpc_->GetHealthCheckService()->SetServingStatus(true);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  spdlog::info("model loaded in {:.1f} s: {}; KV {} blocks of {} tokens; SERVING", secs, engine_->Describe(),
-               engine_->kv().Stats().host.total_blocks, engine_->kv().layout().block_tokens);
+  const KvCapacity kc = engine_->kv_capacity();
+  spdlog::info("model loaded in {:.1f} s: {}; KV gpu tier {} tokens per layer ({:.2f} GiB), host tier {} tokens "
+               "({:.2f} GiB); SERVING",
+               secs, engine_->Describe(), kc.gpu_tokens, static_cast<double>(kc.gpu_bytes) / (1 << 30), kc.host_tokens,
+               static_cast<double>(kc.host_bytes) / (1 << 30));
   return OkStatus();
 }
 
@@ -133,7 +138,7 @@ InferenceServer::~InferenceServer() {
   Drain(std::chrono::milliseconds(0));
   if (metrics_) {
     metrics_->StopExposer();
-    metrics_->SetSources(nullptr, nullptr, kv::Tier::kHost);
+    metrics_->SetSources(nullptr, nullptr);
   }
 }
 

@@ -25,7 +25,15 @@ ABSL_FLAG(int, max_prompt_tokens, 0, "longest prompt accepted (0 = the model's c
 ABSL_FLAG(int, max_total_tokens, 0, "longest prompt + max_tokens accepted (0 = the model's context)");
 ABSL_FLAG(int, default_max_tokens, 256, "max_tokens of requests that leave it at 0");
 ABSL_FLAG(int64_t, context_length, 0, "longest prompt + generation accepted (0 = the model's; up to 4x it)");
-ABSL_FLAG(int64_t, kv_tokens, 0, "KV cache capacity in tokens per layer (0 = the context length)");
+ABSL_FLAG(int64_t, kv_tokens, 0,
+          "KV gpu tier in tokens per layer summed over sequences (0 = sized by --kv-gib or --gpu-memory-fraction)");
+ABSL_FLAG(double, kv_gib, 0.0, "KV gpu tier in GiB (0 = --gpu-memory-fraction of the free device memory; cpu: 10% of RAM)");
+ABSL_FLAG(double, gpu_memory_fraction, 0.90,
+          "share of the device memory free after the weights and the largest activation workspace that the KV gpu "
+          "tier takes (as vLLM's gpu_memory_utilization)");
+ABSL_FLAG(int64_t, host_kv_tokens, 0, "KV host tier (swap space) in tokens per layer (0 = sized by --host-kv-gib)");
+ABSL_FLAG(double, host_kv_gib, -1.0,
+          "KV host tier in GiB, pinned in the background on CUDA (-1 = 25% of RAM, 0 = none: no swapping)");
 ABSL_FLAG(std::string, pruning, "off", "pruning of requests that do not choose: off or default");
 ABSL_FLAG(std::string, pruning_schedule, "", "the model's default pruning schedule layer:keep,... (\"\" = built-in)");
 ABSL_FLAG(std::string, log_format, "text", "text or json (one JSON object per line)");
@@ -46,7 +54,7 @@ namespace {
 const char* const kFlagNames[] = {
     "model",          "device",          "threads",           "kv_dtype",      "host",          "port",
     "metrics_host",   "metrics_port",    "max_seqs",          "max_queue",     "max_prompt_tokens",
-    "max_total_tokens", "default_max_tokens", "context_length", "kv_tokens",    "pruning",       "pruning_schedule",
+    "max_total_tokens", "default_max_tokens", "context_length", "kv_tokens", "kv_gib", "gpu_memory_fraction", "host_kv_tokens", "host_kv_gib",    "pruning",       "pruning_schedule",
     "log_format",     "log_level",       "drain_grace_s",     "keepalive_time_ms", "keepalive_timeout_ms",
     "max_message_bytes", "warmup", "warmup_tokens"};
 
@@ -75,6 +83,12 @@ Status ServerOptions::Validate() const {
   if (max_total_tokens < 0) return bad("max-total-tokens", "must be >= 0");
   if (default_max_tokens < 1) return bad("default-max-tokens", "must be >= 1");
   if (kv_tokens < 0) return bad("kv-tokens", "must be >= 0");
+  if (!(kv_gib >= 0.0 && kv_gib <= 1e6)) return bad("kv-gib", "must be in [0, 1e6]");
+  if (!(gpu_memory_fraction > 0.0 && gpu_memory_fraction <= 1.0)) return bad("gpu-memory-fraction", "must be in (0, 1]");
+  if (host_kv_tokens < 0) return bad("host-kv-tokens", "must be >= 0");
+  if (!(host_kv_gib == -1.0 || (host_kv_gib >= 0.0 && host_kv_gib <= 1e6))) {
+    return bad("host-kv-gib", "must be -1 (25% of RAM) or in [0, 1e6]");
+  }
   if (context_length < 0) return bad("context-length", "must be >= 0");
   if (pruning != "off" && pruning != "default") return bad("pruning", "must be off or default");
   if (log_level != "trace" && log_level != "debug" && log_level != "info" && log_level != "warn" &&
@@ -145,6 +159,10 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   o.default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens);
   o.context_length = absl::GetFlag(FLAGS_context_length);
   o.kv_tokens = absl::GetFlag(FLAGS_kv_tokens);
+  o.kv_gib = absl::GetFlag(FLAGS_kv_gib);
+  o.gpu_memory_fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
+  o.host_kv_tokens = absl::GetFlag(FLAGS_host_kv_tokens);
+  o.host_kv_gib = absl::GetFlag(FLAGS_host_kv_gib);
   o.pruning = absl::GetFlag(FLAGS_pruning);
   o.pruning_schedule = absl::GetFlag(FLAGS_pruning_schedule);
   const std::string fmt = absl::GetFlag(FLAGS_log_format);

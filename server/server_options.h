@@ -28,7 +28,13 @@ struct ServerOptions {
   int max_total_tokens = 0;           // prompt + max_tokens; 0 = the model's context
   int default_max_tokens = 256;       // when a request leaves max_tokens at 0
   int64_t context_length = 0;         // longest sequence accepted; 0 = the model's (up to 4x it)
-  int64_t kv_tokens = 0;              // KV capacity in tokens per layer; 0 = the context length
+  // KV tiers (EngineOptions has the rules): gpu tier by tokens, GiB or a share of free memory;
+  // host tier (swap space) by tokens or GiB (-1 = 25% of RAM, 0 = none).
+  int64_t kv_tokens = 0;
+  double kv_gib = 0.0;
+  double gpu_memory_fraction = 0.90;
+  int64_t host_kv_tokens = 0;
+  double host_kv_gib = -1.0;
   std::string pruning = "off";        // what requests without a pruning mode get: off or default
   std::string pruning_schedule;       // the model's default schedule "layer:keep,..."; "" = built-in
   LogFormat log_format = LogFormat::kText;

@@ -14,6 +14,7 @@
 #include "engine/model/weight_source.h"
 #include "engine/sampler/logits_summary.h"
 #include "kvstore/kv_store.h"
+#include "kvstore/tier_memory.h"
 
 namespace slim {
 
@@ -57,6 +58,10 @@ class Backend {
   // f32 (f32 on CPU, bf16 on CUDA).
   virtual DType act_dtype() const { return DType::kF32; }
 
+  // The memory and copy primitives the KV store's tiers run on (kvstore/tier_memory.h): the
+  // gpu tier's arena, pinned host memory, copy streams and their markers against this
+  // backend's compute stream.
+  virtual StatusOr<std::unique_ptr<kv::TierMemory>> CreateKvMemory() = 0;
   // Activation/weight buffers; ResourceExhausted when the device is full.
   virtual StatusOr<Buffer> Alloc(DType dtype, int64_t rows, int64_t cols) = 0;
   // Host fp32 [dst.rows, dst.cols] -> dst (converted to dst.dtype).
@@ -183,8 +188,8 @@ struct BackendOptions {
   std::string cuda_gemm_tune = "auto";
   // CUDA MLPs of >= 256 rows on sm_90 (prefill): "on" runs the gate and up projections and SwiGLU
   // as one kernel (gate_up_swiglu.h) instead of a cuBLAS product into a [n, 2 ff] intermediate and
-  // a SwiGLU pass over it; "auto" and "off" keep the two steps (on the H200 both took the same
-  // time for the 8B model's 32K prefill, bench/RESULTS.md session 5).
+  // a SwiGLU pass over it; "auto" and "off" keep the two steps (both measured at the same speed:
+  // bench/cuda-prefill.md).
   std::string cuda_fused_mlp = "auto";
 };
 

@@ -12,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "kvstore/host_tier_memory.h"
 #include "engine/backend/backend.h"
 #include "tests/cuda/cuda_test_util.h"
 #include "engine/model.h"
@@ -235,23 +236,25 @@ TEST_F(CudaOps, ScoreBlocksMatchesReference) {
 // Attention over KV written by WriteKv, GPU (bf16 blocks) against CPU (f32 blocks): the same
 // block tables on both (blocks taken in the same order), sequences written in chunks.
 struct KvPair {
+  std::unique_ptr<kv::TierMemory> cpu_memory, gpu_memory;  // outlive the stores
   std::unique_ptr<kv::KvStore> cpu, gpu;
-  Buffer arena;
 };
 
 KvPair MakeKv(Backend* gpu, const AttnShape& shape, int64_t blocks) {
   KvPair p;
+  p.cpu_memory = std::make_unique<kv::HostTierMemory>();
+  p.gpu_memory = std::move(*gpu->CreateKvMemory());
   kv::KvStoreOptions o;
   o.layout.n_layers = 1;
   o.layout.n_kv_heads = shape.n_kv_heads;
   o.layout.head_dim = shape.head_dim;
   o.layout.block_tokens = 64;
-  o.host_blocks = blocks;
+  o.gpu_blocks = blocks;
   o.layout.elem_bytes = 4;
+  o.memory = p.cpu_memory.get();
   p.cpu = std::move(*kv::KvStore::Create(o));
   o.layout.elem_bytes = 2;
-  p.arena = std::move(*gpu->Alloc(DType::kF32, blocks, static_cast<int64_t>(o.layout.BlockBytes() / 4)));
-  o.arena = p.arena.view().data;
+  o.memory = p.gpu_memory.get();
   p.gpu = std::move(*kv::KvStore::Create(o));
   return p;
 }
@@ -432,10 +435,10 @@ TEST_F(CudaOps, DISABLED_FlashCausalThroughput) {
     o.layout.head_dim = shape.head_dim;
     o.layout.block_tokens = 64;
     o.layout.elem_bytes = 2;
-    o.host_blocks = n / 64;
-    auto arena = gpu_->Alloc(DType::kF32, o.host_blocks, static_cast<int64_t>(o.layout.BlockBytes() / 4));
-    ASSERT_TRUE(arena.ok());
-    o.arena = arena->view().data;
+    o.gpu_blocks = n / 64;
+    auto memory = gpu_->CreateKvMemory();
+    ASSERT_TRUE(memory.ok());
+    o.memory = memory->get();
     auto store = kv::KvStore::Create(o);
     ASSERT_TRUE(store.ok());
     kv::KvStore& kv = **store;

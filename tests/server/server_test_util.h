@@ -111,7 +111,7 @@ inline bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds
   return true;
 }
 
-inline int64_t UsedKvBlocks(const InferenceServer& s) { return s.engine()->kv().Stats().host.used_blocks; }
+inline int64_t UsedKvBlocks(const InferenceServer& s) { return s.engine()->kv().Stats().gpu.pool.used_blocks; }
 
 // A TCP port free at the time of the call (bind to 0, read it back, close).
 inline int FreePort() {

@@ -15,6 +15,7 @@
 #include "engine/backend/cpu/cpu_math.h"
 #include "engine/backend/cpu/quant_gemv.h"
 #include "engine/pruning/block_scorer.h"
+#include "kvstore/host_tier_memory.h"
 
 namespace slim::cpu {
 
@@ -37,6 +38,10 @@ CpuBackend::CpuBackend(int threads, DType kv_dtype)
 std::string CpuBackend::Describe() const {
   return std::string("cpu (fp32, ") + (kv_dtype_ == DType::kF16 ? "f16 KV, " : "") + "OpenBLAS, " +
          std::to_string(threads_) + " threads)";
+}
+
+StatusOr<std::unique_ptr<kv::TierMemory>> CpuBackend::CreateKvMemory() {
+  return std::unique_ptr<kv::TierMemory>(new kv::HostTierMemory());
 }
 
 StatusOr<Buffer> CpuBackend::Alloc(DType dtype, int64_t rows, int64_t cols) {

@@ -20,6 +20,7 @@ class CpuBackend final : public Backend {
   DType kv_dtype() const override { return kv_dtype_; }
 
   StatusOr<Buffer> Alloc(DType dtype, int64_t rows, int64_t cols) override;
+  StatusOr<std::unique_ptr<kv::TierMemory>> CreateKvMemory() override;
   Status Upload(const float* host, TensorView dst) override;
   Status Download(TensorView src, float* host) override;
   // A shape error in one of the void ops below skips that op and is returned (once) by the next

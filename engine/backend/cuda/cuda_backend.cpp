@@ -398,9 +398,8 @@ Status CudaBackend::DoMatMul(TensorView x, TensorView w, TensorView out) {
                                 DTypeName(w.dtype) + " -> " + DTypeName(out.dtype));
   }
   if (x.rows == 0 || w.rows == 0) return OkStatus();
-  // auto = on here: in isolation cuBLAS streams the 8B model's larger matrices a little faster
-  // (3.6-4.4 vs 3.4-4.2 TB/s), yet decode steps measured faster with the kernel everywhere
-  // (bench/RESULTS.md, session 3).
+  // auto = on here: cuBLAS alone streams the 8B model's larger matrices a little faster, yet
+  // whole decode steps measured faster with the kernel everywhere (bench/cuda-decode.md).
   if (gemv_ != Gemv::kOff && x.rows <= kGemvMaxRows && x.dtype == DType::kBF16) {
     const GemvArgs g{.x = x.data, .x_stride = x.stride, .w = w.data, .w_stride = w.stride, .out = out.data,
                      .out_dtype = out.dtype, .out_stride = out.stride, .n = x.rows, .m = w.rows, .k = w.cols};
@@ -476,11 +475,12 @@ void BuildBatch(const kv::KvStore& kv, std::span<const AttnSeq> seqs, std::vecto
 
 PagedKv MakePagedKv(const kv::KvStore& kv, const AttnShape& shape, const void* dev_batch, int n_seqs) {
   const kv::KvLayout& L = kv.layout();
+  const kv::GpuView view = kv.View();
   PagedKv p;
-  p.arena = kv.Data(0);
-  p.n_blocks = kv.TotalBlocks();
-  p.block_bytes = static_cast<int64_t>(L.BlockBytes());
-  p.head_bytes = static_cast<int64_t>(L.HeadBytes());
+  p.arena = view.base;
+  p.n_blocks = view.n_blocks;
+  p.block_bytes = static_cast<int64_t>(view.block_bytes);
+  p.head_bytes = static_cast<int64_t>(view.head_bytes);
   p.n_kv_heads = shape.n_kv_heads;
   p.head_dim = shape.head_dim;
   p.block_tokens = L.block_tokens;

@@ -43,6 +43,7 @@ class CudaBackend final : public Backend {
 
   int64_t TunedMinRows() const override { return gemm_.tuning() ? GemmTuner::kMinRows : 0; }
   StatusOr<Buffer> Alloc(DType dtype, int64_t rows, int64_t cols) override;
+  StatusOr<std::unique_ptr<kv::TierMemory>> CreateKvMemory() override;
   Status Upload(const float* host, TensorView dst) override;
   Status Download(TensorView src, float* host) override;
   Status Sync() override;

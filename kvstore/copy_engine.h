@@ -1,0 +1,104 @@
+// The KV store's copy engine: one worker thread per direction (host-to-device, device-to-host)
+// runs copy jobs in submission order over TierMemory's copy streams. A job is a list of groups
+// (one per layer), each sent as one batched copy with a marker after it, so compute can wait
+// for one layer's data while later layers are still in flight.
+//
+// Who waits on what:
+//  * a job's first batch waits (on the device) for the compute fence it names: an offload for
+//    the KV writes of its blocks, a prefetch for the last attention reads of its reused slots;
+//  * a job that reuses slots another direction's job still touches first waits (on its worker's
+//    host thread) for that ticket to finish;
+//  * compute waits (device-side, ComputeWait) for a ticket's group before using its slots;
+//  * the worker waits (host) for its own job's last marker, then reports the ticket done and
+//    calls the completion callback (the store updates block states there).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "engine/core/status.h"
+#include "kvstore/block_pool.h"
+#include "kvstore/tier_memory.h"
+
+namespace slim::kv {
+
+// A cumulative histogram as plain numbers: counts[i] observations <= bounds[i], counts.back()
+// all of them (the +Inf bucket).
+struct HistogramData {
+  std::vector<double> bounds;
+  std::vector<int64_t> counts;  // cumulative, bounds.size() + 1
+  double sum = 0.0;
+  void Observe(double v);
+  static HistogramData WithBounds(std::vector<double> bounds);
+};
+
+struct TransferStats {
+  int64_t bytes[2] = {0, 0};       // by CopyDir
+  double seconds[2] = {0.0, 0.0};  // copy-stream time by CopyDir (events on CUDA)
+  int64_t jobs[2] = {0, 0};
+  int64_t failed_jobs = 0;
+  HistogramData batch_bytes;       // bytes per batched copy
+  HistogramData prefetch_wait;     // seconds from the first compute wait on an h2d ticket until it landed
+};
+
+struct CopyJob {
+  CopyDir dir = CopyDir::kH2D;
+  Fence after = 0;               // compute fence to wait for (device side)
+  TicketId after_ticket = 0;     // another direction's ticket to finish first (0: none)
+  std::vector<std::vector<CopyRange>> groups;  // one batched copy each
+};
+
+// Thread-safety: every public method may be called from any thread; the completion callback
+// runs on a worker thread with no lock of this class held.
+class CopyEngine {
+ public:
+  using DoneCallback = std::function<void(TicketId, const Status&)>;
+  CopyEngine(TierMemory* memory, DoneCallback on_done);
+  ~CopyEngine();  // finishes queued jobs, then stops the workers
+  CopyEngine(const CopyEngine&) = delete;
+  CopyEngine& operator=(const CopyEngine&) = delete;
+
+  TicketId Submit(CopyJob job);
+  // Compute waits (device-side) for group `group` of `ticket` (every group when group < 0).
+  // Returns at once for finished or unknown tickets.
+  void ComputeWait(TicketId ticket, int group);
+  // Blocks until the ticket is done; its status (OK for unknown = long finished tickets).
+  Status HostWait(TicketId ticket);
+  bool Done(TicketId ticket) const;
+  // Waits until every submitted job is done.
+  void Drain();
+  TransferStats Stats() const;
+
+ private:
+  struct Ticket {
+    CopyDir dir;
+    size_t n_groups = 0;
+    std::vector<Marker> markers;   // by group, valid for the first `submitted`
+    size_t submitted = 0;          // groups queued (CPU: copied); a ticket is done once erased
+    bool waited = false;           // a compute wait came before it was done
+    std::chrono::steady_clock::time_point first_wait;
+  };
+  void Worker(CopyDir dir);
+  Status Run(TicketId id, const CopyJob& job);
+
+  TierMemory* memory_;
+  DoneCallback on_done_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  TicketId next_ = 0;
+  std::map<TicketId, Ticket> live_;
+  std::deque<std::pair<TicketId, CopyJob>> queue_[2];
+  std::map<TicketId, Status> failed_;  // failed tickets, kept for HostWait
+  TransferStats stats_;
+  std::thread workers_[2];
+};
+
+}  // namespace slim::kv
