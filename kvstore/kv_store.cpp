@@ -403,7 +403,9 @@ bool KvStore::Resident(SeqId seq) const {
 
 Status KvStore::HostWait(TicketId ticket) { return ticket == 0 ? OkStatus() : copy_->HostWait(ticket); }
 
-void KvStore::Drain() { copy_->Drain(); }
+bool KvStore::Done(TicketId ticket) const { return ticket == 0 || copy_->Done(ticket); }
+
+void KvStore::Drain() const { copy_->Drain(); }
 
 Status KvStore::BeginCompute(std::span<const SeqId> seqs) {
   SlotStamp wait;

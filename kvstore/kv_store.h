@@ -157,7 +157,8 @@ class KvStore {
   int64_t HostBlocksToOffload(SeqId seq) const;
   bool Resident(SeqId seq) const;  // every block has a gpu slot
   Status HostWait(TicketId ticket);  // for tests and shutdown
-  void Drain();                      // waits for every copy in flight
+  bool Done(TicketId ticket) const;  // the copy finished (0: nothing was copied)
+  void Drain() const;                // waits for every copy in flight
 
   // The compute protocol (see the file comment).
   Status BeginCompute(std::span<const SeqId> seqs);

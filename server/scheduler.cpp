@@ -88,7 +88,7 @@ void Scheduler::Loop() {
     {
       std::unique_lock<std::mutex> l(mu_);
       if (stopping_) return;
-      if (!wake_ && waiting_.empty() && running_.empty()) {
+      if (!wake_ && waiting_.empty() && running_.empty() && swapped_.empty()) {
         cv_.wait(l, [&] { return stopping_ || wake_ || !waiting_.empty(); });
       }
       if (stopping_) return;
@@ -106,7 +106,7 @@ void Scheduler::Loop() {
 void Scheduler::Shutdown(const Status& status) {
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (stopping_ && !thread_.joinable() && waiting_.empty() && running_.empty()) return;
+    if (stopping_ && !thread_.joinable() && waiting_.empty() && running_.empty() && swapped_.empty()) return;
     stopping_ = true;
   }
   cv_.notify_all();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "client/bench/args.h"
+#include "client/bench/kv_transfer.h"
 #include "client/bench/quality.h"
 #include "engine/engine.h"
 #include "engine/gguf/gguf_file.h"
@@ -39,6 +40,11 @@ const char* kUsage = R"(usage:
      modes: dense, pruned (the model's default schedule, or --schedule); --profile adds per-op
      device times of one more prefill and of 16 decode steps (CUDA); --warm-up-tokens runs the
      server's start-up warm-up first (GEMM tuning for prompts up to N tokens on CUDA)
+  sliminfer-bench kv-transfer [--device cuda|cpu] [--blocks 4096] [--block-kib 256] [--repeat 5]
+                           [--parts copies,store,decode] [--model synthetic:llama-3.1-8b]
+                           [--context-tokens 32768] [--swap-tokens 8192] [--decode-tokens 64] [--json]
+     KV store copy rates (contiguous, per block, grouped, batched; each way and both ways),
+     whole-sequence offload/prefetch, and decode ms/token with and without swaps running
   sliminfer-bench server   --server HOST:PORT [--concurrency C] [--requests N] [--prompt-tokens 256,1024]
                            [--max-tokens M] [--pruning off|default] [--warmup N] [--text-file F] [--json]
      (builds with gRPC only) TTFT / inter-token / end-to-end percentiles and throughput of a server
@@ -374,6 +380,7 @@ int main(int argc, char** argv) {
   if (cmd == "generate") s = CmdGenerate(argc, argv);
   else if (cmd == "tokenize") s = CmdTokenize(argc, argv);
   else if (cmd == "engine") s = CmdEngine(argc, argv);
+  else if (cmd == "kv-transfer") s = CmdKvTransfer(argc, argv);
 #ifdef SLIM_HAVE_GRPC_CLIENT
   else if (cmd == "server") s = CmdServer(argc, argv);
 #endif

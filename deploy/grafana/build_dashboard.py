@@ -1,10 +1,9 @@
 #!/usr/bin/env python3
 """Writes deploy/grafana/sliminfer.json, the SlimInfer-serve Grafana dashboard (edit panels here).
 
-Every query uses metrics the server exports today (server/metrics.cpp). KV transfer and prefetch
-panels (sliminfer_kv_transfer_bytes_total, sliminfer_kv_prefetch_total,
-sliminfer_kv_prefetch_wait_seconds) are left out: the KV store has no host<->GPU transfer engine
-yet, so those series do not exist. tests/deploy/prometheus_e2e.sh evaluates every query.
+Every query uses metrics the server exports (server/metrics.cpp), including the KV store's tiers,
+transfers, prefetches and preemptions. tests/deploy/prometheus_e2e.sh evaluates every query
+against a real Prometheus scraping a real server that swaps sequences between tiers.
 """
 import json
 import os
@@ -50,9 +49,26 @@ PANELS = [
     ("KV blocks by tier and state", "short", "Paged KV cache blocks, used and free, per tier (host or gpu).",
      [("{{tier}} {{state}}", f"sum by (tier, state) (sliminfer_kv_blocks{SEL})"),
       ("committed (admission budget)", f"sum(sliminfer_kv_blocks_committed{SEL})")], 12),
-    ("KV bytes by tier", "bytes", "Bytes of KV blocks in use and the arena capacity, per tier.",
+    ("KV bytes by tier", "bytes", "Bytes of KV blocks in use and the tier's capacity (gpu, host).",
      [("{{tier}} in use", f"sum by (tier) (sliminfer_kv_bytes{SEL})"),
       ("{{tier}} capacity", f"sum by (tier) (sliminfer_kv_capacity_bytes{SEL})")], 12),
+    ("KV usage by tier", "percentunit", "Share of each tier's blocks in use (max over replicas).",
+     [("{{tier}}", f"max by (tier) (sliminfer_kv_usage_ratio{SEL})")], 12),
+    ("KV transfers", "Bps", "Bytes per second copied between the tiers, and the copy engine's rate while busy "
+     "(bytes / copy-stream seconds), by direction.",
+     [("{{direction}}", f"sum by (direction) (rate(sliminfer_kv_transfer_bytes_total{SEL}[{RI}]))"),
+      ("{{direction}} while copying", f"sum by (direction) (increase(sliminfer_kv_transfer_bytes_total{SEL}[{RI}])) / "
+                                      f"sum by (direction) (increase(sliminfer_kv_transfer_seconds_total{SEL}[{RI}]))")], 12),
+    ("KV transfer batch size", "bytes", "Bytes per batched copy between tiers.",
+     quantiles("sliminfer_kv_transfer_batch_bytes", (0.5, 0.99)), 12),
+    ("Preemptions, prefetches, evictions", "ops", "Sequences swapped out to the host tier, prefetches by result, and "
+     "gpu-tier blocks released by offloads, per second.",
+     [("preemptions", f"sum(rate(sliminfer_num_preemptions_total{SEL}[{RI}]))"),
+      ("prefetch {{result}}", f"sum by (result) (rate(sliminfer_kv_prefetch_total{SEL}[{RI}]))"),
+      ("evicted blocks", f"sum(rate(sliminfer_kv_evictions_total{SEL}[{RI}]))")], 12),
+    ("Prefetch wait", "s", "From the first compute wait on a prefetch until its data had landed (0 when it was there "
+     "before compute needed it).",
+     quantiles("sliminfer_kv_prefetch_wait_seconds", (0.5, 0.99)), 12),
 ]
 
 
@@ -74,10 +90,8 @@ def main():
     dash = {
         "title": "SlimInfer-serve",
         "uid": "sliminfer-serve",
-        "description": ("TTFT, latency, load, tokens, pruning and KV cache of SlimInfer-serve. "
-                        "No KV transfer/prefetch panels: sliminfer_kv_transfer_bytes_total, "
-                        "sliminfer_kv_prefetch_total and sliminfer_kv_prefetch_wait_seconds are not "
-                        "exported yet (the KV store has no host<->GPU transfer engine)."),
+        "description": ("TTFT, latency, load, tokens, pruning, and the KV store's tiers, transfers, "
+                        "prefetches and preemptions of SlimInfer-serve."),
         "tags": ["sliminfer", "llm", "inference"],
         "timezone": "browser", "schemaVersion": 39, "version": 1, "editable": True,
         "refresh": "30s", "time": {"from": "now-1h", "to": "now"},

@@ -22,7 +22,8 @@ import yaml
 COMPARISON = re.compile(r"^(?P<lhs>.*?)\s*(?:>|<|>=|<=|==|!=)\s*(?:bool\s+)?[-+0-9.eE]+\s*$", re.S)
 
 
-NOT_EXPORTED = ("sliminfer_kv_transfer_bytes_total", "sliminfer_kv_prefetch_total", "sliminfer_kv_prefetch_wait_seconds")
+# Metric names the dashboard must not use (none today: every family DESIGN.md names is exported).
+NOT_EXPORTED = ()
 
 
 def lint_dashboard(path):

@@ -39,7 +39,8 @@ GRPC_PORT=$(free_port); METRICS_PORT=$(free_port); PROM_PORT=$(free_port)
 echo "prometheus_e2e: grpc $GRPC_PORT metrics $METRICS_PORT prometheus $PROM_PORT"
 
 "$BUILD/bin/sliminfer-server" --model "$MODEL" --device cpu --port "$GRPC_PORT" \
-  --metrics-port "$METRICS_PORT" --max-seqs 4 --max-queue 64 --pruning default >"$TMP/server.log" 2>&1 &
+  --metrics-port "$METRICS_PORT" --max-seqs 4 --max-queue 64 --pruning default \
+  --kv-tokens 1600 --host-kv-tokens 16384 >"$TMP/server.log" 2>&1 &
 PIDS+=($!)
 
 cp "$ROOT/deploy/prometheus/sliminfer-rules.yml" "$TMP/"
@@ -90,6 +91,12 @@ echo "prometheus_e2e: bench: $(head -c 400 "$TMP/bench.json")"
 timeout 90 "$BUILD/bin/sliminfer-bench" server --server "127.0.0.1:$GRPC_PORT" --concurrency 2 --requests 2 \
   --prompt-tokens 256 --max-tokens 4 --pruning default --warmup 0 --json >"$TMP/bench-pruned.json" \
   2>"$TMP/bench.err" || { cat "$TMP/bench.err" >&2; fail "pruned bench failed"; }
+
+# Three 1,200-token prompts over a gpu tier of 1,600 tokens per layer: later ones swap earlier
+# ones out to the host tier and back, so the transfer, prefetch and preemption panels have data.
+timeout 120 "$BUILD/bin/sliminfer-bench" server --server "127.0.0.1:$GRPC_PORT" --concurrency 3 --requests 3 \
+  --prompt-tokens 1200 --max-tokens 8 --pruning off --warmup 0 --json >"$TMP/bench-swap.json" \
+  2>"$TMP/bench.err" || { cat "$TMP/bench.err" >&2; fail "swap bench failed"; }
 
 sleep 3  # two more scrapes and rule evaluations after the last request
 python3 "$ROOT/tests/deploy/check_queries.py" --prom "$PROM" \

@@ -1,0 +1,293 @@
+// sliminfer-bench kv-transfer (see kv_transfer.h).
+#include "client/bench/kv_transfer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+#include <thread>
+
+#include "client/bench/args.h"
+#include "engine/backend/backend.h"
+#include "engine/engine.h"
+#include "kvstore/kv_store.h"
+
+namespace slim::bench {
+namespace {
+
+using json = nlohmann::json;
+using Batches = std::vector<std::vector<kv::CopyRange>>;
+
+double Seconds(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// Device time of `batches` queued back to back on `dir`'s copy stream (events on CUDA).
+StatusOr<double> TimeCopies(kv::TierMemory& m, kv::CopyDir dir, const Batches& batches) {
+  std::vector<kv::Marker> marks;
+  SLIM_ASSIGN_OR_RETURN(const kv::Marker start, m.Mark(dir));
+  marks.push_back(start);
+  for (const auto& b : batches) {
+    SLIM_ASSIGN_OR_RETURN(const kv::Marker mk, m.CopyBatch(dir, 0, b));
+    marks.push_back(mk);
+  }
+  SLIM_RETURN_IF_ERROR(m.HostWait(marks.back()));
+  const double s = m.Elapsed(start, marks.back());
+  for (kv::Marker mk : marks) m.ReleaseMarker(mk);
+  return s;
+}
+
+struct Layouts {
+  Batches h2d, d2h;
+  int64_t bytes = 0;
+};
+
+// The same N blocks as one contiguous range, one batch per block, `groups` batches, or one batch.
+Layouts Arrange(uint8_t* gpu, uint8_t* host, const std::vector<int64_t>& gslot, const std::vector<int64_t>& hslot,
+                size_t bb, const std::string& mode, int groups) {
+  Layouts L;
+  const size_t n = gslot.size();
+  L.bytes = static_cast<int64_t>(n * bb);
+  auto add = [&](size_t batch, kv::CopyRange h2d, kv::CopyRange d2h) {
+    if (L.h2d.size() <= batch) {
+      L.h2d.resize(batch + 1);
+      L.d2h.resize(batch + 1);
+    }
+    L.h2d[batch].push_back(h2d);
+    L.d2h[batch].push_back(d2h);
+  };
+  if (mode == "contiguous") {
+    add(0, {gpu, host, n * bb}, {host, gpu, n * bb});
+    return L;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    uint8_t* g = gpu + static_cast<size_t>(gslot[i]) * bb;
+    uint8_t* h = host + static_cast<size_t>(hslot[i]) * bb;
+    const size_t batch = mode == "per_block" ? i : mode == "grouped" ? i * static_cast<size_t>(groups) / n : 0;
+    add(batch, {g, h, bb}, {h, g, bb});
+  }
+  return L;
+}
+
+StatusOr<json> CopyRates(kv::TierMemory& m, int64_t blocks, size_t bb, int repeat, int groups) {
+  SLIM_ASSIGN_OR_RETURN(void* gpu_v, m.AllocGpu(static_cast<size_t>(2 * blocks) * bb));
+  SLIM_ASSIGN_OR_RETURN(void* host_v, m.AllocHost(static_cast<size_t>(2 * blocks) * bb));
+  auto* gpu = static_cast<uint8_t*>(gpu_v);
+  auto* host = static_cast<uint8_t*>(host_v);
+  m.Fill(false, host, static_cast<size_t>(2 * blocks) * bb, 0x3C);
+  m.Fill(true, gpu, static_cast<size_t>(2 * blocks) * bb, 0x5A);
+  (void)m.HostWait(*m.Mark(kv::CopyDir::kH2D));
+  std::mt19937 rng(42);
+  std::vector<int64_t> g(2 * blocks), h(2 * blocks);
+  std::iota(g.begin(), g.end(), 0);
+  std::iota(h.begin(), h.end(), 0);
+  std::shuffle(g.begin(), g.end(), rng);
+  std::shuffle(h.begin(), h.end(), rng);
+  g.resize(blocks);
+  h.resize(blocks);
+  json out;
+  for (const std::string mode : {"contiguous", "per_block", "grouped", "batched"}) {
+    const Layouts L = Arrange(gpu, host, g, h, bb, mode, groups);
+    std::vector<double> h2d, d2h, both;
+    for (int r = 0; r <= repeat; ++r) {  // r = 0 warms up
+      SLIM_ASSIGN_OR_RETURN(const double a, TimeCopies(m, kv::CopyDir::kH2D, L.h2d));
+      SLIM_ASSIGN_OR_RETURN(const double b, TimeCopies(m, kv::CopyDir::kD2H, L.d2h));
+      // Both ways at once: one thread per stream, wall time over the bytes of both.
+      StatusOr<double> sa = 0.0, sb = 0.0;
+      const auto t0 = std::chrono::steady_clock::now();
+      std::thread ta([&] { sa = TimeCopies(m, kv::CopyDir::kH2D, L.h2d); });
+      std::thread tb([&] { sb = TimeCopies(m, kv::CopyDir::kD2H, L.d2h); });
+      ta.join();
+      tb.join();
+      const double wall = Seconds(t0);
+      SLIM_RETURN_IF_ERROR(sa.status());
+      SLIM_RETURN_IF_ERROR(sb.status());
+      if (r == 0) continue;
+      h2d.push_back(static_cast<double>(L.bytes) / a / 1e9);
+      d2h.push_back(static_cast<double>(L.bytes) / b / 1e9);
+      both.push_back(2.0 * static_cast<double>(L.bytes) / wall / 1e9);
+    }
+    out[mode] = {{"batches", L.h2d.size()}, {"h2d_gbs", Median(h2d)}, {"d2h_gbs", Median(d2h)},
+                 {"both_gbs", Median(both)}};
+  }
+  m.FreeGpu(gpu);
+  m.FreeHost(host);
+  return out;
+}
+
+kv::KvLayout Layout8B() {
+  kv::KvLayout l;
+  l.n_layers = 32;
+  l.n_kv_heads = 8;
+  l.head_dim = 128;
+  l.block_tokens = 64;
+  l.elem_bytes = 2;
+  return l;
+}
+
+// Whole sequences through the store: offload, prefetch, and an offload beside a prefetch.
+StatusOr<json> StoreRates(kv::TierMemory& m, int64_t blocks) {
+  kv::KvStoreOptions o;
+  o.layout = Layout8B();
+  o.memory = &m;
+  o.gpu_blocks = 3 * blocks;
+  o.host_blocks = 2 * blocks;
+  o.poison_freed = false;
+  SLIM_ASSIGN_OR_RETURN(auto kv, kv::KvStore::Create(o));
+  const int64_t tokens = blocks * o.layout.block_tokens / o.layout.n_layers;
+  for (kv::SeqId s : {0, 1}) SLIM_RETURN_IF_ERROR(kv->AddSequence(s));
+  for (int l = 0; l < o.layout.n_layers; ++l) {
+    for (kv::SeqId s : {0, 1}) {  // interleaved: each sequence's layers lie between the other's
+      SLIM_RETURN_IF_ERROR(kv->Reserve(s, l, tokens));
+      SLIM_RETURN_IF_ERROR(kv->Append(s, l, static_cast<int32_t>(tokens)));
+    }
+  }
+  const double bytes = static_cast<double>(blocks) * static_cast<double>(o.layout.BlockBytes());
+  auto timed = [&](auto&& op) -> StatusOr<double> {
+    const auto t0 = std::chrono::steady_clock::now();
+    SLIM_ASSIGN_OR_RETURN(const kv::TicketId t, op());
+    SLIM_RETURN_IF_ERROR(kv->HostWait(t));
+    return Seconds(t0);
+  };
+  SLIM_ASSIGN_OR_RETURN(const double off, timed([&] { return kv->Offload(0, true); }));
+  SLIM_ASSIGN_OR_RETURN(const double pre, timed([&] { return kv->Prefetch(0); }));
+  SLIM_ASSIGN_OR_RETURN(const kv::TicketId again, kv->Offload(0, true));  // clean: copies nothing
+  SLIM_RETURN_IF_ERROR(kv->HostWait(again));
+  const auto t0 = std::chrono::steady_clock::now();
+  SLIM_ASSIGN_OR_RETURN(const kv::TicketId in, kv->Prefetch(0));
+  SLIM_ASSIGN_OR_RETURN(const kv::TicketId out, kv->Offload(1, true));
+  SLIM_RETURN_IF_ERROR(kv->HostWait(in));
+  SLIM_RETURN_IF_ERROR(kv->HostWait(out));
+  const double both = Seconds(t0);
+  const kv::KvStoreStats st = kv->Stats();
+  return json{{"sequence_bytes", bytes},
+              {"offload_gbs", bytes / off / 1e9},
+              {"prefetch_gbs", bytes / pre / 1e9},
+              {"second_offload_copied", again != 0},
+              {"both_gbs", 2 * bytes / both / 1e9},
+              {"event_seconds_h2d", st.transfers.seconds[0]},
+              {"event_seconds_d2h", st.transfers.seconds[1]},
+              {"bytes_h2d", st.transfers.bytes[0]},
+              {"bytes_d2h", st.transfers.bytes[1]}};
+}
+
+// Decode ms/token of one sequence, alone and while another sequence swaps out and in again
+// (each copy started as soon as the last one finished).
+StatusOr<json> DecodeWhileCopying(const Args& a) {
+  EngineOptions o;
+  o.model = a.Str("model", "synthetic:llama-3.1-8b");
+  o.device = a.Str("device", "cuda") == "cpu" ? Device::kCpu : Device::kCuda;
+  SLIM_ASSIGN_OR_RETURN(const int64_t context, a.Int("context-tokens", 32768, 64, 1 << 20));
+  SLIM_ASSIGN_OR_RETURN(const int64_t other, a.Int("swap-tokens", 8192, 64, 1 << 20));
+  SLIM_ASSIGN_OR_RETURN(const int64_t steps, a.Int("decode-tokens", 64, 4, 4096));
+  o.kv_tokens = context + other + 2 * steps + 256;
+  o.host_kv_tokens = other + 256;
+  SLIM_ASSIGN_OR_RETURN(auto e, Engine::Create(o));
+  kv::KvStore& kv = e->kv();
+  while (kv.HostFreeBlocks() < kv.HostCapacityBlocks()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  auto prompt = [&](int64_t n, uint32_t seed) {
+    std::vector<int32_t> v(static_cast<size_t>(n));
+    std::mt19937 rng(seed);
+    for (int32_t& t : v) t = static_cast<int32_t>(rng() % static_cast<uint32_t>(e->config().vocab_size));
+    return v;
+  };
+  SLIM_RETURN_IF_ERROR(e->Prefill(1, prompt(context, 1)).status());
+  SLIM_RETURN_IF_ERROR(e->Prefill(2, prompt(other, 2)).status());
+  Sampler sampler(SamplingParams{}, e->config().vocab_size);
+  std::vector<int32_t> history;
+  std::vector<SampleResult> next(1);
+  next[0].token = 1;
+  auto run = [&](bool copying, int64_t n, int64_t* copies) -> StatusOr<double> {
+    kv::TicketId t = 0;
+    *copies = 0;
+    SLIM_RETURN_IF_ERROR(e->backend()->Sync());
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < n; ++i) {
+      if (copying && kv.Done(t)) {
+        SLIM_ASSIGN_OR_RETURN(t, kv.Resident(2) ? kv.Offload(2, true) : kv.Prefetch(2));
+        ++*copies;
+      }
+      DecodeItem item{1, next[0].token};
+      history.push_back(item.token);
+      const SampleSpec spec{&sampler, history};
+      SLIM_RETURN_IF_ERROR(e->DecodeAndSample(std::span<const DecodeItem>(&item, 1),
+                                              std::span<const SampleSpec>(&spec, 1), &next));
+    }
+    SLIM_RETURN_IF_ERROR(e->backend()->Sync());
+    const double ms = Seconds(t0) * 1e3 / static_cast<double>(n);
+    SLIM_RETURN_IF_ERROR(kv.HostWait(t));
+    return ms;
+  };
+  int64_t copies = 0;
+  SLIM_ASSIGN_OR_RETURN(double warm, run(false, 8, &copies));
+  (void)warm;
+  std::vector<double> alone, busy;
+  int64_t total_copies = 0;
+  for (int r = 0; r < 3; ++r) {  // interleaved, so drift hits both alike
+    SLIM_ASSIGN_OR_RETURN(const double x, run(false, steps, &copies));
+    alone.push_back(x);
+    SLIM_ASSIGN_OR_RETURN(const double y, run(true, steps, &copies));
+    busy.push_back(y);
+    total_copies += copies;
+  }
+  const kv::KvStoreStats st = kv.Stats();
+  return json{{"model", o.model},
+              {"context_tokens", context},
+              {"swap_tokens", other},
+              {"decode_ms_alone", Median(alone)},
+              {"decode_ms_while_copying", Median(busy)},
+              {"slowdown", Median(busy) / Median(alone) - 1.0},
+              {"copies", total_copies},
+              {"runs_alone", alone},
+              {"runs_copying", busy},
+              {"bytes_h2d", st.transfers.bytes[0]},
+              {"bytes_d2h", st.transfers.bytes[1]}};
+}
+
+}  // namespace
+
+Status CmdKvTransfer(int argc, char** argv) {
+  SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
+                                            {"device", "blocks", "block-kib", "repeat", "groups", "model",
+                                             "context-tokens", "swap-tokens", "decode-tokens", "parts"},
+                                            {"json"}));
+  BackendOptions bo;
+  bo.device = a.Str("device", "cuda") == "cpu" ? Device::kCpu : Device::kCuda;
+  SLIM_ASSIGN_OR_RETURN(const int64_t blocks, a.Int("blocks", 4096, 1, 1 << 20));
+  SLIM_ASSIGN_OR_RETURN(const int64_t kib, a.Int("block-kib", 256, 1, 1 << 16));
+  SLIM_ASSIGN_OR_RETURN(const int64_t repeat, a.Int("repeat", 5, 1, 100));
+  SLIM_ASSIGN_OR_RETURN(const int64_t groups, a.Int("groups", 32, 1, 4096));
+  const std::vector<std::string> parts = a.StrList("parts", "copies,store,decode");
+  json out;
+  out["block_bytes"] = kib * 1024;
+  out["blocks"] = blocks;
+  {
+    SLIM_ASSIGN_OR_RETURN(auto backend, CreateBackend(bo));
+    out["device"] = backend->Describe();
+    SLIM_ASSIGN_OR_RETURN(auto memory, backend->CreateKvMemory());
+    for (const std::string& p : parts) {
+      if (p == "copies") {
+        SLIM_ASSIGN_OR_RETURN(out["copies"], CopyRates(*memory, blocks, static_cast<size_t>(kib) * 1024,
+                                                       static_cast<int>(repeat), static_cast<int>(groups)));
+      } else if (p == "store") {
+        SLIM_ASSIGN_OR_RETURN(out["store"], StoreRates(*memory, blocks));
+      } else if (p != "decode") {
+        return InvalidArgumentError("--parts: unknown part '" + p + "' (known: copies, store, decode)");
+      }
+    }
+  }
+  if (std::find(parts.begin(), parts.end(), "decode") != parts.end()) {
+    SLIM_ASSIGN_OR_RETURN(out["decode"], DecodeWhileCopying(a));
+  }
+  std::cout << out.dump(a.Flag("json") ? -1 : 2) << std::endl;
+  return OkStatus();
+}
+
+}  // namespace slim::bench

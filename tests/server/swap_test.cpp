@@ -1,0 +1,99 @@
+// Swap instead of refusal, end to end over loopback gRPC with the real default model: a gpu
+// tier that holds about one 1,500-token sequence (--kv-tokens 2048) and a host tier of 65,536
+// tokens; six such requests arrive at once. Every one finishes with the greedy tokens the
+// engine gives it alone, /metrics counts preemptions and KV bytes moved both ways (equal to
+// what the store says it moved), and both tiers are back to empty afterwards.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/server/server_test_util.h"
+
+namespace slim::server::testing {
+namespace {
+
+// Six different 1,500-token prompts cut from one long text.
+std::vector<std::vector<int32_t>> Prompts(const Engine& e) {
+  std::string text;
+  for (int i = 0; i < 900; ++i) {
+    text += "Line " + std::to_string(i) + ": the " + std::to_string(i * 7 % 13) + " ships sailed past " +
+            std::to_string(i * 31 % 97) + " islands. ";
+  }
+  const std::vector<int32_t> ids = *e.Tokenize(text, false);
+  EXPECT_GE(ids.size(), 1500u + 5 * 300u);
+  std::vector<std::vector<int32_t>> out;
+  for (size_t k = 0; k < 6; ++k) out.emplace_back(ids.begin() + k * 300, ids.begin() + k * 300 + 1500);
+  return out;
+}
+
+TEST(ServerSwap, SixLongRequestsOverATwoSequenceTierAllFinishWithTheirOwnTokens) {
+  ServerOptions o = TestOptions();
+  o.kv_tokens = 2048;
+  o.host_kv_tokens = 65536;
+  auto server = StartServer(o);
+  ASSERT_NE(server, nullptr);
+  const Engine& engine = *server->engine();
+  ASSERT_GT(engine.kv_capacity().host_blocks, 0);
+  const std::vector<std::vector<int32_t>> prompts = Prompts(engine);
+  constexpr int kMaxTokens = 12;
+
+  EngineOptions eo;
+  eo.model = SLIM_DEFAULT_MODEL;
+  eo.threads = 2;
+  auto ref = Engine::Create(eo);
+  ASSERT_TRUE(ref.ok()) << ref.status().ToString();
+  std::vector<std::vector<int32_t>> alone;
+  for (const auto& p : prompts) {
+    StopParams st;
+    st.max_tokens = kMaxTokens;
+    st.ignore_eos = true;
+    auto g = (*ref)->Generate(p, SamplingParams{}, st);
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    alone.push_back(g->token_ids);
+  }
+  ref->reset();
+
+  std::vector<StreamResult> results(prompts.size());
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    clients.emplace_back([&, i] {
+      auto stub = v1::Inference::NewStub(Connect(server->port()));
+      v1::GenerateRequest req;
+      for (int32_t t : prompts[i]) req.mutable_token_ids()->add_ids(t);
+      req.mutable_stopping()->set_max_tokens(kMaxTokens);
+      req.mutable_stopping()->set_ignore_eos(true);
+      results[i] = Stream(*stub, req);
+    });
+  }
+  for (auto& t : clients) t.join();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    SCOPED_TRACE("request " + std::to_string(i));
+    ASSERT_TRUE(results[i].status.ok()) << results[i].status.error_message();
+    EXPECT_EQ(results[i].finished_count, 1);
+    EXPECT_EQ(results[i].token_ids, alone[i]);
+  }
+
+  server->engine()->kv().Drain();
+  const kv::KvStoreStats st = server->engine()->kv().Stats();
+  const std::string m = HttpGet(server->metrics_port(), "/metrics");
+  EXPECT_GT(MetricValue(m, "sliminfer_num_preemptions_total"), 0.0);
+  const double d2h = MetricValue(m, "sliminfer_kv_transfer_bytes_total{direction=\"d2h\"}");
+  const double h2d = MetricValue(m, "sliminfer_kv_transfer_bytes_total{direction=\"h2d\"}");
+  EXPECT_GT(d2h, 0.0);
+  EXPECT_GT(h2d, 0.0);
+  EXPECT_EQ(d2h, static_cast<double>(st.transfers.bytes[static_cast<int>(kv::CopyDir::kD2H)]));
+  EXPECT_EQ(h2d, static_cast<double>(st.transfers.bytes[static_cast<int>(kv::CopyDir::kH2D)]));
+  EXPECT_GT(MetricValue(m, "sliminfer_kv_prefetch_total{result=\"fetched\"}"), 0.0);
+  EXPECT_GT(MetricValue(m, "sliminfer_kv_evictions_total"), 0.0);
+  EXPECT_EQ(MetricValue(m, "sliminfer_kv_blocks{tier=\"gpu\",state=\"used\"}"), 0.0);
+  EXPECT_EQ(MetricValue(m, "sliminfer_kv_blocks{tier=\"host\",state=\"used\"}"), 0.0);
+  EXPECT_EQ(MetricValue(m, "sliminfer_kv_swapped_sequences"), 0.0);
+  EXPECT_EQ(MetricValue(m, "sliminfer_num_requests_running"), 0.0);
+  EXPECT_EQ(st.gpu.pool.used_blocks, 0);
+  EXPECT_EQ(st.host.pool.used_blocks, 0);
+}
+
+}  // namespace
+}  // namespace slim::server::testing
