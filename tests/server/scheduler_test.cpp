@@ -19,8 +19,8 @@ using namespace std::chrono_literals;
 // with block accounting like the real KV store: ceil(tokens / block) blocks per layer.
 class FakeRunner final : public ModelRunner {
  public:
-  FakeRunner(int64_t total_blocks, int n_layers = 2, int block_tokens = 4)
-      : total_(total_blocks), layers_(n_layers), bt_(block_tokens) {}
+  FakeRunner(int64_t total_blocks, int n_layers = 2, int block_tokens = 4, int64_t host_blocks = 0)
+      : total_(total_blocks), layers_(n_layers), bt_(block_tokens), host_total_(host_blocks) {}
 
   int32_t vocab_size() const override { return 50; }
   int n_layers() const override { return layers_; }
@@ -43,7 +43,10 @@ class FakeRunner final : public ModelRunner {
   Status Decode(std::span<const DecodeItem> items, std::vector<float>* logits) override {
     batches.push_back(static_cast<int>(items.size()));
     int64_t need = 0;
-    for (const DecodeItem& it : items) need += (Blocks(len_.at(it.seq) + 1) - Blocks(len_.at(it.seq))) * layers_;
+    for (const DecodeItem& it : items) {
+      if (swapped.count(it.seq)) return FailedPreconditionError("fake: decode of a swapped-out sequence");
+      need += (Blocks(len_.at(it.seq) + 1) - Blocks(len_.at(it.seq))) * layers_;
+    }
     if (need > FreeBlocks()) return ResourceExhaustedError("fake: decode full");
     used_ += need;
     logits->clear();
@@ -57,11 +60,34 @@ class FakeRunner final : public ModelRunner {
   Status Release(kv::SeqId seq) override {
     auto it = len_.find(seq);
     if (it == len_.end()) return NotFoundError("fake: no sequence");
-    used_ -= Blocks(it->second) * layers_;
+    (swapped.count(seq) ? host_used_ : used_) -= Blocks(it->second) * layers_;
+    swapped.erase(seq);
     len_.erase(it);
     released.insert(seq);
     return OkStatus();
   }
+  // A host tier of host_total_ blocks: swapping moves a sequence's blocks between the counts.
+  int64_t HostFreeBlocks() const override { return host_total_ - host_used_; }
+  int64_t HostBlocksToSwapOut(kv::SeqId seq) const override { return Blocks(len_.at(seq)) * layers_; }
+  Status SwapOut(kv::SeqId seq) override {
+    if (swapped.count(seq) || HostBlocksToSwapOut(seq) > HostFreeBlocks()) return ResourceExhaustedError("fake: host");
+    used_ -= HostBlocksToSwapOut(seq);
+    host_used_ += HostBlocksToSwapOut(seq);
+    swapped.insert(seq);
+    ++swap_outs;
+    return OkStatus();
+  }
+  Status SwapIn(kv::SeqId seq) override {
+    if (!swapped.count(seq)) return FailedPreconditionError("fake: not swapped");
+    if (HostBlocksToSwapOut(seq) > FreeBlocks()) return ResourceExhaustedError("fake: gpu");
+    used_ += HostBlocksToSwapOut(seq);
+    host_used_ -= HostBlocksToSwapOut(seq);
+    swapped.erase(seq);
+    return OkStatus();
+  }
+  int64_t host_used() const { return host_used_; }
+  std::set<kv::SeqId> swapped;
+  int swap_outs = 0;
 
   int64_t used() const { return used_; }
   int64_t live() const { return static_cast<int64_t>(len_.size()); }
@@ -78,7 +104,8 @@ class FakeRunner final : public ModelRunner {
   }
   int64_t total_;
   int layers_, bt_;
-  int64_t used_ = 0;
+  int64_t host_total_;
+  int64_t used_ = 0, host_used_ = 0;
   std::map<kv::SeqId, int64_t> len_;
 };
 
@@ -123,7 +150,8 @@ struct Harness {
   std::vector<std::shared_ptr<GenerationTask>> tasks;
   Scheduler sched;
 
-  Harness(int64_t blocks, SchedulerOptions o) : runner(blocks), sched(&runner, o, &clock) {}
+  Harness(int64_t blocks, SchedulerOptions o, int64_t host_blocks = 0)
+      : runner(blocks, 2, 4, host_blocks), sched(&runner, o, &clock) {}
 
   // Submits a request; returns its index.
   size_t Add(GenerationRequest r, Status* submit = nullptr) {
@@ -201,6 +229,52 @@ TEST(Scheduler, FcfsAdmissionWaitsForBlocksWithoutJumpingAhead) {
   h.Steps(40);
   for (size_t i : {a, b, c, d}) EXPECT_TRUE(h.sinks[i]->finished) << i;
   EXPECT_EQ(h.runner.used(), 0);
+}
+
+TEST(Scheduler, WithAHostTierNewRequestsSwapOutTheYoungestAndEveryoneKeepsItsTokens) {
+  // 16 gpu blocks hold two Req(8, 8) (worst 8 each). Without a host tier C and D would wait
+  // for A and B to end; with one, C swaps B out for its prefill, B (older) swaps C out again,
+  // and so on: each request gets exactly the tokens it gets alone, and the swapped sequence is
+  // never decoded (the fake refuses that).
+  Harness alone(1000, {.max_seqs = 8, .max_queue = 8});
+  Harness h(16, {.max_seqs = 8, .max_queue = 8}, /*host_blocks=*/100);
+  for (Harness* x : {&alone, &h})
+    for (int i = 0; i < 4; ++i) x->Add(Req(8, 8));
+  alone.Steps(40);
+  h.Steps(3);
+  EXPECT_EQ(h.sinks[2]->started, 1) << "C prefilled by swapping B out";
+  EXPECT_EQ(h.sched.Stats().preemptions, 1);
+  h.Steps(1);
+  EXPECT_EQ(h.sched.Stats().preemptions, 2) << "B, older than C, takes its place back";
+  EXPECT_EQ(h.sched.Stats().swapped, 1);
+  h.Steps(60);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_TRUE(h.sinks[i]->finished) << i;
+    EXPECT_EQ(h.sinks[i]->tokens, alone.sinks[i]->tokens) << i;
+    EXPECT_EQ(h.sinks[i]->terminal, 1) << i;
+  }
+  EXPECT_GT(h.runner.swap_outs, 2);
+  EXPECT_EQ(h.sched.Stats().swapped, 0);
+  EXPECT_EQ(h.runner.used(), 0);
+  EXPECT_EQ(h.runner.host_used(), 0);
+  EXPECT_EQ(h.sched.Stats().committed_blocks, 0);
+}
+
+TEST(Scheduler, CancelWhileSwappedOutEndsTheTaskAndFreesItsBlocks) {
+  Harness h(40, {.max_seqs = 8, .max_queue = 8}, 100);  // two Req(8, 30) (worst 20 each)
+  for (int i = 0; i < 3; ++i) h.Add(Req(8, 30));
+  h.Steps(3);  // A, B running; C swapped B out
+  ASSERT_EQ(h.runner.swapped.size(), 1u);
+  const kv::SeqId victim = *h.runner.swapped.begin();
+  h.tasks[1]->Cancel(CancelledError("client went away"));
+  h.Steps(1);
+  EXPECT_EQ(h.sinks[1]->error.code(), StatusCode::kCancelled);
+  EXPECT_TRUE(h.runner.released.count(victim));
+  h.Steps(80);
+  EXPECT_TRUE(h.sinks[0]->finished);
+  EXPECT_TRUE(h.sinks[2]->finished);
+  EXPECT_EQ(h.runner.used(), 0);
+  EXPECT_EQ(h.runner.host_used(), 0);
 }
 
 TEST(Scheduler, MaxSeqsBoundsTheRunningSet) {
