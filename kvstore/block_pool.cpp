@@ -1,4 +1,4 @@
-// BlockPool: chunked slots, LIFO free list, reference counts, release stamps.
+// BlockPool: chunked slots, lowest-first free set, reference counts, release stamps.
 #include "kvstore/block_pool.h"
 
 #include <algorithm>
@@ -13,11 +13,7 @@ void BlockPool::AddChunk(uint8_t* base, int64_t n_blocks) {
   chunks_.push_back(Chunk{base, first});
   refs_.resize(refs_.size() + static_cast<size_t>(n_blocks), 0);
   stamps_.resize(refs_.size());
-  // New ids go under the ones already free, so low ids keep being handed out first.
-  std::vector<BlockId> fresh;
-  fresh.reserve(static_cast<size_t>(n_blocks));
-  for (int64_t i = n_blocks - 1; i >= 0; --i) fresh.push_back(first + static_cast<BlockId>(i));
-  free_.insert(free_.begin(), fresh.begin(), fresh.end());
+  for (int64_t i = 0; i < n_blocks; ++i) free_.insert(free_.end(), first + static_cast<BlockId>(i));
 }
 
 uint8_t* BlockPool::Data(BlockId id) const {
@@ -35,8 +31,8 @@ Status BlockPool::Allocate(int64_t n, std::vector<BlockId>* out, SlotStamp* stam
                                   std::to_string(total_blocks()));
   }
   for (int64_t i = 0; i < n; ++i) {
-    const BlockId id = free_.back();
-    free_.pop_back();
+    const BlockId id = *free_.begin();
+    free_.erase(free_.begin());
     refs_[static_cast<size_t>(id)] = 1;
     if (stamp != nullptr) {
       const SlotStamp& s = stamps_[static_cast<size_t>(id)];
@@ -57,7 +53,7 @@ bool BlockPool::Release(BlockId id, const SlotStamp& stamp) {
   if (r <= 0) return false;  // double release: ignored rather than corrupting the free list
   if (--r > 0) return false;
   stamps_[static_cast<size_t>(id)] = stamp;
-  free_.push_back(id);
+  free_.insert(id);
   ++releases_;
   return true;
 }

@@ -1,10 +1,12 @@
-// Slots of one memory tier: arenas (chunks) cut into equal blocks, a free list, reference
-// counts, and per slot the last users a new owner must wait for. Memory comes from the caller
-// (KvStore, through TierMemory); the pool never allocates or copies.
+// Slots of one memory tier: arenas (chunks) cut into equal blocks, a free set handing out the
+// lowest ids first (so a sequence's blocks tend to lie side by side and its copies merge into
+// few long ranges), reference counts, and per slot the last users a new owner must wait for.
+// Memory comes from the caller (KvStore, through TierMemory); the pool never allocates or copies.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <set>
 #include <vector>
 
 #include "engine/core/status.h"
@@ -70,7 +72,7 @@ class BlockPool {
   Tier tier_;
   size_t block_bytes_;
   std::vector<Chunk> chunks_;
-  std::vector<BlockId> free_;  // stack; lowest ids handed out first
+  std::set<BlockId> free_;
   std::vector<int32_t> refs_;
   std::vector<SlotStamp> stamps_;
   int64_t allocations_ = 0;

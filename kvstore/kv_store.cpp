@@ -8,6 +8,19 @@
 namespace slim::kv {
 namespace {
 
+// Appends a block copy to a batch, merged into the last range when both ends continue it (a
+// batched copy's cost grows with its ranges as well as its bytes).
+void AddRange(std::vector<CopyRange>* batch, void* dst, const void* src, size_t bytes) {
+  if (!batch->empty()) {
+    CopyRange& b = batch->back();
+    if (static_cast<uint8_t*>(b.dst) + b.bytes == dst && static_cast<const uint8_t*>(b.src) + b.bytes == src) {
+      b.bytes += bytes;
+      return;
+    }
+  }
+  batch->push_back(CopyRange{dst, src, bytes});
+}
+
 SlotStamp Max(const SlotStamp& a, const SlotStamp& b) {
   return SlotStamp{std::max(a.compute, b.compute), std::max(a.h2d, b.h2d), std::max(a.d2h, b.d2h)};
 }
@@ -276,7 +289,7 @@ StatusOr<TicketId> KvStore::Offload(SeqId seq, bool release_gpu) {
       SLIM_RETURN_IF_ERROR(host_.Allocate(1, &got, &host_wait));
       t.host[i] = got[0];
       t.state[i] = BlockState::kOffloading;
-      job.groups[l].push_back(CopyRange{host_.Data(got[0]), gpu_.Data(t.blocks[i]), bb});
+      AddRange(&job.groups[l], host_.Data(got[0]), gpu_.Data(t.blocks[i]), bb);
       ++copied;
     }
   }
@@ -354,7 +367,7 @@ StatusOr<TicketId> KvStore::Prefetch(SeqId seq) {
       SLIM_RETURN_IF_ERROR(gpu_.Allocate(1, &got, &slot_wait));
       t.blocks[i] = got[0];
       t.state[i] = BlockState::kFetching;
-      job.groups[l].push_back(CopyRange{gpu_.Data(got[0]), host_.Data(t.host[i]), bb});
+      AddRange(&job.groups[l], gpu_.Data(got[0]), host_.Data(t.host[i]), bb);
     }
   }
   // The slots' last attention reads (device-side), then any offload still reading them or

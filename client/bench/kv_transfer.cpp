@@ -2,6 +2,7 @@
 #include "client/bench/kv_transfer.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -187,7 +188,7 @@ StatusOr<json> DecodeWhileCopying(const Args& a) {
   SLIM_ASSIGN_OR_RETURN(const int64_t context, a.Int("context-tokens", 32768, 64, 1 << 20));
   SLIM_ASSIGN_OR_RETURN(const int64_t other, a.Int("swap-tokens", 8192, 64, 1 << 20));
   SLIM_ASSIGN_OR_RETURN(const int64_t steps, a.Int("decode-tokens", 64, 4, 4096));
-  o.kv_tokens = context + other + 2 * steps + 256;
+  o.kv_tokens = context + other + 64 * steps + 1024;  // room for every run's decoded tokens
   o.host_kv_tokens = other + 256;
   SLIM_ASSIGN_OR_RETURN(auto e, Engine::Create(o));
   kv::KvStore& kv = e->kv();
@@ -228,16 +229,70 @@ StatusOr<json> DecodeWhileCopying(const Args& a) {
   int64_t copies = 0;
   SLIM_ASSIGN_OR_RETURN(double warm, run(false, 8, &copies));
   (void)warm;
+  // Raw copies of 1 GiB (32 batches of scattered blocks) looping on separate copy streams in
+  // one direction or both, while the same decode runs: which direction disturbs it.
+  json raw = json::object();
+  for (const std::string& dir : a.StrList("background", "")) {
+    SLIM_ASSIGN_OR_RETURN(auto mem, e->backend()->CreateKvMemory());
+    const int64_t nb = 4096;
+    const size_t bb = 256 << 10;
+    SLIM_ASSIGN_OR_RETURN(void* g, mem->AllocGpu(static_cast<size_t>(2 * nb) * bb));
+    SLIM_ASSIGN_OR_RETURN(void* h, mem->AllocHost(static_cast<size_t>(2 * nb) * bb));
+    std::vector<int64_t> gs(2 * nb), hs(2 * nb);
+    std::iota(gs.begin(), gs.end(), 0);
+    std::iota(hs.begin(), hs.end(), 0);
+    std::mt19937 rng(5);
+    std::shuffle(gs.begin(), gs.end(), rng);
+    std::shuffle(hs.begin(), hs.end(), rng);
+    gs.resize(nb);
+    hs.resize(nb);
+    const Layouts L = Arrange(static_cast<uint8_t*>(g), static_cast<uint8_t*>(h), gs, hs, bb, "grouped", 32);
+    std::atomic<bool> stop{false};
+    std::atomic<int64_t> moved{0};
+    auto loop = [&](kv::CopyDir d) {
+      while (!stop) {
+        if (!TimeCopies(*mem, d, d == kv::CopyDir::kH2D ? L.h2d : L.d2h).ok()) return;
+        moved += L.bytes;
+      }
+    };
+    std::vector<double> alone, busy;
+    double busy_s = 0.0;
+    for (int r = 0; r < 3; ++r) {
+      SLIM_ASSIGN_OR_RETURN(const double x, run(false, steps, &copies));
+      alone.push_back(x);
+      stop = false;
+      std::vector<std::thread> threads;
+      if (dir == "h2d" || dir == "both") threads.emplace_back(loop, kv::CopyDir::kH2D);
+      if (dir == "d2h" || dir == "both") threads.emplace_back(loop, kv::CopyDir::kD2H);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      SLIM_ASSIGN_OR_RETURN(const double y, run(false, steps, &copies));
+      stop = true;
+      for (auto& t : threads) t.join();
+      busy.push_back(y);
+      busy_s += y * static_cast<double>(steps) / 1e3;
+    }
+    raw[dir] = json{{"decode_ms_alone", Median(alone)}, {"decode_ms_while_copying", Median(busy)},
+                    {"slowdown", Median(busy) / Median(alone) - 1.0}, {"runs_copying", busy}};
+    mem->FreeGpu(g);
+    mem->FreeHost(h);
+  }
   std::vector<double> alone, busy;
   int64_t total_copies = 0;
+  const kv::KvStoreStats st0 = kv.Stats();
+  double busy_s = 0.0;
   for (int r = 0; r < 3; ++r) {  // interleaved, so drift hits both alike
     SLIM_ASSIGN_OR_RETURN(const double x, run(false, steps, &copies));
     alone.push_back(x);
     SLIM_ASSIGN_OR_RETURN(const double y, run(true, steps, &copies));
     busy.push_back(y);
+    busy_s += y * static_cast<double>(steps) / 1e3;
     total_copies += copies;
   }
   const kv::KvStoreStats st = kv.Stats();
+  const double moved = static_cast<double>(st.transfers.bytes[0] - st0.transfers.bytes[0] + st.transfers.bytes[1] -
+                                           st0.transfers.bytes[1]);
+  const double engine_s =
+      st.transfers.seconds[0] - st0.transfers.seconds[0] + st.transfers.seconds[1] - st0.transfers.seconds[1];
   return json{{"model", o.model},
               {"context_tokens", context},
               {"swap_tokens", other},
@@ -245,10 +300,12 @@ StatusOr<json> DecodeWhileCopying(const Args& a) {
               {"decode_ms_while_copying", Median(busy)},
               {"slowdown", Median(busy) / Median(alone) - 1.0},
               {"copies", total_copies},
+              {"copy_gbs_while_decoding", moved / busy_s / 1e9},
+              {"copy_engine_gbs", moved / engine_s / 1e9},
+              {"copy_batches", st.transfers.batch_bytes.counts.back() - st0.transfers.batch_bytes.counts.back()},
               {"runs_alone", alone},
               {"runs_copying", busy},
-              {"bytes_h2d", st.transfers.bytes[0]},
-              {"bytes_d2h", st.transfers.bytes[1]}};
+              {"raw_background", raw}};
 }
 
 }  // namespace
@@ -256,7 +313,7 @@ StatusOr<json> DecodeWhileCopying(const Args& a) {
 Status CmdKvTransfer(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
                                             {"device", "blocks", "block-kib", "repeat", "groups", "model",
-                                             "context-tokens", "swap-tokens", "decode-tokens", "parts"},
+                                             "context-tokens", "swap-tokens", "decode-tokens", "parts", "background"},
                                             {"json"}));
   BackendOptions bo;
   bo.device = a.Str("device", "cuda") == "cpu" ? Device::kCpu : Device::kCuda;

@@ -15,6 +15,7 @@
 #include "engine/backend/cuda/gate_up_swiglu.h"
 #include "engine/backend/cuda/gemv.h"
 #include "engine/backend/cuda/kv_write.h"
+#include "engine/backend/cuda/mapped_copy.h"
 #include "engine/backend/cuda/paged_kv.h"
 #include "engine/backend/cuda/rms_norm.h"
 #include "engine/backend/cuda/rope.h"
@@ -784,13 +785,14 @@ Status CudaBackend::SummarizeLogits(TensorView logits, std::span<const SummaryRe
   a.n_pairs = static_cast<int32_t>(n_pairs);
   a.scratch = scratch;
   SLIM_RETURN_IF_ERROR(LaunchLogitsSummary(a, stream_));
-  summary_host_.resize(SummaryOutputBytes(n_rows, k_max));
-  CUDA_CHECK(cudaMemcpyAsync(summary_host_.data(), scratch, summary_host_.size(), cudaMemcpyDeviceToHost, stream_));
+  const size_t out_bytes = SummaryOutputBytes(n_rows, k_max);
+  SLIM_ASSIGN_OR_RETURN(uint8_t* host_out, summary_host_.Get(out_bytes));
+  SLIM_RETURN_IF_ERROR(LaunchMappedCopy(scratch, host_out, out_bytes, stream_));
   CUDA_CHECK(cudaStreamSynchronize(stream_));
-  const uint8_t* tops = summary_host_.data() + requests.size() * sizeof(SummaryRowOut);
+  const uint8_t* tops = host_out + requests.size() * sizeof(SummaryRowOut);
   for (size_t i = 0; i < requests.size(); ++i) {
     SummaryRowOut o;
-    std::memcpy(&o, summary_host_.data() + i * sizeof(SummaryRowOut), sizeof(o));
+    std::memcpy(&o, host_out + i * sizeof(SummaryRowOut), sizeof(o));
     LogitsSummary& s = (*out)[i];
     s.max_logit = o.max_logit;
     s.z = o.z;

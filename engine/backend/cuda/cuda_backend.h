@@ -146,7 +146,7 @@ class CudaBackend final : public Backend {
   std::vector<cudaEvent_t> free_events_;
   DeviceScratch summary_scratch_;        // SummarizeLogits: kernels' scratch and output
   std::vector<int32_t> summary_words_;    // its staged request words
-  std::vector<uint8_t> summary_host_;     // its downloaded output
+  PinnedBuffer summary_host_;             // its output, written there by a copy kernel
 };
 
 StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const BackendOptions& options);

@@ -1,10 +1,11 @@
-// HostStager: pinned ring + device ring, wrap = wait for the stream.
+// HostStager: pinned ring + device ring, copied by a kernel; wrap = wait for the stream.
 #include "engine/backend/cuda/host_stager.h"
 
 #include <algorithm>
 #include <cstring>
 
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/mapped_copy.h"
 
 namespace slim::cuda {
 
@@ -12,6 +13,24 @@ namespace {
 constexpr size_t kAlign = 256;
 size_t AlignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 }  // namespace
+
+PinnedBuffer::~PinnedBuffer() {
+  if (data_ != nullptr) (void)cudaFreeHost(data_);
+}
+
+StatusOr<uint8_t*> PinnedBuffer::Get(size_t bytes) {
+  if (bytes <= bytes_ && data_ != nullptr) return data_;
+  if (data_ != nullptr) {
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaFreeHost(data_));
+    data_ = nullptr;
+    bytes_ = 0;
+  }
+  const size_t n = std::max<size_t>(bytes + bytes / 4, 4096);
+  CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&data_), n));
+  bytes_ = n;
+  return data_;
+}
 
 HostStager::~HostStager() { Release(); }
 
@@ -55,7 +74,7 @@ StatusOr<const void*> HostStager::Stage(const void* data, size_t bytes) {
   SLIM_RETURN_IF_ERROR(Reserve(bytes, &off));
   if (bytes > 0) {
     std::memcpy(host_ + off, data, bytes);
-    CUDA_CHECK(cudaMemcpyAsync(device_ + off, host_ + off, bytes, cudaMemcpyHostToDevice, stream_));
+    SLIM_RETURN_IF_ERROR(LaunchMappedCopy(host_ + off, device_ + off, bytes, stream_));
   }
   return static_cast<const void*>(device_ + off);
 }

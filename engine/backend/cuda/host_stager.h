@@ -1,8 +1,9 @@
 // Stages small host arrays (token ids, positions, block tables, tile lists) into device memory
 // on the compute stream without a host-device synchronization per op.
 //
-// Contract: bytes are copied into a pinned host ring and sent with one cudaMemcpyAsync into the
-// same offset of a device ring; the returned device pointer is valid for work enqueued on the
+// Contract: bytes are copied into a pinned host ring and moved by a copy kernel on the stream
+// (mapped_copy.h: no copy engine, so bulk KV transfers never delay it) into the same offset of a
+// device ring; the returned device pointer is valid for work enqueued on the
 // stream until the ring wraps. A wrap waits for the stream (the pinned bytes of the previous lap
 // may still be in flight) and forgets the cached copies; kernels of the previous lap finished
 // reading the device ring before the next lap's copies land, by stream order.
@@ -18,6 +19,21 @@
 #include "engine/core/status.h"
 
 namespace slim::cuda {
+
+// Pinned host memory that grows on demand (contents not kept), which kernels may write.
+// Growing synchronizes the device first (a kernel may still write the old buffer).
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  ~PinnedBuffer();
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  StatusOr<uint8_t*> Get(size_t bytes);
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t bytes_ = 0;
+};
 
 class HostStager {
  public:
