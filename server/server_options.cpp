@@ -19,7 +19,7 @@ ABSL_FLAG(std::string, host, "0.0.0.0", "address the gRPC server binds");
 ABSL_FLAG(int, port, 50051, "gRPC port (0 = any free port)");
 ABSL_FLAG(std::string, metrics_host, "0.0.0.0", "address the Prometheus endpoint binds");
 ABSL_FLAG(int, metrics_port, 9464, "Prometheus /metrics port (0 = any free port, -1 = off)");
-ABSL_FLAG(int, max_seqs, 16, "sequences decoded together (continuous batching)");
+ABSL_FLAG(int, max_seqs, 64, "sequences decoded together (continuous batching)");
 ABSL_FLAG(int, max_queue, 64, "requests waiting for admission; more get RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, max_prompt_tokens, 0, "longest prompt accepted (0 = the model's context)");
 ABSL_FLAG(int, max_total_tokens, 0, "longest prompt + max_tokens accepted (0 = the model's context)");

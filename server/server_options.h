@@ -22,7 +22,7 @@ struct ServerOptions {
   int port = 50051;                   // 0 = any free port
   std::string metrics_host = "0.0.0.0";
   int metrics_port = 9464;            // 0 = any free port, -1 = no metrics endpoint
-  int max_seqs = 16;                  // sequences decoding at once
+  int max_seqs = 64;                  // sequences decoding at once
   int max_queue = 64;                 // requests waiting for admission
   int max_prompt_tokens = 0;          // 0 = the model's context
   int max_total_tokens = 0;           // prompt + max_tokens; 0 = the model's context
