@@ -36,25 +36,6 @@ std::string Shape(const TensorView& t) { return std::to_string(t.rows) + "x" + s
 
 }  // namespace
 
-// ---- scratch -----------------------------------------------------------------------------------
-
-DeviceScratch::~DeviceScratch() {
-  if (data_ != nullptr) (void)cudaFree(data_);
-}
-
-StatusOr<void*> DeviceScratch::Get(size_t bytes) {
-  if (bytes <= bytes_ && data_ != nullptr) return data_;
-  if (data_ != nullptr) {
-    CUDA_CHECK(cudaFree(data_));  // synchronizes: nothing still reads the old buffer
-    data_ = nullptr;
-    bytes_ = 0;
-  }
-  const size_t n = std::max<size_t>(bytes + bytes / 4, 256);
-  CUDA_CHECK(cudaMalloc(&data_, n));
-  bytes_ = n;
-  return data_;
-}
-
 // ---- profiling -----------------------------------------------------------------------------
 
 class CudaBackend::OpScope {

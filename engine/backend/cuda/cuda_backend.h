@@ -20,17 +20,6 @@
 
 namespace slim::cuda {
 
-// A device allocation that grows on demand (contents not kept).
-class DeviceScratch {
- public:
-  ~DeviceScratch();
-  StatusOr<void*> Get(size_t bytes);
-
- private:
-  void* data_ = nullptr;
-  size_t bytes_ = 0;
-};
-
 class CudaBackend final : public Backend {
  public:
   static StatusOr<std::unique_ptr<CudaBackend>> Create(const BackendOptions& options);

@@ -14,6 +14,23 @@ constexpr size_t kAlign = 256;
 size_t AlignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 }  // namespace
 
+DeviceScratch::~DeviceScratch() {
+  if (data_ != nullptr) (void)cudaFree(data_);
+}
+
+StatusOr<void*> DeviceScratch::Get(size_t bytes) {
+  if (bytes <= bytes_ && data_ != nullptr) return data_;
+  if (data_ != nullptr) {
+    CUDA_CHECK(cudaFree(data_));  // synchronizes: nothing still reads the old buffer
+    data_ = nullptr;
+    bytes_ = 0;
+  }
+  const size_t n = std::max<size_t>(bytes + bytes / 4, 256);
+  CUDA_CHECK(cudaMalloc(&data_, n));
+  bytes_ = n;
+  return data_;
+}
+
 PinnedBuffer::~PinnedBuffer() {
   if (data_ != nullptr) (void)cudaFreeHost(data_);
 }

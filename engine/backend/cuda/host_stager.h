@@ -1,5 +1,6 @@
 // Stages small host arrays (token ids, positions, block tables, tile lists) into device memory
-// on the compute stream without a host-device synchronization per op.
+// on the compute stream without a host-device synchronization per op; and the grow-on-demand
+// device and pinned buffers the backend's ops use as scratch.
 //
 // Contract: bytes are copied into a pinned host ring and moved by a copy kernel on the stream
 // (mapped_copy.h: no copy engine, so bulk KV transfers never delay it) into the same offset of a
@@ -19,6 +20,17 @@
 #include "engine/core/status.h"
 
 namespace slim::cuda {
+
+// A device allocation that grows on demand (contents not kept).
+class DeviceScratch {
+ public:
+  ~DeviceScratch();
+  StatusOr<void*> Get(size_t bytes);
+
+ private:
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
 
 // Pinned host memory that grows on demand (contents not kept), which kernels may write.
 // Growing synchronizes the device first (a kernel may still write the old buffer).
