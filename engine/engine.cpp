@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 
 #include "engine/gguf/gguf_file.h"
 
@@ -17,12 +18,24 @@ double MsSince(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
+// Memory this process may use: physical RAM, or less where a cgroup (a container's memory
+// limit) says so, v2 or v1.
+static double MemoryLimitBytes() {
+  double limit = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
+  for (const char* path : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream f(path);
+    double v = 0;
+    if (f >> v && v > 0 && v < limit) limit = v;  // "max" (no limit) does not parse
+  }
+  return limit;
+}
+
 // The tiers' sizes from EngineOptions and the machine (EngineOptions documents the rules).
 static Status SizeKvTiers(const EngineOptions& o, const Model& model, kv::TierMemory& memory, Device device,
                    int64_t context, kv::KvStoreOptions* ko) {
   const kv::KvLayout& L = ko->layout;
   const double gib = 1024.0 * 1024.0 * 1024.0;
-  const double ram = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
+  const double ram = MemoryLimitBytes();
   auto blocks_of_bytes = [&](double bytes) { return static_cast<int64_t>(bytes / static_cast<double>(L.BlockBytes())); };
   // Tokens per layer summed over sequences; one spare block per layer for ragged tails.
   auto blocks_of_tokens = [&](int64_t tokens) { return (L.BlocksFor(tokens) + 1) * L.n_layers; };

@@ -37,12 +37,13 @@ struct EngineOptions {
   // KV store tiers (kvstore/kv_store.h). The first (gpu) tier: kv_tokens tokens per layer summed
   // over sequences when > 0; else kv_gib GiB when > 0; else, with gpu_memory_fraction > 0, that
   // share of the device memory free after the weights and the largest activation workspace (on
-  // the CPU backend: 10% of RAM); else one context length.
+  // the CPU backend: 10% of RAM, or of the container's memory limit when lower); else one context
+  // length.
   int64_t kv_tokens = 0;
   double kv_gib = 0.0;
   double gpu_memory_fraction = 0.0;
   // The host tier (swap space, pinned on CUDA): host_kv_tokens tokens per layer when > 0; else
-  // host_kv_gib GiB (< 0: 25% of RAM; 0: no host tier).
+  // host_kv_gib GiB (< 0: 25% of RAM or of the container's memory limit; 0: no host tier).
   int64_t host_kv_tokens = 0;
   double host_kv_gib = 0.0;
   int block_tokens = 64;
