@@ -87,7 +87,6 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   bo.kv_dtype = o.kv_dtype;
   bo.cuda_gemv = o.cuda_gemv;
   bo.cuda_gemm_tune = o.cuda_gemm_tune;
-  bo.cuda_fused_mlp = o.cuda_fused_mlp;
   SLIM_ASSIGN_OR_RETURN(e->backend_, CreateBackend(bo));
   SLIM_ASSIGN_OR_RETURN(e->source_, OpenWeights(o.model, o.synthetic_seed));
   if (const gguf::GgufFile* f = e->source_->gguf_file()) {

@@ -33,7 +33,6 @@ struct EngineOptions {
   std::string kv_dtype = "auto";        // BackendOptions::kv_dtype
   std::string cuda_gemv = "auto";       // BackendOptions::cuda_gemv
   std::string cuda_gemm_tune = "auto";  // BackendOptions::cuda_gemm_tune
-  std::string cuda_fused_mlp = "auto";  // BackendOptions::cuda_fused_mlp
   // KV store tiers (kvstore/kv_store.h). The first (gpu) tier: kv_tokens tokens per layer summed
   // over sequences when > 0; else kv_gib GiB when > 0; else, with gpu_memory_fraction > 0, that
   // share of the device memory free after the weights and the largest activation workspace (on

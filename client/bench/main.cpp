@@ -36,7 +36,7 @@ const char* kUsage = R"(usage:
                            [--context N (up to 4x the trained context)] [--json]
                            [--profile] [--kv-dtype auto|f32|f16|bf16] [--cuda-attention auto|mma|wgmma]
                            [--cuda-gemv auto|on|off] [--cuda-gemm-tune auto|on|off]
-                           [--cuda-fused-mlp auto|on|off] [--warm-up-tokens N]
+                           [--warm-up-tokens N]
      modes: dense, pruned (the model's default schedule, or --schedule); --profile adds per-op
      device times of one more prefill and of 16 decode steps (CUDA); --warm-up-tokens runs the
      server's start-up warm-up first (GEMM tuning for prompts up to N tokens on CUDA)
@@ -73,7 +73,6 @@ StatusOr<std::unique_ptr<Engine>> MakeEngine(const Args& a, int64_t kv_tokens, i
   o.kv_dtype = a.Str("kv-dtype", "auto");
   o.cuda_gemv = a.Str("cuda-gemv", "auto");
   o.cuda_gemm_tune = a.Str("cuda-gemm-tune", "auto");
-  o.cuda_fused_mlp = a.Str("cuda-fused-mlp", "auto");
   o.kv_tokens = kv_tokens;
   SLIM_ASSIGN_OR_RETURN(o.context_length, a.Int("context", 0, 0, 1 << 22));
   if (!a.Has("context") && min_context > 0) {
@@ -262,7 +261,7 @@ Status CmdEngine(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
                                             {"model", "device", "lengths", "modes", "decode-tokens", "repeat",
                                              "text-file", "prompt-ids-dir", "threads", "schedule", "context", "cuda-attention",
-                                             "kv-dtype", "cuda-gemv", "cuda-gemm-tune", "cuda-fused-mlp", "warm-up-tokens"},
+                                             "kv-dtype", "cuda-gemv", "cuda-gemm-tune", "warm-up-tokens"},
                                             {"json", "prune-after-attention", "profile"}));
   SLIM_ASSIGN_OR_RETURN(std::vector<int64_t> lengths, a.IntList("lengths", "512,2048,8192"));
   const std::vector<std::string> modes = a.StrList("modes", "dense");

@@ -113,9 +113,8 @@ class Backend {
     MatMulQ(act, w, wq, out);
   }
   // The SwiGLU MLP after its norm: out = SwiGlu(x w_gate_up^T) w_down^T, with w_gate_up [2 ff, d]
-  // (gate rows, then up rows) and w_down [d, ff]; gate_up [n, 2 ff] and act [n, ff] are scratch
-  // that backends with a fused gate-up + SwiGLU product need not use.
-  virtual void Mlp(TensorView x, TensorView w_gate_up, const Buffer* wq_gate_up, TensorView w_down,
+  // (gate rows, then up rows) and w_down [d, ff]; gate_up [n, 2 ff] and act [n, ff] are scratch.
+  void Mlp(TensorView x, TensorView w_gate_up, const Buffer* wq_gate_up, TensorView w_down,
                    const Buffer* wq_down, TensorView gate_up, TensorView act, TensorView out) {
     MatMulQ(x, w_gate_up, wq_gate_up, gate_up);
     SwiGluMatMul(gate_up, act, w_down, wq_down, out);
@@ -186,11 +185,6 @@ struct BackendOptions {
   // algorithms on the first product of each shape and size bucket and keep the fastest (the 8B
   // model's 32K prefill GEMMs 2-4% faster on the H200); "off" leaves every choice to cublasGemmEx.
   std::string cuda_gemm_tune = "auto";
-  // CUDA MLPs of >= 256 rows on sm_90 (prefill): "on" runs the gate and up projections and SwiGLU
-  // as one kernel (gate_up_swiglu.h) instead of a cuBLAS product into a [n, 2 ff] intermediate and
-  // a SwiGLU pass over it; "auto" and "off" keep the two steps (both measured at the same speed:
-  // bench/cuda-prefill.md).
-  std::string cuda_fused_mlp = "auto";
 };
 
 // CPU always; CUDA when built with it and a device is present (Unavailable otherwise).

@@ -12,7 +12,6 @@
 #include "engine/backend/cuda/decode_attention.h"
 #include "engine/backend/cuda/embed_gather.h"
 #include "engine/backend/cuda/flash_attention.h"
-#include "engine/backend/cuda/gate_up_swiglu.h"
 #include "engine/backend/cuda/gemv.h"
 #include "engine/backend/cuda/kv_write.h"
 #include "engine/backend/cuda/mapped_copy.h"
@@ -136,10 +135,6 @@ Status CudaBackend::Init(const BackendOptions& options) {
     return InvalidArgumentError("cuda GEMM tuning mode '" + options.cuda_gemm_tune + "' (known: auto, on, off)");
   }
   SLIM_RETURN_IF_ERROR(gemm_.Init(stream_, cublas_, cublas_ws_, kCublasWorkspace, options.cuda_gemm_tune != "off"));
-  if (options.cuda_fused_mlp != "auto" && options.cuda_fused_mlp != "on" && options.cuda_fused_mlp != "off") {
-    return InvalidArgumentError("cuda fused MLP mode '" + options.cuda_fused_mlp + "' (known: auto, on, off)");
-  }
-  fused_mlp_ = options.cuda_fused_mlp == "on";  // auto: the two steps (measured no faster fused)
   if (options.kv_dtype != "auto" && options.kv_dtype != "bf16") {
     return InvalidArgumentError("cuda KV cache type '" + options.kv_dtype + "' (known: auto, bf16)");
   }
@@ -407,31 +402,6 @@ void CudaBackend::SwiGluMatMul(TensorView gate_up, TensorView act, TensorView w,
                                                         std::to_string(w.cols)
                                                   : std::string());
   Note(LaunchGemv(g, stream_));
-}
-
-namespace {
-// From this many rows the MLP's gate-up product and SwiGLU run as one kernel (prefill); decode's
-// few rows keep the GEMV path with SwiGLU fused into the down projection.
-constexpr int64_t kFusedMlpMinRows = 256;
-}  // namespace
-
-void CudaBackend::Mlp(TensorView x, TensorView w_gate_up, const Buffer* wq_gate_up, TensorView w_down,
-                      const Buffer* wq_down, TensorView gate_up, TensorView act, TensorView out) {
-  const int64_t ff = w_down.cols;
-  const GateUpSwiGluArgs g{.x = x.data, .x_stride = x.stride, .w = w_gate_up.data, .w_stride = w_gate_up.stride,
-                           .out = act.data, .out_stride = act.stride, .n_rows = x.rows, .ff = ff, .d = x.cols};
-  const bool fused = fused_mlp_ && x.rows >= kFusedMlpMinRows && x.dtype == DType::kBF16 &&
-                     w_gate_up.dtype == DType::kBF16 && act.dtype == DType::kBF16 && w_gate_up.rows == 2 * ff &&
-                     w_gate_up.cols == x.cols && act.rows == x.rows && act.cols == ff &&
-                     GateUpSwiGluSm90Available() && GateUpSwiGluSupports(g);
-  if (!fused) return Backend::Mlp(x, w_gate_up, wq_gate_up, w_down, wq_down, gate_up, act, out);
-  {
-    OpScope scope(this, "MatMulSwiGlu", profiling_ ? std::to_string(x.rows) + "x" + std::to_string(2 * ff) + "x" +
-                                                         std::to_string(x.cols)
-                                                   : std::string());
-    Note(LaunchGateUpSwiGlu(g, stream_));
-  }
-  MatMulQ(act, w_down, wq_down, out);
 }
 
 // ---- KV and attention ----------------------------------------------------------------------

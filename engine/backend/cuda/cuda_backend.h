@@ -47,8 +47,6 @@ class CudaBackend final : public Backend {
             const RopeTable& rope) override;
   void SwiGlu(TensorView gate_up, TensorView out) override;
   void SwiGluMatMul(TensorView gate_up, TensorView act, TensorView w, const Buffer* wq, TensorView out) override;
-  void Mlp(TensorView x, TensorView w_gate_up, const Buffer* wq_gate_up, TensorView w_down, const Buffer* wq_down,
-           TensorView gate_up, TensorView act, TensorView out) override;
   void GatherRows(TensorView src, std::span<const int32_t> rows, TensorView dst) override;
   void WriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape, TensorView k,
                TensorView v) override;
@@ -130,7 +128,6 @@ class CudaBackend final : public Backend {
   bool profiling_ = false;
   FlashKernel flash_kernel_ = FlashKernel::kAuto;
   enum class Gemv { kAuto, kOn, kOff } gemv_ = Gemv::kAuto;  // BackendOptions::cuda_gemv
-  bool fused_mlp_ = false;                                    // BackendOptions::cuda_fused_mlp
   std::vector<Pending> pending_;
   std::vector<cudaEvent_t> free_events_;
   DeviceScratch summary_scratch_;        // SummarizeLogits: kernels' scratch and output
