@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "server/request_registry.h"
+
 namespace slim::server {
 namespace {
 
@@ -105,6 +107,10 @@ Status ValidateRequestId(const std::string& id) {
   if (id.size() > 128) return InvalidArgumentError("request_id: longer than 128 characters");
   for (char c : id) {
     if (c < 0x21 || c > 0x7E) return InvalidArgumentError("request_id: must be printable ASCII without spaces");
+  }
+  if (id.starts_with(RequestRegistry::kIdPrefix)) {
+    return InvalidArgumentError("request_id: must not start with '" + std::string(RequestRegistry::kIdPrefix) +
+                                "' (reserved for server-assigned ids)");
   }
   return OkStatus();
 }

@@ -26,7 +26,8 @@ struct RequestLimits {
 StatusOr<GenerationRequest> BuildGenerationRequest(const sliminfer::v1::GenerateRequest& in, const Engine& engine,
                                                    const RequestLimits& limits);
 
-// Validates a request id: empty (the server assigns one) or 1..128 printable ASCII characters.
+// Validates a request id: empty (the server assigns one) or 1..128 printable ASCII characters
+// not starting with the server's prefix ("req-").
 Status ValidateRequestId(const std::string& id);
 
 // Token ids for a Tokenize request.

@@ -2,10 +2,12 @@
 // Thread-safety: every method may be called from any thread.
 #pragma once
 
-#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include "server/generation.h"
@@ -14,8 +16,24 @@ namespace slim::server {
 
 class RequestRegistry {
  public:
-  // A fresh server-assigned id ("req-<n>").
-  std::string NewId() { return "req-" + std::to_string(++next_); }
+  // Server-assigned ids start with this; client-chosen ids may not (ValidateRequestId).
+  static constexpr std::string_view kIdPrefix = "req-";
+  // A fresh server-assigned id: kIdPrefix + 128 random bits in hex, so it can be neither
+  // guessed (to Abort someone else's request) nor taken first by a client.
+  std::string NewId() {
+    uint64_t hi, lo;
+    {
+      std::lock_guard<std::mutex> l(rng_mu_);
+      hi = (uint64_t{rng_()} << 32) | rng_();
+      lo = (uint64_t{rng_()} << 32) | rng_();
+    }
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string id(kIdPrefix);
+    for (uint64_t w : {hi, lo}) {
+      for (int shift = 60; shift >= 0; shift -= 4) id += kHex[(w >> shift) & 0xF];
+    }
+    return id;
+  }
   // False when `id` is already live.
   bool Add(const std::string& id, const std::shared_ptr<GenerationTask>& task) {
     std::lock_guard<std::mutex> l(mu_);
@@ -34,7 +52,10 @@ class RequestRegistry {
  private:
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::weak_ptr<GenerationTask>> live_;
-  std::atomic<uint64_t> next_{0};
+  // Straight from the OS entropy source (getrandom / urandom): a seeded PRNG such as mt19937
+  // would let a client that sees enough of its own ids predict everyone else's.
+  std::mutex rng_mu_;
+  std::random_device rng_;
 };
 
 }  // namespace slim::server

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <set>
 #include <grpcpp/generic/generic_stub.h>
 
 #include "server/proto_parse.h"
@@ -228,6 +229,28 @@ TEST_F(Validation, TokenizeAndAbortValidateToo) {
   v1::AbortRequest unknown;
   unknown.set_request_id("nobody");
   EXPECT_EQ(stub_->Abort(&c3, unknown, &ar).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+// Issue 16: server-assigned ids are unguessable (128 random bits in hex) and a client may not
+// choose an id in the server's namespace, so it can neither collide with nor abort them.
+TEST_F(Validation, ServerAssignedIdsAreRandomAndTheirPrefixIsReserved) {
+  std::set<std::string> ids;
+  for (int i = 0; i < 2; ++i) {
+    StreamResult r = Stream(*stub_, Good());
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    const std::string& id = r.started_event.request_id();
+    ASSERT_EQ(id.size(), 4u + 32u) << id;
+    EXPECT_EQ(id.substr(0, 4), "req-") << id;
+    EXPECT_EQ(id.find_first_not_of("0123456789abcdef", 4), std::string::npos) << id;
+    ids.insert(id);
+  }
+  EXPECT_EQ(ids.size(), 2u);
+  v1::GenerateRequest req = Good();
+  req.set_request_id("req-1");
+  StreamResult r = Stream(*stub_, req);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << r.status.error_message();
+  EXPECT_NE(r.status.error_message().find("request_id"), std::string::npos) << r.status.error_message();
+  EXPECT_FALSE(r.started);
 }
 
 TEST_F(Validation, ServerLimitsAndDefaults) {
