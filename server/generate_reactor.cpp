@@ -3,6 +3,7 @@
 
 #include "server/logging.h"
 #include "server/proto_parse.h"
+#include "server/quote.h"
 
 namespace slim::server {
 namespace {
@@ -88,7 +89,7 @@ Status GenerateReactor::Begin(const grpc::ByteBuffer* request) {
   if (!ctx_.registry->Add(request_id_, task_)) {
     const std::string id = request_id_;
     request_id_ += " (duplicate)";
-    return Status(StatusCode::kAlreadyExists, "request_id: '" + id + "' is already in use by a live request");
+    return Status(StatusCode::kAlreadyExists, "request_id: " + QuoteClientValue(id) + " is already in use by a live request");
   }
   registered_ = true;
   submitted_ = true;  // before Submit: the scheduler may call back at once

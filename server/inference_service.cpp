@@ -3,6 +3,7 @@
 
 #include "server/generate_reactor.h"
 #include "server/proto_parse.h"
+#include "server/quote.h"
 
 namespace slim::server {
 namespace {
@@ -125,9 +126,9 @@ grpc::ServerUnaryReactor* InferenceService::Abort(grpc::CallbackServerContext* c
   if (req.request_id().empty()) return Done(ctx, ToGrpc(InvalidArgumentError("request_id: is empty")));
   std::shared_ptr<GenerationTask> task = registry_.Find(req.request_id());
   if (!task) {
-    return Done(ctx, ToGrpc(NotFoundError("request_id: no live request '" + req.request_id() + "'")));
+    return Done(ctx, ToGrpc(NotFoundError("request_id: no live request " + QuoteClientValue(req.request_id()))));
   }
-  task->Cancel(Status(StatusCode::kAborted, "aborted by Abort(request_id=" + req.request_id() + ")"));
+  task->Cancel(Status(StatusCode::kAborted, "aborted by Abort(request_id=" + QuoteClientValue(req.request_id()) + ")"));
   ctx_.scheduler->Notify();
   *response = SerializeToBuffer(v1::AbortResponse());
   return Done(ctx, grpc::Status::OK);

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "server/request_registry.h"
+#include "server/quote.h"
 
 namespace slim::server {
 namespace {
@@ -22,7 +23,7 @@ StatusOr<std::vector<ChatMessage>> ChatFromProto(const v1::ChatMessages& chat, c
     const v1::ChatMessage& m = chat.messages(i);
     const std::string where = field + ".messages[" + std::to_string(i) + "]";
     if (m.role() != "system" && m.role() != "user" && m.role() != "assistant") {
-      return InvalidArgumentError(where + ".role: must be system, user or assistant, got '" + m.role() + "'");
+      return InvalidArgumentError(where + ".role: must be system, user or assistant, got " + QuoteClientValue(m.role()));
     }
     out.push_back(ChatMessage{m.role(), m.content()});
   }

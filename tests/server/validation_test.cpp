@@ -253,6 +253,30 @@ TEST_F(Validation, ServerAssignedIdsAreRandomAndTheirPrefixIsReserved) {
   EXPECT_FALSE(r.started);
 }
 
+// Issue 16: a client value is quoted short in a status message, so a huge one still gets its
+// own status code rather than the transport's metadata limit.
+TEST_F(Validation, HugeClientValuesAreQuotedShortInStatusMessages) {
+  const std::string huge(100000, 'x');
+  v1::GenerateRequest req;
+  auto* m = req.mutable_chat()->add_messages();
+  m->set_role(huge);
+  m->set_content("hi");
+  req.mutable_stopping()->set_max_tokens(4);
+  StreamResult r = Stream(*stub_, req);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << r.status.error_message().substr(0, 200);
+  EXPECT_NE(r.status.error_message().find("chat.messages[0].role"), std::string::npos);
+  EXPECT_NE(r.status.error_message().find("100000"), std::string::npos) << r.status.error_message();
+  EXPECT_LT(r.status.error_message().size(), 400u);
+  grpc::ClientContext ctx;
+  v1::AbortRequest abort;
+  abort.set_request_id(huge);
+  v1::AbortResponse ar;
+  grpc::Status s = stub_->Abort(&ctx, abort, &ar);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message().substr(0, 200);
+  EXPECT_LT(s.error_message().size(), 400u);
+  EXPECT_TRUE(Stream(*stub_, Good()).status.ok());
+}
+
 TEST_F(Validation, ServerLimitsAndDefaults) {
   const Engine& engine = *server_->engine();
   RequestLimits limits;
