@@ -59,8 +59,11 @@ Status Scheduler::Submit(std::shared_ptr<GenerationTask> task) {
   {
     std::lock_guard<std::mutex> l(mu_);
     if (stopping_) return UnavailableError("server is shutting down");
-    if (static_cast<int64_t>(waiting_.size()) >= options_.max_queue) {
-      return ResourceExhaustedError("request queue is full (" + std::to_string(waiting_.size()) + " waiting, " +
+    // Cancelled entries still in waiting_ (reaped at the next step, which may be a whole long
+    // prefill away) hold no slot.
+    const int64_t queued = LiveWaitingLocked(nullptr);
+    if (queued >= options_.max_queue) {
+      return ResourceExhaustedError("request queue is full (" + std::to_string(queued) + " waiting, " +
                                     std::to_string(running_count_) + " running)");
     }
     waiting_.push_back(Waiting{std::move(task), clock_->Now(), blocks, next_order_++});
@@ -129,12 +132,23 @@ void Scheduler::Shutdown(const Status& status) {
 SchedulerStats Scheduler::Stats() const {
   std::lock_guard<std::mutex> l(mu_);
   SchedulerStats s = counters_;
-  s.waiting = static_cast<int64_t>(waiting_.size());
+  s.waiting = LiveWaitingLocked(nullptr);
   s.running = running_count_;
   s.committed_blocks = committed_blocks_;
   s.budget_blocks = budget_blocks_;
   s.swapped = swapped_count_;
   return s;
+}
+
+int64_t Scheduler::LiveWaitingLocked(int64_t* blocks) const {
+  int64_t n = 0, b = 0;
+  for (const Waiting& w : waiting_) {
+    if (w.task->cancelled()) continue;
+    ++n;
+    b += w.blocks;
+  }
+  if (blocks) *blocks = b;
+  return n;
 }
 
 int64_t Scheduler::live() const {

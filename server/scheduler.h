@@ -35,11 +35,11 @@ namespace slim::server {
 
 struct SchedulerOptions {
   int max_seqs = 16;    // sequences prefilled and decoding at once, >= 1
-  int max_queue = 64;   // requests waiting for admission, >= 0
+  int max_queue = 64;   // requests waiting for admission (cancelled ones not counted), >= 0
 };
 
 struct SchedulerStats {
-  int64_t waiting = 0;
+  int64_t waiting = 0;            // queued, not cancelled
   int64_t running = 0;
   int64_t committed_blocks = 0;   // worst-case KV blocks promised to running sequences
   int64_t budget_blocks = 0;      // KV blocks the scheduler may promise in all
@@ -71,7 +71,8 @@ class Scheduler {
 
   // Enqueues `task` (OK: its sink will get events), or refuses it at once with no sink call:
   // UNAVAILABLE after Shutdown, RESOURCE_EXHAUSTED when the queue is full or the request could
-  // never fit the KV store, INVALID_ARGUMENT for a pruning schedule the model rejects.
+  // never fit the KV store, INVALID_ARGUMENT for a pruning schedule the model rejects. Queued
+  // tasks already cancelled hold no queue slot.
   Status Submit(std::shared_ptr<GenerationTask> task);
   // Wakes the scheduler thread (call after GenerationTask::Cancel).
   void Notify();
@@ -100,6 +101,8 @@ class Scheduler {
   struct Running;
 
   void Loop();
+  // Under mu_: waiting entries not cancelled, and (when `blocks`) the sum of their worst cases.
+  int64_t LiveWaitingLocked(int64_t* blocks) const;
   void ReapWaiting(Clock::TimePoint now);
   void ReapRunning(Clock::TimePoint now);
   bool AdmitOne(Clock::TimePoint now);

@@ -303,6 +303,35 @@ TEST(Scheduler, RefusesWhatCanNeverFitAndAFullQueue) {
   EXPECT_TRUE(s.ok()) << s.ToString();
 }
 
+// Issue 16: cancelled queued tasks give their queue slots back at once, not at the next step.
+TEST(Scheduler, CancelledQueuedTasksDoNotHoldQueueSlots) {
+  Harness h(1000, {.max_seqs = 1, .max_queue = 2});
+  h.Add(Req(4, 20));
+  h.sched.Step();
+  const size_t b = h.Add(Req(4, 4));
+  const size_t c = h.Add(Req(4, 4));
+  Status s;
+  h.Add(Req(4, 4), &s);
+  EXPECT_EQ(s.code(), StatusCode::kResourceExhausted);
+  h.tasks[b]->Cancel(CancelledError("client cancelled"));
+  h.tasks[c]->Cancel(CancelledError("client cancelled"));
+  EXPECT_EQ(h.sched.Stats().waiting, 0);
+  const size_t d = h.Add(Req(4, 4), &s);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  const size_t e = h.Add(Req(4, 4), &s);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  h.Add(Req(4, 4), &s);
+  EXPECT_EQ(s.code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(h.sched.Stats().waiting, 2);
+  h.sched.Step();
+  EXPECT_EQ(h.sinks[b]->error.code(), StatusCode::kCancelled);
+  EXPECT_EQ(h.sinks[c]->error.code(), StatusCode::kCancelled);
+  h.Steps(40);
+  EXPECT_TRUE(h.sinks[d]->finished);
+  EXPECT_TRUE(h.sinks[e]->finished);
+  EXPECT_EQ(h.sched.live(), 0);
+}
+
 TEST(Scheduler, DeadlineWhileQueuedEndsTheTaskWithoutPrefill) {
   Harness h(1000, {.max_seqs = 1, .max_queue = 4});
   const size_t a = h.Add(Req(4, 50));
