@@ -61,8 +61,21 @@ Status Scheduler::Submit(std::shared_ptr<GenerationTask> task) {
     if (stopping_) return UnavailableError("server is shutting down");
     // Cancelled entries still in waiting_ (reaped at the next step, which may be a whole long
     // prefill away) hold no slot.
-    const int64_t queued = LiveWaitingLocked(nullptr);
-    if (queued >= options_.max_queue) {
+    int64_t queued_blocks = 0;
+    const int64_t queued = LiveWaitingLocked(&queued_blocks);
+    if (options_.max_queue == 0) {
+      // No waiting at all: accepted only when it can start at once, i.e. nothing is ahead of it
+      // but requests that can start at once too, a sequence slot is free and its worst case fits
+      // the uncommitted blocks. An idle server always accepts (a request that could never fit
+      // was refused above).
+      if (swapped_count_ > 0 || running_count_ + queued >= options_.max_seqs ||
+          committed_blocks_ + queued_blocks + blocks > budget_blocks_) {
+        return ResourceExhaustedError("request cannot start at once and --max-queue 0 allows no waiting (" +
+                                      std::to_string(running_count_) + " running, " + std::to_string(swapped_count_) +
+                                      " swapped, " + std::to_string(committed_blocks_ + queued_blocks) + " of " +
+                                      std::to_string(budget_blocks_) + " KV blocks promised)");
+      }
+    } else if (queued >= options_.max_queue) {
       return ResourceExhaustedError("request queue is full (" + std::to_string(queued) + " waiting, " +
                                     std::to_string(running_count_) + " running)");
     }

@@ -35,7 +35,9 @@ namespace slim::server {
 
 struct SchedulerOptions {
   int max_seqs = 16;    // sequences prefilled and decoding at once, >= 1
-  int max_queue = 64;   // requests waiting for admission (cancelled ones not counted), >= 0
+  // Requests waiting for admission (cancelled ones not counted), >= 0. 0 = no waiting: a request
+  // is accepted only when it can start at once (a free slot and blocks for its worst case).
+  int max_queue = 64;
 };
 
 struct SchedulerStats {
@@ -70,9 +72,10 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   // Enqueues `task` (OK: its sink will get events), or refuses it at once with no sink call:
-  // UNAVAILABLE after Shutdown, RESOURCE_EXHAUSTED when the queue is full or the request could
-  // never fit the KV store, INVALID_ARGUMENT for a pruning schedule the model rejects. Queued
-  // tasks already cancelled hold no queue slot.
+  // UNAVAILABLE after Shutdown, RESOURCE_EXHAUSTED when the queue is full (with max_queue 0:
+  // when it cannot start at once) or the request could never fit the KV store,
+  // INVALID_ARGUMENT for a pruning schedule the model rejects. Queued tasks already cancelled
+  // hold no queue slot.
   Status Submit(std::shared_ptr<GenerationTask> task);
   // Wakes the scheduler thread (call after GenerationTask::Cancel).
   void Notify();

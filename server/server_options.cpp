@@ -20,7 +20,9 @@ ABSL_FLAG(int, port, 50051, "gRPC port (0 = any free port)");
 ABSL_FLAG(std::string, metrics_host, "0.0.0.0", "address the Prometheus endpoint binds");
 ABSL_FLAG(int, metrics_port, 9464, "Prometheus /metrics port (0 = any free port, -1 = off)");
 ABSL_FLAG(int, max_seqs, 64, "sequences decoded together (continuous batching)");
-ABSL_FLAG(int, max_queue, 64, "requests waiting for admission; more get RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, max_queue, 64,
+          "requests waiting for admission; more get RESOURCE_EXHAUSTED. 0 = no waiting: a request is accepted "
+          "only if it can start at once (a free --max-seqs slot and KV blocks for its worst case)");
 ABSL_FLAG(int, max_prompt_tokens, 0, "longest prompt accepted (0 = the model's context)");
 ABSL_FLAG(int, max_total_tokens, 0, "longest prompt + max_tokens accepted (0 = the model's context)");
 ABSL_FLAG(int, default_max_tokens, 256, "max_tokens of requests that leave it at 0");

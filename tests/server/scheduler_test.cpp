@@ -303,6 +303,32 @@ TEST(Scheduler, RefusesWhatCanNeverFitAndAFullQueue) {
   EXPECT_TRUE(s.ok()) << s.ToString();
 }
 
+// Issue 16: --max-queue 0 means no waiting: a request is accepted only when it can start at
+// once (a free sequence slot and its worst case within the uncommitted blocks, counting those
+// accepted before it), so an idle server accepts it.
+TEST(Scheduler, MaxQueueZeroAcceptsWhatCanStartAtOnce) {
+  Harness h(20, {.max_seqs = 2, .max_queue = 0});
+  Status s;
+  const size_t a = h.Add(Req(8, 12), &s);  // worst case 2 * (2 + 3) = 10
+  EXPECT_TRUE(s.ok()) << "an idle server accepts: " << s.ToString();
+  const size_t b = h.Add(Req(8, 12), &s);  // 10 + 10 <= 20, 2 <= max_seqs
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  h.Add(Req(4, 4), &s);  // no third slot
+  EXPECT_EQ(s.code(), StatusCode::kResourceExhausted);
+  h.Steps(2);
+  EXPECT_EQ(h.sched.Stats().running, 2);
+  EXPECT_EQ(h.sched.Stats().waiting, 0);
+  h.Steps(20);
+  EXPECT_TRUE(h.sinks[a]->finished);
+  EXPECT_TRUE(h.sinks[b]->finished);
+  Harness k(20, {.max_seqs = 4, .max_queue = 0});
+  k.Add(Req(8, 12));
+  k.Add(Req(8, 12));
+  k.Add(Req(4, 4), &s);  // a slot, but its blocks are all promised
+  EXPECT_EQ(s.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(s.message().find("--max-queue 0"), std::string::npos) << s.message();
+}
+
 // Issue 16: cancelled queued tasks give their queue slots back at once, not at the next step.
 TEST(Scheduler, CancelledQueuedTasksDoNotHoldQueueSlots) {
   Harness h(1000, {.max_seqs = 1, .max_queue = 2});
