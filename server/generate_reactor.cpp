@@ -179,6 +179,9 @@ void GenerateReactor::Push(v1::GenerateResponse response) {
 }
 
 void GenerateReactor::End(const Status& status) {
+  // The request is over: its id is free again and Abort no longer finds it, even while its
+  // last messages wait for the client to read them.
+  if (registered_) ctx_.registry->Remove(request_id_, task_.get());
   std::unique_lock<std::mutex> l(mu_);
   if (ended_) return;
   ended_ = true;
@@ -203,6 +206,7 @@ GenerateReactor::Next GenerateReactor::NextLocked() {
       last_token_ = now;
       tokens_written_ += next.chunk().token_ids_size();
     } else if (next.has_finished()) {
+      writing_finished_ = true;
       v1::Timings* t = next.mutable_finished()->mutable_timings();
       t->set_ttft_ms(tokens_written_ > 0 ? MsSince(arrival_, first_token_) : 0.0);
       t->set_e2e_ms(MsSince(arrival_, now));
@@ -227,6 +231,8 @@ void GenerateReactor::OnWriteDone(bool ok) {
   std::unique_lock<std::mutex> l(mu_);
   writing_ = false;
   if (!pending_.empty()) pending_.pop_front();
+  if (ok && writing_finished_) finished_written_ = true;
+  writing_finished_ = false;
   if (!ok) {
     // The client is gone (cancelled, deadline, connection lost): drop what is queued; the
     // scheduler ends the task at its next step and then End() finishes the call.
@@ -254,7 +260,13 @@ void GenerateReactor::OnCancel() {
 void GenerateReactor::FinishCall() {
   // finished_ is set: nothing else touches the write state any more.
   const auto now = std::chrono::steady_clock::now();
-  const Status status = final_;
+  Status status = final_;
+  if (status.ok() && !finished_written_) {
+    // The generation finished, but the client went away before Finished reached it: count (and
+    // log) what the client saw.
+    status = DeadlineReached(call_) ? DeadlineExceededError("deadline exceeded before Finished was delivered")
+                                    : CancelledError("the client went away before Finished was delivered");
+  }
   ctx_.metrics->CountRequest(status.code());
   if (submitted_) ctx_.metrics->ObserveE2e(MsSince(arrival_, now) / 1e3);
   RequestLogLine line;
@@ -276,7 +288,7 @@ void GenerateReactor::FinishCall() {
 }
 
 void GenerateReactor::OnDone() {
-  if (registered_) ctx_.registry->Remove(request_id_);
+  if (registered_) ctx_.registry->Remove(request_id_, task_.get());
   delete this;
 }
 

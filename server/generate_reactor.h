@@ -69,6 +69,8 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
   bool ended_ = false;        // the terminal event arrived
   bool finished_ = false;     // Finish was (or is about to be) called
   bool broken_ = false;       // a write failed: the client is gone
+  bool writing_finished_ = false;  // the write in flight is the Finished event
+  bool finished_written_ = false;  // Finished was written: the outcome the client saw is OK
   Status final_;
   // Timings and counts for the Finished event, the metrics and the log line.
   bool submitted_ = false;

@@ -1,4 +1,5 @@
-// Live Generate requests by request_id, for Abort and for unique ids.
+// Live Generate requests by request_id, for Abort and for unique ids. A request leaves at its
+// terminal event (finished or failed), even while the client has not yet read its last messages.
 // Thread-safety: every method may be called from any thread.
 #pragma once
 
@@ -39,9 +40,14 @@ class RequestRegistry {
     std::lock_guard<std::mutex> l(mu_);
     return live_.emplace(id, task).second;
   }
-  void Remove(const std::string& id) {
+  // Removes `id` when it is still `task`'s (a later request may have reused the id since `task`
+  // ended); calling it again is harmless.
+  void Remove(const std::string& id, const GenerationTask* task) {
     std::lock_guard<std::mutex> l(mu_);
-    live_.erase(id);
+    auto it = live_.find(id);
+    if (it == live_.end()) return;
+    const std::shared_ptr<GenerationTask> owner = it->second.lock();
+    if (owner == nullptr || owner.get() == task) live_.erase(it);
   }
   std::shared_ptr<GenerationTask> Find(const std::string& id) const {
     std::lock_guard<std::mutex> l(mu_);

@@ -226,6 +226,47 @@ TEST_F(ServerE2E, AbortEndsTheStreamWithAbortedAndFreesKv) {
   EXPECT_EQ(stub_->Abort(&ctx, req, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
+// Issue 16: once a generation has ended, its id is gone (Abort: NOT_FOUND) even while the
+// client has not read its last messages; and a client that goes away before Finished reached
+// it is counted cancelled, not ok. A small client window holds the server's writes back.
+TEST_F(ServerE2E, AfterTheEndAbortIsNotFoundAndAnUnreadEndCountsAsCancelled) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 1024);
+  auto channel = grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(server_->port()),
+                                           grpc::InsecureChannelCredentials(), args);
+  auto stub = v1::Inference::NewStub(channel);
+  const std::string metrics0 = server_->metrics().Render();
+  const double ok0 = MetricValue(metrics0, "sliminfer_requests_total{outcome=\"ok\"}");
+  const double cancelled0 = MetricValue(metrics0, "sliminfer_requests_total{outcome=\"cancelled\"}");
+  v1::GenerateRequest req = PromptRequest("Tell me a long story about a dragon", 120);
+  req.set_request_id("unread-end");
+  req.mutable_sampling()->set_logprobs(20);  // ~200 bytes a token: far more than the window
+  grpc::ClientContext ctx;
+  auto reader = stub->Generate(&ctx, req);
+  v1::GenerateResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  ASSERT_TRUE(resp.has_started());
+  // The generation ends on the server while most of its messages are still unwritten.
+  ASSERT_TRUE(WaitFor([&] { return server_->scheduler()->live() == 0; }, std::chrono::seconds(60)));
+  ASSERT_EQ(MetricValue(server_->metrics().Render(), "sliminfer_requests_total{outcome=\"ok\"}"), ok0)
+      << "the call must not have finished yet";
+  grpc::ClientContext actx;
+  v1::AbortRequest abort;
+  abort.set_request_id("unread-end");
+  v1::AbortResponse ar;
+  EXPECT_EQ(stub_->Abort(&actx, abort, &ar).error_code(), grpc::StatusCode::NOT_FOUND);
+  ctx.TryCancel();
+  while (reader->Read(&resp)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_TRUE(WaitFor([&] {
+    return MetricValue(server_->metrics().Render(), "sliminfer_requests_total{outcome=\"cancelled\"}") ==
+           (cancelled0 < 0 ? 0 : cancelled0) + 1;
+  }));
+  EXPECT_EQ(MetricValue(server_->metrics().Render(), "sliminfer_requests_total{outcome=\"ok\"}"), ok0);
+}
+
 TEST_F(ServerE2E, DuplicateLiveRequestIdIsRefused) {
   std::promise<void> running;
   std::atomic<bool> once{false};
