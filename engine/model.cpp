@@ -212,7 +212,11 @@ Status Model::EnsureWorkspace(int64_t n_rows, int64_t n_seqs) {
 
 // The rows of a batch as they shrink under pruning.
 struct Model::BatchState {
-  int64_t n_rows = 0;
+  int64_t n_rows = 0;              // rows alive now (pruning compacts them)
+  int64_t n_seqs = 0;
+  bool any_prune = false;          // some sequence has pruning stages
+  bool tail_done = false;          // the last layer ran on the last rows only, leaving them in last_
+  std::vector<int32_t> ids;        // [n_rows at the start] token ids
   std::vector<int32_t> pos;        // [n_rows] positions
   std::vector<AttnSeq> attn;       // per sequence: its rows
   std::vector<int32_t> last_rows;  // per sequence: its last row
@@ -293,9 +297,20 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
 }
 
 Status Model::ForwardPass(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::vector<float>* logits) {
+  BatchState b;
+  SLIM_RETURN_IF_ERROR(StartBatch(kv, seqs, &b));
+  backend_->Embed(tok_embd_.view(), b.ids, x_.Rows(0, b.n_rows));
+  if (!b.any_prune) PrepareAllLayers(kv, seqs, b);
+  for (int l = 0; l < config_.n_layers; ++l) {
+    SLIM_RETURN_IF_ERROR(AttentionBlock(l, kv, seqs, b));
+    MlpBlock(l, b);
+  }
+  return LogitsOfLastRows(b, logits);
+}
+
+Status Model::StartBatch(const kv::KvStore& kv, std::span<const ForwardSeq> seqs, BatchState* b) {
   const ModelConfig& c = config_;
   int64_t n_rows = 0;
-  bool any_prune = false;
   for (const ForwardSeq& s : seqs) {
     if (s.tokens.size() != s.positions.size() || s.tokens.empty()) {
       return InvalidArgumentError("forward: each sequence needs tokens with one position each");
@@ -309,147 +324,160 @@ Status Model::ForwardPass(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std
     if (s.prune && !s.prune->empty()) {
       const kv::LayerTable* t0 = kv.TablePtr(s.seq, 0);
       if (t0 == nullptr || t0->n_tokens != 0) return FailedPreconditionError("forward: pruning needs a fresh sequence");
-      any_prune = true;
+      b->any_prune = true;
     }
     n_rows += static_cast<int64_t>(s.tokens.size());
   }
   const int64_t n_seqs = static_cast<int64_t>(seqs.size());
   if (n_seqs == 0) return InvalidArgumentError("forward: empty batch");
   SLIM_RETURN_IF_ERROR(EnsureWorkspace(n_rows, n_seqs));
-
   // Flatten the batch: ids, positions, each sequence's row range and last row.
-  BatchState b;
-  b.n_rows = n_rows;
-  std::vector<int32_t> ids;
-  ids.reserve(static_cast<size_t>(n_rows));
-  b.pos.reserve(static_cast<size_t>(n_rows));
-  b.attn.resize(static_cast<size_t>(n_seqs));
+  b->n_rows = n_rows;
+  b->n_seqs = n_seqs;
+  b->ids.reserve(static_cast<size_t>(n_rows));
+  b->pos.reserve(static_cast<size_t>(n_rows));
+  b->attn.resize(static_cast<size_t>(n_seqs));
   int32_t row = 0;
   for (int64_t i = 0; i < n_seqs; ++i) {
     const ForwardSeq& s = seqs[static_cast<size_t>(i)];
-    ids.insert(ids.end(), s.tokens.begin(), s.tokens.end());
-    b.pos.insert(b.pos.end(), s.positions.begin(), s.positions.end());
-    b.attn[static_cast<size_t>(i)].row_begin = row;
-    b.attn[static_cast<size_t>(i)].n_rows = static_cast<int32_t>(s.tokens.size());
+    b->ids.insert(b->ids.end(), s.tokens.begin(), s.tokens.end());
+    b->pos.insert(b->pos.end(), s.positions.begin(), s.positions.end());
+    b->attn[static_cast<size_t>(i)].row_begin = row;
+    b->attn[static_cast<size_t>(i)].n_rows = static_cast<int32_t>(s.tokens.size());
     row += static_cast<int32_t>(s.tokens.size());
-    b.last_rows.push_back(row - 1);
+    b->last_rows.push_back(row - 1);
     if (s.summary) {
       s.summary->stages.clear();
       s.summary->prompt_tokens = static_cast<int64_t>(s.tokens.size());
     }
   }
+  return OkStatus();
+}
 
-  const int64_t qd = int64_t{c.n_heads} * c.head_dim, kvd = int64_t{c.n_kv_heads} * c.head_dim;
-  backend_->Embed(tok_embd_.view(), ids, x_.Rows(0, n_rows));
-  if (!any_prune) {
-    // Without pruning every layer sees the same rows: hand the backend all layers' batches now.
-    std::vector<std::vector<AttnSeq>> layers(static_cast<size_t>(c.n_layers), b.attn);
-    bool complete = true;
-    for (int l = 0; l < c.n_layers && complete; ++l) {
-      for (int64_t i = 0; i < n_seqs; ++i) {
-        AttnSeq& a = layers[static_cast<size_t>(l)][static_cast<size_t>(i)];
-        a.table = kv.TablePtr(seqs[static_cast<size_t>(i)].seq, l);
-        if (a.table == nullptr) complete = false;  // reported by the layer loop
-        if (complete) a.n_past = a.table->n_tokens;
-      }
-    }
-    if (complete) backend_->PrepareLayers(kv, layers, shape_);
-  }
-  bool tail_done = false;  // the last layer ran on the last rows only, leaving them in last_
-  for (int l = 0; l < c.n_layers; ++l) {
-    const LayerWeights& w = layers_[static_cast<size_t>(l)];
-    TensorView x = x_.Rows(0, b.n_rows), h = h_.Rows(0, b.n_rows), qkv = qkv_.Rows(0, b.n_rows);
-    // Later layers get h from the previous layer's fused residual add.
-    if (l == 0) backend_->RmsNorm(x, w.attn_norm.view(), c.rms_eps, h);
-    // Layers without a stage of their own take the fused paths (RoPE + KV write, residual add +
-    // RMSNorm) also when pruning happens elsewhere in the stack.
-    const bool prune_before = any_prune && PrunesAt(l, /*before_attention=*/true, seqs);
-    const bool prune_after = any_prune && PrunesAt(l, /*before_attention=*/false, seqs);
-    if (prune_before) {
-      // The block scores read the rotated k of every row and q of each scored sequence's query
-      // window only: project and rotate just those, prune, then project q, k and v of the kept
-      // rows (8B model, 32K rows pruned to 8K: 42% of the QKV product over all rows).
-      const TensorView wqkv = w.wqkv.view();
-      backend_->MatMul(h, wqkv.Rows(qd, kvd), qkv.Cols(qd, kvd));
-      backend_->Rope(qkv.Cols(qd, kvd), c.n_kv_heads, c.head_dim, b.pos, rope_);
-      for (size_t i = 0; i < seqs.size(); ++i) {
-        if (StageAt(seqs[i], l, /*before_attention=*/true) == nullptr) continue;
-        const AttnSeq& a = b.attn[i];
-        const int32_t n_win = std::min(a.n_rows, seqs[i].prune->query_window);
-        const int64_t r0 = a.row_begin + a.n_rows - n_win;
-        const TensorView q_win = qkv.Rows(r0, n_win).Cols(0, qd);
-        backend_->MatMul(h.Rows(r0, n_win), wqkv.Rows(0, qd), q_win);
-        backend_->Rope(q_win, c.n_heads, c.head_dim, std::span<const int32_t>(b.pos).subspan(r0, n_win), rope_);
-      }
-      SLIM_RETURN_IF_ERROR(PruneAt(l, /*before_attention=*/true, seqs, b));
-      x = x_.Rows(0, b.n_rows);
-      h = h_.Rows(0, b.n_rows);
-      qkv = qkv_.Rows(0, b.n_rows);
-      backend_->MatMulQ(h, wqkv, &w.wqkv_q, qkv);
-    } else {
-      backend_->MatMulQ(h, w.wqkv.view(), &w.wqkv_q, qkv);
-    }
-    kv.AwaitLayer(l);  // prefetched KV of this layer has landed (device-side wait)
-    for (int64_t i = 0; i < n_seqs; ++i) {
-      AttnSeq& a = b.attn[static_cast<size_t>(i)];
-      a.table = kv.TablePtr(seqs[static_cast<size_t>(i)].seq, l);
-      if (a.table == nullptr) return NotFoundError("forward: sequence has no KV table");
+void Model::PrepareAllLayers(const kv::KvStore& kv, std::span<const ForwardSeq> seqs, const BatchState& b) {
+  // Without pruning every layer sees the same rows: hand the backend all layers' batches now.
+  std::vector<std::vector<AttnSeq>> layers(static_cast<size_t>(config_.n_layers), b.attn);
+  for (int l = 0; l < config_.n_layers; ++l) {
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      AttnSeq& a = layers[static_cast<size_t>(l)][i];
+      a.table = kv.TablePtr(seqs[i].seq, l);
+      if (a.table == nullptr) return;  // reported by the layer loop
       a.n_past = a.table->n_tokens;
-      if ((a.n_past + a.n_rows + kv.layout().block_tokens - 1) / kv.layout().block_tokens > a.table->capacity()) {
-        return FailedPreconditionError("forward: KV not reserved for layer " + std::to_string(l));
-      }
-    }
-    backend_->RopeWriteKv(kv, b.attn, shape_, qkv.Cols(0, qd), qkv.Cols(qd, kvd), qkv.Cols(qd + kvd, kvd), b.pos,
-                          rope_);
-    // Past its KV write the last layer runs on each sequence's last row alone: no other row of
-    // it reaches the logits (as llama.cpp does). Not with a stage after attention there.
-    if (l + 1 == c.n_layers && !prune_after && b.n_rows > n_seqs) {
-      tail_done = true;
-      std::vector<AttnSeq> tail(b.attn);
-      for (int64_t i = 0; i < n_seqs; ++i) {
-        AttnSeq& a = tail[static_cast<size_t>(i)];
-        a.n_past += a.n_rows - 1;  // the last row sees every key, as in the full causal pass
-        a.n_rows = 1;
-        a.row_begin = static_cast<int32_t>(i);
-      }
-      const TensorView q_tail = gate_up_.Rows(0, n_seqs).Cols(0, qd);  // free until the MLP
-      backend_->GatherRows(qkv.Cols(0, qd), b.last_rows, q_tail);
-      backend_->GatherRows(x, b.last_rows, last_.Rows(0, n_seqs));
-      x = last_.Rows(0, n_seqs);
-      h = h_.Rows(0, n_seqs);
-      backend_->Attention(kv, tail, shape_, q_tail, attn_.Rows(0, n_seqs));
-    } else {
-      backend_->Attention(kv, b.attn, shape_, qkv.Cols(0, qd), attn_.Rows(0, b.n_rows));
-    }
-    for (int64_t i = 0; i < n_seqs; ++i) {
-      SLIM_RETURN_IF_ERROR(kv.Append(seqs[static_cast<size_t>(i)].seq, l, b.attn[static_cast<size_t>(i)].n_rows));
-    }
-    const int64_t n_out = x.rows;  // rows that go on through this layer
-    backend_->MatMulQ(attn_.Rows(0, n_out), w.wo.view(), &w.wo_q, proj_.Rows(0, n_out));
-    if (prune_after) {
-      backend_->Add(x, proj_.Rows(0, n_out));
-      SLIM_RETURN_IF_ERROR(PruneAt(l, /*before_attention=*/false, seqs, b));
-      x = x_.Rows(0, b.n_rows);
-      h = h_.Rows(0, b.n_rows);
-      backend_->RmsNorm(x, w.ffn_norm.view(), c.rms_eps, h);
-    } else {
-      backend_->AddRmsNorm(x, proj_.Rows(0, n_out), w.ffn_norm.view(), c.rms_eps, h);
-    }
-    const TensorView gate_up = gate_up_.Rows(0, x.rows), act = act_.Rows(0, x.rows), proj2 = proj_.Rows(0, x.rows);
-    backend_->Mlp(h, w.w_gate_up.view(), &w.w_gate_up_q, w.w_down.view(), &w.w_down_q, gate_up, act, proj2);
-    if (l + 1 < c.n_layers) {
-      backend_->AddRmsNorm(x, proj2, layers_[static_cast<size_t>(l) + 1].attn_norm.view(), c.rms_eps, h);
-    } else {
-      backend_->Add(x, proj2);
     }
   }
-  const TensorView last = last_.Rows(0, n_seqs), last_norm = last_norm_.Rows(0, n_seqs),
-                   lg = logits_.Rows(0, n_seqs);
-  if (!tail_done) backend_->GatherRows(x_.Rows(0, b.n_rows), b.last_rows, last);
+  backend_->PrepareLayers(kv, layers, shape_);
+}
+
+void Model::ProjectForPruning(int layer, std::span<const ForwardSeq> seqs, BatchState& b) {
+  // The block scores read the rotated k of every row and q of each scored sequence's query
+  // window only: project and rotate just those (8B model, 32K rows pruned to 8K: 42% of the QKV
+  // product over all rows); q, k and v of the kept rows follow after pruning.
+  const ModelConfig& c = config_;
+  const int64_t qd = int64_t{c.n_heads} * c.head_dim, kvd = int64_t{c.n_kv_heads} * c.head_dim;
+  const TensorView h = h_.Rows(0, b.n_rows), qkv = qkv_.Rows(0, b.n_rows);
+  const TensorView wqkv = layers_[static_cast<size_t>(layer)].wqkv.view();
+  backend_->MatMul(h, wqkv.Rows(qd, kvd), qkv.Cols(qd, kvd));
+  backend_->Rope(qkv.Cols(qd, kvd), c.n_kv_heads, c.head_dim, b.pos, rope_);
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    if (StageAt(seqs[i], layer, /*before_attention=*/true) == nullptr) continue;
+    const AttnSeq& a = b.attn[i];
+    const int32_t n_win = std::min(a.n_rows, seqs[i].prune->query_window);
+    const int64_t r0 = a.row_begin + a.n_rows - n_win;
+    const TensorView q_win = qkv.Rows(r0, n_win).Cols(0, qd);
+    backend_->MatMul(h.Rows(r0, n_win), wqkv.Rows(0, qd), q_win);
+    backend_->Rope(q_win, c.n_heads, c.head_dim, std::span<const int32_t>(b.pos).subspan(r0, n_win), rope_);
+  }
+}
+
+void Model::TailAttention(const kv::KvStore& kv, TensorView q, BatchState& b) {
+  // Past its KV write the last layer runs on each sequence's last row alone: no other row of it
+  // reaches the logits (as llama.cpp does).
+  const int64_t n_seqs = b.n_seqs;
+  std::vector<AttnSeq> tail(b.attn);
+  for (int64_t i = 0; i < n_seqs; ++i) {
+    AttnSeq& a = tail[static_cast<size_t>(i)];
+    a.n_past += a.n_rows - 1;  // the last row sees every key, as in the full causal pass
+    a.n_rows = 1;
+    a.row_begin = static_cast<int32_t>(i);
+  }
+  const TensorView q_tail = gate_up_.Rows(0, n_seqs).Cols(0, q.cols);  // free until the MLP
+  backend_->GatherRows(q, b.last_rows, q_tail);
+  backend_->GatherRows(x_.Rows(0, b.n_rows), b.last_rows, last_.Rows(0, n_seqs));
+  backend_->Attention(kv, tail, shape_, q_tail, attn_.Rows(0, n_seqs));
+  b.tail_done = true;
+}
+
+Status Model::AttentionBlock(int l, kv::KvStore& kv, std::span<const ForwardSeq> seqs, BatchState& b) {
+  const ModelConfig& c = config_;
+  const LayerWeights& w = layers_[static_cast<size_t>(l)];
+  const int64_t qd = int64_t{c.n_heads} * c.head_dim, kvd = int64_t{c.n_kv_heads} * c.head_dim;
+  // Later layers get h from the previous layer's fused residual add.
+  if (l == 0) backend_->RmsNorm(x_.Rows(0, b.n_rows), w.attn_norm.view(), c.rms_eps, h_.Rows(0, b.n_rows));
+  // Layers without a stage of their own take the fused paths (RoPE + KV write, residual add +
+  // RMSNorm) also when pruning happens elsewhere in the stack.
+  const bool prune_before = b.any_prune && PrunesAt(l, /*before_attention=*/true, seqs);
+  const bool prune_after = b.any_prune && PrunesAt(l, /*before_attention=*/false, seqs);
+  if (prune_before) {
+    ProjectForPruning(l, seqs, b);
+    SLIM_RETURN_IF_ERROR(PruneAt(l, /*before_attention=*/true, seqs, b));
+  }
+  const TensorView qkv = qkv_.Rows(0, b.n_rows);
+  backend_->MatMulQ(h_.Rows(0, b.n_rows), w.wqkv.view(), &w.wqkv_q, qkv);
+  kv.AwaitLayer(l);  // prefetched KV of this layer has landed (device-side wait)
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    AttnSeq& a = b.attn[i];
+    a.table = kv.TablePtr(seqs[i].seq, l);
+    if (a.table == nullptr) return NotFoundError("forward: sequence has no KV table");
+    a.n_past = a.table->n_tokens;
+    if ((a.n_past + a.n_rows + kv.layout().block_tokens - 1) / kv.layout().block_tokens > a.table->capacity()) {
+      return FailedPreconditionError("forward: KV not reserved for layer " + std::to_string(l));
+    }
+  }
+  backend_->RopeWriteKv(kv, b.attn, shape_, qkv.Cols(0, qd), qkv.Cols(qd, kvd), qkv.Cols(qd + kvd, kvd), b.pos,
+                        rope_);
+  // Not with a stage after attention at the last layer.
+  if (l + 1 == c.n_layers && !prune_after && b.n_rows > b.n_seqs) {
+    TailAttention(kv, qkv.Cols(0, qd), b);
+  } else {
+    backend_->Attention(kv, b.attn, shape_, qkv.Cols(0, qd), attn_.Rows(0, b.n_rows));
+  }
+  for (size_t i = 0; i < seqs.size(); ++i) SLIM_RETURN_IF_ERROR(kv.Append(seqs[i].seq, l, b.attn[i].n_rows));
+  const TensorView x = b.tail_done ? last_.Rows(0, b.n_seqs) : x_.Rows(0, b.n_rows);
+  const int64_t n_out = x.rows;  // rows that go on through this layer
+  backend_->MatMulQ(attn_.Rows(0, n_out), w.wo.view(), &w.wo_q, proj_.Rows(0, n_out));
+  if (prune_after) {
+    backend_->Add(x, proj_.Rows(0, n_out));
+    SLIM_RETURN_IF_ERROR(PruneAt(l, /*before_attention=*/false, seqs, b));
+    backend_->RmsNorm(x_.Rows(0, b.n_rows), w.ffn_norm.view(), c.rms_eps, h_.Rows(0, b.n_rows));
+  } else {
+    backend_->AddRmsNorm(x, proj_.Rows(0, n_out), w.ffn_norm.view(), c.rms_eps, h_.Rows(0, n_out));
+  }
+  return OkStatus();
+}
+
+void Model::MlpBlock(int l, const BatchState& b) {
+  const ModelConfig& c = config_;
+  const LayerWeights& w = layers_[static_cast<size_t>(l)];
+  const TensorView x = b.tail_done ? last_.Rows(0, b.n_seqs) : x_.Rows(0, b.n_rows);
+  const int64_t n = x.rows;
+  const TensorView h = h_.Rows(0, n), gate_up = gate_up_.Rows(0, n), act = act_.Rows(0, n), out = proj_.Rows(0, n);
+  backend_->Mlp(h, w.w_gate_up.view(), &w.w_gate_up_q, w.w_down.view(), &w.w_down_q, gate_up, act, out);
+  if (l + 1 < c.n_layers) {
+    backend_->AddRmsNorm(x, out, layers_[static_cast<size_t>(l) + 1].attn_norm.view(), c.rms_eps, h);
+  } else {
+    backend_->Add(x, out);
+  }
+}
+
+Status Model::LogitsOfLastRows(const BatchState& b, std::vector<float>* logits) {
+  const ModelConfig& c = config_;
+  const TensorView last = last_.Rows(0, b.n_seqs), last_norm = last_norm_.Rows(0, b.n_seqs),
+                   lg = logits_.Rows(0, b.n_seqs);
+  if (!b.tail_done) backend_->GatherRows(x_.Rows(0, b.n_rows), b.last_rows, last);
   backend_->RmsNorm(last, out_norm_.view(), c.rms_eps, last_norm);
   backend_->MatMulQ(last_norm, lm_head_.empty() ? tok_embd_.view() : lm_head_.view(), &lm_head_q_, lg);
   if (logits == nullptr) return OkStatus();  // left on the backend (ForwardSummaries)
-  logits->resize(static_cast<size_t>(n_seqs * c.vocab_size));
+  logits->resize(static_cast<size_t>(b.n_seqs * c.vocab_size));
   return backend_->Download(lg, logits->data());
 }
 

@@ -67,9 +67,22 @@ class Model {
  private:
   Model(ModelConfig config, Backend* backend);
   Status EnsureWorkspace(int64_t n_rows, int64_t n_seqs);
-  // Forward inside the KV store's BeginCompute / EndCompute.
-  Status ForwardPass(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::vector<float>* logits);
   struct BatchState;
+  // Forward inside the KV store's BeginCompute / EndCompute, as named steps: StartBatch (check
+  // and flatten), embed, PrepareAllLayers (no pruning: every layer's batch to the backend at
+  // once), per layer AttentionBlock and MlpBlock, LogitsOfLastRows.
+  Status ForwardPass(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::vector<float>* logits);
+  Status StartBatch(const kv::KvStore& kv, std::span<const ForwardSeq> seqs, BatchState* b);
+  void PrepareAllLayers(const kv::KvStore& kv, std::span<const ForwardSeq> seqs, const BatchState& b);
+  // QKV, pruning before attention, RoPE + KV write, attention, output projection, pruning after
+  // attention, residual add + the MLP's norm into h_.
+  Status AttentionBlock(int layer, kv::KvStore& kv, std::span<const ForwardSeq> seqs, BatchState& b);
+  void MlpBlock(int layer, const BatchState& b);
+  Status LogitsOfLastRows(const BatchState& b, std::vector<float>* logits);
+  // The two optimisations: a pruning layer projects K of every row and Q of the query windows
+  // only (before scoring); the last layer attends from each sequence's last row alone.
+  void ProjectForPruning(int layer, std::span<const ForwardSeq> seqs, BatchState& b);
+  void TailAttention(const kv::KvStore& kv, TensorView q, BatchState& b);
   // Applies the pruning stages at `layer` (before or after its attention) and compacts the
   // batch rows of x (and of qkv when before attention).
   Status PruneAt(int layer, bool before_attention, std::span<const ForwardSeq> seqs, BatchState& b);
