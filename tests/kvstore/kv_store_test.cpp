@@ -331,7 +331,11 @@ TEST(KvStore, ConcurrentSwapsKeepEverySequencesBytes) {
         std::lock_guard<std::mutex> l(engine);
         if (!kv.AddSequence(seq).ok() || !kv.ReserveAll(seq, {128, 64, 64}).ok()) ++failures;
         for (int l2 = 0; l2 < 3; ++l2) (void)kv.Append(seq, l2, l2 == 0 ? 128 : 64);
+        // The writes go inside the compute protocol, as the engine's do: the slots may have just
+        // been released by another sequence's offload whose copy still reads them.
+        if (!kv.BeginCompute(std::vector<SeqId>{seq}).ok()) ++failures;
         want = Fill(kv, seq, 50 + static_cast<uint32_t>(w));
+        kv.EndCompute(std::vector<SeqId>{seq});
       }
       for (int round = 0; round < 30; ++round) {
         std::lock_guard<std::mutex> l(engine);
