@@ -146,7 +146,7 @@ int32_t Engine::SequenceLength(kv::SeqId seq) const {
 
 size_t Engine::SequenceKvBytes(kv::SeqId seq) const {
   size_t tokens = 0;
-  for (int l = 0; l < config().n_layers; ++l) tokens += static_cast<size_t>(kv_->Table(seq, l).n_tokens);
+  for (int l = 0; l < config().n_layers; ++l) tokens += static_cast<size_t>(kv_->Tokens(seq, l));
   return tokens * kv_->layout().TokenBytes();
 }
 
@@ -260,7 +260,7 @@ Status Engine::DecodeWith(std::span<const DecodeItem> items, std::span<const Sam
       return OutOfRangeError("decode: sequence " + std::to_string(it.seq) + " reached the context length");
     }
     std::vector<int64_t> per_layer(static_cast<size_t>(c.n_layers));
-    for (int l = 0; l < c.n_layers; ++l) per_layer[static_cast<size_t>(l)] = kv_->Table(it.seq, l).n_tokens + 1;
+    for (int l = 0; l < c.n_layers; ++l) per_layer[static_cast<size_t>(l)] = kv_->Tokens(it.seq, l) + 1;
     need += kv_->BlocksNeeded(it.seq, per_layer);
   }
   if (need > kv_->FreeBlocks()) {
@@ -271,7 +271,7 @@ Status Engine::DecodeWith(std::span<const DecodeItem> items, std::span<const Sam
   scratch_pos_.resize(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
     std::vector<int64_t> per_layer(static_cast<size_t>(c.n_layers));
-    for (int l = 0; l < c.n_layers; ++l) per_layer[static_cast<size_t>(l)] = kv_->Table(items[i].seq, l).n_tokens + 1;
+    for (int l = 0; l < c.n_layers; ++l) per_layer[static_cast<size_t>(l)] = kv_->Tokens(items[i].seq, l) + 1;
     SLIM_RETURN_IF_ERROR(kv_->ReserveAll(items[i].seq, per_layer));
     scratch_pos_[i] = seq_len_[items[i].seq];
     fs[i] = ForwardSeq{items[i].seq, std::span<const int32_t>(&items[i].token, 1),

@@ -459,6 +459,13 @@ void KvStore::EndCompute(std::span<const SeqId> seqs) {
   awaiting_.clear();
 }
 
+int32_t KvStore::Tokens(SeqId seq, int layer) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end() || layer < 0 || layer >= layout_.n_layers) return 0;
+  return it->second.layers[static_cast<size_t>(layer)].n_tokens;
+}
+
 LayerTable KvStore::Table(SeqId seq, int layer) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = seqs_.find(seq);

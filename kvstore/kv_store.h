@@ -165,6 +165,8 @@ class KvStore {
   void AwaitLayer(int layer);
   void EndCompute(std::span<const SeqId> seqs);
 
+  // Tokens written at (seq, layer); 0 when absent. No copy: for per-step bookkeeping.
+  int32_t Tokens(SeqId seq, int layer) const;
   // Snapshot of one table (copy: safe against concurrent growth).
   LayerTable Table(SeqId seq, int layer) const;
   // Direct reference for the engine thread's hot path; valid until the next Reserve/Free.
