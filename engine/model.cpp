@@ -2,7 +2,9 @@
 #include "engine/model.h"
 
 #include <cmath>
+#include <cstring>
 #include <string>
+#include <unordered_set>
 
 #include "engine/gguf/gguf_file.h"
 #include "engine/pruning/block_scorer.h"
@@ -60,14 +62,44 @@ namespace {
 struct Part {
   std::string name;
   int64_t rows;
+  // Q or K rows of a GPT-NeoX-RoPE model (ModelConfig::rope_neox): heads of head_dim rows whose
+  // first rope_dim rows are reordered from (i, i + rope_dim / 2) pairs to (2i, 2i + 1) pairs.
+  int head_dim = 0, rope_dim = 0;
 };
+
+Part QkPart(std::string name, int n_heads, const ModelConfig& c) {
+  Part p{std::move(name), int64_t{n_heads} * c.head_dim};
+  if (c.rope_neox) {
+    p.head_dim = c.head_dim;
+    p.rope_dim = c.rope_dim;
+  }
+  return p;
+}
+
+// Applies Part's NeoX-to-adjacent pair reordering to its rows (row_bytes each) in place; rows
+// may be fp32 values, quantized blocks or single bias elements.
+void InterleaveRopeRows(const Part& p, uint8_t* rows, size_t row_bytes) {
+  if (p.rope_dim == 0) return;
+  const int half = p.rope_dim / 2;
+  std::vector<uint8_t> head(static_cast<size_t>(p.rope_dim) * row_bytes);
+  for (int64_t h = 0; h < p.rows / p.head_dim; ++h) {
+    uint8_t* base = rows + static_cast<size_t>(h * p.head_dim) * row_bytes;
+    std::memcpy(head.data(), base, head.size());
+    for (int j = 0; j < p.rope_dim; ++j) {
+      const int from = j % 2 == 0 ? j / 2 : j / 2 + half;
+      std::memcpy(base + static_cast<size_t>(j) * row_bytes, head.data() + static_cast<size_t>(from) * row_bytes,
+                  row_bytes);
+    }
+  }
+}
 
 StatusOr<Buffer> LoadStacked(const WeightSource& src, Backend* be, const std::vector<Part>& parts,
                              int64_t cols, DType dtype, size_t* bytes) {
   int64_t rows = 0;
   for (const Part& p : parts) rows += p.rows;
   // Synthetic weights on a device backend are generated in place (an 8B model's 32 GB of fp32
-  // would otherwise be drawn and converted on the host).
+  // would otherwise be drawn and converted on the host); being random, they need no RoPE row
+  // reordering.
   if (be->device() != Device::kCpu) {
     std::vector<SyntheticFill> fills;
     for (const Part& p : parts) {
@@ -94,6 +126,7 @@ StatusOr<Buffer> LoadStacked(const WeightSource& src, Backend* be, const std::ve
   int64_t r = 0;
   for (const Part& p : parts) {
     SLIM_RETURN_IF_ERROR(src.ReadF32(p.name, p.rows, cols, host.data() + r * cols));
+    InterleaveRopeRows(p, reinterpret_cast<uint8_t*>(host.data() + r * cols), static_cast<size_t>(cols) * sizeof(float));
     r += p.rows;
   }
   SLIM_ASSIGN_OR_RETURN(Buffer buf, be->Alloc(dtype, rows, cols));
@@ -116,7 +149,9 @@ StatusOr<Buffer> LoadQuantized(const WeightSource& src, Backend* be, const std::
     const uint32_t ty = static_cast<uint32_t>(t->type);
     if (i > 0 && ty != type) return Buffer();
     type = ty;
+    const size_t at = bytes.size();
     bytes.insert(bytes.end(), t->data, t->data + t->n_bytes);
+    InterleaveRopeRows(parts[i], bytes.data() + at, t->n_bytes / static_cast<size_t>(parts[i].rows));
     rows += parts[i].rows;
   }
   StatusOr<Buffer> buf = be->UploadQuantized(type, bytes.data(), rows, cols);
@@ -124,11 +159,63 @@ StatusOr<Buffer> LoadQuantized(const WeightSource& src, Backend* be, const std::
   return buf;
 }
 
+// The Q, K and V biases of layer prefix `p` as one f32 row [1, qd + 2 kvd] (the fused QKV
+// projection's column order), with the same RoPE row reordering as the weights.
+StatusOr<Buffer> LoadQkvBias(const WeightSource& src, Backend* be, const std::string& p, const ModelConfig& c,
+                             size_t* bytes) {
+  const Part parts[] = {QkPart(p + "attn_q.bias", c.n_heads, c), QkPart(p + "attn_k.bias", c.n_kv_heads, c),
+                        {p + "attn_v.bias", int64_t{c.n_kv_heads} * c.head_dim}};
+  int64_t n = 0;
+  for (const Part& part : parts) n += part.rows;
+  std::vector<float> host(static_cast<size_t>(n));
+  int64_t at = 0;
+  for (const Part& part : parts) {
+    if (!src.Has(part.name)) {
+      return InvalidArgumentError(src.Describe() + ": missing tensor '" + part.name + "' (" + c.arch +
+                                  " models carry Q, K and V biases)");
+    }
+    SLIM_RETURN_IF_ERROR(src.ReadF32(part.name, 1, part.rows, host.data() + at));
+    InterleaveRopeRows(part, reinterpret_cast<uint8_t*>(host.data() + at), sizeof(float));
+    at += part.rows;
+  }
+  SLIM_ASSIGN_OR_RETURN(Buffer buf, be->Alloc(DType::kF32, 1, n));
+  SLIM_RETURN_IF_ERROR(be->Upload(host.data(), buf.view()));
+  *bytes += static_cast<size_t>(n) * sizeof(float);
+  return buf;
+}
+
+// A GGUF tensor the layer loop would not read is a part of the model this engine does not
+// implement: refuse the file by that tensor's name rather than run without it.
+Status CheckEveryTensorUsed(const WeightSource& src, const ModelConfig& c) {
+  const gguf::GgufFile* f = src.gguf_file();
+  if (f == nullptr) return OkStatus();
+  std::unordered_set<std::string> used = {"token_embd.weight", "output_norm.weight", "rope_freqs.weight"};
+  if (!c.tied_embeddings) used.insert("output.weight");
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    for (const char* t : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate",
+                          "ffn_up", "ffn_down"}) {
+      used.insert(p + t + ".weight");
+    }
+    if (c.qkv_bias) {
+      for (const char* t : {"attn_q", "attn_k", "attn_v"}) used.insert(p + t + ".bias");
+    }
+  }
+  for (const gguf::TensorInfo& t : f->tensors()) {
+    if (used.count(t.name) == 0) {
+      return UnimplementedError(f->path() + ": tensor '" + t.name + "' is not used by this engine's " + c.arch +
+                                " layer loop; refusing to run the model without it");
+    }
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<Model>> Model::Load(const WeightSource& src, Backend* backend) {
   const ModelConfig& c = src.config();
   SLIM_RETURN_IF_ERROR(c.Validate());
+  SLIM_RETURN_IF_ERROR(CheckEveryTensorUsed(src, c));
   std::unique_ptr<Model> m(new Model(c, backend));
   // Weights are f32 on the CPU backend; other backends pick their own storage type.
   const DType wt = backend->device() == Device::kCpu ? DType::kF32 : DType::kBF16;
@@ -154,15 +241,18 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const WeightSource& src, Backend* b
     LayerWeights& w = m->layers_[static_cast<size_t>(l)];
     SLIM_ASSIGN_OR_RETURN(w.attn_norm, LoadStacked(src, backend, {{p + "attn_norm.weight", 1}}, d, DType::kF32, &bytes));
     SLIM_ASSIGN_OR_RETURN(w.wqkv, LoadStacked(src, backend,
-                                              {{p + "attn_q.weight", qd}, {p + "attn_k.weight", kvd}, {p + "attn_v.weight", kvd}},
+                                              {QkPart(p + "attn_q.weight", c.n_heads, c), QkPart(p + "attn_k.weight", c.n_kv_heads, c), {p + "attn_v.weight", kvd}},
                                               d, wt, &bytes));
+    if (c.qkv_bias) {
+      SLIM_ASSIGN_OR_RETURN(w.bqkv, LoadQkvBias(src, backend, p, c, &bytes));
+    }
     SLIM_ASSIGN_OR_RETURN(w.wo, LoadStacked(src, backend, {{p + "attn_output.weight", d}}, qd, wt, &bytes));
     SLIM_ASSIGN_OR_RETURN(w.ffn_norm, LoadStacked(src, backend, {{p + "ffn_norm.weight", 1}}, d, DType::kF32, &bytes));
     SLIM_ASSIGN_OR_RETURN(w.w_gate_up, LoadStacked(src, backend, {{p + "ffn_gate.weight", ff}, {p + "ffn_up.weight", ff}},
                                                    d, wt, &bytes));
     SLIM_ASSIGN_OR_RETURN(w.w_down, LoadStacked(src, backend, {{p + "ffn_down.weight", d}}, ff, wt, &bytes));
     SLIM_ASSIGN_OR_RETURN(w.wqkv_q, LoadQuantized(src, backend,
-                                                  {{p + "attn_q.weight", qd}, {p + "attn_k.weight", kvd}, {p + "attn_v.weight", kvd}}, d));
+                                                  {QkPart(p + "attn_q.weight", c.n_heads, c), QkPart(p + "attn_k.weight", c.n_kv_heads, c), {p + "attn_v.weight", kvd}}, d));
     SLIM_ASSIGN_OR_RETURN(w.wo_q, LoadQuantized(src, backend, {{p + "attn_output.weight", d}}, qd));
     SLIM_ASSIGN_OR_RETURN(w.w_gate_up_q, LoadQuantized(src, backend, {{p + "ffn_gate.weight", ff}, {p + "ffn_up.weight", ff}}, d));
     SLIM_ASSIGN_OR_RETURN(w.w_down_q, LoadQuantized(src, backend, {{p + "ffn_down.weight", d}}, ff));
@@ -375,8 +465,10 @@ void Model::ProjectForPruning(int layer, std::span<const ForwardSeq> seqs, Batch
   const ModelConfig& c = config_;
   const int64_t qd = int64_t{c.n_heads} * c.head_dim, kvd = int64_t{c.n_kv_heads} * c.head_dim;
   const TensorView h = h_.Rows(0, b.n_rows), qkv = qkv_.Rows(0, b.n_rows);
-  const TensorView wqkv = layers_[static_cast<size_t>(layer)].wqkv.view();
+  const LayerWeights& w = layers_[static_cast<size_t>(layer)];
+  const TensorView wqkv = w.wqkv.view();
   backend_->MatMul(h, wqkv.Rows(qd, kvd), qkv.Cols(qd, kvd));
+  if (!w.bqkv.empty()) backend_->AddBias(qkv.Cols(qd, kvd), w.bqkv.view().Cols(qd, kvd));
   backend_->Rope(qkv.Cols(qd, kvd), c.n_kv_heads, c.head_dim, b.pos, rope_);
   for (size_t i = 0; i < seqs.size(); ++i) {
     if (StageAt(seqs[i], layer, /*before_attention=*/true) == nullptr) continue;
@@ -385,6 +477,7 @@ void Model::ProjectForPruning(int layer, std::span<const ForwardSeq> seqs, Batch
     const int64_t r0 = a.row_begin + a.n_rows - n_win;
     const TensorView q_win = qkv.Rows(r0, n_win).Cols(0, qd);
     backend_->MatMul(h.Rows(r0, n_win), wqkv.Rows(0, qd), q_win);
+    if (!w.bqkv.empty()) backend_->AddBias(q_win, w.bqkv.view().Cols(0, qd));
     backend_->Rope(q_win, c.n_heads, c.head_dim, std::span<const int32_t>(b.pos).subspan(r0, n_win), rope_);
   }
 }
@@ -423,6 +516,7 @@ Status Model::AttentionBlock(int l, kv::KvStore& kv, std::span<const ForwardSeq>
   }
   const TensorView qkv = qkv_.Rows(0, b.n_rows);
   backend_->MatMulQ(h_.Rows(0, b.n_rows), w.wqkv.view(), &w.wqkv_q, qkv);
+  if (!w.bqkv.empty()) backend_->AddBias(qkv, w.bqkv.view());
   kv.AwaitLayer(l);  // prefetched KV of this layer has landed (device-side wait)
   for (size_t i = 0; i < seqs.size(); ++i) {
     AttnSeq& a = b.attn[i];

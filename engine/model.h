@@ -19,6 +19,7 @@ namespace slim {
 struct LayerWeights {
   Buffer attn_norm;  // [1, d]
   Buffer wqkv;       // [(H + 2 * KVH) * hd, d]: q rows, then k rows, then v rows
+  Buffer bqkv;       // f32 [1, (H + 2 * KVH) * hd] when the model has QKV biases, else empty
   Buffer wo;         // [d, H * hd]
   Buffer ffn_norm;   // [1, d]
   Buffer w_gate_up;  // [2 * ff, d]: gate rows, then up rows

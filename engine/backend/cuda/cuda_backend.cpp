@@ -285,6 +285,15 @@ void CudaBackend::Add(TensorView acc, TensorView x) {
   Note(LaunchAdd(acc.data, acc.dtype, acc.stride, x.data, x.dtype, x.stride, acc.rows, acc.cols, stream_));
 }
 
+void CudaBackend::AddBias(TensorView x, TensorView bias) {
+  OpScope scope(this, "AddBias");
+  if (bias.dtype != DType::kF32 || bias.rows != 1 || bias.cols != x.cols) {
+    return Note(InvalidArgumentError("cuda AddBias: bias must be f32 [1, x.cols]"));
+  }
+  // Row stride 0: every row of x adds the same bias row.
+  Note(LaunchAdd(x.data, x.dtype, x.stride, bias.data, bias.dtype, /*x_stride=*/0, x.rows, x.cols, stream_));
+}
+
 void CudaBackend::AddRmsNorm(TensorView acc, TensorView x, TensorView w, float eps, TensorView out) {
   OpScope scope(this, "AddRmsNorm");
   if (w.dtype != DType::kF32) return Note(InvalidArgumentError("cuda AddRmsNorm: weights must be f32"));

@@ -41,6 +41,7 @@ class CudaBackend final : public Backend {
   void Embed(TensorView table, std::span<const int32_t> ids, TensorView out) override;
   void RmsNorm(TensorView x, TensorView w, float eps, TensorView out) override;
   void Add(TensorView acc, TensorView x) override;
+  void AddBias(TensorView x, TensorView bias) override;
   void AddRmsNorm(TensorView acc, TensorView x, TensorView w, float eps, TensorView out) override;
   void MatMul(TensorView x, TensorView w, TensorView out) override;
   void Rope(TensorView x, int n_heads, int head_dim, std::span<const int32_t> positions,

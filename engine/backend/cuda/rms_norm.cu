@@ -180,7 +180,7 @@ Status LaunchAdd(void* acc, DType acc_type, int64_t acc_stride, const void* x, D
   const char* name = "LaunchAdd";
   SLIM_GPU_REQUIRE(acc_type == DType::kF32 || acc_type == DType::kBF16, name);
   SLIM_GPU_REQUIRE(x_type == DType::kF32 || x_type == DType::kBF16, name);
-  SLIM_GPU_REQUIRE(rows >= 0 && cols >= 0 && acc_stride >= cols && x_stride >= cols, name);
+  SLIM_GPU_REQUIRE(rows >= 0 && cols >= 0 && acc_stride >= cols && (x_stride >= cols || x_stride == 0), name);
   if (rows == 0 || cols == 0) return OkStatus();
   if (acc_type == DType::kF32)
     return AddTo(static_cast<float*>(acc), acc_stride, x, x_type, x_stride, rows, cols, stream);

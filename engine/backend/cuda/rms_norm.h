@@ -17,9 +17,9 @@ Status LaunchRmsNorm(const void* x, DType x_type, int64_t x_stride,        // [r
                      float eps, void* out, DType out_type, int64_t out_stride,  // [rows, cols]
                      int64_t rows, int64_t cols, cudaStream_t stream);
 
-// acc[r, c] += x[r, c]
+// acc[r, c] += x[r, c]; x_stride 0 adds x's one row to every row (a bias).
 Status LaunchAdd(void* acc, DType acc_type, int64_t acc_stride,          // [rows, cols]
-                 const void* x, DType x_type, int64_t x_stride,          // [rows, cols]
+                 const void* x, DType x_type, int64_t x_stride,          // [rows, cols] or [1, cols]
                  int64_t rows, int64_t cols, cudaStream_t stream);
 
 // acc += x, then out = RMSNorm(acc) * w: one pass over the row instead of two launches.
