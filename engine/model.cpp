@@ -343,7 +343,7 @@ Status Model::PruneAt(int layer, bool before_attention, std::span<const ForwardS
     std::vector<float> scores;
     SLIM_RETURN_IF_ERROR(backend_->ScoreBlocks(qkv.Cols(0, qd), qkv.Cols(qd, kvd), shape_, a.row_begin, a.n_rows,
                                                s.prune->block_tokens, s.prune->unit_tokens, s.prune->query_window,
-                                               &scores));
+                                               s.prune->attention_scores, &scores));
     local[i] = KeptRows(SelectBlocks(scores, st->keep_blocks), a.n_rows, s.prune->block_tokens);
     if (s.summary) s.summary->stages.push_back({layer, static_cast<int64_t>(local[i].size())});
     any = true;

@@ -72,7 +72,7 @@ std::vector<double> LogSoftmax(const std::vector<float>& x) {
 Status CmdQuality(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
                                             {"model", "device", "threads", "tasks", "docs", "schedules",
-                                             "max-tokens", "limit", "out"},
+                                             "max-tokens", "limit", "out", "kv-tokens"},
                                             {"include-after-attention", "quiet"}));
   EngineOptions o;
   o.model = a.Str("model");
@@ -80,7 +80,9 @@ Status CmdQuality(int argc, char** argv) {
   if (a.Str("device", "cpu") == "cuda") o.device = Device::kCuda;
   SLIM_ASSIGN_OR_RETURN(int64_t threads, a.Int("threads", 0, 0, 1024));
   o.threads = static_cast<int>(threads);
-  o.kv_tokens = 16384;
+  // KV capacity: the engine's own sizing unless given (a 30K-token case needs more than one
+  // context of a small default).
+  SLIM_ASSIGN_OR_RETURN(o.kv_tokens, a.Int("kv-tokens", 0, 0, int64_t{1} << 32));
   SLIM_ASSIGN_OR_RETURN(auto engine, Engine::Create(o));
   const int n_layers = engine->config().n_layers;
   SLIM_ASSIGN_OR_RETURN(int64_t max_tokens, a.Int("max-tokens", 24, 1, 256));
@@ -120,6 +122,7 @@ Status CmdQuality(int argc, char** argv) {
     int correct = 0, total = 0;
     double ttft = 0.0;
     int64_t tokens = 0;
+    double kv_bytes = 0.0;
   };
   std::map<std::string, std::map<std::string, std::map<int64_t, Acc>>> summary;
   const auto t_start = std::chrono::steady_clock::now();
@@ -135,12 +138,13 @@ Status CmdQuality(int argc, char** argv) {
       st.max_tokens = static_cast<int32_t>(max_tokens);
       SLIM_ASSIGN_OR_RETURN(GenerateResult g, engine->Generate(ids, sp, st, nullptr, -1, s.request));
       const bool ok = FirstNumber(g.text) == answer;
-      out[s.name] = {{"text", g.text}, {"correct", ok}, {"ttft_ms", g.ttft_ms}};
+      out[s.name] = {{"text", g.text}, {"correct", ok}, {"ttft_ms", g.ttft_ms}, {"kv_bytes", g.kv_bytes}};
       Acc& acc = summary[s.name][row["task"].get<std::string>()][row["length"].get<int64_t>()];
       acc.correct += ok ? 1 : 0;
       acc.total += 1;
       acc.ttft += g.ttft_ms;
       acc.tokens += static_cast<int64_t>(ids.size());
+      acc.kv_bytes += static_cast<double>(g.kv_bytes);
     }
     cases.push_back(out);
     if (!a.Flag("quiet")) {
@@ -191,7 +195,8 @@ Status CmdQuality(int argc, char** argv) {
         sum.push_back({{"schedule", name}, {"task", task}, {"length", L}, {"correct", acc.correct},
                        {"total", acc.total}, {"accuracy", static_cast<double>(acc.correct) / acc.total},
                        {"mean_ttft_ms", acc.ttft / acc.total},
-                       {"mean_prompt_tokens", static_cast<double>(acc.tokens) / acc.total}});
+                       {"mean_prompt_tokens", static_cast<double>(acc.tokens) / acc.total},
+                       {"mean_kv_bytes", acc.kv_bytes / acc.total}});
   json sched = json::array();
   for (const Schedule& s : schedules)
     sched.push_back({{"name", s.name}, {"schedule", s.request.mode == PruningMode::kOff ? "" : s.request.config.ToString()},

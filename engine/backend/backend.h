@@ -145,9 +145,11 @@ class Backend {
                              const AttnShape& shape) {}
   // SlimInfer block scores of one sequence's rows [row_begin, row_begin + n_rows) of the
   // post-RoPE q [n, n_heads * head_dim] and k [n, n_kv_heads * head_dim] (definition and CPU
-  // reference: engine/pruning/block_scorer.h). Returns ceil(n_rows / block_tokens) scores.
+  // reference: engine/pruning/block_scorer.h): the paper's |mean q . mean k| per token unit, or
+  // with `attention` the softmax attention mass the window's queries give each unit. Returns
+  // ceil(n_rows / block_tokens) scores.
   virtual Status ScoreBlocks(TensorView q, TensorView k, const AttnShape& shape, int32_t row_begin,
-                             int32_t n_rows, int block_tokens, int unit_tokens, int query_window,
+                             int32_t n_rows, int block_tokens, int unit_tokens, int query_window, bool attention,
                              std::vector<float>* block_scores) = 0;
   // Causal GQA attention: row r of sequence s (its token index n_past + r) attends to that
   // sequence's tokens [0, n_past + r]. q, out: [n, n_heads * head_dim].

@@ -7,12 +7,51 @@
 
 namespace slim {
 
+namespace {
+
+// The attention-mass variant: per-token mass, summed per unit, maximum per block.
+std::vector<float> AttentionBlockScores(const float* q, int64_t q_stride, const float* k, int64_t k_stride,
+                                        int64_t n_rows, const BlockScoreParams& p) {
+  const int hd = p.head_dim, H = p.n_heads, G = H / p.n_kv_heads;
+  const int64_t w = std::min<int64_t>(p.query_window, n_rows);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  std::vector<double> mass(static_cast<size_t>(n_rows), 0.0), logit(static_cast<size_t>(n_rows));
+  for (int h = 0; h < H; ++h) {
+    for (int64_t r = n_rows - w; r < n_rows; ++r) {
+      const float* qr = q + r * q_stride + int64_t{h} * hd;
+      double mx = -INFINITY;
+      for (int64_t t = 0; t <= r; ++t) {
+        const float* kt = k + t * k_stride + int64_t{h / G} * hd;
+        double dot = 0.0;
+        for (int d = 0; d < hd; ++d) dot += double{qr[d]} * kt[d];
+        logit[static_cast<size_t>(t)] = dot * scale;
+        mx = std::max(mx, logit[static_cast<size_t>(t)]);
+      }
+      double sum = 0.0;
+      for (int64_t t = 0; t <= r; ++t) sum += std::exp(logit[static_cast<size_t>(t)] - mx);
+      for (int64_t t = 0; t <= r; ++t) mass[static_cast<size_t>(t)] += std::exp(logit[static_cast<size_t>(t)] - mx) / sum;
+    }
+  }
+  const double norm = 1.0 / (static_cast<double>(H) * static_cast<double>(w));
+  std::vector<float> block_scores(static_cast<size_t>((n_rows + p.block_tokens - 1) / p.block_tokens), 0.0f);
+  for (int64_t u0 = 0; u0 < n_rows; u0 += p.unit_tokens) {
+    double s = 0.0;
+    for (int64_t t = u0; t < std::min<int64_t>(u0 + p.unit_tokens, n_rows); ++t) s += mass[static_cast<size_t>(t)];
+    float& b = block_scores[static_cast<size_t>(u0 / p.block_tokens)];
+    b = std::max(b, static_cast<float>(s * norm));
+  }
+  return block_scores;
+}
+
+}  // namespace
+
 std::vector<float> ScoreBlocksRef(const float* q, int64_t q_stride, const float* k, int64_t k_stride,
                                   int64_t n_rows, const BlockScoreParams& p) {
   const int hd = p.head_dim, H = p.n_heads, KVH = p.n_kv_heads, G = H / KVH;
   const int64_t n_blocks = (n_rows + p.block_tokens - 1) / p.block_tokens;
   std::vector<float> block_scores(static_cast<size_t>(n_blocks), 0.0f);
   if (n_rows == 0) return block_scores;
+  if (p.attention) return AttentionBlockScores(q, q_stride, k, k_stride, n_rows, p);
   // Mean query of the last window, per query head.
   const int64_t w = std::min<int64_t>(p.query_window, n_rows);
   std::vector<float> qm(static_cast<size_t>(H) * hd, 0.0f);

@@ -4,6 +4,11 @@
 //   q_l         = mean of the post-RoPE queries of the last `window` tokens, per query head
 //   score(u)    = (1/H) * sum_h |q_l[h] . k_rep(u)[h / G]|
 //   score(b)    = max over the units of block b (a ragged tail belongs to the last block)
+// With `attention` (a variant: "score=attn" in a schedule) a unit's score is instead the
+// attention mass the last `window` queries give its tokens, as the layer's softmax would:
+//   p_{h,j}(t)  = softmax over t <= r_j of q_{r_j}[h] . k_t[h / G] / sqrt(head_dim)
+//                 (r_j: the window's rows, j = 0..window-1)
+//   score(u)    = (1 / (H * window)) * sum_{h, j} sum_{t in u} p_{h,j}(t)
 #pragma once
 
 #include <cstdint>
@@ -18,6 +23,7 @@ struct BlockScoreParams {
   int block_tokens = 64;
   int unit_tokens = 8;
   int query_window = 4;
+  bool attention = false;  // attention-mass scores instead of |mean q . mean k|
 };
 
 // q: [n_rows, n_heads * head_dim] with row stride q_stride (floats); k likewise with

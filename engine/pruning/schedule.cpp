@@ -58,6 +58,7 @@ std::string PruningConfig::ToString() const {
   if (query_window != d.query_window) os << ",window=" << query_window;
   if (unit_tokens != d.unit_tokens) os << ",unit=" << unit_tokens;
   if (after_attention) os << ",after";
+  if (attention_scores) os << ",score=attn";
   return os.str();
 }
 
@@ -78,6 +79,10 @@ StatusOr<PruningConfig> PruningConfig::Parse(const std::string& text) {
       c.after_attention = true;
       continue;
     }
+    if (item == "score=attn" || item == "score=keymean") {
+      c.attention_scores = item == "score=attn";
+      continue;
+    }
     if (item.rfind("window=", 0) == 0) {
       SLIM_ASSIGN_OR_RETURN(c.query_window, parse_int(item.substr(7), "window"));
       continue;
@@ -88,7 +93,7 @@ StatusOr<PruningConfig> PruningConfig::Parse(const std::string& text) {
     }
     const size_t colon = item.find(':');
     if (colon == std::string::npos) {
-      return InvalidArgumentError("pruning schedule: '" + item + "' is not layer:keep, window=N, unit=N or after");
+      return InvalidArgumentError("pruning schedule: '" + item + "' is not layer:keep, window=N, unit=N, after or score=attn|keymean");
     }
     const std::string ls = item.substr(0, colon), ks = item.substr(colon + 1);
     char* end = nullptr;
@@ -139,6 +144,7 @@ ResolvedSchedule ResolveSchedule(const PruningConfig& c, int64_t prompt_tokens) 
   r.unit_tokens = c.unit_tokens;
   r.query_window = c.query_window;
   r.after_attention = c.after_attention;
+  r.attention_scores = c.attention_scores;
   int64_t alive_blocks = (prompt_tokens + c.block_tokens - 1) / c.block_tokens;
   for (const PruneStage& s : c.stages) {
     const double tokens = s.fraction ? s.keep * static_cast<double>(prompt_tokens) : s.keep;

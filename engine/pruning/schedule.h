@@ -23,12 +23,15 @@ struct PruningConfig {
   int unit_tokens = 8;
   int query_window = 4;
   bool after_attention = false;  // variant: prune after the layer's attention instead of before
+  // Variant: score blocks by the window queries' softmax attention mass ("score=attn";
+  // engine/pruning/block_scorer.h) instead of the paper's |mean q . mean k|.
+  bool attention_scores = false;
 
   // InvalidArgument naming the stage: layers strictly increasing inside [1, n_layers), keeps
   // strictly decreasing (in tokens when all stages use one kind), at least two blocks kept,
   // unit divides block, window >= 1.
   Status Validate(int n_layers) const;
-  // "10:0.25,20:1024,window=32,unit=8,after": stages (fractions when the value has a '.',
+  // "10:0.25,20:1024,window=32,unit=8,after,score=attn": stages (fractions when the value has a '.',
   // tokens otherwise), then optional parameters (block size is the KV block size).
   std::string ToString() const;
   static StatusOr<PruningConfig> Parse(const std::string& text);
@@ -54,6 +57,7 @@ struct ResolvedSchedule {
   int unit_tokens = 8;
   int query_window = 4;
   bool after_attention = false;
+  bool attention_scores = false;
   bool empty() const { return stages.empty(); }
 };
 

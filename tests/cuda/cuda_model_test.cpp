@@ -1,6 +1,6 @@
 // The whole forward pass on the CUDA backend against the CPU backend: synthetic:smollm2-135m and
-// synthetic:tiny (every row through the decode kernel), the real default GGUF model when it is
-// present, and the pruning invariants on the GPU. Skipped where no CUDA device is present.
+// synthetic:tiny (every row through the decode kernel), the real default and Qwen2 GGUF models
+// when they are present, and the pruning invariants on the GPU. Skipped where no CUDA device is present.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -113,6 +113,19 @@ TEST(CudaModel, DefaultGgufModelMatchesCpu) {
   if (!HaveGpu()) GTEST_SKIP() << "no CUDA device";
   if (!std::filesystem::exists(SLIM_DEFAULT_MODEL)) GTEST_SKIP() << SLIM_DEFAULT_MODEL << " not present";
   PrefillAndDecodeAgree(SLIM_DEFAULT_MODEL, 500, 0.05);
+}
+
+// Qwen2 (QKV biases, NeoX RoPE pairs reordered at load) where the files are present
+// (scripts/fetch-model.sh qwen2.5-coder-0.5b / qwen2.5-coder-1.5b).
+TEST(CudaModel, Qwen2GgufModelsMatchCpu) {
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device";
+  int ran = 0;
+  for (const char* path : {SLIM_QWEN05_MODEL, SLIM_QWEN15_MODEL}) {
+    if (!std::filesystem::exists(path)) continue;
+    ++ran;
+    PrefillAndDecodeAgree(path, 500, 0.05);
+  }
+  if (ran == 0) GTEST_SKIP() << "no Qwen2 model present";
 }
 
 TEST(CudaModel, BatchedDecodeEqualsSingleSequences) {

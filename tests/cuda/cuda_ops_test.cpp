@@ -219,17 +219,23 @@ TEST_F(CudaOps, ScoreBlocksMatchesReference) {
     const int64_t qd = 32 * 128, kd = 8 * 128;
     const auto q = Random(static_cast<size_t>(n * qd), 13), k = Random(static_cast<size_t>(n * kd), 14);
     Buffer qg = Put(gpu_, DType::kBF16, q, n, qd), kg = Put(gpu_, DType::kBF16, k, n, kd);
-    std::vector<float> got;
-    ASSERT_TRUE(gpu_->ScoreBlocks(qg.view(), kg.view(), shape, 0, static_cast<int32_t>(n), 64, 8, 4, &got).ok());
-    BlockScoreParams p;
-    p.n_heads = 32;
-    p.n_kv_heads = 8;
-    p.head_dim = 128;
-    const auto want = ScoreBlocksRef(q.data(), qd, k.data(), kd, n, p);
-    ASSERT_EQ(got.size(), want.size());
-    EXPECT_LT(RelL2(got, want), 1e-4) << n;
-    // The ranking the selection uses.
-    EXPECT_EQ(SelectBlocks(got, (int64_t(got.size()) + 3) / 4), SelectBlocks(want, (int64_t(want.size()) + 3) / 4));
+    for (bool attention : {false, true}) {
+      std::vector<float> got;
+      ASSERT_TRUE(
+          gpu_->ScoreBlocks(qg.view(), kg.view(), shape, 0, static_cast<int32_t>(n), 64, 8, 4, attention, &got).ok());
+      BlockScoreParams p;
+      p.n_heads = 32;
+      p.n_kv_heads = 8;
+      p.head_dim = 128;
+      p.attention = attention;
+      // The reference reads the bf16-rounded inputs the kernel reads.
+      const auto want = ScoreBlocksRef(Get(gpu_, qg.view()).data(), qd, Get(gpu_, kg.view()).data(), kd, n, p);
+      ASSERT_EQ(got.size(), want.size());
+      EXPECT_LT(RelL2(got, want), attention ? 1e-3 : 1e-4) << n << " attention " << attention;
+      // The ranking the selection uses.
+      EXPECT_EQ(SelectBlocks(got, (int64_t(got.size()) + 3) / 4), SelectBlocks(want, (int64_t(want.size()) + 3) / 4))
+          << n << " attention " << attention;
+    }
   }
 }
 

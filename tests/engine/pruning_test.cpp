@@ -58,6 +58,13 @@ TEST(PruningSchedule, ParseAndPrint) {
   EXPECT_EQ(w->unit_tokens, 4);
   EXPECT_TRUE(w->after_attention);
   EXPECT_EQ(w->ToString(), "10:0.25,20:0.125,window=32,unit=4,after");
+  EXPECT_FALSE(w->attention_scores);
+  auto a = PruningConfig::Parse("9:0.375,score=attn");
+  ASSERT_TRUE(a.ok());
+  EXPECT_TRUE(a->attention_scores);
+  EXPECT_EQ(a->ToString(), "9:0.375,score=attn");
+  EXPECT_TRUE(ResolveSchedule(*a, 4096).attention_scores);
+  EXPECT_FALSE(PruningConfig::Parse("9:0.375,score=max").ok());
   EXPECT_FALSE(PruningConfig::Parse("10:0.25,window=0").ok());
   EXPECT_FALSE(PruningConfig::Parse("window=8").ok());
   EXPECT_FALSE(PruningConfig::Parse("10-0.25").ok());
@@ -160,6 +167,43 @@ TEST(BlockScorer, PicksTheBlocksThatMatchTheQuery) {
   EXPECT_EQ(rows[16], 32);
   EXPECT_EQ(rows.back(), n - 1);
   EXPECT_TRUE(std::is_sorted(rows.begin(), rows.end()));
+}
+
+// The attention-mass variant is the softmax of the window's queries: with one unit per block the
+// block scores sum to 1; the block whose key the queries point at gets nearly all of it, and a
+// key pointing away gets less than an unrelated one (no |.|, unlike the paper's score).
+TEST(BlockScorer, AttentionMassFollowsTheSoftmax) {
+  BlockScoreParams p;
+  p.n_heads = 4;
+  p.n_kv_heads = 2;
+  p.head_dim = 8;
+  p.block_tokens = 4;
+  p.unit_tokens = 4;
+  p.query_window = 2;
+  p.attention = true;
+  const int n = 4 * 8;
+  const int qd = p.n_heads * p.head_dim, kd = p.n_kv_heads * p.head_dim;
+  std::mt19937 rng(9);
+  std::normal_distribution<float> noise(0.0f, 0.01f);
+  std::vector<float> q(static_cast<size_t>(n * qd)), k(static_cast<size_t>(n * kd));
+  for (auto& v : q) v = noise(rng);
+  for (auto& v : k) v = noise(rng);
+  for (int r = n - 2; r < n; ++r)
+    for (int h = 0; h < p.n_heads; ++h) q[static_cast<size_t>(r * qd + h * p.head_dim + 3)] = 4.0f;
+  for (int g = 0; g < p.n_kv_heads; ++g) {
+    k[static_cast<size_t>(13 * kd + g * p.head_dim + 3)] = 4.0f;   // block 3: logit 16 / sqrt(8)
+    k[static_cast<size_t>(22 * kd + g * p.head_dim + 3)] = -4.0f;  // block 5: pointing away
+  }
+  const std::vector<float> s = ScoreBlocksRef(q.data(), qd, k.data(), kd, n, p);
+  ASSERT_EQ(s.size(), 8u);
+  double total = 0.0;
+  for (float v : s) total += v;
+  EXPECT_NEAR(total, 1.0, 1e-5);
+  // One key at logit 16/sqrt(8) = 5.66 against ~30 at ~0: e^5.66 / (e^5.66 + 30) = 0.906, plus
+  // the block's three other tokens at ~1/316 each.
+  EXPECT_NEAR(s[3], 0.915, 0.01);
+  EXPECT_LT(s[5], s[1]);
+  EXPECT_EQ(SelectBlocks(s, 3), (std::vector<int32_t>{0, 3, 7}));
 }
 
 // ---------------------------------------------------------------------------------------------

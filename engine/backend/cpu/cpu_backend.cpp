@@ -463,7 +463,7 @@ void CpuBackend::AttentionGemm(const kv::KvStore& kv, const AttnSeq& s, const At
 
 Status CpuBackend::ScoreBlocks(TensorView q, TensorView k, const AttnShape& shape, int32_t row_begin,
                                int32_t n_rows, int block_tokens, int unit_tokens, int query_window,
-                               std::vector<float>* block_scores) {
+                               bool attention, std::vector<float>* block_scores) {
   BlockScoreParams p;
   p.n_heads = shape.n_heads;
   p.n_kv_heads = shape.n_kv_heads;
@@ -471,6 +471,7 @@ Status CpuBackend::ScoreBlocks(TensorView q, TensorView k, const AttnShape& shap
   p.block_tokens = block_tokens;
   p.unit_tokens = unit_tokens;
   p.query_window = query_window;
+  p.attention = attention;
   *block_scores = ScoreBlocksRef(RowPtr(q, row_begin), q.stride, RowPtr(k, row_begin), k.stride, n_rows, p);
   return OkStatus();
 }

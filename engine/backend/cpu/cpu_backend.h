@@ -44,7 +44,7 @@ class CpuBackend final : public Backend {
   void Attention(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape,
                  TensorView q, TensorView out) override;
   Status ScoreBlocks(TensorView q, TensorView k, const AttnShape& shape, int32_t row_begin, int32_t n_rows,
-                     int block_tokens, int unit_tokens, int query_window,
+                     int block_tokens, int unit_tokens, int query_window, bool attention,
                      std::vector<float>* block_scores) override;
   // The host reference (engine/sampler/logits_summary.h) on the rows where they are.
   Status SummarizeLogits(TensorView logits, std::span<const SummaryRequest> requests,

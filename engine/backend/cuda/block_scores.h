@@ -1,6 +1,7 @@
 // SlimInfer token-unit scores on the device (definition and CPU reference:
 // engine/pruning/block_scorer.h): the mean query of the last `query_window` rows per head, then
-// per unit of `unit_tokens` rows score = (1/H) sum_h |q_mean[h] . mean_k(unit)[h / G]|.
+// per unit of `unit_tokens` rows score = (1/H) sum_h |q_mean[h] . mean_k(unit)[h / G]|; or, with
+// `attention`, the softmax attention mass of the window's queries per unit.
 // The block maximum over units and the top-k choice stay on the host (a few thousand floats).
 #pragma once
 
@@ -27,7 +28,17 @@ struct BlockScoreArgs {
   int query_window = 4;
   float* q_mean = nullptr;       // scratch [n_heads * head_dim], device
   float* unit_scores = nullptr;  // out [ceil(n_rows / unit_tokens)], device
+  // The attention-mass variant: logits scratch [n_heads * window, n_rows] and per-row
+  // (max, sum of exp) scratch [n_heads * window, 2]; q_mean is unused.
+  bool attention = false;
+  float* logits = nullptr;
+  float* row_stats = nullptr;
 };
+
+// Scratch floats LaunchBlockScores needs for `a` (q_mean or logits and row stats, plus the unit
+// scores), laid out by AssignBlockScoreScratch.
+size_t BlockScoreScratchFloats(const BlockScoreArgs& a);
+void AssignBlockScoreScratch(BlockScoreArgs* a, float* scratch);
 
 Status LaunchBlockScores(const BlockScoreArgs& a, cudaStream_t stream);
 

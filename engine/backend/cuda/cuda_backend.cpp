@@ -648,7 +648,7 @@ Status CudaBackend::DoAttention(const kv::KvStore& kv, std::span<const AttnSeq> 
 // ---- pruning scores ------------------------------------------------------------------------
 
 Status CudaBackend::ScoreBlocks(TensorView q, TensorView k, const AttnShape& shape, int32_t row_begin, int32_t n_rows,
-                                int block_tokens, int unit_tokens, int query_window,
+                                int block_tokens, int unit_tokens, int query_window, bool attention,
                                 std::vector<float>* block_scores) {
   OpScope scope(this, "ScoreBlocks");
   SLIM_RETURN_IF_ERROR(TakeError());
@@ -660,8 +660,6 @@ Status CudaBackend::ScoreBlocks(TensorView q, TensorView k, const AttnShape& sha
   const int64_t n_blocks = (int64_t{n_rows} + block_tokens - 1) / block_tokens;
   block_scores->assign(static_cast<size_t>(n_blocks), 0.0f);
   if (n_rows == 0) return OkStatus();
-  const size_t qm = static_cast<size_t>(shape.n_heads) * shape.head_dim;
-  SLIM_ASSIGN_OR_RETURN(void* scratch, score_scratch_.Get((qm + static_cast<size_t>(n_units)) * sizeof(float)));
   BlockScoreArgs a;
   const TensorView qs = q.Rows(row_begin, n_rows), ks = k.Rows(row_begin, n_rows);
   a.q = qs.data;
@@ -675,8 +673,9 @@ Status CudaBackend::ScoreBlocks(TensorView q, TensorView k, const AttnShape& sha
   a.head_dim = shape.head_dim;
   a.unit_tokens = unit_tokens;
   a.query_window = query_window;
-  a.q_mean = static_cast<float*>(scratch);
-  a.unit_scores = a.q_mean + qm;
+  a.attention = attention;
+  SLIM_ASSIGN_OR_RETURN(void* scratch, score_scratch_.Get(BlockScoreScratchFloats(a) * sizeof(float)));
+  AssignBlockScoreScratch(&a, static_cast<float*>(scratch));
   SLIM_RETURN_IF_ERROR(LaunchBlockScores(a, stream_));
   host_f32_.resize(static_cast<size_t>(n_units));
   CUDA_CHECK(cudaMemcpyAsync(host_f32_.data(), a.unit_scores, static_cast<size_t>(n_units) * sizeof(float),

@@ -56,7 +56,7 @@ class CudaBackend final : public Backend {
   void PrepareLayers(const kv::KvStore& kv, std::span<const std::vector<AttnSeq>> layers,
                      const AttnShape& shape) override;
   Status ScoreBlocks(TensorView q, TensorView k, const AttnShape& shape, int32_t row_begin, int32_t n_rows,
-                     int block_tokens, int unit_tokens, int query_window,
+                     int block_tokens, int unit_tokens, int query_window, bool attention,
                      std::vector<float>* block_scores) override;
   void Attention(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape, TensorView q,
                  TensorView out) override;
