@@ -12,8 +12,17 @@
                  argmax over the raw logits (no llama.cpp sampler, so no penalties). The loop
                  does not stop at end-of-generation ids: compare with ignore_eos.
 
-Needs llama-cpp-python (built from source) and numpy; the default model
-(scripts/fetch-model.sh). Usage: scripts/make-fixtures.py [--model PATH] [--out DIR]
+With --jinja the chat prompts are the model's own GGUF chat template rendered by Python's
+jinja2 (messages and rendered text stored in greedy.json, so a test can check our template
+renders the same text); without it, the fixed SmolLM2 ChatML text. --logit-cases picks the
+logits prompts (by name) for models whose full set would be slow in CI.
+
+Needs llama-cpp-python (built from source) and numpy (and jinja2 with --jinja); the model
+(scripts/fetch-model.sh [NAME]). Usage:
+  scripts/make-fixtures.py [--model PATH] [--out DIR] [--jinja] [--logit-cases p16,p250,...]
+For the Qwen2 fixtures in CI:
+  scripts/make-fixtures.py --model models/Qwen2.5-Coder-0.5B-Instruct.gguf \
+      --out tests/fixtures/qwen2.5-coder-0.5b --jinja --logit-cases p16,p250,p1000
 """
 import argparse as argparse_module
 import hashlib
@@ -114,6 +123,19 @@ def chatml(question):
             f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n")
 
 
+def jinja_chat(template_source, messages):
+    """The GGUF chat template rendered as transformers renders it (jinja2, trim_blocks and
+    lstrip_blocks, raise_exception available), with a generation prompt."""
+    import jinja2
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+
+    def raise_exception(msg):
+        raise jinja2.exceptions.TemplateError(msg)
+
+    env.globals["raise_exception"] = raise_exception
+    return env.from_string(template_source).render(messages=messages, add_generation_prompt=True)
+
+
 def sha256(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -193,6 +215,8 @@ def main():
     ap = argparse_module.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=os.path.join(ROOT, "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--out", default=os.path.join(ROOT, "tests/fixtures/llamacpp"))
+    ap.add_argument("--jinja", action="store_true", help="chat prompts from the GGUF's own template via jinja2")
+    ap.add_argument("--logit-cases", default="", help="comma-separated logits prompt names (default: all)")
     args = ap.parse_args()
     if not os.path.exists(args.model):
         sys.exit(f"make-fixtures: model {args.model} not found (run scripts/fetch-model.sh)")
@@ -214,7 +238,10 @@ def main():
                 n_threads_batch=N_THREADS, logits_all=False, seed=SEED, verbose=False)
     n_vocab = llm.n_vocab()
     cases = []
+    wanted = [c for c in args.logit_cases.split(",") if c]
     for name, source, text in logits_prompts(vocab):
+        if wanted and name not in wanted:
+            continue
         ids = tokenize(vocab, text)
         logits = run(llm, ids)
         assert logits.shape == (n_vocab,) and np.isfinite(logits).all(), name
@@ -232,9 +259,18 @@ def main():
         "cases": cases})
 
     # ---- greedy ----
+    template = None
+    if args.jinja:
+        template = vocab.metadata.get("tokenizer.chat_template")
+        if not template:
+            sys.exit("make-fixtures: --jinja: the model has no tokenizer.chat_template")
     cases = []
     for name, prompt, chat in GREEDY_CASES:
-        text = chatml(prompt) if chat else prompt
+        messages = [{"role": "user", "content": prompt}] if chat else None
+        if chat and template is not None:
+            text = jinja_chat(template, messages)
+        else:
+            text = chatml(prompt) if chat else prompt
         ids = tokenize(vocab, text, special=chat)
         logits = run(llm, ids)
         out = []
@@ -245,8 +281,12 @@ def main():
                 llm.eval([tok])
                 logits = last_logits(llm)
         cont = llm.detokenize(out).decode("utf-8", errors="replace")
-        cases.append({"name": name, "chat": chat, "prompt_text": text, "prompt_ids": ids,
-                      "continuation": out, "text": cont})
+        case = {"name": name, "chat": chat, "prompt_text": text, "prompt_ids": ids,
+                "continuation": out, "text": cont}
+        if chat and template is not None:
+            case["messages"] = messages
+            case["template"] = "the model's tokenizer.chat_template rendered by jinja2"
+        cases.append(case)
         print(f"make-fixtures: {name}: {cont!r}")
     write_json(os.path.join(args.out, "greedy.json"), {
         **common, "n_ctx": N_CTX, "n_threads": N_THREADS, "tokens": GREEDY_TOKENS,

@@ -66,7 +66,8 @@ struct ResolvedSchedule {
 PruningConfig PaperSchedule(int n_layers);
 
 // The default schedule for a model: chosen by the quality harness where we measured the model
-// (bench/quality.md, "Pruning quality"), the paper's proportions otherwise.
+// (bench/quality.md, "Pruning quality": SmolLM2-135M, Qwen2.5-Coder-0.5B and -1.5B), the
+// paper's proportions otherwise.
 // `model_name` is GGUF general.name (case-insensitive match).
 PruningConfig DefaultScheduleFor(const std::string& model_name, int n_layers);
 

@@ -116,6 +116,11 @@ TEST(PruningSchedule, PaperProportions) {
   // SmolLM2's measured default; any other model gets the paper's proportions.
   EXPECT_EQ(DefaultScheduleFor("Smollm2 135M 8k Lc100K Mix1 Ep2", 30).ToString(), "28:0.125");
   EXPECT_EQ(DefaultScheduleFor("Meta Llama 3.1 8B Instruct", 32).ToString(), PaperSchedule(32).ToString());
+  EXPECT_EQ(DefaultScheduleFor("Qwen2.5 Coder 1.5B Instruct GGUF", 28).ToString(),
+            "14:6144,21:3072,26:2048,score=attn");
+  EXPECT_EQ(DefaultScheduleFor("Qwen2.5 Coder 0.5B Instruct AWQ", 24).ToString(),
+            "12:0.375,18:0.1875,22:0.125,score=attn");
+  EXPECT_EQ(DefaultScheduleFor("Qwen2.5 7B Instruct", 28).ToString(), PaperSchedule(28).ToString());
 }
 
 // ---------------------------------------------------------------------------------------------
