@@ -300,6 +300,9 @@ StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(const HttpListenerOp
   impl->set_read_timeout(options.read_timeout);    // SO_RCVTIMEO of accepted sockets
   impl->set_write_timeout(options.write_timeout);  // SO_SNDTIMEO
   impl->set_tcp_nodelay(true);
+  // Only for the Keep-Alive response header: the connection loop here enforces both.
+  impl->set_keep_alive_max_count(options.max_requests_per_connection);
+  impl->set_keep_alive_timeout(std::max<time_t>(1, std::chrono::duration_cast<std::chrono::seconds>(options.idle_timeout).count()));
   // SO_REUSEADDR only: a second server on a busy port must fail rather than share it.
   impl->set_socket_options([](socket_t s) {
     const int one = 1;

@@ -225,8 +225,8 @@ TEST_F(CappedHttpServer, ConnectionsPastTheCapGet503AndTheCapFreesUp) {
 TEST_F(HttpServer, StreamingSendsOneUncompressedEventPerTokenWhileGenerating) {
   const int fd = Dial(server_->http_port());
   ASSERT_GE(fd, 0);
-  constexpr int kTokens = 200;
-  ASSERT_TRUE(SendAll(fd, StreamRequest(R"({"prompt": "Once upon a time", "max_tokens": 200, "ignore_eos": true,
+  constexpr int kTokens = 64;
+  ASSERT_TRUE(SendAll(fd, StreamRequest(R"({"prompt": "Once upon a time", "max_tokens": 64, "ignore_eos": true,
                                              "stream": true})")));
   SseReader reader(fd);
   const std::string head = reader.Head();
@@ -236,7 +236,7 @@ TEST_F(HttpServer, StreamingSendsOneUncompressedEventPerTokenWhileGenerating) {
   EXPECT_EQ(head.find("Content-Encoding"), std::string::npos) << "an SSE stream must not be compressed\n" << head;
   std::optional<std::string> first = reader.Next();
   ASSERT_TRUE(first.has_value());
-  // The first token event arrived while the request is still generating its 200 tokens.
+  // The first token event arrived while the request is still generating its 64 tokens.
   EXPECT_EQ(server_->scheduler()->live(), 1);
   int token_events = 0;
   std::string last_finish;

@@ -2,7 +2,7 @@
 """The OpenAI-compatible HTTP API of the real sliminfer-server (default model, CPU, loopback)
 through the official `openai` Python package: chat and completions, streamed and not, usage,
 stop, seed reproducibility, logprobs, pruning options, every error class (400 with its param,
-401, 404 model and path, 413, 429, 503 draining, 504 deadline), a disconnect mid-stream (KV
+401 on both front ends, 404 model and path, 413, 429, 503 draining, 504 deadline), a disconnect mid-stream (KV
 back to its baseline), 16 concurrent streams, and the acceptance check: a streamed greedy chat
 completion equals the gRPC Generate text for the same request (through sliminfer-cli).
 
@@ -360,6 +360,17 @@ class ApiKey(unittest.TestCase):
             self.assertEqual(http_get(server.http_port, "/health")[0], 200)
             self.assertEqual(http_get(server.http_port, "/metrics")[0], 200)
             self.assertEqual(server.metric('sliminfer_requests_total{outcome="unauthenticated"}'), 1)
+            # gRPC: the same key as `authorization: Bearer` metadata (sliminfer-cli reads SLIMINFER_API_KEY).
+            cli = [os.path.join(BUILD, "bin", "sliminfer-cli"), "--server", f"127.0.0.1:{server.grpc_port}",
+                   "generate", "--prompt", "Hi", "--max-tokens", "2", "--json"]
+            env = {k: v for k, v in os.environ.items() if k != "SLIMINFER_API_KEY"}
+            refused = subprocess.run(cli, capture_output=True, text=True, timeout=120, env=env)
+            self.assertEqual(refused.returncode, 1)
+            self.assertIn("UNAUTHENTICATED", refused.stderr)
+            ok = subprocess.run(cli, capture_output=True, text=True, timeout=120,
+                                env={**env, "SLIMINFER_API_KEY": "k-123456"})
+            self.assertEqual(ok.returncode, 0, ok.stderr)
+            self.assertEqual(len(json.loads(ok.stdout)["token_ids"]), 2)
         finally:
             server.stop()
 
