@@ -48,8 +48,9 @@ StatusOr<std::unique_ptr<InferenceServer>> InferenceServer::Start(const ServerOp
   if (!s->grpc_ || s->port_ == 0) return UnavailableError("cannot listen on " + addr);
   grpc::HealthCheckServiceInterface* health = s->grpc_->GetHealthCheckService();
   health->SetServingStatus(false);
-  spdlog::info("listening on {}:{} (gRPC), {} (HTTP: OpenAI API, /health, /metrics){}{}", options.host, s->port_,
-               s->http_ ? options.http_host + ":" + std::to_string(s->http_port()) : std::string("off"),
+  spdlog::info("listening on {}:{} (gRPC), {}{}{}", options.host, s->port_,
+               s->http_ ? options.http_host + ":" + std::to_string(s->http_port()) + " (HTTP: OpenAI API, /health, /metrics)"
+                        : std::string("HTTP off"),
                s->metrics_http_ ? ", " + options.metrics_host + ":" + std::to_string(s->metrics_port()) +
                                       " (/metrics, /health)"
                                 : std::string(),

@@ -189,7 +189,7 @@ TEST_F(HttpServer, IdleAndTricklingClientsDoNotStallMetricsOrHealthAndAreClosed)
     EXPECT_NE(m.body.find("sliminfer_requests_total"), std::string::npos);
     EXPECT_EQ(h.status, 200);
     EXPECT_EQ(json::parse(h.body, nullptr, false).value("status", ""), "SERVING") << h.body;
-    EXPECT_LT(took, 5s) << "a scrape waited behind idle or slow clients (liveness bound)";
+    EXPECT_LT(took, 10s) << "a scrape waited behind idle or slow clients (liveness bound)";
     std::this_thread::sleep_for(500ms);
   }
   for (auto& t : tricklers) t.join();
