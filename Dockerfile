@@ -4,7 +4,8 @@
 #   docker build -t sliminfer-serve:cuda .                       # CUDA (default; nvcc 13, sm_90a)
 #   docker build -t sliminfer-serve:cpu --build-arg VARIANT=cpu . # CPU only, Debian 12
 #   docker build -t sliminfer-serve:fetch --target model-fetcher .   # init image: scripts/fetch-model.sh
-#   docker run --gpus all -p 50051:50051 -p 9464:9464 -v $PWD/models:/models:ro sliminfer-serve:cuda
+#   docker run --gpus all -p 50051:50051 -p 8000:8000 -v $PWD/models:/models:ro sliminfer-serve:cuda
+# Ports: 50051 gRPC, 8000 HTTP (OpenAI API, /health, /metrics).
 # The model comes from the /models volume (SLIMINFER_MODEL, default the SmolLM2 GGUF that
 # scripts/fetch-model.sh downloads); the Kubernetes manifests fill it with the fetch image.
 ARG VARIANT=cuda
@@ -29,8 +30,9 @@ RUN bash scripts/setup.sh && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLIM_BUILD_TESTS=OFF ${SLIM_CMAKE_ARGS} ${CMAKE_EXTRA_ARGS} \
  && cmake --build build -j "$(nproc)" --target sliminfer-server sliminfer-cli sliminfer-bench
-# Runtime libraries: what the binaries load, minus glibc (the runtime base has the same one) and
-# CUDA / driver libraries (the CUDA runtime image and the NVIDIA container toolkit provide them).
+# Runtime libraries: what the binaries load (among them the distribution's compiled cpp-httplib,
+# libcpp-httplib.so.*, with the OpenSSL, zlib and brotli libraries it links), minus glibc (the
+# runtime base has the same one) and CUDA / driver libraries (the CUDA runtime image and the NVIDIA container toolkit provide them).
 RUN mkdir -p /out/bin /out/lib \
  && cp build/bin/sliminfer-server build/bin/sliminfer-cli build/bin/sliminfer-bench /out/bin/ \
  && ldd /out/bin/* | awk '$2 == "=>" && $3 ~ /^\// {print $3}' | sort -u \
@@ -58,8 +60,8 @@ ENV PATH=/opt/sliminfer/bin:$PATH \
     SLIMINFER_MODEL=/models/SmolLM2-135M-Instruct.Q4_1.gguf \
     SLIMINFER_DEVICE=auto \
     SLIMINFER_PORT=50051 \
-    SLIMINFER_METRICS_PORT=9464
+    SLIMINFER_HTTP_PORT=8000
 VOLUME ["/models"]
-EXPOSE 50051 9464
+EXPOSE 50051 8000
 USER 10001:10001
 ENTRYPOINT ["sliminfer-server"]

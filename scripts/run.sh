@@ -4,7 +4,7 @@
 # long-context demo through sliminfer-cli with pruning off and then on, prints both TTFTs, and
 # keeps serving until Ctrl-C (printing how to connect).
 #
-# Environment: SLIM_BUILD_DIR (build), SLIM_PORT (50051), SLIM_METRICS_PORT (9464),
+# Environment: SLIM_BUILD_DIR (build), SLIM_PORT (50051), SLIM_HTTP_PORT (8000: OpenAI API, /metrics),
 # SLIM_DEVICE (cpu / cuda / auto; default: auto when nvidia-smi sees a GPU, else cpu),
 # SLIM_CMAKE_ARGS (extra cmake arguments), SLIM_DEMO_FILE (the long document; default GPL-3).
 # An argument replaces the demo question.
@@ -14,7 +14,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 BUILD_DIR="${SLIM_BUILD_DIR:-build}"
 PORT="${SLIM_PORT:-50051}"
-METRICS_PORT="${SLIM_METRICS_PORT:-9464}"
+HTTP_PORT="${SLIM_HTTP_PORT:-8000}"
 MODEL="models/SmolLM2-135M-Instruct.Q4_1.gguf"
 QUESTION="${1:-In two sentences: what must you do when you distribute a modified version of a program under this license?}"
 
@@ -34,9 +34,9 @@ fi
 
 SERVER_LOG="$BUILD_DIR/sliminfer-server.log"
 echo
-echo "== starting sliminfer-server (device $DEVICE, port $PORT, metrics $METRICS_PORT; log $SERVER_LOG) =="
+echo "== starting sliminfer-server (device $DEVICE, port $PORT, http $HTTP_PORT; log $SERVER_LOG) =="
 "$BUILD_DIR/bin/sliminfer-server" --model "$MODEL" --device "$DEVICE" --port "$PORT" \
-  --metrics-port "$METRICS_PORT" >"$SERVER_LOG" 2>&1 &
+  --http-port "$HTTP_PORT" >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 stop_server() {
   if kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -91,7 +91,9 @@ sliminfer-server keeps serving on localhost:$PORT (Ctrl-C stops it). Try:
   $BUILD_DIR/bin/sliminfer-cli --server localhost:$PORT info
   $BUILD_DIR/bin/sliminfer-bench server --server localhost:$PORT --concurrency 4 --requests 16 --prompt-tokens 256
   grpcurl -plaintext localhost:$PORT list                 (server reflection)
-  curl -s localhost:$METRICS_PORT/metrics | grep sliminfer_   (Prometheus metrics)
+  curl -N localhost:$HTTP_PORT/v1/chat/completions -H 'Content-Type: application/json' \\
+    -d '{"messages": [{"role": "user", "content": "Why is the sky blue?"}], "stream": true}'   (OpenAI API)
+  curl -s localhost:$HTTP_PORT/metrics | grep sliminfer_   (Prometheus metrics)
 Server log: $SERVER_LOG
 EOF
 wait "$SERVER_PID"

@@ -1,6 +1,7 @@
 // The Inference service handlers.
 #include "server/inference_service.h"
 
+#include "server/api_key.h"
 #include "server/generate_reactor.h"
 #include "server/proto_parse.h"
 #include "server/quote.h"
@@ -28,6 +29,7 @@ InferenceService::InferenceService(ServerMetrics* metrics, ServiceOptions option
   ctx_.metrics = metrics;
   ctx_.registry = &registry_;
   ctx_.limits = options_.limits;
+  ctx_.api_key = options_.api_key;
 }
 
 void InferenceService::SetReady(const Engine* engine, Scheduler* scheduler) {
@@ -57,15 +59,25 @@ Status InferenceService::Admissible() const {
   return OkStatus();
 }
 
+Status InferenceService::Authorized(const grpc::CallbackServerContext* ctx) const {
+  if (!ctx_.api_key.empty()) {
+    const auto& md = ctx->client_metadata();
+    auto it = md.find("authorization");
+    const std::string_view sent = it == md.end() ? std::string_view() : std::string_view(it->second.data(), it->second.size());
+    SLIM_RETURN_IF_ERROR(CheckBearer(ctx_.api_key, sent));
+  }
+  return Admissible();
+}
+
 grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::Generate(grpc::CallbackServerContext* ctx,
                                                                        const grpc::ByteBuffer* request) {
-  const Status admissible = Admissible();
+  const Status admissible = Authorized(ctx);
   return new GenerateReactor(ctx_, ctx, request, admissible);
 }
 
 grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
                                                      grpc::ByteBuffer* response) {
-  Status s = Admissible();
+  Status s = Authorized(ctx);
   if (!s.ok()) return Done(ctx, ToGrpc(s));
   v1::TokenizeRequest req;
   s = ParseRequest(*request, &req);
@@ -81,7 +93,7 @@ grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* InferenceService::GetModelInfo(grpc::CallbackServerContext* ctx,
                                                          const v1::GetModelInfoRequest* /*request*/,
                                                          v1::ModelInfo* out) {
-  Status s = Admissible();
+  Status s = Authorized(ctx);
   if (!s.ok()) return Done(ctx, ToGrpc(s));
   const Engine& e = *ctx_.engine;
   const ModelConfig& c = e.config();
@@ -118,7 +130,7 @@ grpc::ServerUnaryReactor* InferenceService::GetModelInfo(grpc::CallbackServerCon
 
 grpc::ServerUnaryReactor* InferenceService::Abort(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
                                                   grpc::ByteBuffer* response) {
-  Status s = Admissible();
+  Status s = Authorized(ctx);
   if (!s.ok()) return Done(ctx, ToGrpc(s));
   v1::AbortRequest req;
   s = ParseRequest(*request, &req);

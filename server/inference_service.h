@@ -2,7 +2,9 @@
 // stream), Tokenize, GetModelInfo and Abort. Requests are parsed from raw byte buffers so that
 // undecodable input (invalid UTF-8) gets INVALID_ARGUMENT naming the field.
 // Until SetReady every call gets UNAVAILABLE ("model not loaded"); after SetDraining likewise
-// ("server is draining").
+// ("server is draining"). With an API key every call needs the metadata `authorization: Bearer
+// KEY` (UNAUTHENTICATED otherwise); grpc.health.v1 stays open. The OpenAI HTTP front end
+// (openai_http.h) shares the service's context, admission and key.
 // Thread-safety: SetReady / SetDraining may be called from any thread; gRPC calls the handlers
 // from its own threads.
 #pragma once
@@ -24,6 +26,7 @@ struct ServiceOptions {
   RequestLimits limits;   // resolved against the model in SetReady when 0
   int max_seqs = 0;       // for GetModelInfo
   int max_queue = 0;
+  std::string api_key;    // "" = no authentication
 };
 
 // What a Generate reactor needs from the service; valid while the service lives.
@@ -33,6 +36,7 @@ struct ServiceContext {
   ServerMetrics* metrics = nullptr;
   RequestRegistry* registry = nullptr;
   RequestLimits limits;
+  std::string api_key;    // "" = no authentication
 };
 
 using InferenceServiceBase = sliminfer::v1::Inference::WithRawCallbackMethod_Generate<
@@ -52,6 +56,11 @@ class InferenceService final : public InferenceServiceBase {
   void SetLoadFailed(const Status& why);
   bool ready() const { return ready_.load(std::memory_order_acquire); }
   const RequestLimits& limits() const { return ctx_.limits; }
+  // UNAVAILABLE while not ready, failed to load or draining, else OK.
+  Status Admissible() const;
+  // What requests need (engine, scheduler, metrics, registry, limits); its engine and scheduler
+  // are set once Admissible() has been OK.
+  const ServiceContext& context() const { return ctx_; }
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* ctx,
                                                        const grpc::ByteBuffer* request) override;
@@ -64,8 +73,8 @@ class InferenceService final : public InferenceServiceBase {
                                   grpc::ByteBuffer* response) override;
 
  private:
-  // UNAVAILABLE while not ready or draining, else OK.
-  Status Admissible() const;
+  // UNAUTHENTICATED without the API key, then Admissible().
+  Status Authorized(const grpc::CallbackServerContext* ctx) const;
 
   ServiceOptions options_;
   ServiceContext ctx_;

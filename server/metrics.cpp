@@ -4,8 +4,6 @@
 
 #include <prometheus/text_serializer.h>
 
-#include "server/metrics_http.h"
-
 #include <algorithm>
 #include <limits>
 #include <cctype>
@@ -183,7 +181,7 @@ ServerMetrics::ServerMetrics()
   itl_ = MakeHistogram(r, "sliminfer_inter_token_latency_seconds",
                        "Time between consecutive token writes of one stream.", LatencyBuckets());
   e2e_ = MakeHistogram(r, "sliminfer_e2e_request_latency_seconds",
-                       "Arrival of a Generate call to its end (any outcome).", LatencyBuckets());
+                       "Arrival of a Generate call or completion request to its end (any outcome).", LatencyBuckets());
   queue_ = MakeHistogram(r, "sliminfer_request_queue_time_seconds", "Arrival to admission (prefill start).",
                          LatencyBuckets());
   prefill_ = MakeHistogram(r, "sliminfer_prefill_time_seconds", "Prompt forward pass (after pruning) per request.",
@@ -194,11 +192,12 @@ ServerMetrics::ServerMetrics()
                                 {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256});
   requests_ = &prometheus::BuildCounter()
                    .Name("sliminfer_requests_total")
-                   .Help("Generate calls by outcome (ok, or the lower-case gRPC status of the failure).")
+                   .Help("Generate calls (gRPC) and completion requests (HTTP) by outcome (ok, or the lower-case gRPC status of "
+                         "the failure).")
                    .Register(r);
   for (StatusCode c : {StatusCode::kOk, StatusCode::kCancelled, StatusCode::kDeadlineExceeded, StatusCode::kAborted,
                        StatusCode::kInvalidArgument, StatusCode::kResourceExhausted, StatusCode::kUnavailable,
-                       StatusCode::kInternal}) {
+                       StatusCode::kUnauthenticated, StatusCode::kInternal}) {
     requests_->Add({{"outcome", OutcomeName(c)}});
   }
   prompt_tokens_ = MakeCounter(r, "sliminfer_prompt_tokens_total", "Prompt tokens prefilled.");
@@ -241,14 +240,6 @@ void ServerMetrics::OnDecodeStep(int batch, double seconds) {
 }
 
 void ServerMetrics::OnGeneratedTokens(int64_t n) { generation_tokens_->Increment(static_cast<double>(n)); }
-
-Status ServerMetrics::StartExposer(const std::string& host, int port) {
-  SLIM_ASSIGN_OR_RETURN(exposer_, MetricsHttpServer::Start(host, port, [this] { return Render(); }));
-  exposer_port_ = exposer_->port();
-  return OkStatus();
-}
-
-void ServerMetrics::StopExposer() { exposer_.reset(); }
 
 std::string ServerMetrics::Render() const {
   std::vector<MetricFamily> families = registry_->Collect();

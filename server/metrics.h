@@ -21,8 +21,6 @@
 
 namespace slim::server {
 
-class MetricsHttpServer;
-
 class ServerMetrics final : public SchedulerObserver {
  public:
   ServerMetrics();
@@ -45,12 +43,7 @@ class ServerMetrics final : public SchedulerObserver {
   void OnDecodeStep(int batch, double seconds) override;
   void OnGeneratedTokens(int64_t n) override;
 
-  // Starts an HTTP exposer serving /metrics on host:port (port 0 = any free port).
-  Status StartExposer(const std::string& host, int port);
-  int exposer_port() const { return exposer_port_; }
-  // Stops serving /metrics (joins the HTTP threads).
-  void StopExposer();
-  // The text exposition of every family (what /metrics serves).
+  // The text exposition of every family (what the HTTP listener's /metrics serves).
   std::string Render() const;
 
  private:
@@ -58,8 +51,6 @@ class ServerMetrics final : public SchedulerObserver {
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<StatsCollectable> stats_;
-  std::unique_ptr<MetricsHttpServer> exposer_;
-  int exposer_port_ = -1;
 
   prometheus::Histogram* ttft_;
   prometheus::Histogram* itl_;

@@ -17,9 +17,6 @@ StatusOr<std::unique_ptr<InferenceServer>> InferenceServer::Start(const ServerOp
   SLIM_RETURN_IF_ERROR(options.Validate());
   std::unique_ptr<InferenceServer> s(new InferenceServer(options));
   s->metrics_ = std::make_unique<ServerMetrics>();
-  if (options.metrics_port >= 0) {
-    SLIM_RETURN_IF_ERROR(s->metrics_->StartExposer(options.metrics_host, options.metrics_port));
-  }
   ServiceOptions so;
   so.limits.max_prompt_tokens = options.max_prompt_tokens;
   so.limits.max_total_tokens = options.max_total_tokens;
@@ -27,7 +24,9 @@ StatusOr<std::unique_ptr<InferenceServer>> InferenceServer::Start(const ServerOp
   so.limits.server_pruning = options.pruning == "default" ? PruningMode::kDefault : PruningMode::kOff;
   so.max_seqs = options.max_seqs;
   so.max_queue = options.max_queue;
+  so.api_key = options.api_key;
   s->service_ = std::make_unique<InferenceService>(s->metrics_.get(), so);
+  SLIM_RETURN_IF_ERROR(s->StartHttp());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -49,10 +48,47 @@ StatusOr<std::unique_ptr<InferenceServer>> InferenceServer::Start(const ServerOp
   if (!s->grpc_ || s->port_ == 0) return UnavailableError("cannot listen on " + addr);
   grpc::HealthCheckServiceInterface* health = s->grpc_->GetHealthCheckService();
   health->SetServingStatus(false);
-  spdlog::info("listening on {}:{} (gRPC), metrics {}", options.host, s->port_,
-               options.metrics_port >= 0 ? options.metrics_host + ":" + std::to_string(s->metrics_port()) + "/metrics"
-                                         : std::string("off"));
+  spdlog::info("listening on {}:{} (gRPC), {}{}{}", options.host, s->port_,
+               s->http_ ? options.http_host + ":" + std::to_string(s->http_port()) + " (HTTP: OpenAI API, /health, /metrics)"
+                        : std::string("HTTP off"),
+               s->metrics_http_ ? ", " + options.metrics_host + ":" + std::to_string(s->metrics_port()) +
+                                      " (/metrics, /health)"
+                                : std::string(),
+               options.api_key.empty() ? "" : "; API key required");
   return s;
+}
+
+Status InferenceServer::StartHttp() {
+  OpenAiHttpOptions ho;
+  ho.served_model_name = options_.served_model_name;
+  if (ho.served_model_name.empty()) {
+    // The model file's name: models/SmolLM2-135M-Instruct.Q4_1.gguf -> SmolLM2-135M-Instruct.Q4_1.
+    std::string name = options_.model.substr(options_.model.find_last_of('/') + 1);
+    if (name.ends_with(".gguf")) name.resize(name.size() - 5);
+    ho.served_model_name = name.empty() ? options_.model : name;
+  }
+  ho.max_body_bytes = static_cast<size_t>(options_.http_max_body_bytes);
+  http_api_ = std::make_unique<OpenAiHttpApi>(service_.get(), metrics_.get(), ho);
+  HttpListenerOptions lo;
+  lo.max_connections = options_.http_max_connections;
+  lo.read_timeout = std::chrono::milliseconds(static_cast<int64_t>(options_.http_read_timeout_s * 1000));
+  lo.idle_timeout = std::chrono::milliseconds(static_cast<int64_t>(options_.http_idle_timeout_s * 1000));
+  lo.write_timeout = std::chrono::milliseconds(static_cast<int64_t>(options_.http_write_timeout_s * 1000));
+  lo.max_body_bytes = static_cast<size_t>(options_.http_max_body_bytes);
+  if (options_.http_port >= 0) {
+    lo.host = options_.http_host;
+    lo.port = options_.http_port;
+    lo.name = "http";
+    SLIM_ASSIGN_OR_RETURN(http_, HttpListener::Start(lo, [this](httplib::Server& s) { http_api_->AddRoutes(s); }));
+  }
+  if (options_.metrics_port >= 0) {
+    lo.host = options_.metrics_host;
+    lo.port = options_.metrics_port;
+    lo.name = "metrics";
+    SLIM_ASSIGN_OR_RETURN(metrics_http_,
+                          HttpListener::Start(lo, [this](httplib::Server& s) { http_api_->AddMetricsRoutes(s); }));
+  }
+  return OkStatus();
 }
 
 Status InferenceServer::LoadModel() {
@@ -113,6 +149,7 @@ void InferenceServer::Drain(std::chrono::milliseconds grace) {
   drained_ = true;
   if (!grpc_) {  // Start failed before the transport came up: nothing is in flight.
     if (scheduler_) scheduler_->Shutdown(UnavailableError("server shut down"));
+    StopHttp();
     return;
   }
   grpc_->GetHealthCheckService()->SetServingStatus(false);
@@ -131,15 +168,20 @@ void InferenceServer::Drain(std::chrono::milliseconds grace) {
   // Reactors finish their last writes; anything still open after 5 s is cancelled.
   grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   grpc_->Wait();
+  // HTTP responses of the ended requests are written by now or within the listener's grace.
+  StopHttp();
   spdlog::info("drained");
+}
+
+void InferenceServer::StopHttp() {
+  if (http_) http_->Stop();
+  if (metrics_http_) metrics_http_->Stop();
 }
 
 InferenceServer::~InferenceServer() {
   Drain(std::chrono::milliseconds(0));
-  if (metrics_) {
-    metrics_->StopExposer();
-    metrics_->SetSources(nullptr, nullptr);
-  }
+  StopHttp();
+  if (metrics_) metrics_->SetSources(nullptr, nullptr);
 }
 
 }  // namespace slim::server

@@ -9,6 +9,7 @@
 
 #include <cctype>
 #include <cstdlib>
+#include <fstream>
 #include <mutex>
 
 ABSL_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf", "GGUF model path or synthetic:NAME");
@@ -17,8 +18,23 @@ ABSL_FLAG(int, threads, 0, "CPU threads for the engine (0 = all cores)");
 ABSL_FLAG(std::string, kv_dtype, "auto", "KV cache type: auto (cpu f32, cuda bf16), f32 or f16 (cpu), bf16 (cuda)");
 ABSL_FLAG(std::string, host, "0.0.0.0", "address the gRPC server binds");
 ABSL_FLAG(int, port, 50051, "gRPC port (0 = any free port)");
-ABSL_FLAG(std::string, metrics_host, "0.0.0.0", "address the Prometheus endpoint binds");
-ABSL_FLAG(int, metrics_port, 9464, "Prometheus /metrics port (0 = any free port, -1 = off)");
+ABSL_FLAG(std::string, http_host, "0.0.0.0", "address the HTTP listener (OpenAI API, /health, /metrics) binds");
+ABSL_FLAG(int, http_port, 8000, "HTTP port: OpenAI API, /health, /metrics (0 = any free port, -1 = off)");
+ABSL_FLAG(int, http_max_connections, 256, "HTTP connections open at once; more get 503 and are closed");
+ABSL_FLAG(double, http_read_timeout_s, 10.0,
+          "seconds a whole HTTP request (head and body) may take to arrive, however it trickles in");
+ABSL_FLAG(double, http_idle_timeout_s, 5.0, "close HTTP keep-alive connections idle this many seconds");
+ABSL_FLAG(double, http_write_timeout_s, 30.0,
+          "an HTTP response write blocked this many seconds means the client is gone (its request is cancelled)");
+ABSL_FLAG(int, http_max_body_bytes, 16 << 20, "largest HTTP request body; larger ones get 413");
+ABSL_FLAG(std::string, served_model_name, "", "model id of the OpenAI API (\"\" = the model file name without .gguf)");
+ABSL_FLAG(std::string, metrics_host, "0.0.0.0", "address the --metrics-port listener binds");
+ABSL_FLAG(int, metrics_port, -1,
+          "a second HTTP port serving only /metrics and /health (0 = any free port, -1 = none: use --http-port)");
+ABSL_FLAG(std::string, api_key, "",
+          "require 'authorization: Bearer KEY' on gRPC calls and /v1/* HTTP requests (health and /metrics stay "
+          "open); set it through SLIMINFER_API_KEY or --api-key-file rather than argv");
+ABSL_FLAG(std::string, api_key_file, "", "file whose first line is the API key (e.g. a mounted Secret)");
 ABSL_FLAG(int, max_seqs, 64, "sequences decoded together (continuous batching)");
 ABSL_FLAG(int, max_queue, 64,
           "requests waiting for admission; more get RESOURCE_EXHAUSTED. 0 = no waiting: a request is accepted "
@@ -55,6 +71,8 @@ namespace {
 
 const char* const kFlagNames[] = {
     "model",          "device",          "threads",           "kv_dtype",      "host",          "port",
+    "http_host", "http_port", "http_max_connections", "http_read_timeout_s", "http_idle_timeout_s",
+    "http_write_timeout_s", "http_max_body_bytes", "served_model_name", "api_key", "api_key_file",
     "metrics_host",   "metrics_port",    "max_seqs",          "max_queue",     "max_prompt_tokens",
     "max_total_tokens", "default_max_tokens", "context_length", "kv_tokens", "kv_gib", "gpu_memory_fraction", "host_kv_tokens", "host_kv_gib",    "pruning",       "pruning_schedule",
     "log_format",     "log_level",       "drain_grace_s",     "keepalive_time_ms", "keepalive_timeout_ms",
@@ -78,6 +96,15 @@ Status ServerOptions::Validate() const {
   }
   if (port < 0 || port > 65535) return bad("port", "must be in [0, 65535]");
   if (metrics_port < -1 || metrics_port > 65535) return bad("metrics-port", "must be -1 (off) or in [0, 65535]");
+  if (http_port < -1 || http_port > 65535) return bad("http-port", "must be -1 (off) or in [0, 65535]");
+  if (http_max_connections < 1 || http_max_connections > 100000) return bad("http-max-connections", "must be in [1, 100000]");
+  if (!(http_read_timeout_s >= 0.1 && http_read_timeout_s <= 3600)) return bad("http-read-timeout-s", "must be in [0.1, 3600]");
+  if (!(http_idle_timeout_s >= 0.1 && http_idle_timeout_s <= 3600)) return bad("http-idle-timeout-s", "must be in [0.1, 3600]");
+  if (!(http_write_timeout_s >= 0.1 && http_write_timeout_s <= 3600)) {
+    return bad("http-write-timeout-s", "must be in [0.1, 3600]");
+  }
+  if (http_max_body_bytes < 1024) return bad("http-max-body-bytes", "must be >= 1024");
+  if (api_key.find_first_of(" \t\r\n") != std::string::npos) return bad("api-key", "must not contain white space");
   if (max_seqs < 1 || max_seqs > 4096) return bad("max-seqs", "must be in [1, 4096]");
   if (max_queue < 0 || max_queue > 1000000) return bad("max-queue", "must be in [0, 1000000]");
   if (max_prompt_tokens < 0) return bad("max-prompt-tokens", "must be >= 0");
@@ -114,7 +141,7 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
     };
     absl::SetFlagsUsageConfig(config);
     absl::SetProgramUsageMessage(
-      "sliminfer-server --model PATH|synthetic:NAME --device cpu|cuda|auto --port 50051 --metrics-port 9464 "
+      "sliminfer-server --model PATH|synthetic:NAME --device cpu|cuda|auto --port 50051 --http-port 8000 "
       "--max-seqs N --max-queue N --pruning off|default ...\n"
       "Every flag may also come from the environment: SLIMINFER_<FLAG>, e.g. SLIMINFER_MAX_SEQS=8.");
   });
@@ -152,6 +179,25 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   o.kv_dtype = absl::GetFlag(FLAGS_kv_dtype);
   o.host = absl::GetFlag(FLAGS_host);
   o.port = absl::GetFlag(FLAGS_port);
+  o.http_host = absl::GetFlag(FLAGS_http_host);
+  o.http_port = absl::GetFlag(FLAGS_http_port);
+  o.http_max_connections = absl::GetFlag(FLAGS_http_max_connections);
+  o.http_read_timeout_s = absl::GetFlag(FLAGS_http_read_timeout_s);
+  o.http_idle_timeout_s = absl::GetFlag(FLAGS_http_idle_timeout_s);
+  o.http_write_timeout_s = absl::GetFlag(FLAGS_http_write_timeout_s);
+  o.http_max_body_bytes = absl::GetFlag(FLAGS_http_max_body_bytes);
+  o.served_model_name = absl::GetFlag(FLAGS_served_model_name);
+  o.api_key = absl::GetFlag(FLAGS_api_key);
+  o.api_key_file = absl::GetFlag(FLAGS_api_key_file);
+  if (!o.api_key_file.empty()) {
+    if (!o.api_key.empty()) return InvalidArgumentError("--api-key and --api-key-file: set one");
+    std::ifstream in(o.api_key_file);
+    if (!in || !std::getline(in, o.api_key)) {
+      return InvalidArgumentError("--api-key-file: cannot read " + o.api_key_file);
+    }
+    while (!o.api_key.empty() && (o.api_key.back() == '\r' || o.api_key.back() == ' ')) o.api_key.pop_back();
+    if (o.api_key.empty()) return InvalidArgumentError("--api-key-file: " + o.api_key_file + " has an empty first line");
+  }
   o.metrics_host = absl::GetFlag(FLAGS_metrics_host);
   o.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   o.max_seqs = absl::GetFlag(FLAGS_max_seqs);

@@ -20,8 +20,22 @@ struct ServerOptions {
   std::string kv_dtype = "auto";      // KV cache: auto (cpu f32, cuda bf16), f32/f16 (cpu), bf16 (cuda)
   std::string host = "0.0.0.0";
   int port = 50051;                   // 0 = any free port
+  // The HTTP listener: OpenAI API, /health, /metrics.
+  std::string http_host = "0.0.0.0";
+  int http_port = 8000;               // 0 = any free port, -1 = no HTTP listener
+  int http_max_connections = 256;     // open at once; more get 503
+  double http_read_timeout_s = 10.0;  // a whole request (head and body) must arrive in this time
+  double http_idle_timeout_s = 5.0;   // keep-alive connections idle this long are closed
+  double http_write_timeout_s = 30.0; // a response write blocked this long: the client is gone
+  int http_max_body_bytes = 16 << 20; // larger request bodies get 413
+  std::string served_model_name;      // the OpenAI model id; "" = the model file's name
+  // A second listener with /metrics and /health only (where deployments scrape a port of its own).
   std::string metrics_host = "0.0.0.0";
-  int metrics_port = 9464;            // 0 = any free port, -1 = no metrics endpoint
+  int metrics_port = -1;              // 0 = any free port, -1 = none (/metrics is on the HTTP port)
+  // Clients must send `authorization: Bearer KEY` (gRPC metadata, HTTP header); "" = open.
+  // Prefer SLIMINFER_API_KEY or --api-key-file to keep the key out of argv.
+  std::string api_key;
+  std::string api_key_file;           // the key is this file's first line
   int max_seqs = 64;                  // sequences decoding at once
   int max_queue = 64;                 // requests waiting for admission
   int max_prompt_tokens = 0;          // 0 = the model's context
@@ -50,7 +64,8 @@ struct ServerOptions {
   Status Validate() const;
 };
 
-// Parses argv (abseil flags; --help prints them) with SLIMINFER_* environment overrides.
+// Parses argv (abseil flags; --help prints them) with SLIMINFER_* environment overrides, and
+// reads --api-key-file into api_key.
 // Unknown flags end the process with usage, as abseil does; bad values return INVALID_ARGUMENT.
 StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv);
 

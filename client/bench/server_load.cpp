@@ -129,6 +129,7 @@ Status CmdServer(int argc, char** argv) {
   v1::ModelInfo info;
   {
     grpc::ClientContext ctx;
+    client::AddApiKey(&ctx);
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     grpc::Status s = stub->GetModelInfo(&ctx, v1::GetModelInfoRequest(), &info);
     if (!s.ok()) return Status(static_cast<StatusCode>(s.error_code()), "GetModelInfo: " + s.error_message());
@@ -138,6 +139,7 @@ Status CmdServer(int argc, char** argv) {
   std::vector<int32_t> stream;
   {
     grpc::ClientContext ctx;
+    client::AddApiKey(&ctx);
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
     v1::TokenizeRequest req;
     req.set_text(text);

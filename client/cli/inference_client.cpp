@@ -2,6 +2,7 @@
 #include "client/cli/inference_client.h"
 
 #include <chrono>
+#include <cstdlib>
 
 namespace slim::client {
 
@@ -38,6 +39,14 @@ const char* StatusCodeName(grpc::StatusCode code) {
   }
 }
 
+void AddApiKey(grpc::ClientContext* ctx) {
+  static const std::string key = [] {
+    const char* k = std::getenv("SLIMINFER_API_KEY");
+    return std::string(k != nullptr ? k : "");
+  }();
+  if (!key.empty()) ctx->AddMetadata("authorization", "Bearer " + key);
+}
+
 GenerateOutcome RunGenerate(sliminfer::v1::Inference::Stub& stub, const sliminfer::v1::GenerateRequest& request,
                             double timeout_s, const std::function<void(const sliminfer::v1::TokenChunk&)>& on_chunk,
                             const std::function<void(grpc::ClientContext*)>& context_hook) {
@@ -47,6 +56,7 @@ GenerateOutcome RunGenerate(sliminfer::v1::Inference::Stub& stub, const sliminfe
   };
   GenerateOutcome out;
   grpc::ClientContext ctx;
+  AddApiKey(&ctx);
   if (timeout_s > 0) {
     ctx.set_deadline(std::chrono::system_clock::now() +
                      std::chrono::microseconds(static_cast<int64_t>(timeout_s * 1e6)));

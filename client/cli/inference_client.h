@@ -18,6 +18,10 @@ namespace slim::client {
 // `target`: "host:port", "dns:///host:port", "unix:/path", ...
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target);
 
+// Adds the metadata `authorization: Bearer KEY` when the environment sets SLIMINFER_API_KEY (the
+// key of a server started with --api-key; the environment keeps it out of argv).
+void AddApiKey(grpc::ClientContext* ctx);
+
 // "INVALID_ARGUMENT", "UNAVAILABLE", ...
 const char* StatusCodeName(grpc::StatusCode code);
 

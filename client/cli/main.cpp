@@ -28,6 +28,7 @@ using bench::Args;
 const char* kUsage = R"(usage: sliminfer-cli [--server HOST:PORT] [--timeout SECONDS] COMMAND [flags]
   --server    HOST:PORT or a gRPC target such as dns:///host:port (round_robin over its
               addresses); default localhost:50051 or $SLIMINFER_SERVER
+  $SLIMINFER_API_KEY, when set, is sent as `authorization: Bearer KEY` (servers with --api-key)
 commands:
   generate  --prompt TEXT | --prompt-file F  [--chat] [--system TEXT] [--max-tokens N]
             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stop TEXT] [--ignore-eos]
@@ -207,6 +208,7 @@ int CmdTokenize(v1::Inference::Stub& stub, const Args& a, double timeout_s) {
   }
   req.set_parse_special(a.Flag("special"));
   grpc::ClientContext ctx;
+  client::AddApiKey(&ctx);
   if (timeout_s > 0) ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(int64_t(timeout_s * 1e3)));
   v1::TokenizeResponse resp;
   grpc::Status s = stub.Tokenize(&ctx, req, &resp);
@@ -224,6 +226,7 @@ int CmdTokenize(v1::Inference::Stub& stub, const Args& a, double timeout_s) {
 
 int CmdInfo(v1::Inference::Stub& stub, double timeout_s) {
   grpc::ClientContext ctx;
+  client::AddApiKey(&ctx);
   if (timeout_s > 0) ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(int64_t(timeout_s * 1e3)));
   v1::ModelInfo info;
   grpc::Status s = stub.GetModelInfo(&ctx, v1::GetModelInfoRequest(), &info);

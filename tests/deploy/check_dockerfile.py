@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Static checks of the Dockerfile (no Docker engine here to build it): both VARIANTs resolve to
 defined stages, every COPY source exists in the repository and survives .dockerignore, the build
-stage uses scripts/setup.sh, the final stage runs as a non-root user and exposes 50051 and 9464.
+stage uses scripts/setup.sh, the final stage runs as a non-root user and exposes 50051 (gRPC) and 8000 (HTTP:
+OpenAI API, /health, /metrics).
 Usage: check_dockerfile.py REPO_ROOT
 """
 import fnmatch
@@ -58,7 +59,7 @@ def main(root):
     if not users or users[-1].split(":")[0] in ("0", "root"):
         errors.append(f"final stage {names[-1]} runs as root")
     exposed = {p for ln in final if ln.startswith("EXPOSE ") for p in ln.split()[1:]}
-    if not {"50051", "9464"} <= exposed:
+    if not {"50051", "8000"} <= exposed:
         errors.append(f"final stage exposes {sorted(exposed)}")
     if any(re.search(r"apt-get install|setup\.sh|build-essential", ln) for ln in final):
         errors.append("final stage installs build tools")

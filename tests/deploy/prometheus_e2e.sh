@@ -35,11 +35,11 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM  # so a ctest timeout still runs cleanup
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-GRPC_PORT=$(free_port); METRICS_PORT=$(free_port); PROM_PORT=$(free_port)
-echo "prometheus_e2e: grpc $GRPC_PORT metrics $METRICS_PORT prometheus $PROM_PORT"
+GRPC_PORT=$(free_port); HTTP_PORT=$(free_port); PROM_PORT=$(free_port)
+echo "prometheus_e2e: grpc $GRPC_PORT http (/metrics) $HTTP_PORT prometheus $PROM_PORT"
 
 "$BUILD/bin/sliminfer-server" --model "$MODEL" --device cpu --port "$GRPC_PORT" \
-  --metrics-port "$METRICS_PORT" --max-seqs 4 --max-queue 64 --pruning default \
+  --http-host 127.0.0.1 --http-port "$HTTP_PORT" --max-seqs 4 --max-queue 64 --pruning default \
   --kv-tokens 1600 --host-kv-tokens 16384 >"$TMP/server.log" 2>&1 &
 PIDS+=($!)
 
@@ -53,7 +53,7 @@ rule_files: [sliminfer-rules.yml]
 scrape_configs:
   - job_name: sliminfer
     static_configs:
-      - targets: ["127.0.0.1:$METRICS_PORT"]
+      - targets: ["127.0.0.1:$HTTP_PORT"]
 YAML
 "$PROMETHEUS" --config.file="$TMP/prometheus.yml" --storage.tsdb.path="$TMP/tsdb" \
   --web.listen-address="127.0.0.1:$PROM_PORT" --log.level=warn >"$TMP/prometheus.log" 2>&1 &

@@ -6,7 +6,10 @@ or in files) against the Kubernetes OpenAPI schemas bundled with the kubernetes-
 Custom resources have no bundled schema and are handled explicitly: PodMonitor gets a structural
 check here; PrometheusRule's spec must equal deploy/prometheus/sliminfer-rules.yml (so promtool's
 check of that file covers it too). Any other kind without a schema is an error.
-Also checks the deployment invariants the drain relies on (grace period > preStop + drain grace).
+Also checks the deployment invariants the drain relies on (grace period > preStop + drain grace),
+that the PodMonitor scrapes the container port that serves /metrics (the HTTP port, or the
+--metrics-port where one is set), that the Service exposes gRPC and HTTP, and that the model
+volume works for replicas on several nodes (an emptyDir, or a claim that is not ReadWriteOnce).
 Usage: validate_manifests.py --k8s-version 1.30.0 --rules RULES.yml FILE...
 """
 import argparse
@@ -48,7 +51,23 @@ def check_deployment(doc, configmaps):
     for c in pod["containers"] + pod.get("initContainers", []):
         csc = c["securityContext"]
         assert csc["readOnlyRootFilesystem"] and csc["capabilities"]["drop"] == ["ALL"], c["name"]
-    return env
+    ports = {p["name"]: p["containerPort"] for p in server["ports"]}
+    serves_metrics = {int(env.get("SLIMINFER_HTTP_PORT", 8000))}
+    if int(env.get("SLIMINFER_METRICS_PORT", -1)) >= 0:
+        serves_metrics.add(int(env["SLIMINFER_METRICS_PORT"]))
+    assert ports.get("grpc") == int(env.get("SLIMINFER_PORT", 50051)), f"grpc port {ports} vs {env}"
+    assert ports.get("http") == int(env.get("SLIMINFER_HTTP_PORT", 8000)), f"http port {ports} vs {env}"
+    models = next(v for v in pod["volumes"] if v["name"] == "models")
+    return env, {n for n, p in ports.items() if p in serves_metrics}, models
+
+
+def check_models_volume(models, claims):
+    # Replicas land on several nodes: each needs the model without a ReadWriteOnce attachment.
+    if "emptyDir" in models:
+        return
+    claim = claims[models["persistentVolumeClaim"]["claimName"]]
+    modes = set(claim["spec"]["accessModes"])
+    assert modes & {"ReadOnlyMany", "ReadWriteMany"}, f"models claim access modes {sorted(modes)}: one node only"
 
 
 def main():
@@ -64,6 +83,10 @@ def main():
         stream = sys.stdin if path == "-" else open(path)
         docs += [d for d in yaml.safe_load_all(stream) if d]
     configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
+    claims = {d["metadata"]["name"]: d for d in docs if d["kind"] == "PersistentVolumeClaim"}
+    metrics_ports = None
+    scraped = []
+    service_ports = set()
     kinds = []
     failures = 0
     for doc in docs:
@@ -72,6 +95,7 @@ def main():
         try:
             if kind == "PodMonitor":
                 check_podmonitor(doc)
+                scraped += [ep["port"] for ep in doc["spec"]["podMetricsEndpoints"]]
                 how = "structural check (CRD, no bundled schema)"
             elif kind == "PrometheusRule":
                 check_prometheusrule(doc, args.rules)
@@ -79,8 +103,11 @@ def main():
             else:
                 kubernetes_validate.validate(doc, args.k8s_version, strict=True)
                 how = f"schema v{args.k8s_version} strict"
+                if kind == "Service" and doc["spec"].get("clusterIP") != "None":
+                    service_ports |= {p["name"] for p in doc["spec"]["ports"]}
                 if kind == "Deployment":
-                    env = check_deployment(doc, configmaps)
+                    env, metrics_ports, models = check_deployment(doc, configmaps)
+                    check_models_volume(models, claims)
                     if args.expect_device:
                         assert env["SLIMINFER_DEVICE"] == args.expect_device, env["SLIMINFER_DEVICE"]
                     how += ", probes/drain/securityContext invariants"
@@ -93,6 +120,15 @@ def main():
     if not docs:
         print("no documents", file=sys.stderr)
         return 1
+    if metrics_ports is not None:
+        for port in scraped:
+            if port not in metrics_ports:
+                failures += 1
+                print(f"FAIL PodMonitor scrapes port {port!r}; /metrics is served on {sorted(metrics_ports)}",
+                      file=sys.stderr)
+        if service_ports and not {"grpc", "http"} <= service_ports:
+            failures += 1
+            print(f"FAIL Service ports {sorted(service_ports)} lack grpc or http", file=sys.stderr)
     print(f"{len(docs)} objects, {failures} failed")
     return 1 if failures else 0
 

@@ -1,6 +1,7 @@
 // SIGTERM drain of the real sliminfer-server binary (launched as a subprocess): streams in
 // flight finish, new calls get UNAVAILABLE, health turns NOT_SERVING, and the process exits 0;
-// a stream that outlives the grace period ends with UNAVAILABLE and the process still exits 0.
+// a stream that outlives the grace period ends with UNAVAILABLE and the process still exits 0;
+// idle and half-sent HTTP connections do not keep the process from exiting.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -19,6 +20,7 @@ using namespace std::chrono_literals;
 struct LaunchedServer {
   std::string dir = TempDir("drain");
   int port = FreePort();
+  int http_port = FreePort();
   std::unique_ptr<Subprocess> proc;
   std::shared_ptr<grpc::Channel> channel;
 
@@ -27,8 +29,9 @@ struct LaunchedServer {
     EXPECT_TRUE(std::filesystem::exists(bin)) << bin << " is missing: build the sliminfer-server target";
     proc = std::make_unique<Subprocess>(
         std::vector<std::string>{bin, "--model", SLIM_DEFAULT_MODEL, "--host", "127.0.0.1", "--port",
-                                 std::to_string(port), "--metrics-port", "-1", "--kv-tokens", "4096", "--threads", "2",
-                                 "--drain-grace-s", grace_s},
+                                 std::to_string(port), "--http-host", "127.0.0.1", "--http-port", std::to_string(http_port),
+                                 "--http-idle-timeout-s", "3600", "--http-read-timeout-s", "3600", "--kv-tokens", "4096",
+                                 "--threads", "2", "--drain-grace-s", grace_s},
         dir + "/server.log");
     channel = Connect(port);
   }
@@ -109,6 +112,44 @@ TEST(Drain, StreamsOutlivingTheGraceEndWithUnavailableAndTheProcessExitsZero) {
   const int status = s.proc->Wait(60s);
   ASSERT_NE(status, -1) << s.proc->Log();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << s.proc->Log();
+}
+
+// A loopback connection to `port` (-1 when refused).
+int Dial(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+TEST(Drain, SigtermExitsWithIdleAndHalfSentHttpConnectionsOpen) {
+  LaunchedServer s("30");  // idle and read timeouts of an hour: only the shutdown can end them
+  ASSERT_TRUE(WaitFor([&] { return s.Health() == "SERVING" || !s.proc->Running(); }, 90s) &&
+              s.proc->Running())
+      << s.proc->Log();
+  std::vector<int> fds;
+  for (int i = 0; i < 4; ++i) fds.push_back(Dial(s.http_port));  // idle
+  const int keep_alive = Dial(s.http_port);                        // one answered request, then idle
+  const std::string req = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(send(keep_alive, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+  char buf[512];
+  ASSERT_GT(recv(keep_alive, buf, sizeof(buf), 0), 0);
+  fds.push_back(keep_alive);
+  const int half = Dial(s.http_port);  // a request head that never ends
+  const std::string partial = "POST /v1/completions HTTP/1.1\r\nHost: x\r\n";
+  ASSERT_EQ(send(half, partial.data(), partial.size(), MSG_NOSIGNAL), static_cast<ssize_t>(partial.size()));
+  fds.push_back(half);
+  s.proc->Signal(SIGTERM);
+  const int status = s.proc->Wait(60s);
+  ASSERT_NE(status, -1) << "the server did not exit with HTTP connections open\n" << s.proc->Log();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << s.proc->Log();
+  for (int fd : fds) close(fd);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // the command line beats, and validation naming the flag.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "server/server_options.h"
@@ -56,6 +57,18 @@ TEST(ServerOptions, ValidateNamesTheFlag) {
   o.metrics_port = -2;
   expect(o, "metrics-port");
   o = {};
+  o.http_port = -2;
+  expect(o, "http-port");
+  o = {};
+  o.http_max_connections = 0;
+  expect(o, "http-max-connections");
+  o = {};
+  o.http_read_timeout_s = 0;
+  expect(o, "http-read-timeout-s");
+  o = {};
+  o.api_key = "two words";
+  expect(o, "api-key");
+  o = {};
   o.drain_grace_s = -1;
   expect(o, "drain-grace-s");
   o = {};
@@ -72,6 +85,31 @@ TEST(ServerOptions, BadEnvironmentValueIsAnError) {
   unsetenv("SLIMINFER_MAX_SEQS");
   EXPECT_EQ(o.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(o.status().message().find("SLIMINFER_MAX_SEQS"), std::string::npos) << o.status().message();
+}
+
+TEST(ServerOptions, ApiKeyComesFromTheEnvironmentOrAFile) {
+  setenv("SLIMINFER_API_KEY", "from-env", 1);
+  std::vector<std::string> args = {"sliminfer-server"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  auto o = ParseServerOptions(1, argv.data());
+  unsetenv("SLIMINFER_API_KEY");
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->api_key, "from-env");
+  EXPECT_EQ(o->http_port, 8000);
+  EXPECT_EQ(ServerOptions().metrics_port, -1) << "/metrics is on the HTTP port unless a metrics port is set";
+
+  const std::string file = ::testing::TempDir() + "/api-key";
+  FILE* f = std::fopen(file.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fputs("from-file\r\nsecond line\n", f);
+  std::fclose(f);
+  std::vector<std::string> args2 = {"sliminfer-server", "--api-key=", "--api-key-file", file};
+  std::vector<char*> argv2;
+  for (auto& a : args2) argv2.push_back(a.data());
+  o = ParseServerOptions(static_cast<int>(argv2.size()), argv2.data());
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->api_key, "from-file");
 }
 
 }  // namespace

@@ -29,6 +29,8 @@ inline ServerOptions TestOptions() {
   o.model = SLIM_DEFAULT_MODEL;
   o.host = "127.0.0.1";
   o.port = 0;
+  o.http_host = "127.0.0.1";
+  o.http_port = 0;
   o.metrics_host = "127.0.0.1";
   o.metrics_port = 0;
   o.kv_tokens = 4096;
