@@ -97,6 +97,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
       auto ct = ChatTemplate::Detect(tmpl);
       if (ct.ok()) e->chat_ = *ct;  // unknown templates leave chat unavailable, not an error
     }
+    e->chat_content_specials_ = o.chat_content_specials;
   }
   SLIM_ASSIGN_OR_RETURN(e->model_, Model::Load(*e->source_, e->backend_.get()));
   kv::KvStoreOptions ko;
@@ -135,8 +136,13 @@ StatusOr<std::vector<int32_t>> Engine::Tokenize(std::string_view text, bool pars
 
 StatusOr<std::vector<int32_t>> Engine::TokenizeChat(const std::vector<ChatMessage>& messages) const {
   if (!chat_) return FailedPreconditionError("this model has no known chat template");
-  SLIM_ASSIGN_OR_RETURN(std::string text, chat_->Apply(messages, true));
-  return Tokenize(text, true);
+  if (!tokenizer_) return FailedPreconditionError("this model has no tokenizer (synthetic weights)");
+  SLIM_ASSIGN_OR_RETURN(ChatRendering r, chat_->Render(messages, true));
+  EncodeOptions eo;
+  eo.add_bos = tokenizer_->vocab().add_bos;
+  eo.parse_special = true;
+  if (!chat_content_specials_) eo.special_ranges = std::move(r.markup);
+  return tokenizer_->Encode(r.text, eo);
 }
 
 int32_t Engine::SequenceLength(kv::SeqId seq) const {

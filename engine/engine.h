@@ -33,6 +33,10 @@ struct EngineOptions {
   std::string kv_dtype = "auto";        // BackendOptions::kv_dtype
   std::string cuda_gemv = "auto";       // BackendOptions::cuda_gemv
   std::string cuda_gemm_tune = "auto";  // BackendOptions::cuda_gemm_tune
+  // Chat message content is plain text: special-token texts in it (a user writing
+  // "<|im_end|><|im_start|>system") stay text, only the template's markup yields special
+  // tokens. true restores recognising them in content too (for trusted callers).
+  bool chat_content_specials = false;
   // KV store tiers (kvstore/kv_store.h). The first (gpu) tier: kv_tokens tokens per layer summed
   // over sequences when > 0; else kv_gib GiB when > 0; else, with gpu_memory_fraction > 0, that
   // share of the device memory free after the weights and the largest activation workspace (on
@@ -116,8 +120,10 @@ class Engine {
   const kv::KvStore& kv() const { return *kv_; }
   std::string Describe() const;
 
-  // Tokens of `text`, chat-templated first when `messages` is set (special tokens parsed).
+  // Tokens of `text` (special-token texts recognised when parse_special).
   StatusOr<std::vector<int32_t>> Tokenize(std::string_view text, bool parse_special) const;
+  // Tokens of the chat-templated messages: the template's markup with special tokens, message
+  // content as plain text unless EngineOptions::chat_content_specials.
   StatusOr<std::vector<int32_t>> TokenizeChat(const std::vector<ChatMessage>& messages) const;
 
   // Creates sequence `seq`, reserves KV for its prompt and runs it. ResourceExhausted (and no
@@ -188,6 +194,7 @@ class Engine {
   std::unique_ptr<Model> model_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::optional<ChatTemplate> chat_;
+  bool chat_content_specials_ = false;
   std::unique_ptr<kv::TierMemory> kv_memory_;  // the backend's memory and copies for kv_
   std::unique_ptr<kv::KvStore> kv_;
   std::map<kv::SeqId, int32_t> seq_len_;  // tokens per live sequence

@@ -96,6 +96,7 @@ Status InferenceServer::LoadModel() {
   eo.model = options_.model;
   eo.threads = options_.threads;
   eo.kv_dtype = options_.kv_dtype;
+  eo.chat_content_specials = options_.chat_content_specials;
   eo.kv_tokens = options_.kv_tokens;
   eo.kv_gib = options_.kv_gib;
   eo.gpu_memory_fraction = options_.gpu_memory_fraction;

@@ -16,6 +16,9 @@ ABSL_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf", "GGUF mo
 ABSL_FLAG(std::string, device, "cpu", "cpu, cuda, or auto (cuda when a GPU is present, else cpu)");
 ABSL_FLAG(int, threads, 0, "CPU threads for the engine (0 = all cores)");
 ABSL_FLAG(std::string, kv_dtype, "auto", "KV cache type: auto (cpu f32, cuda bf16), f32 or f16 (cpu), bf16 (cuda)");
+ABSL_FLAG(bool, chat_content_specials, false,
+          "recognise special-token texts (<|im_start|> ...) inside chat message content too; off: content "
+          "is plain text and only the chat template's markup yields special tokens (for trusted callers only)");
 ABSL_FLAG(std::string, host, "0.0.0.0", "address the gRPC server binds");
 ABSL_FLAG(int, port, 50051, "gRPC port (0 = any free port)");
 ABSL_FLAG(std::string, http_host, "0.0.0.0", "address the HTTP listener (OpenAI API, /health, /metrics) binds");
@@ -76,7 +79,7 @@ const char* const kFlagNames[] = {
     "metrics_host",   "metrics_port",    "max_seqs",          "max_queue",     "max_prompt_tokens",
     "max_total_tokens", "default_max_tokens", "context_length", "kv_tokens", "kv_gib", "gpu_memory_fraction", "host_kv_tokens", "host_kv_gib",    "pruning",       "pruning_schedule",
     "log_format",     "log_level",       "drain_grace_s",     "keepalive_time_ms", "keepalive_timeout_ms",
-    "max_message_bytes", "warmup", "warmup_tokens"};
+    "max_message_bytes", "warmup", "warmup_tokens", "chat_content_specials"};
 
 }  // namespace
 
@@ -177,6 +180,7 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   o.device = absl::GetFlag(FLAGS_device);
   o.threads = absl::GetFlag(FLAGS_threads);
   o.kv_dtype = absl::GetFlag(FLAGS_kv_dtype);
+  o.chat_content_specials = absl::GetFlag(FLAGS_chat_content_specials);
   o.host = absl::GetFlag(FLAGS_host);
   o.port = absl::GetFlag(FLAGS_port);
   o.http_host = absl::GetFlag(FLAGS_http_host);

@@ -85,6 +85,12 @@ StatusOr<ChatTemplate> ChatTemplate::Detect(std::string_view jinja_source) {
 
 StatusOr<std::string> ChatTemplate::Apply(const std::vector<ChatMessage>& messages,
                                           bool add_generation_prompt) const {
+  SLIM_ASSIGN_OR_RETURN(ChatRendering r, Render(messages, add_generation_prompt));
+  return std::move(r.text);
+}
+
+StatusOr<ChatRendering> ChatTemplate::Render(const std::vector<ChatMessage>& messages,
+                                             bool add_generation_prompt) const {
   if (messages.empty()) return InvalidArgumentError("chat has no messages");
   for (size_t i = 0; i < messages.size(); ++i) {
     if (!KnownRole(messages[i].role)) {
@@ -93,32 +99,56 @@ StatusOr<std::string> ChatTemplate::Apply(const std::vector<ChatMessage>& messag
     }
   }
 
-  std::string out;
+  ChatRendering r;
+  auto markup = [&r](std::string_view s) {
+    if (!r.markup.empty() && r.markup.back().second == r.text.size()) {
+      r.markup.back().second += s.size();  // extends the previous range
+    } else {
+      r.markup.emplace_back(r.text.size(), r.text.size() + s.size());
+    }
+    r.text.append(s);
+  };
+  auto content = [&r](std::string_view s) { r.text.append(s); };
   switch (kind_) {
     case ChatTemplateKind::kChatML:
       if (!default_system_.empty() && messages.front().role != "system") {
-        out.append(kImStart).append("system\n").append(default_system_).append(kImEnd).append("\n");
+        markup(kImStart);
+        markup("system\n");
+        markup(default_system_);
+        markup(kImEnd);
+        markup("\n");
       }
       for (const ChatMessage& m : messages) {
-        out.append(kImStart).append(m.role).append("\n").append(m.content).append(kImEnd).append("\n");
+        markup(kImStart);
+        markup(m.role);  // a known role: template-chosen text
+        markup("\n");
+        content(m.content);
+        markup(kImEnd);
+        markup("\n");
       }
-      if (add_generation_prompt) out.append(kImStart).append("assistant\n");
+      if (add_generation_prompt) {
+        markup(kImStart);
+        markup("assistant\n");
+      }
       break;
     case ChatTemplateKind::kLlama3:
       // <|begin_of_text|> is the BOS token, added by the tokenizer. The template trims contents.
       if (!default_system_.empty() && messages.front().role != "system") {
-        out.append("<|start_header_id|>system<|end_header_id|>\n\n")
-            .append(TrimWhitespace(default_system_))
-            .append("<|eot_id|>");
+        markup("<|start_header_id|>system<|end_header_id|>\n\n");
+        markup(TrimWhitespace(default_system_));
+        markup("<|eot_id|>");
       }
       for (const ChatMessage& m : messages) {
-        out.append("<|start_header_id|>").append(m.role).append("<|end_header_id|>\n\n");
-        out.append(TrimWhitespace(m.content)).append("<|eot_id|>");
+        markup("<|start_header_id|>");
+        markup(m.role);
+        markup("<|end_header_id|>\n\n");
+        content(TrimWhitespace(m.content));
+        markup("<|eot_id|>");
       }
-      if (add_generation_prompt) out.append("<|start_header_id|>assistant<|end_header_id|>\n\n");
+      if (add_generation_prompt) markup("<|start_header_id|>assistant<|end_header_id|>\n\n");
       break;
   }
-  return out;
+  return r;
 }
 
 }  // namespace slim

@@ -4,6 +4,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "engine/core/status.h"
@@ -17,6 +18,13 @@ struct ChatMessage {
 
 enum class ChatTemplateKind { kChatML, kLlama3 };
 
+// A rendered chat: the prompt text and the byte ranges [begin, end) of it that the template
+// wrote (its markup and default system message), as opposed to message content.
+struct ChatRendering {
+  std::string text;
+  std::vector<std::pair<size_t, size_t>> markup;
+};
+
 class ChatTemplate {
  public:
   // Detects the family from the template source; FailedPrecondition when unknown or empty.
@@ -29,6 +37,8 @@ class ChatTemplate {
   // InvalidArgument for an empty message list or an unknown role.
   StatusOr<std::string> Apply(const std::vector<ChatMessage>& messages,
                               bool add_generation_prompt = true) const;
+  // As Apply, with the markup ranges (so that content can be tokenized as plain text).
+  StatusOr<ChatRendering> Render(const std::vector<ChatMessage>& messages, bool add_generation_prompt = true) const;
 
  private:
   ChatTemplateKind kind_;

@@ -409,7 +409,7 @@ struct Tokenizer::Impl {
     return it->second;
   }
 
-  std::vector<Fragment> Partition(std::string_view text, bool parse_special) const;
+  std::vector<Fragment> Partition(std::string_view text, const EncodeOptions& opts) const;
   Status PreTokenize(std::string_view text, pcre2_match_data* md,
                      std::vector<std::pair<size_t, size_t>>* pieces_out,
                      std::vector<std::pair<size_t, size_t>>* scratch) const;
@@ -419,8 +419,16 @@ struct Tokenizer::Impl {
 
 // llama.cpp's tokenizer_st_partition: for each special token, longest text first, split every
 // raw fragment at each occurrence. Without parse_special, control and unknown tokens are not
-// matched (user-defined ones still are).
-std::vector<Fragment> Tokenizer::Impl::Partition(std::string_view text, bool parse_special) const {
+// matched (user-defined ones still are); with special_ranges, they are matched inside those only.
+std::vector<Fragment> Tokenizer::Impl::Partition(std::string_view text, const EncodeOptions& opts) const {
+  const bool parse_special = opts.parse_special;
+  auto allowed = [&](TokenType t, size_t begin, size_t end) {
+    if (t != TokenType::kControl && t != TokenType::kUnknown) return true;
+    if (opts.special_ranges.empty()) return true;
+    for (const auto& [b, e] : opts.special_ranges)
+      if (begin >= b && end <= e) return true;
+    return false;
+  };
   std::vector<Fragment> frags;
   if (text.empty()) return frags;
   frags.push_back({0, text.size(), -1});
@@ -440,10 +448,16 @@ std::vector<Fragment> Tokenizer::Impl::Partition(std::string_view text, bool par
       const std::string_view window = text.substr(0, end);
       size_t pos = f.offset;
       size_t m;
-      while ((m = window.find(st, pos)) != std::string_view::npos) {
+      size_t from = pos;  // search start; [pos, m) stays raw text
+      while ((m = window.find(st, from)) != std::string_view::npos) {
+        if (!allowed(t, m, m + st.size())) {
+          from = m + 1;
+          continue;
+        }
         if (m > pos) next.push_back({pos, m - pos, -1});
         next.push_back({0, 0, id});
         pos = m + st.size();
+        from = pos;
       }
       if (pos < end) next.push_back({pos, end - pos, -1});
     }
@@ -689,7 +703,7 @@ StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, const En
   if (md == nullptr) return ResourceExhaustedError("out of memory for regex match data");
   std::vector<std::pair<size_t, size_t>> pieces, scratch;
   BpeScratch bpe;
-  for (const Fragment& f : impl_->Partition(text, opts.parse_special)) {
+  for (const Fragment& f : impl_->Partition(text, opts)) {
     if (f.token >= 0) {
       out.push_back(f.token);
       continue;

@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "engine/core/status.h"
@@ -19,6 +20,10 @@ struct EncodeOptions {
   // Prepend BOS (when the vocab has one). llama.cpp's add_special is add_bos = vocab().add_bos.
   bool add_bos = false;
   bool parse_special = false;  // recognise control/user-defined token texts like <|im_start|>
+  // With parse_special: control and unknown token texts are recognised only where they lie
+  // wholly inside one of these byte ranges [begin, end) of the text (a chat template's own
+  // markup); elsewhere (message content) they are plain text. Empty: everywhere.
+  std::vector<std::pair<size_t, size_t>> special_ranges;
 };
 
 class Tokenizer {
