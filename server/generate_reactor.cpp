@@ -2,6 +2,7 @@
 #include "server/generate_reactor.h"
 
 #include "server/logging.h"
+#include "server/request_trace.h"
 #include "server/proto_parse.h"
 #include "server/quote.h"
 
@@ -9,10 +10,6 @@ namespace slim::server {
 namespace {
 
 namespace v1 = sliminfer::v1;
-
-double MsSince(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
 
 void ToProto(const PruningSummary& s, v1::PruningSummary* out) {
   out->set_applied(s.applied);
@@ -59,7 +56,7 @@ std::string KeptString(const PruningSummary& s) {
 
 GenerateReactor::GenerateReactor(const ServiceContext& ctx, grpc::CallbackServerContext* call,
                                  const grpc::ByteBuffer* request, const Status& admissible)
-    : ctx_(ctx), call_(call), arrival_(std::chrono::steady_clock::now()) {
+    : ctx_(ctx), call_(call) {
   Status s = admissible.ok() ? Begin(request) : admissible;
   if (!s.ok()) {
     {
@@ -79,7 +76,7 @@ Status GenerateReactor::Begin(const grpc::ByteBuffer* request) {
   SLIM_ASSIGN_OR_RETURN(GenerationRequest gen, BuildGenerationRequest(req, *ctx_.engine, ctx_.limits));
   if (gen.request_id.empty()) gen.request_id = ctx_.registry->NewId();
   request_id_ = gen.request_id;
-  prompt_tokens_ = static_cast<int32_t>(gen.prompt.size());
+  trace_.prompt_tokens = static_cast<int32_t>(gen.prompt.size());
   const auto deadline = call_->deadline();
   if (deadline != std::chrono::system_clock::time_point::max()) {
     const auto left = deadline - std::chrono::system_clock::now();
@@ -92,9 +89,9 @@ Status GenerateReactor::Begin(const grpc::ByteBuffer* request) {
     return Status(StatusCode::kAlreadyExists, "request_id: " + QuoteClientValue(id) + " is already in use by a live request");
   }
   registered_ = true;
-  submitted_ = true;  // before Submit: the scheduler may call back at once
+  trace_.submitted = true;  // before Submit: the scheduler may call back at once
   Status s = ctx_.scheduler->Submit(task_);
-  if (!s.ok()) submitted_ = false;
+  if (!s.ok()) trace_.submitted = false;
   return s;
 }
 
@@ -108,9 +105,9 @@ void GenerateReactor::OnStarted(const StartedEvent& e) {
   s->set_prefill_ms(e.prefill_ms);
   {
     std::lock_guard<std::mutex> l(mu_);
-    queue_ms_ = e.queue_ms;
-    prefill_ms_ = e.prefill_ms;
-    kept_ = KeptString(e.pruning);
+    trace_.queue_ms = e.queue_ms;
+    trace_.prefill_ms = e.prefill_ms;
+    trace_.kept = KeptString(e.pruning);
   }
   Push(std::move(r));
 }
@@ -149,9 +146,9 @@ void GenerateReactor::OnFinished(const FinishedEvent& e) {
   ToProto(e.pruning, f->mutable_pruning());
   {
     std::lock_guard<std::mutex> l(mu_);
-    completion_tokens_ = e.completion_tokens;
-    finish_reason_ = FinishReasonName(e.reason);
-    decode_ms_ = e.decode_ms;
+    trace_.completion_tokens = e.completion_tokens;
+    trace_.finish_reason = FinishReasonName(e.reason);
+    trace_.decode_ms = e.decode_ms;
   }
   Push(std::move(r));
   End(OkStatus());
@@ -197,19 +194,19 @@ GenerateReactor::Next GenerateReactor::NextLocked() {
     v1::GenerateResponse& next = pending_.front();
     const auto now = std::chrono::steady_clock::now();
     if (next.has_chunk() && next.chunk().token_ids_size() > 0) {
-      if (tokens_written_ == 0) {
-        first_token_ = now;
-        ctx_.metrics->ObserveTtft(MsSince(arrival_, now) / 1e3);
+      if (trace_.delivered == 0) {
+        trace_.first_token = now;
+        ctx_.metrics->ObserveTtft(MsSince(trace_.arrival, now) / 1e3);
       } else {
-        ctx_.metrics->ObserveInterToken(MsSince(last_token_, now) / 1e3);
+        ctx_.metrics->ObserveInterToken(MsSince(trace_.last_token, now) / 1e3);
       }
-      last_token_ = now;
-      tokens_written_ += next.chunk().token_ids_size();
+      trace_.last_token = now;
+      trace_.delivered += next.chunk().token_ids_size();
     } else if (next.has_finished()) {
       writing_finished_ = true;
       v1::Timings* t = next.mutable_finished()->mutable_timings();
-      t->set_ttft_ms(tokens_written_ > 0 ? MsSince(arrival_, first_token_) : 0.0);
-      t->set_e2e_ms(MsSince(arrival_, now));
+      t->set_ttft_ms(trace_.delivered > 0 ? MsSince(trace_.arrival, trace_.first_token) : 0.0);
+      t->set_e2e_ms(MsSince(trace_.arrival, now));
     }
     wire_ = SerializeToBuffer(next);
     writing_ = true;
@@ -251,7 +248,7 @@ void GenerateReactor::OnWriteDone(bool ok) {
 
 void GenerateReactor::OnCancel() {
   // Cancel() is first-wins and the task is only read by the scheduler, so no lock is needed.
-  if (!task_ || !submitted_) return;
+  if (!task_ || !trace_.submitted) return;
   task_->Cancel(DeadlineReached(call_) ? DeadlineExceededError("deadline exceeded")
                                        : CancelledError("cancelled by the client"));
   ctx_.scheduler->Notify();
@@ -259,7 +256,6 @@ void GenerateReactor::OnCancel() {
 
 void GenerateReactor::FinishCall() {
   // finished_ is set: nothing else touches the write state any more.
-  const auto now = std::chrono::steady_clock::now();
   Status status = final_;
   if (status.ok() && !finished_written_) {
     // The generation finished, but the client went away before Finished reached it: count (and
@@ -267,23 +263,7 @@ void GenerateReactor::FinishCall() {
     status = DeadlineReached(call_) ? DeadlineExceededError("deadline exceeded before Finished was delivered")
                                     : CancelledError("the client went away before Finished was delivered");
   }
-  ctx_.metrics->CountRequest(status.code());
-  if (submitted_) ctx_.metrics->ObserveE2e(MsSince(arrival_, now) / 1e3);
-  RequestLogLine line;
-  line.request_id = request_id_.empty() ? "-" : request_id_;
-  line.peer = call_->peer();
-  line.status = StatusCodeName(status.code());
-  line.message = status.message();
-  line.finish_reason = finish_reason_;
-  line.prompt_tokens = prompt_tokens_;
-  line.completion_tokens = status.ok() ? completion_tokens_ : tokens_written_;
-  line.queue_ms = queue_ms_;
-  line.prefill_ms = prefill_ms_;
-  line.ttft_ms = tokens_written_ > 0 ? MsSince(arrival_, first_token_) : -1.0;
-  line.e2e_ms = MsSince(arrival_, now);
-  line.decode_ms_per_token = completion_tokens_ > 1 ? decode_ms_ / (completion_tokens_ - 1) : 0.0;
-  line.pruning = kept_;
-  LogRequest(line);
+  trace_.Close(ctx_.metrics, request_id_, call_->peer(), status);
   Finish(ToGrpc(status));
 }
 

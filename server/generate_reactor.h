@@ -18,6 +18,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "server/generation.h"
+#include "server/request_trace.h"
 #include "server/inference_service.h"
 
 namespace slim::server {
@@ -40,7 +41,6 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
   void OnDone() override;
 
  private:
-  using SteadyTime = std::chrono::steady_clock::time_point;
 
   Status Begin(const grpc::ByteBuffer* request);
   // Queues `response` (or merges a chunk into the last queued one) and writes if idle.
@@ -57,7 +57,6 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
 
   const ServiceContext ctx_;
   grpc::CallbackServerContext* call_;
-  const SteadyTime arrival_;
   std::shared_ptr<GenerationTask> task_;
   std::string request_id_;
   bool registered_ = false;
@@ -73,15 +72,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
   bool finished_written_ = false;  // Finished was written: the outcome the client saw is OK
   Status final_;
   // Timings and counts for the Finished event, the metrics and the log line.
-  bool submitted_ = false;
-  SteadyTime first_token_{};
-  SteadyTime last_token_{};
-  int32_t tokens_written_ = 0;
-  int32_t prompt_tokens_ = 0;
-  int32_t completion_tokens_ = 0;
-  std::string finish_reason_;
-  double queue_ms_ = 0.0, prefill_ms_ = 0.0, decode_ms_ = 0.0;
-  std::string kept_;          // pruning summary for the log ("layer:tokens,...")
+  RequestTrace trace_;
 };
 
 }  // namespace slim::server

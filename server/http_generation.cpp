@@ -2,15 +2,12 @@
 #include "server/http_generation.h"
 
 #include "server/logging.h"
+#include "server/request_trace.h"
 #include "server/quote.h"
 #include "server/request_builder.h"
 
 namespace slim::server {
 namespace {
-
-double MsSince(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
 
 std::string KeptString(const PruningSummary& s) {
   if (!s.applied) return "off";
@@ -24,10 +21,10 @@ std::string KeptString(const PruningSummary& s) {
 }  // namespace
 
 HttpGeneration::HttpGeneration(const ServiceContext& ctx, std::string peer)
-    : ctx_(ctx), peer_(std::move(peer)), arrival_(std::chrono::steady_clock::now()) {}
+    : ctx_(ctx), peer_(std::move(peer)) {}
 
 HttpGeneration::~HttpGeneration() {
-  if (submitted_) {
+  if (trace_.submitted) {
     std::unique_lock<std::mutex> l(mu_);
     if (!ended_) {
       l.unlock();
@@ -44,7 +41,7 @@ Status HttpGeneration::Submit(const sliminfer::v1::GenerateRequest& request, Clo
   SLIM_ASSIGN_OR_RETURN(GenerationRequest gen, BuildGenerationRequest(request, *ctx_.engine, ctx_.limits));
   if (gen.request_id.empty()) gen.request_id = ctx_.registry->NewId();
   request_id_ = gen.request_id;
-  prompt_tokens_ = static_cast<int32_t>(gen.prompt.size());
+  trace_.prompt_tokens = static_cast<int32_t>(gen.prompt.size());
   gen.deadline = deadline;
   task_ = std::make_shared<GenerationTask>(std::move(gen), this);
   if (!ctx_.registry->Add(request_id_, task_)) {
@@ -54,10 +51,10 @@ Status HttpGeneration::Submit(const sliminfer::v1::GenerateRequest& request, Clo
                   "request_id: " + QuoteClientValue(id) + " is already in use by a live request");
   }
   registered_ = true;
-  submitted_ = true;  // before Submit: the scheduler may call back at once
+  trace_.submitted = true;  // before Submit: the scheduler may call back at once
   Status s = ctx_.scheduler->Submit(task_);
   if (!s.ok()) {
-    submitted_ = false;
+    trace_.submitted = false;
     Terminal();
   }
   return s;
@@ -83,25 +80,25 @@ HttpGeneration::Event HttpGeneration::Next(const std::function<bool()>& connecte
   const auto now = std::chrono::steady_clock::now();
   switch (e.kind) {
     case Event::Kind::kStarted:
-      queue_ms_ = e.started.queue_ms;
-      prefill_ms_ = e.started.prefill_ms;
-      kept_ = KeptString(e.started.pruning);
+      trace_.queue_ms = e.started.queue_ms;
+      trace_.prefill_ms = e.started.prefill_ms;
+      trace_.kept = KeptString(e.started.pruning);
       break;
     case Event::Kind::kToken:
       if (e.token.token < 0) break;
-      if (tokens_taken_ == 0) {
-        first_token_ = now;
-        ctx_.metrics->ObserveTtft(MsSince(arrival_, now) / 1e3);
+      if (trace_.delivered == 0) {
+        trace_.first_token = now;
+        ctx_.metrics->ObserveTtft(MsSince(trace_.arrival, now) / 1e3);
       } else {
-        ctx_.metrics->ObserveInterToken(MsSince(last_token_, now) / 1e3);
+        ctx_.metrics->ObserveInterToken(MsSince(trace_.last_token, now) / 1e3);
       }
-      last_token_ = now;
-      ++tokens_taken_;
+      trace_.last_token = now;
+      ++trace_.delivered;
       break;
     case Event::Kind::kFinished:
-      completion_tokens_ = e.finished.completion_tokens;
-      finish_reason_ = FinishReasonName(e.finished.reason);
-      decode_ms_ = e.finished.decode_ms;
+      trace_.completion_tokens = e.finished.completion_tokens;
+      trace_.finish_reason = FinishReasonName(e.finished.reason);
+      trace_.decode_ms = e.finished.decode_ms;
       terminal_taken_ = true;
       break;
     case Event::Kind::kError:
@@ -118,24 +115,7 @@ void HttpGeneration::Cancel(const Status& status) {
 void HttpGeneration::Finish(const Status& seen) {
   if (finished_) return;
   finished_ = true;
-  const auto now = std::chrono::steady_clock::now();
-  ctx_.metrics->CountRequest(seen.code());
-  if (submitted_) ctx_.metrics->ObserveE2e(MsSince(arrival_, now) / 1e3);
-  RequestLogLine line;
-  line.request_id = request_id_.empty() ? "-" : request_id_;
-  line.peer = peer_;
-  line.status = StatusCodeName(seen.code());
-  line.message = seen.message();
-  line.finish_reason = finish_reason_;
-  line.prompt_tokens = prompt_tokens_;
-  line.completion_tokens = seen.ok() ? completion_tokens_ : tokens_taken_;
-  line.queue_ms = queue_ms_;
-  line.prefill_ms = prefill_ms_;
-  line.ttft_ms = tokens_taken_ > 0 ? MsSince(arrival_, first_token_) : -1.0;
-  line.e2e_ms = MsSince(arrival_, now);
-  line.decode_ms_per_token = completion_tokens_ > 1 ? decode_ms_ / (completion_tokens_ - 1) : 0.0;
-  line.pruning = kept_;
-  LogRequest(line);
+  trace_.Close(ctx_.metrics, request_id_, peer_, seen);
 }
 
 void HttpGeneration::OnStarted(const StartedEvent& e) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "server/generation.h"
+#include "server/request_trace.h"
 #include "server/inference_service.h"
 #include "sliminfer/v1/inference.pb.h"
 
@@ -69,17 +70,14 @@ class HttpGeneration final : public GenerationSink {
   void OnError(const Status& status) override;
 
  private:
-  using SteadyTime = std::chrono::steady_clock::time_point;
   void Push(Event e);
   void Terminal();  // leaves the registry
 
   const ServiceContext ctx_;
   const std::string peer_;
-  const SteadyTime arrival_;
   std::shared_ptr<GenerationTask> task_;
   std::string request_id_;
   bool registered_ = false;
-  bool submitted_ = false;
   bool finished_ = false;         // Finish ran
 
   std::mutex mu_;
@@ -88,14 +86,8 @@ class HttpGeneration final : public GenerationSink {
   bool ended_ = false;            // guarded by mu_: the terminal event arrived
 
   // Handler thread only: what the metrics and the log line need.
+  RequestTrace trace_;
   bool terminal_taken_ = false;
-  int32_t prompt_tokens_ = 0;
-  int32_t tokens_taken_ = 0;
-  int32_t completion_tokens_ = 0;
-  std::string finish_reason_;
-  double queue_ms_ = 0.0, prefill_ms_ = 0.0, decode_ms_ = 0.0;
-  std::string kept_;
-  SteadyTime first_token_{}, last_token_{};
 };
 
 }  // namespace slim::server

@@ -1,0 +1,38 @@
+// What a front end (the gRPC Generate reactor, an HTTP generation) records about one request
+// between its arrival and its end, and the one place that turns it into the end-of-request
+// metrics and log line. Not thread-safe: each front end touches it from one thread at a time.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "engine/core/status.h"
+
+namespace slim::server {
+
+class ServerMetrics;
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+// Milliseconds from a to b.
+double MsSince(SteadyTime a, SteadyTime b);
+
+struct RequestTrace {
+  SteadyTime arrival = std::chrono::steady_clock::now();
+  bool submitted = false;             // the scheduler accepted it
+  SteadyTime first_token{}, last_token{};
+  int32_t delivered = 0;              // tokens handed to the client
+  int32_t prompt_tokens = 0;
+  int32_t completion_tokens = 0;      // from the Finished event
+  std::string finish_reason;
+  double queue_ms = 0.0, prefill_ms = 0.0, decode_ms = 0.0;
+  std::string kept;                   // pruning summary for the log ("layer:tokens,...")
+
+  // Counts `status` (the outcome the client saw), observes the end-to-end latency of a
+  // submitted request, and writes the request's log line.
+  void Close(ServerMetrics* metrics, const std::string& request_id, const std::string& peer,
+             const Status& status) const;
+};
+
+}  // namespace slim::server
