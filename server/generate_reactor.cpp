@@ -43,15 +43,6 @@ bool DeadlineReached(const grpc::CallbackServerContext* call) {
          std::chrono::system_clock::now() + kSlack >= deadline;
 }
 
-std::string KeptString(const PruningSummary& s) {
-  if (!s.applied) return "off";
-  std::string out;
-  for (const auto& st : s.stages) {
-    out += (out.empty() ? "" : ",") + std::to_string(st.layer) + ":" + std::to_string(st.tokens_kept);
-  }
-  return out.empty() ? "none" : out;
-}
-
 }  // namespace
 
 GenerateReactor::GenerateReactor(const ServiceContext& ctx, grpc::CallbackServerContext* call,

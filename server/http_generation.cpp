@@ -7,18 +7,6 @@
 #include "server/request_builder.h"
 
 namespace slim::server {
-namespace {
-
-std::string KeptString(const PruningSummary& s) {
-  if (!s.applied) return "off";
-  std::string out;
-  for (const auto& st : s.stages) {
-    out += (out.empty() ? "" : ",") + std::to_string(st.layer) + ":" + std::to_string(st.tokens_kept);
-  }
-  return out.empty() ? "none" : out;
-}
-
-}  // namespace
 
 HttpGeneration::HttpGeneration(const ServiceContext& ctx, std::string peer)
     : ctx_(ctx), peer_(std::move(peer)) {}

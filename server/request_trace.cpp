@@ -8,6 +8,15 @@ namespace slim::server {
 
 double MsSince(SteadyTime a, SteadyTime b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
 
+std::string KeptString(const PruningSummary& s) {
+  if (!s.applied) return "off";
+  std::string out;
+  for (const auto& st : s.stages) {
+    out += (out.empty() ? "" : ",") + std::to_string(st.layer) + ":" + std::to_string(st.tokens_kept);
+  }
+  return out.empty() ? "none" : out;
+}
+
 void RequestTrace::Close(ServerMetrics* metrics, const std::string& request_id, const std::string& peer,
                          const Status& status) const {
   const SteadyTime now = std::chrono::steady_clock::now();

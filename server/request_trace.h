@@ -8,6 +8,7 @@
 #include <string>
 
 #include "engine/core/status.h"
+#include "engine/pruning/schedule.h"
 
 namespace slim::server {
 
@@ -17,6 +18,9 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 
 // Milliseconds from a to b.
 double MsSince(SteadyTime a, SteadyTime b);
+
+// A pruning summary for the log line: "layer:kept,..." , "off" or "none".
+std::string KeptString(const PruningSummary& s);
 
 struct RequestTrace {
   SteadyTime arrival = std::chrono::steady_clock::now();

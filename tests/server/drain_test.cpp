@@ -114,19 +114,6 @@ TEST(Drain, StreamsOutlivingTheGraceEndWithUnavailableAndTheProcessExitsZero) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << s.proc->Log();
 }
 
-// A loopback connection to `port` (-1 when refused).
-int Dial(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
 
 TEST(Drain, SigtermExitsWithIdleAndHalfSentHttpConnectionsOpen) {
   LaunchedServer s("30");  // idle and read timeouts of an hour: only the shutdown can end them

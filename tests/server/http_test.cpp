@@ -20,23 +20,6 @@ namespace {
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 
-// A loopback TCP connection with a receive timeout (so a stalled server fails the test instead
-// of hanging it); -1 when it cannot connect.
-int Dial(int port, std::chrono::seconds recv_timeout = 30s) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-    close(fd);
-    return -1;
-  }
-  timeval tv{static_cast<time_t>(recv_timeout.count()), 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  return fd;
-}
-
 bool SendAll(int fd, const std::string& s) {
   size_t done = 0;
   while (done < s.size()) {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -130,8 +131,9 @@ inline int FreePort() {
   return port;
 }
 
-// GET http://127.0.0.1:port/path; returns the body ("" on failure).
-inline std::string HttpGet(int port, const std::string& path) {
+// A loopback TCP connection to `port` with a receive timeout (a stalled server fails the test
+// instead of hanging it); -1 when it cannot connect.
+inline int Dial(int port, std::chrono::seconds recv_timeout = std::chrono::seconds(30)) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -139,8 +141,17 @@ inline std::string HttpGet(int port, const std::string& path) {
   a.sin_port = htons(static_cast<uint16_t>(port));
   if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
     close(fd);
-    return "";
+    return -1;
   }
+  timeval tv{static_cast<time_t>(recv_timeout.count()), 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  return fd;
+}
+
+// GET http://127.0.0.1:port/path; returns the body ("" on failure).
+inline std::string HttpGet(int port, const std::string& path) {
+  const int fd = Dial(port);
+  if (fd < 0) return "";
   const std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
   if (send(fd, req.data(), req.size(), 0) < 0) {
     close(fd);
