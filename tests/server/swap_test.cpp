@@ -75,6 +75,13 @@ TEST(ServerSwap, SixLongRequestsOverATwoSequenceTierAllFinishWithTheirOwnTokens)
     EXPECT_EQ(results[i].token_ids, alone[i]);
   }
 
+  // A stream ends at its Finished event; the scheduler refreshes the gauges after its step, on
+  // its own thread: wait for that (bounded) before reading them.
+  EXPECT_TRUE(WaitFor([&] {
+    const std::string text = HttpGet(server->metrics_port(), "/metrics");
+    return MetricValue(text, "sliminfer_num_requests_running") == 0.0 &&
+           MetricValue(text, "sliminfer_kv_blocks{tier=\"gpu\",state=\"used\"}") == 0.0 && UsedKvBlocks(*server) == 0;
+  }));
   server->engine()->kv().Drain();
   const kv::KvStoreStats st = server->engine()->kv().Stats();
   const std::string m = HttpGet(server->metrics_port(), "/metrics");
