@@ -359,6 +359,45 @@ def malformed_cases():
     yield cfg("config_rope_scaling_factor_zero.gguf",
               {"llama.rope.scaling.type": (T_STR, "linear"), "llama.rope.scaling.factor": (T_F32, 0.0)},
               expect="'llama.rope.scaling.factor' = 0 must be positive")
+    # known keys the model does not use are still checked for type, length and range
+    def meta(name, extra, expect, tokenizer=True):
+        kvs = llama_kvs() + (tokenizer_kvs() if tokenizer else []) + [kv(k, tt, v) for k, (tt, v) in extra.items()]
+        return name, gguf(kvs, t), "config", expect
+
+    yield meta("meta_scores_wrong_length.gguf", {"tokenizer.ggml.scores": (T_ARR, (T_F32, [0.0, 1.0, 2.0]))},
+               "metadata key 'tokenizer.ggml.scores' has 3 entries, but 'tokenizer.ggml.tokens' has 16 tokens")
+    yield meta("meta_scores_not_numbers.gguf", {"tokenizer.ggml.scores": (T_ARR, (T_STR, ["x"] * 16))},
+               "metadata key 'tokenizer.ggml.scores' is array of 16 string, expected an array of numbers")
+    def whole(name, kvs, expect):
+        return name, gguf(kvs, t), "config", expect
+
+    yield whole("meta_token_type_wrong_length.gguf", llama_kvs() + [
+        kv("tokenizer.ggml.model", T_STR, "gpt2"),
+        kv("tokenizer.ggml.tokens", T_ARR, (T_STR, [chr(ord("a") + i) for i in range(16)])),
+        kv("tokenizer.ggml.token_type", T_ARR, (T_I32, [1] * 15))],
+        "metadata key 'tokenizer.ggml.token_type' has 15 entries, but 'tokenizer.ggml.tokens' has 16 tokens")
+    yield meta("meta_cls_token_id_out_of_range.gguf", {"tokenizer.ggml.cls_token_id": (T_U32, 99)},
+               "metadata key 'tokenizer.ggml.cls_token_id' = 99 is not a token id (the vocabulary has 16 tokens)")
+    yield meta("meta_add_space_prefix_not_bool.gguf", {"tokenizer.ggml.add_space_prefix": (T_STR, "yes")},
+               "metadata key 'tokenizer.ggml.add_space_prefix' is string, expected a bool")
+    yield meta("meta_chat_template_not_string.gguf", {"tokenizer.chat_template": (T_U32, 7)},
+               "metadata key 'tokenizer.chat_template' is uint32 7, expected a string")
+    yield meta("meta_merges_not_strings.gguf", {"tokenizer.ggml.merges": (T_ARR, (T_I32, [1, 2]))},
+               "metadata key 'tokenizer.ggml.merges' is array of 2 int32, expected an array of strings")
+    yield whole("meta_tokens_not_array.gguf",
+                llama_kvs() + [kv("tokenizer.ggml.model", T_STR, "gpt2"), kv("tokenizer.ggml.tokens", T_STR, "abc")],
+                "metadata key 'tokenizer.ggml.tokens' is string, expected an array of strings")
+    yield meta("meta_rope_factor_unused_but_string.gguf", {"llama.rope.scaling.factor": (T_STR, "8")},
+               "metadata key 'llama.rope.scaling.factor' is string, expected a number", tokenizer=False)
+    yield meta("meta_value_length_without_key_length.gguf", {"llama.attention.value_length": (T_F32, 16.0)},
+               "metadata key 'llama.attention.value_length' is float32, expected an integer", tokenizer=False)
+    yield whole("meta_head_count_array.gguf",
+                llama_kvs(drop=("llama.attention.head_count",)) + [kv("llama.attention.head_count", T_ARR, (T_U32, [2]))],
+                "metadata key 'llama.attention.head_count' is array of 1 uint32, expected an integer")
+    yield meta("meta_sliding_window_negative.gguf", {"llama.attention.sliding_window": (T_I32, -4)},
+               "metadata key 'llama.attention.sliding_window' = -4 is out of range (must not be negative)", tokenizer=False)
+    yield meta("meta_file_type_string.gguf", {"general.file_type": (T_STR, "Q4_1")},
+               "metadata key 'general.file_type' is string, expected an integer", tokenizer=False)
     yield cfg("config_value_length_differs.gguf",
               {"llama.attention.key_length": (T_U32, 16), "llama.attention.value_length": (T_U32, 8)},
               expect="'llama.attention.value_length' = 8 differs")

@@ -9,7 +9,7 @@ DEB_PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libspdlog-dev libfmt-dev prometheus-cpp-dev libcpp-httplib-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
-  clang libclang-rt-dev prometheus
+  clang libclang-rt-dev prometheus openssl
 )
 # Import names; the loop below maps them to PyPI names where they differ. openai: the HTTP API
 # test (tests/server/openai_api_test.py) speaks through the official client.

@@ -1,6 +1,8 @@
 // The Generate stream reactor.
 #include "server/generate_reactor.h"
 
+#include <absl/strings/str_format.h>
+
 #include "server/logging.h"
 #include "server/request_trace.h"
 #include "server/proto_parse.h"
@@ -151,15 +153,21 @@ void GenerateReactor::Push(v1::GenerateResponse response) {
   std::unique_lock<std::mutex> l(mu_);
   if (finished_ || ended_ || broken_) return;
   // Merge a chunk into the last queued chunk that is not in flight.
+  // The merged size is tracked (an upper bound: each merge adds the chunk's own framing) rather
+  // than recomputed, which would make a long slow stream quadratic.
   const size_t first_free = writing_ ? 1 : 0;
-  if (response.has_chunk() && pending_.size() > first_free && pending_.back().has_chunk()) {
+  const size_t bytes = response.has_chunk() ? response.chunk().ByteSizeLong() : 0;
+  if (response.has_chunk() && pending_.size() > first_free && pending_.back().has_chunk() &&
+      back_chunk_bytes_ + bytes <= ctx_.max_chunk_bytes) {
     v1::TokenChunk* into = pending_.back().mutable_chunk();
     const v1::TokenChunk& from = response.chunk();
     into->mutable_text()->append(from.text());
     into->mutable_token_ids()->MergeFrom(from.token_ids());
     into->mutable_logprobs()->MergeFrom(from.logprobs());
+    back_chunk_bytes_ += bytes;
   } else {
     pending_.push_back(std::move(response));
+    back_chunk_bytes_ = bytes;
   }
   const Next next = NextLocked();
   l.unlock();
@@ -201,6 +209,8 @@ GenerateReactor::Next GenerateReactor::NextLocked() {
     }
     wire_ = SerializeToBuffer(next);
     writing_ = true;
+    write_deadline_ = now + ctx_.stream_write_timeout;
+    if (ctx_.watchdog != nullptr) ctx_.watchdog->Arm(this, write_deadline_);
     return Next::kWrite;
   }
   if (!ended_) return Next::kNothing;
@@ -227,8 +237,9 @@ void GenerateReactor::OnWriteDone(bool ok) {
     broken_ = true;
     pending_.clear();
     if (!ended_ && task_) {
-      task_->Cancel(DeadlineReached(call_) ? DeadlineExceededError("deadline exceeded")
-                                           : CancelledError("client went away"));
+      task_->Cancel(write_timed_out_ ? WriteTimeoutError()
+                    : DeadlineReached(call_) ? DeadlineExceededError("deadline exceeded")
+                                             : CancelledError("client went away"));
       ctx_.scheduler->Notify();
     }
   }
@@ -248,7 +259,10 @@ void GenerateReactor::OnCancel() {
 void GenerateReactor::FinishCall() {
   // finished_ is set: nothing else touches the write state any more.
   Status status = final_;
-  if (status.ok() && !finished_written_) {
+  if (write_timed_out_ && !finished_written_) {
+    status = WriteTimeoutError();
+    ctx_.metrics->CountWriteTimeout();
+  } else if (status.ok() && !finished_written_) {
     // The generation finished, but the client went away before Finished reached it: count (and
     // log) what the client saw.
     status = DeadlineReached(call_) ? DeadlineExceededError("deadline exceeded before Finished was delivered")
@@ -258,7 +272,24 @@ void GenerateReactor::FinishCall() {
   Finish(ToGrpc(status));
 }
 
+void GenerateReactor::OnWriteTimeout() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!writing_ || std::chrono::steady_clock::now() < write_deadline_) return;  // a later write re-armed
+    write_timed_out_ = true;
+  }
+  // The write in flight fails, and OnWriteDone(false) ends the generation and the call. call_
+  // is valid here: OnDone (after which gRPC frees it) waits in Disarm until this returns.
+  call_->TryCancel();
+}
+
+Status GenerateReactor::WriteTimeoutError() const {
+  return CancelledError(absl::StrFormat("the client read nothing for %g s (--stream-write-timeout-s)",
+                                        ctx_.stream_write_timeout.count() / 1000.0));
+}
+
 void GenerateReactor::OnDone() {
+  if (ctx_.watchdog != nullptr) ctx_.watchdog->Disarm(this);
   if (registered_) ctx_.registry->Remove(request_id_, task_.get());
   delete this;
 }

@@ -1,6 +1,8 @@
 // One Generate stream: parses and validates the request, submits it to the scheduler, and
 // writes its events (Started, TokenChunks, Finished) one at a time, merging token chunks that
-// pile up behind a slow reader. It stamps TTFT when the first token is handed to the stream,
+// pile up behind a slow reader into messages of at most ServiceContext::max_chunk_bytes. A write
+// still in flight after ServiceContext::stream_write_timeout (the client reads nothing) cancels
+// the call, through the service's WriteWatchdog. It stamps TTFT when the first token is handed to the stream,
 // observes the request metrics, logs one line per request and ends the call exactly once.
 //
 // Thread-safety: the GenerationSink methods run on the scheduler thread, the reactions
@@ -20,10 +22,13 @@
 #include "server/generation.h"
 #include "server/request_trace.h"
 #include "server/inference_service.h"
+#include "server/write_watchdog.h"
 
 namespace slim::server {
 
-class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public GenerationSink {
+class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
+                              public GenerationSink,
+                              public WriteWatchdog::Stream {
  public:
   // `admissible`: OK, or the status to end the call with at once (not ready, draining).
   GenerateReactor(const ServiceContext& ctx, grpc::CallbackServerContext* call, const grpc::ByteBuffer* request,
@@ -40,6 +45,9 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
   void OnCancel() override;
   void OnDone() override;
 
+  // WriteWatchdog::Stream (watchdog thread).
+  void OnWriteTimeout() override;
+
  private:
 
   Status Begin(const grpc::ByteBuffer* request);
@@ -54,6 +62,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
   void Perform(Next next);
   // Accounting, logging and Finish (the last use of `this`).
   void FinishCall();
+  Status WriteTimeoutError() const;
 
   const ServiceContext ctx_;
   grpc::CallbackServerContext* call_;
@@ -63,6 +72,9 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
 
   std::mutex mu_;
   std::deque<sliminfer::v1::GenerateResponse> pending_;  // front() is in flight while writing_
+  size_t back_chunk_bytes_ = 0;                            // serialized size of pending_.back()'s chunk
+  std::chrono::steady_clock::time_point write_deadline_;   // of the write in flight
+  bool write_timed_out_ = false;                           // the watchdog cancelled the call
   grpc::ByteBuffer wire_;                                  // bytes of the write in flight
   bool writing_ = false;
   bool ended_ = false;        // the terminal event arrived

@@ -30,6 +30,9 @@ InferenceService::InferenceService(ServerMetrics* metrics, ServiceOptions option
   ctx_.registry = &registry_;
   ctx_.limits = options_.limits;
   ctx_.api_key = options_.api_key;
+  ctx_.watchdog = &watchdog_;
+  ctx_.stream_write_timeout = options_.stream_write_timeout;
+  ctx_.max_chunk_bytes = options_.max_chunk_bytes;
 }
 
 void InferenceService::SetReady(const Engine* engine, Scheduler* scheduler) {

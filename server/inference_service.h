@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -18,6 +19,7 @@
 #include "server/request_builder.h"
 #include "server/request_registry.h"
 #include "server/scheduler.h"
+#include "server/write_watchdog.h"
 #include "sliminfer/v1/inference.grpc.pb.h"
 
 namespace slim::server {
@@ -27,6 +29,11 @@ struct ServiceOptions {
   int max_seqs = 0;       // for GetModelInfo
   int max_queue = 0;
   std::string api_key;    // "" = no authentication
+  // A Generate stream whose write stays in flight this long (the client reads nothing) is
+  // cancelled.
+  std::chrono::milliseconds stream_write_timeout{30'000};
+  // Token chunks that pile up behind a slow reader are merged into messages of at most this size.
+  size_t max_chunk_bytes = 1 << 20;
 };
 
 // What a Generate reactor needs from the service; valid while the service lives.
@@ -37,6 +44,9 @@ struct ServiceContext {
   RequestRegistry* registry = nullptr;
   RequestLimits limits;
   std::string api_key;    // "" = no authentication
+  WriteWatchdog* watchdog = nullptr;
+  std::chrono::milliseconds stream_write_timeout{30'000};
+  size_t max_chunk_bytes = 1 << 20;
 };
 
 using InferenceServiceBase = sliminfer::v1::Inference::WithRawCallbackMethod_Generate<
@@ -77,6 +87,7 @@ class InferenceService final : public InferenceServiceBase {
   Status Authorized(const grpc::CallbackServerContext* ctx) const;
 
   ServiceOptions options_;
+  WriteWatchdog watchdog_;  // before ctx_ (which points at it); outlives every stream
   ServiceContext ctx_;
   RequestRegistry registry_;
   std::atomic<bool> ready_{false};

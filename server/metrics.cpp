@@ -204,6 +204,9 @@ ServerMetrics::ServerMetrics()
   generation_tokens_ = MakeCounter(r, "sliminfer_generation_tokens_total", "Tokens generated.");
   pruned_tokens_ = MakeCounter(r, "sliminfer_pruned_prompt_tokens_total",
                                "Prompt tokens dropped by SlimInfer pruning (not alive at the last layer).");
+  write_timeouts_ = MakeCounter(r, "sliminfer_stream_write_timeouts_total",
+                                "gRPC Generate streams cancelled because the client read nothing for "
+                                "--stream-write-timeout-s (also counted in sliminfer_requests_total as cancelled).");
 }
 
 ServerMetrics::~ServerMetrics() = default;
@@ -225,6 +228,8 @@ std::string ServerMetrics::OutcomeName(StatusCode code) {
 }
 
 void ServerMetrics::CountRequest(StatusCode code) { requests_->Add({{"outcome", OutcomeName(code)}}).Increment(); }
+
+void ServerMetrics::CountWriteTimeout() { write_timeouts_->Increment(); }
 
 void ServerMetrics::OnAdmitted(double queue_seconds) { queue_->Observe(queue_seconds); }
 

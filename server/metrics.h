@@ -36,6 +36,8 @@ class ServerMetrics final : public SchedulerObserver {
   // Counts one finished Generate call by outcome: "ok" or the lower-case status code name.
   void CountRequest(StatusCode code);
   static std::string OutcomeName(StatusCode code);
+  // A Generate stream cancelled because its client read nothing for --stream-write-timeout-s.
+  void CountWriteTimeout();
 
   // SchedulerObserver (scheduler thread).
   void OnAdmitted(double queue_seconds) override;
@@ -63,6 +65,7 @@ class ServerMetrics final : public SchedulerObserver {
   prometheus::Counter* prompt_tokens_;
   prometheus::Counter* generation_tokens_;
   prometheus::Counter* pruned_tokens_;
+  prometheus::Counter* write_timeouts_;
 };
 
 }  // namespace slim::server

@@ -30,9 +30,40 @@ StatusOr<std::vector<ChatMessage>> ChatFromProto(const v1::ChatMessages& chat, c
   return out;
 }
 
-// Chat messages -> token ids, with the field name in every error.
+// Refuses, before any tokenizing, a text of `bytes` bytes that cannot encode to `max_tokens`
+// tokens or fewer: encoding a 16 MiB prompt would hold an RPC thread for seconds and allocate
+// gigabytes only to be refused by the token limit afterwards.
+Status CheckTextBytes(const std::vector<std::string_view>& texts, int64_t max_tokens, const Engine& engine,
+                      const std::string& field, const std::string& limit_name) {
+  const Tokenizer* tok = engine.tokenizer();
+  if (tok == nullptr || tok->max_input_bytes_per_token() == 0) return OkStatus();
+  const size_t per_token = tok->max_input_bytes_per_token();
+  size_t total = 0;
+  for (std::string_view t : texts) total += t.size();
+  if (total / per_token <= static_cast<size_t>(max_tokens)) return OkStatus();  // no scan needed
+  size_t bytes = 0;
+  for (std::string_view t : texts) bytes += tok->CoveredBytes(t);
+  if (bytes / per_token <= static_cast<size_t>(max_tokens)) return OkStatus();
+  return InvalidArgumentError(field + ": " + std::to_string(bytes) + " bytes need more than " +
+                              std::to_string(max_tokens) + " tokens (" + limit_name +
+                              "; no token of this vocabulary covers more than " + std::to_string(per_token) +
+                              " bytes)");
+}
+
+// Chat messages -> token ids, with the field name in every error. `max_tokens` and `limit_name`
+// bound the rendered prompt for the cheap checks made before rendering.
 StatusOr<std::vector<int32_t>> TokenizeChatField(const v1::ChatMessages& chat, const Engine& engine,
-                                                 const std::string& field) {
+                                                 const std::string& field, int64_t max_tokens,
+                                                 const std::string& limit_name) {
+  // Every template renders at least one token of markup per message.
+  if (chat.messages_size() > max_tokens) {
+    return InvalidArgumentError(field + ".messages: " + std::to_string(chat.messages_size()) +
+                                " messages need more than " + std::to_string(max_tokens) + " tokens (" +
+                                limit_name + ")");
+  }
+  std::vector<std::string_view> contents;
+  for (const v1::ChatMessage& m : chat.messages()) contents.push_back(m.content());
+  SLIM_RETURN_IF_ERROR(CheckTextBytes(contents, max_tokens, engine, field + ".messages[*].content", limit_name));
   SLIM_ASSIGN_OR_RETURN(std::vector<ChatMessage> messages, ChatFromProto(chat, field));
   if (engine.chat_template() == nullptr) {
     return InvalidArgumentError(field + ": this model has no chat template; send prompt or token_ids");
@@ -43,11 +74,13 @@ StatusOr<std::vector<int32_t>> TokenizeChatField(const v1::ChatMessages& chat, c
 }
 
 StatusOr<std::vector<int32_t>> TokenizeText(const std::string& text, bool parse_special, const Engine& engine,
-                                            const std::string& field) {
+                                            const std::string& field, int64_t max_tokens,
+                                            const std::string& limit_name) {
   if (text.empty()) return InvalidArgumentError(field + ": is empty");
   if (engine.tokenizer() == nullptr) {
     return InvalidArgumentError(field + ": this model has no tokenizer (synthetic weights); send token_ids");
   }
+  SLIM_RETURN_IF_ERROR(CheckTextBytes({text}, max_tokens, engine, field, limit_name));
   StatusOr<std::vector<int32_t>> ids = engine.Tokenize(text, parse_special);
   if (!ids.ok()) return Status(StatusCode::kInvalidArgument, field + ": " + ids.status().message());
   return ids;
@@ -122,16 +155,20 @@ StatusOr<GenerationRequest> BuildGenerationRequest(const v1::GenerateRequest& in
   const int64_t context = engine.context_length();  // the limit in force (may differ from training)
   GenerationRequest r;
   SLIM_RETURN_IF_ERROR(ValidateRequestId(in.request_id()));
+  // The tighter of the two prompt limits, for the checks made before tokenizing.
+  const bool server_limit = limits.max_prompt_tokens < context;
+  const int64_t prompt_limit = server_limit ? limits.max_prompt_tokens : context;
+  const std::string limit_name = server_limit ? "the server limit, --max-prompt-tokens" : "the model context";
   r.request_id = in.request_id();
 
   // Input.
   switch (in.input_case()) {
     case v1::GenerateRequest::kPrompt: {
-      SLIM_ASSIGN_OR_RETURN(r.prompt, TokenizeText(in.prompt(), false, engine, "prompt"));
+      SLIM_ASSIGN_OR_RETURN(r.prompt, TokenizeText(in.prompt(), false, engine, "prompt", prompt_limit, limit_name));
       break;
     }
     case v1::GenerateRequest::kChat: {
-      SLIM_ASSIGN_OR_RETURN(r.prompt, TokenizeChatField(in.chat(), engine, "chat"));
+      SLIM_ASSIGN_OR_RETURN(r.prompt, TokenizeChatField(in.chat(), engine, "chat", prompt_limit, limit_name));
       break;
     }
     case v1::GenerateRequest::kTokenIds: {
@@ -214,6 +251,10 @@ StatusOr<GenerationRequest> BuildGenerationRequest(const v1::GenerateRequest& in
     }
     r.stop.stop_strings.push_back(st.stop(i));
   }
+  if (st.stop_token_ids_size() > kMaxStopTokenIds) {
+    return InvalidArgumentError("stopping.stop_token_ids: at most " + std::to_string(kMaxStopTokenIds) +
+                                " ids, got " + std::to_string(st.stop_token_ids_size()));
+  }
   for (int i = 0; i < st.stop_token_ids_size(); ++i) {
     const int32_t id = st.stop_token_ids(i);
     if (id < 0 || id >= c.vocab_size) {
@@ -232,9 +273,10 @@ StatusOr<GenerationRequest> BuildGenerationRequest(const v1::GenerateRequest& in
 StatusOr<std::vector<int32_t>> TokenizeRequest(const v1::TokenizeRequest& in, const Engine& engine) {
   switch (in.input_case()) {
     case v1::TokenizeRequest::kText:
-      return TokenizeText(in.text(), in.parse_special(), engine, "text");
+      return TokenizeText(in.text(), in.parse_special(), engine, "text", engine.context_length(),
+                          "the model context");
     case v1::TokenizeRequest::kChat:
-      return TokenizeChatField(in.chat(), engine, "chat");
+      return TokenizeChatField(in.chat(), engine, "chat", engine.context_length(), "the model context");
     default:
       return InvalidArgumentError("input: set one of text or chat");
   }

@@ -22,6 +22,9 @@ struct RequestLimits {
   PruningMode server_pruning = PruningMode::kOff;  // what MODE_UNSPECIFIED means
 };
 
+// Most stop_token_ids one request may carry.
+inline constexpr int kMaxStopTokenIds = 64;
+
 // Validates `in` and tokenizes its input. The deadline is left unset (the RPC layer adds it).
 StatusOr<GenerationRequest> BuildGenerationRequest(const sliminfer::v1::GenerateRequest& in, const Engine& engine,
                                                    const RequestLimits& limits);
@@ -30,7 +33,8 @@ StatusOr<GenerationRequest> BuildGenerationRequest(const sliminfer::v1::Generate
 // not starting with the server's prefix ("req-").
 Status ValidateRequestId(const std::string& id);
 
-// Token ids for a Tokenize request.
+// Token ids for a Tokenize request. Texts that cannot fit the model context are refused before
+// encoding, as prompts are.
 StatusOr<std::vector<int32_t>> TokenizeRequest(const sliminfer::v1::TokenizeRequest& in, const Engine& engine);
 
 }  // namespace slim::server

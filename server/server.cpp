@@ -3,13 +3,53 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/impl/server_builder_option.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 namespace slim::server {
+
+namespace {
+
+// The contents of a PEM file named by --`flag`, which must hold a "-----BEGIN ...`kind`-----" block.
+StatusOr<std::string> ReadPem(const std::string& path, const std::string& flag, const std::string& kind) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return InvalidArgumentError("--" + flag + ": cannot read " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  std::string pem = ss.str();
+  const size_t begin = pem.find("-----BEGIN ");
+  const size_t end = begin == std::string::npos ? begin : pem.find("-----", begin + 11);
+  if (end == std::string::npos || pem.substr(begin, end - begin).find(kind) == std::string::npos) {
+    return InvalidArgumentError("--" + flag + ": " + path + " holds no PEM " + kind + " block");
+  }
+  return pem;
+}
+
+// Reflection for this server only. Linking grpc++_reflection registers its plugin for every
+// ServerBuilder of the process (a static initializer); this option drops that one and adds a
+// plugin of its own when asked.
+class ReflectionOption final : public grpc::ServerBuilderOption {
+ public:
+  explicit ReflectionOption(bool on) : on_(on) {}
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    auto mine = std::make_unique<grpc::reflection::ProtoServerReflectionPlugin>();
+    const std::string name = mine->name();
+    std::erase_if(*plugins, [&](const std::unique_ptr<grpc::ServerBuilderPlugin>& p) { return p->name() == name; });
+    if (on_) plugins->push_back(std::move(mine));
+  }
+
+ private:
+  bool on_;
+};
+
+}  // namespace
 
 InferenceServer::InferenceServer(const ServerOptions& options) : options_(options) {}
 
@@ -25,14 +65,28 @@ StatusOr<std::unique_ptr<InferenceServer>> InferenceServer::Start(const ServerOp
   so.max_seqs = options.max_seqs;
   so.max_queue = options.max_queue;
   so.api_key = options.api_key;
+  so.stream_write_timeout = std::chrono::milliseconds(static_cast<int64_t>(options.stream_write_timeout_s * 1000));
+  // Below the send limit, and below gRPC clients' default 4 MiB receive limit.
+  so.max_chunk_bytes = std::min<size_t>(1 << 20, static_cast<size_t>(options.max_message_bytes) / 2);
+  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+  if (!options.tls_cert.empty()) {
+    grpc::SslServerCredentialsOptions ssl;
+    grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+    SLIM_ASSIGN_OR_RETURN(pair.cert_chain, ReadPem(options.tls_cert, "tls-cert", "CERTIFICATE"));
+    SLIM_ASSIGN_OR_RETURN(pair.private_key, ReadPem(options.tls_key, "tls-key", "PRIVATE KEY"));
+    ssl.pem_key_cert_pairs.push_back(std::move(pair));
+    creds = grpc::SslServerCredentials(ssl);
+  }
   s->service_ = std::make_unique<InferenceService>(s->metrics_.get(), so);
   SLIM_RETURN_IF_ERROR(s->StartHttp());
 
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  // Reflection lists every method to anyone who connects: by default only on an open server.
+  const bool reflection = options.reflection == "on" || (options.reflection == "auto" && options.api_key.empty());
   grpc::ServerBuilder b;
+  b.SetOption(std::make_unique<ReflectionOption>(reflection));
   const std::string addr = options.host + ":" + std::to_string(options.port);
-  b.AddListeningPort(addr, grpc::InsecureServerCredentials(), &s->port_);
+  b.AddListeningPort(addr, creds, &s->port_);
   b.RegisterService(s->service_.get());
   b.SetMaxReceiveMessageSize(options.max_message_bytes);
   b.SetMaxSendMessageSize(options.max_message_bytes);
@@ -45,16 +99,20 @@ StatusOr<std::unique_ptr<InferenceServer>> InferenceServer::Start(const ServerOp
   // Accept client keepalive pings down to every 10 s without calling them abuse.
   b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   s->grpc_ = b.BuildAndStart();
-  if (!s->grpc_ || s->port_ == 0) return UnavailableError("cannot listen on " + addr);
+  if (!s->grpc_ || s->port_ == 0) {
+    return UnavailableError("cannot listen on " + addr +
+                            (options.tls_cert.empty() ? "" : " (or gRPC refused the --tls-cert / --tls-key pair)"));
+  }
   grpc::HealthCheckServiceInterface* health = s->grpc_->GetHealthCheckService();
   health->SetServingStatus(false);
-  spdlog::info("listening on {}:{} (gRPC), {}{}{}", options.host, s->port_,
+  spdlog::info("listening on {}:{} (gRPC), {}{}{}{}{}", options.host, s->port_,
                s->http_ ? options.http_host + ":" + std::to_string(s->http_port()) + " (HTTP: OpenAI API, /health, /metrics)"
                         : std::string("HTTP off"),
                s->metrics_http_ ? ", " + options.metrics_host + ":" + std::to_string(s->metrics_port()) +
                                       " (/metrics, /health)"
                                 : std::string(),
-               options.api_key.empty() ? "" : "; API key required");
+               options.api_key.empty() ? "" : "; API key required",
+               options.tls_cert.empty() ? "" : "; gRPC over TLS", reflection ? "; reflection on" : "");
   return s;
 }
 

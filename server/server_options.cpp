@@ -63,6 +63,12 @@ ABSL_FLAG(double, drain_grace_s, 30.0, "on SIGTERM, seconds in-flight streams ma
 ABSL_FLAG(int, keepalive_time_ms, 30000, "keepalive ping interval on idle connections");
 ABSL_FLAG(int, keepalive_timeout_ms, 10000, "close a connection whose keepalive ping is unanswered this long");
 ABSL_FLAG(int, max_message_bytes, 16 << 20, "largest request or response message");
+ABSL_FLAG(double, stream_write_timeout_s, 30.0,
+          "a gRPC Generate stream whose client reads nothing this many seconds is cancelled");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: serve gRPC over TLS (with --tls-key)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, reflection, "auto",
+          "gRPC server reflection: on, off, or auto (on only when no API key is set)");
 ABSL_FLAG(bool, warmup, true, "run a short generation before reporting SERVING");
 ABSL_FLAG(int64_t, warmup_tokens, 32768,
           "with --warmup on a backend that tunes per prompt size (CUDA): also prefill one prompt of each "
@@ -79,7 +85,8 @@ const char* const kFlagNames[] = {
     "metrics_host",   "metrics_port",    "max_seqs",          "max_queue",     "max_prompt_tokens",
     "max_total_tokens", "default_max_tokens", "context_length", "kv_tokens", "kv_gib", "gpu_memory_fraction", "host_kv_tokens", "host_kv_gib",    "pruning",       "pruning_schedule",
     "log_format",     "log_level",       "drain_grace_s",     "keepalive_time_ms", "keepalive_timeout_ms",
-    "max_message_bytes", "warmup", "warmup_tokens", "chat_content_specials"};
+    "max_message_bytes", "warmup", "warmup_tokens", "chat_content_specials", "stream_write_timeout_s",
+    "tls_cert", "tls_key", "reflection"};
 
 }  // namespace
 
@@ -131,6 +138,16 @@ Status ServerOptions::Validate() const {
   if (keepalive_time_ms < 1000) return bad("keepalive-time-ms", "must be >= 1000");
   if (keepalive_timeout_ms < 100) return bad("keepalive-timeout-ms", "must be >= 100");
   if (max_message_bytes < 4096) return bad("max-message-bytes", "must be >= 4096");
+  if (!(stream_write_timeout_s >= 0.1 && stream_write_timeout_s <= 3600)) {
+    return bad("stream-write-timeout-s", "must be in [0.1, 3600]");
+  }
+  if (tls_cert.empty() != tls_key.empty()) {
+    return bad(tls_cert.empty() ? "tls-cert" : "tls-key", "is required with --" +
+               std::string(tls_cert.empty() ? "tls-key" : "tls-cert"));
+  }
+  if (reflection != "auto" && reflection != "on" && reflection != "off") {
+    return bad("reflection", "must be auto, on or off");
+  }
   return OkStatus();
 }
 
@@ -226,6 +243,10 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   o.keepalive_time_ms = absl::GetFlag(FLAGS_keepalive_time_ms);
   o.keepalive_timeout_ms = absl::GetFlag(FLAGS_keepalive_timeout_ms);
   o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  o.stream_write_timeout_s = absl::GetFlag(FLAGS_stream_write_timeout_s);
+  o.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  o.tls_key = absl::GetFlag(FLAGS_tls_key);
+  o.reflection = absl::GetFlag(FLAGS_reflection);
   o.warmup = absl::GetFlag(FLAGS_warmup);
   o.warmup_tokens = absl::GetFlag(FLAGS_warmup_tokens);
   SLIM_RETURN_IF_ERROR(o.Validate());

@@ -58,6 +58,11 @@ struct ServerOptions {
   int keepalive_time_ms = 30000;      // server pings idle connections this often
   int keepalive_timeout_ms = 10000;   // and drops them when a ping is not answered in this time
   int max_message_bytes = 16 << 20;   // receive and send limit per message
+  double stream_write_timeout_s = 30.0; // a Generate stream whose client reads nothing this long is cancelled
+  // gRPC over TLS: PEM files of the certificate chain and its key (both or neither).
+  std::string tls_cert;
+  std::string tls_key;
+  std::string reflection = "auto";    // gRPC reflection: on, off, auto (on only without an API key)
   bool warmup = true;                 // run a short generation before reporting SERVING
   int64_t warmup_tokens = 32768;      // and, on CUDA, prompts of each GEMM tuning size up to this
 

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "engine/gguf/gguf_file.h"
+#include "engine/model/known_metadata.h"
 
 namespace slim {
 namespace {
@@ -158,6 +159,7 @@ class KeyReader {
 Status ModelConfig::Validate() const { return ValidateNamed(*this, FieldNames{}); }
 
 StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& file) {
+  SLIM_RETURN_IF_ERROR(CheckKnownMetadata(file));
   const KeyReader keys(file);
   const std::string& path = file.path();
   ModelConfig c;

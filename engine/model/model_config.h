@@ -1,5 +1,5 @@
 // LLaMA-family hyperparameters, read from GGUF metadata (or set for synthetic models) and
-// validated. Knows nothing of weights or backends.
+// validated; ConfigFromGguf first checks every metadata key the engine knows (known_metadata.h). Knows nothing of weights or backends.
 #pragma once
 
 #include <cstdint>

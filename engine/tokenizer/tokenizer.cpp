@@ -398,6 +398,8 @@ struct Tokenizer::Impl {
 
   std::vector<Pcre2Code> regexes;
   bool ignore_merges = false;
+  size_t max_input_bytes_per_token = 0;  // see Tokenizer::max_input_bytes_per_token
+  std::array<bool, 256> uncovered{};      // bytes whose symbol is no token: they may encode to nothing
 
   int32_t Intern(const std::string& s) {
     auto [it, inserted] = sym_index.emplace(s, static_cast<int32_t>(sym_text.size()));
@@ -689,6 +691,23 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(VocabData vocab) {
     impl->merges.emplace(PairKey(l, r), Merge{static_cast<int32_t>(rank), result});  // first rank wins
   }
 
+  // When every merge result is a token, each emitted token stands for exactly the input bytes its
+  // piece holds (special tokens: their text), so no token covers more input than the longest
+  // piece; only bytes whose own symbol is no token (control characters some vocabularies lack)
+  // may be dropped. A merge result that is no token falls back to single bytes, which can drop
+  // anything: then no bound holds.
+  bool complete = true;
+  for (const auto& [key, m] : impl->merges) {
+    if (!complete) break;
+    complete = impl->sym_token[m.result] >= 0;
+  }
+  for (int b = 0; b < 256; ++b) impl->uncovered[b] = impl->sym_token[impl->byte_sym[b]] < 0;
+  if (complete) {
+    size_t longest = 1;
+    for (const std::string& p : impl->pieces) longest = std::max(longest, p.size());
+    impl->max_input_bytes_per_token = longest;
+  }
+
   impl->vocab = std::move(vocab);
   return std::unique_ptr<Tokenizer>(new Tokenizer(std::move(impl)));
 }
@@ -740,6 +759,13 @@ std::string Tokenizer::Decode(std::span<const int32_t> ids, bool render_special)
   return out;
 }
 
+size_t Tokenizer::max_input_bytes_per_token() const { return impl_->max_input_bytes_per_token; }
+
+size_t Tokenizer::CoveredBytes(std::string_view text) const {
+  size_t n = 0;
+  for (const char c : text) n += impl_->uncovered[static_cast<unsigned char>(c)] ? 0 : 1;
+  return n;
+}
 int32_t Tokenizer::vocab_size() const { return static_cast<int32_t>(impl_->vocab.tokens.size()); }
 int32_t Tokenizer::bos_id() const { return impl_->vocab.bos_id; }
 int32_t Tokenizer::eos_id() const { return impl_->vocab.eos_id; }

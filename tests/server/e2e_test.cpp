@@ -342,6 +342,16 @@ TEST_F(ServerE2E, TokenizeModelInfoHealthAndReflection) {
   ASSERT_TRUE(stub_->Tokenize(&c1, tr, &tresp).ok());
   EXPECT_EQ(std::vector<int32_t>(tresp.token_ids().begin(), tresp.token_ids().end()),
             *server_->engine()->Tokenize("Hello world", false));
+  // A text that cannot fit the context is refused before it is encoded.
+  grpc::ClientContext c1b;
+  const size_t per_token = server_->engine()->tokenizer()->max_input_bytes_per_token();
+  tr.set_text(std::string(8193 * per_token, 'a'));
+  const grpc::Status big = stub_->Tokenize(&c1b, tr, &tresp);
+  EXPECT_EQ(big.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(big.error_message().find("text: " + std::to_string(8193 * per_token) +
+                                     " bytes need more than 8192 tokens (the model context"),
+            std::string::npos)
+      << big.error_message();
   grpc::ClientContext c2;
   v1::ModelInfo info;
   ASSERT_TRUE(stub_->GetModelInfo(&c2, v1::GetModelInfoRequest(), &info).ok());

@@ -92,6 +92,10 @@ TEST_F(Validation, EveryBadFieldGetsInvalidArgumentNamingIt) {
   };
   const std::vector<int32_t> long_prompt(8193, 100);
   const std::vector<int32_t> near_full(8000, 100);
+  // The smallest text that cannot encode to 8192 tokens or fewer, by the tokenizer's own bound.
+  const size_t per_token = server_->engine()->tokenizer()->max_input_bytes_per_token();
+  ASSERT_GT(per_token, 0u);
+  const size_t too_many_bytes = 8192 * per_token + per_token;
   const std::vector<Case> cases = {
       {"no input", [](auto* r) { r->clear_prompt(); }, "input:"},
       {"empty prompt", [](auto* r) { r->set_prompt(""); }, "prompt: is empty"},
@@ -140,6 +144,31 @@ TEST_F(Validation, EveryBadFieldGetsInvalidArgumentNamingIt) {
        "stopping.stop: at most 16"},
       {"empty stop string", [](auto* r) { r->mutable_stopping()->add_stop(""); }, "stopping.stop[0]"},
       {"stop token id", [](auto* r) { r->mutable_stopping()->add_stop_token_ids(-1); }, "stopping.stop_token_ids[0]"},
+      {"too many stop token ids",
+       [](auto* r) {
+         for (int i = 0; i < kMaxStopTokenIds + 1; ++i) r->mutable_stopping()->add_stop_token_ids(i);
+       },
+       "stopping.stop_token_ids: at most 64 ids, got 65"},
+      {"prompt bytes that cannot fit the context",
+       [&](auto* r) { r->set_prompt(std::string(too_many_bytes, 'a')); },
+       "prompt: " + std::to_string(too_many_bytes) + " bytes need more than 8192 tokens (the model context"},
+      {"chat content bytes that cannot fit the context",
+       [&](auto* r) {
+         for (int i = 0; i < 2; ++i) {
+           auto* m = r->mutable_chat()->add_messages();
+           m->set_role("user");
+           m->set_content(std::string(too_many_bytes / 2 + 1, 'a'));
+         }
+       },
+       "chat.messages[*].content: "},
+      {"more chat messages than the context has tokens",
+       [](auto* r) {
+         for (int i = 0; i < 8193; ++i) {
+           auto* m = r->mutable_chat()->add_messages();
+           m->set_role("user");
+         }
+       },
+       "chat.messages: 8193 messages need more than 8192 tokens"},
       {"explicit pruning without stages",
        [](auto* r) { r->mutable_pruning()->set_mode(v1::PruningOptions::MODE_EXPLICIT); }, "pruning.stages: required"},
       {"pruning stage layer",

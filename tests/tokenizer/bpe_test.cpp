@@ -120,6 +120,33 @@ TEST(BpeTest, MergeResultMissingFromVocabFallsBackToSingleByteTokens) {
   EXPECT_EQ(Enc(*tok, "\xC3\xA9"), (std::vector<int32_t>{}));
 }
 
+TEST(BpeTest, InputBytesPerTokenBoundsEveryEncoding) {
+  TinyVocab v("gpt2", {"ab", "abc", "abcd"}, {{"a", "b"}, {"ab", "c"}, {"abc", "d"}});
+  const int32_t special = v.Add("<|a-long-special-token|>", TokenType::kControl);
+  auto tok = v.Build();
+  // The longest piece: the special token's text (24 bytes).
+  EXPECT_EQ(tok->max_input_bytes_per_token(), 24u);
+  for (const std::string text : {"abcd abcdabcd", "xyzzy", "\xC3\xA9" "abcd", "<|a-long-special-token|>abcd"}) {
+    for (const bool parse_special : {false, true}) {
+      const std::vector<int32_t> ids = Enc(*tok, text, parse_special);
+      EXPECT_GE(ids.size() * tok->max_input_bytes_per_token(), text.size()) << text;
+    }
+  }
+  EXPECT_EQ(Enc(*tok, "<|a-long-special-token|>", true), (std::vector<int32_t>{special}));
+  EXPECT_EQ(tok->CoveredBytes("abc\x04"), 4u);
+  // A vocabulary without a token for byte 0x04: that byte encodes to nothing and is not counted.
+  TinyVocab holes("gpt2", {}, {});
+  holes.data.tokens[4] = "<unused-4>";
+  holes.data.token_types[4] = TokenType::kUnused;
+  auto holey = holes.Build();
+  EXPECT_EQ(Enc(*holey, "a\x04\x04" "b"), (std::vector<int32_t>{B('a'), B('b')}));
+  EXPECT_EQ(holey->CoveredBytes("a\x04\x04" "b"), 2u);
+  EXPECT_EQ(holey->max_input_bytes_per_token(), 1u);
+  // A merge result that is not a token can encode to nothing: no bound.
+  TinyVocab gap("gpt2", {}, {{"\xC3", "\xA9"}});
+  EXPECT_EQ(gap.Build()->max_input_bytes_per_token(), 0u);
+}
+
 TEST(BpeTest, MergesDoNotCrossPreTokenizerPieces) {
   TinyVocab v("gpt2", {"a ", " b", "ab"}, {{"a", " "}, {" ", "b"}, {"a", "b"}});
   auto tok = v.Build();
