@@ -1,17 +1,29 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with clang (ASan + UBSan, coverage in every library) and runs the
-# GGUF parser fuzzer for SECONDS (default 600) from the malformed and seed fixtures.
-#   scripts/fuzz.sh [SECONDS]
+# Builds the libFuzzer targets with clang (ASan + UBSan, coverage in every library) and runs one
+# (or each) for SECONDS (default 600) from its seed corpus; new inputs go to build-fuzz/corpus/<target>.
+#   scripts/fuzz.sh [gguf|tokenizer|request|all] [SECONDS]
+# The request and tokenizer fuzzers load the default model (scripts/fetch-model.sh).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-SECONDS_TO_RUN="${1:-600}"
+WHICH="${1:-gguf}"
+SECONDS_TO_RUN="${2:-600}"
 bash scripts/setup.sh
+bash scripts/fetch-model.sh
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
-  -DCMAKE_CXX_COMPILER=clang++ -DSLIM_BUILD_FUZZERS=ON -DSLIM_BUILD_SERVER=OFF -DSLIM_WITH_CUDA=OFF \
-  -DSLIM_BUILD_TESTS=ON
-cmake --build build-fuzz -j "$(nproc)" --target gguf_fuzz
-CORPUS="build-fuzz/corpus"
-mkdir -p "$CORPUS"
-./build-fuzz/bin/gguf_fuzz -dict=tests/fuzz/gguf.dict -max_total_time="$SECONDS_TO_RUN" -max_len=65536 \
-  -rss_limit_mb=2048 -print_final_stats=1 "$CORPUS" tests/fixtures/malformed tests/fixtures/gguf_seed
+  -DCMAKE_CXX_COMPILER=clang++ -DSLIM_BUILD_FUZZERS=ON -DSLIM_WITH_CUDA=OFF -DSLIM_BUILD_TESTS=ON
+
+run() {
+  local name="$1"; shift
+  cmake --build build-fuzz -j "$(nproc)" --target "${name}_fuzz"
+  mkdir -p "build-fuzz/corpus/$name"
+  ./build-fuzz/bin/"${name}_fuzz" -max_total_time="$SECONDS_TO_RUN" -rss_limit_mb=4096 -print_final_stats=1 \
+    "$@" "build-fuzz/corpus/$name"
+}
+case "$WHICH" in
+  gguf|all) run gguf -dict=tests/fuzz/gguf.dict -max_len=65536 tests/fixtures/malformed tests/fixtures/gguf_seed ;;&
+  tokenizer|all) run tokenizer -max_len=4096 tests/fuzz/tokenizer_seeds ;;&
+  request|all) run request -max_len=8192 tests/fuzz/request_seeds ;;&
+  gguf|tokenizer|request|all) ;;
+  *) echo "usage: scripts/fuzz.sh [gguf|tokenizer|request|all] [SECONDS]" >&2; exit 2 ;;
+esac
