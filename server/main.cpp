@@ -1,11 +1,14 @@
 // sliminfer-server: flags, logging, the server, and the SIGTERM/SIGINT drain (exit 0; a second
-// signal during the drain exits at once with 1).
+// signal during the drain exits at once with 1). A signal while the model is still loading or
+// warming up exits at once with 0: nothing has been admitted yet, and a load can take minutes.
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
+#include <atomic>
 #include <cstdio>
+#include <future>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -64,20 +67,31 @@ int main(int argc, char** argv) {
     spdlog::error("{}", server.status().ToString());
     return 1;
   }
+  // The signal watcher: during the load a signal ends the process; after it, the first signal
+  // starts the drain below and a second one ends the process.
+  std::atomic<bool> loaded{false};
+  std::promise<int> first_signal;
+  std::thread([&loaded, &first_signal] {
+    const int sig = WaitForSignal();
+    if (!loaded.load()) {
+      spdlog::info("{} received during model load: exiting", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      std::_Exit(0);
+    }
+    first_signal.set_value(sig);
+    WaitForSignal();
+    spdlog::warn("second signal: exiting without finishing the drain");
+    std::_Exit(1);
+  }).detach();
   if (slim::Status s = (*server)->LoadModel(); !s.ok()) {
     // Stay up: health stays NOT_SERVING and every call gets UNAVAILABLE with this reason, so
     // probes and clients see why; SIGTERM stops the process as usual.
     spdlog::error("{}; serving UNAVAILABLE until stopped", s.ToString());
     (*server)->MarkLoadFailed(s);
   }
-  const int sig = WaitForSignal();
+  loaded.store(true);
+  const int sig = first_signal.get_future().get();
   spdlog::info("{} received: draining (grace {:.1f} s; a second signal exits at once)",
                sig == SIGINT ? "SIGINT" : "SIGTERM", options->drain_grace_s);
-  std::thread([] {
-    WaitForSignal();
-    spdlog::warn("second signal: exiting without finishing the drain");
-    std::_Exit(1);
-  }).detach();
   (*server)->Drain(std::chrono::milliseconds(static_cast<int64_t>(options->drain_grace_s * 1000)));
   server->reset();
   spdlog::info("exiting");

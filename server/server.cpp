@@ -152,6 +152,7 @@ Status InferenceServer::StartHttp() {
 Status InferenceServer::LoadModel() {
   EngineOptions eo;
   eo.model = options_.model;
+  eo.tokenizer = options_.tokenizer;
   eo.threads = options_.threads;
   eo.kv_dtype = options_.kv_dtype;
   eo.chat_content_specials = options_.chat_content_specials;

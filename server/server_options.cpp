@@ -13,6 +13,9 @@
 #include <mutex>
 
 ABSL_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf", "GGUF model path or synthetic:NAME");
+ABSL_FLAG(std::string, tokenizer, "",
+          "for synthetic:NAME models: a GGUF whose vocabulary to use (e.g. models/ggml-vocab-llama-bpe.gguf, "
+          "fetched by scripts/fetch-model.sh, for the Llama-3 shapes)");
 ABSL_FLAG(std::string, device, "cpu", "cpu, cuda, or auto (cuda when a GPU is present, else cpu)");
 ABSL_FLAG(int, threads, 0, "CPU threads for the engine (0 = all cores)");
 ABSL_FLAG(std::string, kv_dtype, "auto", "KV cache type: auto (cpu f32, cuda bf16), f32 or f16 (cpu), bf16 (cuda)");
@@ -79,7 +82,7 @@ namespace slim::server {
 namespace {
 
 const char* const kFlagNames[] = {
-    "model",          "device",          "threads",           "kv_dtype",      "host",          "port",
+    "model", "tokenizer",          "device",          "threads",           "kv_dtype",      "host",          "port",
     "http_host", "http_port", "http_max_connections", "http_read_timeout_s", "http_idle_timeout_s",
     "http_write_timeout_s", "http_max_body_bytes", "served_model_name", "api_key", "api_key_file",
     "metrics_host",   "metrics_port",    "max_seqs",          "max_queue",     "max_prompt_tokens",
@@ -194,6 +197,7 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   }
   ServerOptions o;
   o.model = absl::GetFlag(FLAGS_model);
+  o.tokenizer = absl::GetFlag(FLAGS_tokenizer);
   o.device = absl::GetFlag(FLAGS_device);
   o.threads = absl::GetFlag(FLAGS_threads);
   o.kv_dtype = absl::GetFlag(FLAGS_kv_dtype);

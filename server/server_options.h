@@ -17,6 +17,7 @@ struct ServerOptions {
   std::string model = "models/SmolLM2-135M-Instruct.Q4_1.gguf";  // GGUF path or synthetic:NAME
   std::string device = "cpu";         // cpu, cuda, or auto (cuda when present, else cpu)
   int threads = 0;                    // CPU threads, 0 = all cores
+  std::string tokenizer;              // synthetic models: a GGUF whose vocabulary to use
   std::string kv_dtype = "auto";      // KV cache: auto (cpu f32, cuda bf16), f32/f16 (cpu), bf16 (cuda)
   bool chat_content_specials = false;  // EngineOptions::chat_content_specials
   std::string host = "0.0.0.0";

@@ -11,6 +11,7 @@
 // Seeds: tests/fuzz/request_seeds (scripts/fuzz.sh request).
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 
@@ -39,6 +40,7 @@ const Engine& TheEngine() {
     o.kv_tokens = 256;
     o.host_kv_gib = 0;
     auto e = Engine::Create(o);
+    if (!e.ok()) std::fprintf(stderr, "cannot load %s: %s\n", o.model.c_str(), e.status().ToString().c_str());
     Check(e.ok());
     return std::move(*e);
   }();

@@ -10,6 +10,7 @@
 // Seeds: tests/fuzz/tokenizer_seeds (scripts/fuzz.sh tokenizer).
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -34,6 +35,7 @@ const Engine& TheEngine() {
     o.kv_tokens = 256;
     o.host_kv_gib = 0;
     auto e = Engine::Create(o);
+    if (!e.ok()) std::fprintf(stderr, "cannot load %s: %s\n", o.model.c_str(), e.status().ToString().c_str());
     Check(e.ok());
     return std::move(*e);
   }();

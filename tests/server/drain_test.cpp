@@ -24,11 +24,11 @@ struct LaunchedServer {
   std::unique_ptr<Subprocess> proc;
   std::shared_ptr<grpc::Channel> channel;
 
-  explicit LaunchedServer(const std::string& grace_s) {
+  explicit LaunchedServer(const std::string& grace_s, const std::string& model = SLIM_DEFAULT_MODEL) {
     const std::string bin = BinDir() + "/sliminfer-server";
     EXPECT_TRUE(std::filesystem::exists(bin)) << bin << " is missing: build the sliminfer-server target";
     proc = std::make_unique<Subprocess>(
-        std::vector<std::string>{bin, "--model", SLIM_DEFAULT_MODEL, "--host", "127.0.0.1", "--port",
+        std::vector<std::string>{bin, "--model", model, "--host", "127.0.0.1", "--port",
                                  std::to_string(port), "--http-host", "127.0.0.1", "--http-port", std::to_string(http_port),
                                  "--http-idle-timeout-s", "3600", "--http-read-timeout-s", "3600", "--kv-tokens", "4096",
                                  "--threads", "2", "--drain-grace-s", grace_s},
@@ -137,6 +137,21 @@ TEST(Drain, SigtermExitsWithIdleAndHalfSentHttpConnectionsOpen) {
   ASSERT_NE(status, -1) << "the server did not exit with HTTP connections open\n" << s.proc->Log();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << s.proc->Log();
   for (int fd : fds) close(fd);
+}
+
+
+TEST(Drain, SigtermDuringModelLoadExitsZeroWithoutServing) {
+  // The Qwen2 0.5B (f16, about 1 GB) takes seconds to load: the signal lands in the middle.
+  LaunchedServer s("30", SLIM_QWEN05_MODEL);
+  ASSERT_TRUE(WaitFor([&] { return s.Health() == "NOT_SERVING" || !s.proc->Running(); }, 60s) && s.proc->Running())
+      << s.proc->Log();
+  s.proc->Signal(SIGTERM);
+  const int status = s.proc->Wait(60s);
+  ASSERT_NE(status, -1) << "still running: " << s.proc->Log();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  const std::string log = s.proc->Log();
+  EXPECT_NE(log.find("SIGTERM received during model load: exiting"), std::string::npos) << log;
+  EXPECT_EQ(log.find("SERVING"), std::string::npos) << "the load finished before the signal: " << log;
 }
 
 }  // namespace
