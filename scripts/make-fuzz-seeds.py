@@ -82,6 +82,8 @@ def request_seeds():
                                            pruning=field(1, 0, 3) + stages + field(3, 0, 1))
     yield "gen_bad_ids", b"\x00" + generate(ids=[-1, 49152])
     yield "gen_bad_utf8", b"\x00" + generate(prompt=b"caf\xc3(")
+    # found by the fuzzer: a prompt of bytes without tokens encoded to nothing and was accepted
+    yield "regress_prompt_without_tokens", b"\x00" + generate(prompt=b"\x06")
     yield "tok_text", b"\x01" + s(1, "Hello <|im_start|> world") + field(3, 0, 1)
     yield "tok_chat", b"\x01" + msg(2, chat(("user", "Hi")))
     yield "openai_chat", b"\x02" + json.dumps({

@@ -11,6 +11,7 @@
 #include <future>
 #include <thread>
 
+#include <google/protobuf/stubs/logging.h>
 #include <spdlog/spdlog.h>
 
 #include "server/server.h"
@@ -26,6 +27,17 @@ extern "C" void OnSignal(int sig) {
   const int saved = errno;
   (void)!write(g_signal_pipe[1], &b, 1);
   errno = saved;
+}
+
+// libprotobuf logs to stderr when a client's bytes do not parse (e.g. invalid UTF-8 in a string
+// field): the client already gets INVALID_ARGUMENT, so such lines go to the debug log instead of
+// letting any client write to the server's error output.
+void ProtobufLog(google::protobuf::LogLevel level, const char* file, int line, const std::string& message) {
+  if (level >= google::protobuf::LOGLEVEL_FATAL) {
+    spdlog::critical("libprotobuf {}:{}: {}", file, line, message);
+  } else {
+    spdlog::debug("libprotobuf {}:{}: {}", file, line, message);
+  }
 }
 
 int WaitForSignal() {
@@ -62,6 +74,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sliminfer-server: %s\n", s.ToString().c_str());
     return 2;
   }
+  google::protobuf::SetLogHandler(ProtobufLog);
   slim::StatusOr<std::unique_ptr<InferenceServer>> server = InferenceServer::Start(*options);
   if (!server.ok()) {
     spdlog::error("{}", server.status().ToString());

@@ -187,6 +187,11 @@ StatusOr<GenerationRequest> BuildGenerationRequest(const v1::GenerateRequest& in
       return InvalidArgumentError("input: set one of prompt, chat or token_ids");
   }
   const int64_t n = static_cast<int64_t>(r.prompt.size());
+  if (n == 0) {
+    // Text made only of bytes the vocabulary has no token for (some control characters).
+    return InvalidArgumentError(std::string(in.input_case() == v1::GenerateRequest::kChat ? "chat" : "prompt") +
+                                ": encodes to no tokens (none of its characters has a token in this vocabulary)");
+  }
   if (n > context) {
     return InvalidArgumentError("prompt: " + std::to_string(n) + " tokens exceed the model context of " +
                                 std::to_string(context));
