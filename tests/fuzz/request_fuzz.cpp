@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/engine.h"
+#include "tests/fuzz/fuzz_engine.h"
 #include "server/openai_request.h"
 #include "server/proto_parse.h"
 #include "server/request_builder.h"
@@ -28,24 +29,8 @@ namespace {
 using namespace slim;
 using namespace slim::server;
 
-void Check(bool ok) {
-  if (!ok) __builtin_trap();
-}
-
-const Engine& TheEngine() {
-  static const std::unique_ptr<Engine> engine = [] {
-    EngineOptions o;
-    o.model = SLIM_DEFAULT_MODEL;
-    o.threads = 1;
-    o.kv_tokens = 256;
-    o.host_kv_gib = 0;
-    auto e = Engine::Create(o);
-    if (!e.ok()) std::fprintf(stderr, "cannot load %s: %s\n", o.model.c_str(), e.status().ToString().c_str());
-    Check(e.ok());
-    return std::move(*e);
-  }();
-  return *engine;
-}
+using fuzz::Check;
+using fuzz::TheEngine;
 
 RequestLimits Limits(const Engine& e) {
   RequestLimits l;

@@ -17,30 +17,15 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "tests/fuzz/fuzz_engine.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace {
 
 using namespace slim;
 
-void Check(bool ok) {
-  if (!ok) __builtin_trap();
-}
-
-const Engine& TheEngine() {
-  static const std::unique_ptr<Engine> engine = [] {
-    EngineOptions o;
-    o.model = SLIM_DEFAULT_MODEL;
-    o.threads = 1;
-    o.kv_tokens = 256;
-    o.host_kv_gib = 0;
-    auto e = Engine::Create(o);
-    if (!e.ok()) std::fprintf(stderr, "cannot load %s: %s\n", o.model.c_str(), e.status().ToString().c_str());
-    Check(e.ok());
-    return std::move(*e);
-  }();
-  return *engine;
-}
+using fuzz::Check;
+using fuzz::TheEngine;
 
 }  // namespace
 
