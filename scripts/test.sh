@@ -43,16 +43,14 @@ case "$MODE" in
     ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS"
     ;;
   --sanitize)
-    # Leaks are checked too (LeakSanitizer); tests/sanitizers/lsan.supp names the third-party
-    # libraries' process-lifetime allocations, never ours.
+    # Leaks are checked too (LeakSanitizer), with no suppressions.
     export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1"
-    export LSAN_OPTIONS="suppressions=$ROOT/tests/sanitizers/lsan.supp:print_suppressions=0"
     export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
     sanitized address build-asan sliminfer-server kv_store_test scheduler_test validation_test e2e_test \
       hardening_test http_test openai_request_test swap_test drain_test prometheus_test options_test
     ;;
   --tsan)
-    export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$ROOT/tests/sanitizers/tsan.supp"
+    export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
     sanitized thread build-tsan kv_store_test scheduler_test
     ;;
   *)
