@@ -329,11 +329,20 @@ GgufFile::~GgufFile() {
   if (map_ != nullptr) ::munmap(map_, map_size_);
 }
 
-Status GgufFile::Parse(std::span<const uint8_t> bytes) {
-  Reader r(bytes, path_);
-  if (bytes.empty()) return r.Error("file is empty (expected a GGUF file)");
+namespace {
 
-  // ---- header: magic, version, counts ----
+// The counts the header announces, checked against what the remaining bytes could hold.
+struct Header {
+  uint64_t n_tensors = 0;
+  uint64_t n_kv = 0;
+};
+
+// Each kv takes at least 8 (key length) + 4 (type) + 1 bytes; each tensor info at least
+// 8 (name length) + 4 (n_dims) + 8 (one dim) + 4 (type) + 8 (offset) bytes.
+constexpr uint64_t kMinKvBytes = 13, kMinTensorInfoBytes = 32;
+
+// Magic, version and the two counts.
+Status ReadHeader(Reader& r, uint32_t* version, Header* h) {
   uint32_t magic = 0;
   SLIM_RETURN_IF_ERROR(r.Read(&magic, "magic"));
   if (magic != kMagic) {
@@ -341,43 +350,43 @@ Status GgufFile::Parse(std::span<const uint8_t> bytes) {
     std::snprintf(hex, sizeof(hex), "0x%08x", magic);
     return r.Error(std::string("bad magic ") + hex + ": not a GGUF file (expected 'GGUF')");
   }
-  SLIM_RETURN_IF_ERROR(r.Read(&version_, "version"));
-  if (version_ != 2 && version_ != 3) {
-    const uint32_t swapped = __builtin_bswap32(version_);
+  SLIM_RETURN_IF_ERROR(r.Read(version, "version"));
+  if (*version != 2 && *version != 3) {
+    const uint32_t swapped = __builtin_bswap32(*version);
     if (swapped == 2 || swapped == 3) {
       return r.Error("unsupported GGUF version: file looks big-endian (version " +
                      std::to_string(swapped) + " byte-swapped); only little-endian is supported");
     }
-    return r.Error("unsupported GGUF version " + std::to_string(version_) +
+    return r.Error("unsupported GGUF version " + std::to_string(*version) +
                    " (supported: 2 and 3)");
   }
-  uint64_t n_tensors = 0, n_kv = 0;
-  SLIM_RETURN_IF_ERROR(r.Read(&n_tensors, "tensor count"));
-  SLIM_RETURN_IF_ERROR(r.Read(&n_kv, "metadata kv count"));
-  // Each kv takes at least 8 (key length) + 4 (type) + 1 bytes; each tensor info at least
-  // 8 (name length) + 4 (n_dims) + 8 (one dim) + 4 (type) + 8 (offset) bytes.
-  constexpr uint64_t kMinKvBytes = 13, kMinTensorInfoBytes = 32;
-  if (n_kv > r.remaining() / kMinKvBytes) {
-    return r.Error("metadata kv count " + std::to_string(n_kv) + " exceeds what the remaining " +
+  SLIM_RETURN_IF_ERROR(r.Read(&h->n_tensors, "tensor count"));
+  SLIM_RETURN_IF_ERROR(r.Read(&h->n_kv, "metadata kv count"));
+  if (h->n_kv > r.remaining() / kMinKvBytes) {
+    return r.Error("metadata kv count " + std::to_string(h->n_kv) + " exceeds what the remaining " +
                    std::to_string(r.remaining()) + " bytes could hold");
   }
-  if (n_tensors > r.remaining() / kMinTensorInfoBytes ||
-      n_kv * kMinKvBytes + n_tensors * kMinTensorInfoBytes > r.remaining()) {
-    return r.Error("tensor count " + std::to_string(n_tensors) + " exceeds what the remaining " +
+  if (h->n_tensors > r.remaining() / kMinTensorInfoBytes ||
+      h->n_kv * kMinKvBytes + h->n_tensors * kMinTensorInfoBytes > r.remaining()) {
+    return r.Error("tensor count " + std::to_string(h->n_tensors) + " exceeds what the remaining " +
                    std::to_string(r.remaining()) + " bytes could hold");
   }
+  return OkStatus();
+}
 
-  // ---- metadata ----
+// `n_kv` key/value pairs, in file order, with an index by key.
+Status ReadMetadata(Reader& r, uint64_t n_kv, std::vector<std::pair<std::string, Value>>* kv,
+                    std::unordered_map<std::string, size_t>* index) {
   uint64_t array_budget = kMaxArrayElements;
-  kv_.reserve(n_kv);
-  kv_index_.reserve(n_kv);
+  kv->reserve(n_kv);
+  index->reserve(n_kv);
   for (uint64_t i = 0; i < n_kv; ++i) {
     const std::string idx = "metadata kv #" + std::to_string(i);
     std::string key;
     SLIM_RETURN_IF_ERROR(r.ReadString(&key, idx + " key", kMaxKeyLength));
     if (key.empty()) return r.Error(idx + " has an empty key");
     if (!IsValidUtf8(key)) return r.Error(idx + " key " + Quote(key) + " is not valid UTF-8");
-    if (kv_index_.count(key) != 0) return r.Error("duplicate metadata key " + Quote(key));
+    if (index->count(key) != 0) return r.Error("duplicate metadata key " + Quote(key));
     uint32_t type_raw = 0;
     SLIM_RETURN_IF_ERROR(r.Read(&type_raw, "type of key " + Quote(key)));
     if (!IsKnownValueType(type_raw)) {
@@ -386,37 +395,40 @@ Status GgufFile::Parse(std::span<const uint8_t> bytes) {
     Value value;
     SLIM_RETURN_IF_ERROR(
         ReadValue(r, static_cast<ValueType>(type_raw), 0, "key " + Quote(key), &array_budget, &value));
-    kv_index_.emplace(key, kv_.size());
-    kv_.emplace_back(std::move(key), std::move(value));
+    index->emplace(key, kv->size());
+    kv->emplace_back(std::move(key), std::move(value));
   }
+  return OkStatus();
+}
 
-  // general.alignment: a non-zero power of two, when present.
-  alignment_ = kDefaultAlignment;
-  if (const Value* a = Find("general.alignment")) {
-    uint64_t align = 0;
-    if (!IsIntegerType(a->type) || !IntegerAs(*a, &align)) {
-      return r.Error("key 'general.alignment' must be an unsigned integer, found " + DescribeValue(*a));
-    }
-    if (align == 0 || !std::has_single_bit(align)) {
-      return r.Error("key 'general.alignment' = " + std::to_string(align) +
-                     " is not a non-zero power of two");
-    }
-    alignment_ = align;
+// general.alignment: a non-zero power of two, when present.
+StatusOr<uint64_t> AlignmentOf(Reader& r, const Value* a) {
+  if (a == nullptr) return kDefaultAlignment;
+  uint64_t align = 0;
+  if (!IsIntegerType(a->type) || !IntegerAs(*a, &align)) {
+    return r.Error("key 'general.alignment' must be an unsigned integer, found " + DescribeValue(*a));
   }
+  if (align == 0 || !std::has_single_bit(align)) {
+    return r.Error("key 'general.alignment' = " + std::to_string(align) + " is not a non-zero power of two");
+  }
+  return align;
+}
 
-  // ---- tensor infos ----
+// `n_tensors` tensor infos: name, shape, type and aligned offset, with an index by name.
+Status ReadTensorInfos(Reader& r, uint64_t n_tensors, uint64_t alignment, std::vector<TensorInfo>* tensors,
+                       std::unordered_map<std::string, size_t>* index) {
   if (n_tensors > r.remaining() / kMinTensorInfoBytes) {
     return r.Error("tensor count " + std::to_string(n_tensors) + " exceeds what the remaining " +
                    std::to_string(r.remaining()) + " bytes could hold");
   }
-  tensors_.reserve(n_tensors);
-  tensor_index_.reserve(n_tensors);
+  tensors->reserve(n_tensors);
+  index->reserve(n_tensors);
   for (uint64_t i = 0; i < n_tensors; ++i) {
     const std::string idx = "tensor info #" + std::to_string(i);
     TensorInfo t;
     SLIM_RETURN_IF_ERROR(r.ReadString(&t.name, idx + " name", kMaxTensorNameLength));
     if (t.name.empty()) return r.Error(idx + " has an empty name");
-    if (tensor_index_.count(t.name) != 0) return r.Error("duplicate tensor name " + Quote(t.name));
+    if (index->count(t.name) != 0) return r.Error("duplicate tensor name " + Quote(t.name));
     const std::string tn = "tensor " + Quote(t.name);
     uint32_t n_dims = 0;
     SLIM_RETURN_IF_ERROR(r.Read(&n_dims, tn + " n_dims"));
@@ -455,31 +467,36 @@ Status GgufFile::Parse(std::span<const uint8_t> bytes) {
     if (!n_bytes.ok()) return r.Error(tn + ": " + n_bytes.status().message());
     t.n_bytes = *n_bytes;
     SLIM_RETURN_IF_ERROR(r.Read(&t.offset, tn + " offset"));
-    if (t.offset % alignment_ != 0) {
+    if (t.offset % alignment != 0) {
       return r.Error(tn + " data offset " + std::to_string(t.offset) +
-                     " is not a multiple of the alignment " + std::to_string(alignment_));
+                     " is not a multiple of the alignment " + std::to_string(alignment));
     }
-    tensor_index_.emplace(t.name, tensors_.size());
-    tensors_.push_back(std::move(t));
+    index->emplace(t.name, tensors->size());
+    tensors->push_back(std::move(t));
   }
+  return OkStatus();
+}
 
-  // ---- data section: starts at the next multiple of the alignment ----
+// Points each tensor into the data section (which starts at the next multiple of the
+// alignment): in order, not overlapping, inside the file.
+Status PlaceTensorData(Reader& r, std::span<const uint8_t> bytes, uint64_t alignment,
+                       std::vector<TensorInfo>* tensors) {
   const uint64_t size = bytes.size();
   uint64_t data_start = r.pos();
-  if (data_start % alignment_ != 0) {
-    const uint64_t pad = alignment_ - data_start % alignment_;
+  if (data_start % alignment != 0) {
+    const uint64_t pad = alignment - data_start % alignment;
     if (__builtin_add_overflow(data_start, pad, &data_start)) data_start = size + 1;
   }
-  if (tensors_.empty()) return OkStatus();  // nothing to place; trailing padding optional
+  if (tensors->empty()) return OkStatus();  // nothing to place; trailing padding optional
   if (data_start > size) {
     return r.Error("data section would start at offset " + std::to_string(data_start) +
-                   " (alignment " + std::to_string(alignment_) + "), past the end of the file (size " +
+                   " (alignment " + std::to_string(alignment) + "), past the end of the file (size " +
                    std::to_string(size) + ")");
   }
   const uint64_t data_size = size - data_start;
   uint64_t prev_end = 0;
   const TensorInfo* prev = nullptr;
-  for (TensorInfo& t : tensors_) {
+  for (TensorInfo& t : *tensors) {
     const std::string where = "tensor " + Quote(t.name) + " data [offset " +
                               std::to_string(t.offset) + ", " + std::to_string(t.n_bytes) + " bytes]";
     if (prev != nullptr && t.offset < prev->offset) {
@@ -499,6 +516,19 @@ Status GgufFile::Parse(std::span<const uint8_t> bytes) {
     prev = &t;
   }
   return OkStatus();
+}
+
+}  // namespace
+
+Status GgufFile::Parse(std::span<const uint8_t> bytes) {
+  Reader r(bytes, path_);
+  if (bytes.empty()) return r.Error("file is empty (expected a GGUF file)");
+  Header h;
+  SLIM_RETURN_IF_ERROR(ReadHeader(r, &version_, &h));
+  SLIM_RETURN_IF_ERROR(ReadMetadata(r, h.n_kv, &kv_, &kv_index_));
+  SLIM_ASSIGN_OR_RETURN(alignment_, AlignmentOf(r, Find("general.alignment")));
+  SLIM_RETURN_IF_ERROR(ReadTensorInfos(r, h.n_tensors, alignment_, &tensors_, &tensor_index_));
+  return PlaceTensorData(r, bytes, alignment_, &tensors_);
 }
 
 const Value* GgufFile::Find(std::string_view key) const {
