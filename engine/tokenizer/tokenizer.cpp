@@ -1,7 +1,11 @@
 // Byte-level BPE tokenizer reproducing llama.cpp (llama-vocab.cpp + unicode.cpp): special-token
-// partition, pre-tokenizer regexes (PCRE2), GPT-2 byte mapping, merges by rank; and the
-// UTF-8-safe StreamDecoder. Owns no chat formatting (chat_template.cpp) and no GGUF parsing.
+// partition, GPT-2 byte mapping, merges by rank, and the UTF-8-safe StreamDecoder (the
+// pre-tokenizer regexes are in pre_tokenizer.cpp, the UTF-8 helpers in utf8.cpp). Owns no chat
+// formatting (chat_template.cpp) and no GGUF parsing.
 #include "engine/tokenizer/tokenizer.h"
+
+#include "engine/tokenizer/pre_tokenizer.h"
+#include "engine/tokenizer/utf8.h"
 
 #include <pcre2.h>
 
@@ -16,116 +20,6 @@
 
 namespace slim {
 namespace {
-
-// ---------------------------------------------------------------------------------------------
-// UTF-8
-
-enum class Utf8Result { kValid, kTruncated, kInvalid };
-
-// Classifies the sequence starting at p[0] (n >= 1 bytes available). kValid: *len is its length.
-// kTruncated: a valid prefix that runs past the end (*len = n). kInvalid: *len is the length of
-// the maximal ill-formed subpart (>= 1), the unit that U+FFFD replaces.
-Utf8Result NextUtf8(const unsigned char* p, size_t n, size_t* len) {
-  const unsigned char b0 = p[0];
-  if (b0 < 0x80) {
-    *len = 1;
-    return Utf8Result::kValid;
-  }
-  size_t need = 0;
-  unsigned char lo = 0x80, hi = 0xBF;  // range of the second byte
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    need = 2;
-  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    need = 3;
-    if (b0 == 0xE0) lo = 0xA0;  // no overlongs
-    if (b0 == 0xED) hi = 0x9F;  // no surrogates
-  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    need = 4;
-    if (b0 == 0xF0) lo = 0x90;  // no overlongs
-    if (b0 == 0xF4) hi = 0x8F;  // <= U+10FFFF
-  } else {
-    *len = 1;
-    return Utf8Result::kInvalid;
-  }
-  for (size_t i = 1; i < need; ++i) {
-    if (i >= n) {
-      *len = i;
-      return Utf8Result::kTruncated;
-    }
-    const unsigned char b = p[i];
-    if (b < (i == 1 ? lo : 0x80) || b > (i == 1 ? hi : 0xBF)) {
-      *len = i;
-      return Utf8Result::kInvalid;
-    }
-  }
-  *len = need;
-  return Utf8Result::kValid;
-}
-
-uint32_t DecodeValidUtf8(const unsigned char* p, size_t len) {
-  switch (len) {
-    case 1: return p[0];
-    case 2: return ((p[0] & 0x1Fu) << 6) | (p[1] & 0x3Fu);
-    case 3: return ((p[0] & 0x0Fu) << 12) | ((p[1] & 0x3Fu) << 6) | (p[2] & 0x3Fu);
-    default: return ((p[0] & 0x07u) << 18) | ((p[1] & 0x3Fu) << 12) | ((p[2] & 0x3Fu) << 6) | (p[3] & 0x3Fu);
-  }
-}
-
-void AppendUtf8(uint32_t cp, std::string* out) {
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
-
-Status CheckUtf8(std::string_view text) {
-  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
-  for (size_t i = 0; i < text.size();) {
-    size_t len = 0;
-    if (NextUtf8(p + i, text.size() - i, &len) != Utf8Result::kValid) {
-      char buf[96];
-      std::snprintf(buf, sizeof(buf), "text is not valid UTF-8: bad byte 0x%02X at byte offset %zu",
-                    static_cast<unsigned>(p[i]), i);
-      return InvalidArgumentError(buf);
-    }
-    i += len;
-  }
-  return OkStatus();
-}
-
-// Moves the longest decodable prefix of *pending to the result; ill-formed subparts become
-// U+FFFD. A truncated trailing sequence is kept for later unless `flush`.
-std::string TakeUtf8(std::string* pending, bool flush) {
-  std::string out;
-  const auto* p = reinterpret_cast<const unsigned char*>(pending->data());
-  const size_t n = pending->size();
-  size_t i = 0;
-  while (i < n) {
-    size_t len = 0;
-    const Utf8Result r = NextUtf8(p + i, n - i, &len);
-    if (r == Utf8Result::kValid) {
-      out.append(pending->data() + i, len);
-    } else if (r == Utf8Result::kTruncated && !flush) {
-      break;
-    } else {
-      out.append("\xEF\xBF\xBD");
-    }
-    i += len;
-  }
-  pending->erase(0, i);
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------
 // GPT-2 byte <-> code point mapping (bytes_to_unicode): printable bytes map to themselves, the
@@ -172,156 +66,6 @@ std::string UnmapBytes(std::string_view s) {
     i += len;
   }
   return out;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Pre-tokenizer regexes.
-
-// llama.cpp's whitespace (the Unicode White_Space property). PCRE2's \s under UCP differs (it
-// has U+180E in some versions and follows PCRE2's Unicode version), so \s and \S are rewritten
-// to this class.
-constexpr std::string_view kWhitespaceClass =
-    "\\t\\n\\x{0B}\\f\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}";
-
-// llama.cpp's category tables (unicode-data.cpp) follow Unicode 15.1; PCRE2 10.42 follows
-// Unicode 14. These code points became letters, numbers or punctuation in 15.0/15.1 and are
-// added to \p{L}, \p{N}, \p{P}. (Checked against llama-cpp-python 0.3.36 over every code point.
-// A PCRE2 on Unicode 16 or later would add letters that llama.cpp does not know yet.)
-constexpr std::string_view kUnicode15Letters =
-    "\\x{1123F}-\\x{11240}\\x{11F02}\\x{11F04}-\\x{11F10}\\x{11F12}-\\x{11F33}\\x{1342F}"
-    "\\x{13441}-\\x{13446}\\x{1B132}\\x{1B155}\\x{1DF25}-\\x{1DF2A}\\x{1E030}-\\x{1E06D}"
-    "\\x{1E4D0}-\\x{1E4EB}\\x{2B739}\\x{2EBF0}-\\x{2EE5D}\\x{31350}-\\x{323AF}";
-constexpr std::string_view kUnicode15Numbers = "\\x{11F50}-\\x{11F59}\\x{1D2C0}-\\x{1D2D3}\\x{1E4F0}-\\x{1E4F9}";
-constexpr std::string_view kUnicode15Punctuation = "\\x{11B00}-\\x{11B09}\\x{11F43}-\\x{11F4F}";
-
-// Rewrites llama.cpp's regex dialect for PCRE2: \s and \S become the explicit whitespace class,
-// \p{L}, \p{N} and \p{P} gain the Unicode 15 additions (inside or outside a character class).
-std::string TranslateRegex(std::string_view re) {
-  std::string out;
-  bool in_class = false;
-  auto add_class = [&](std::string_view body) {
-    if (in_class) {
-      out += body;
-    } else {
-      out += '[';
-      out += body;
-      out += ']';
-    }
-  };
-  for (size_t i = 0; i < re.size(); ++i) {
-    const char c = re[i];
-    if (c == '\\' && i + 1 < re.size()) {
-      const char e = re[i + 1];
-      const std::string_view rest = re.substr(i);
-      if (e == 's') {
-        add_class(kWhitespaceClass);
-      } else if (e == 'S' && !in_class) {
-        out += "[^" + std::string(kWhitespaceClass) + "]";
-      } else if (rest.starts_with("\\p{L}")) {
-        add_class("\\p{L}" + std::string(kUnicode15Letters));
-        i += 4;
-        continue;
-      } else if (rest.starts_with("\\p{N}")) {
-        add_class("\\p{N}" + std::string(kUnicode15Numbers));
-        i += 4;
-        continue;
-      } else if (rest.starts_with("\\p{P}")) {
-        add_class("\\p{P}" + std::string(kUnicode15Punctuation));
-        i += 4;
-        continue;
-      } else {
-        out += c;
-        out += e;
-      }
-      ++i;
-      continue;
-    }
-    if (c == '[' && !in_class) in_class = true;
-    else if (c == ']' && in_class) in_class = false;
-    out += c;
-  }
-  return out;
-}
-
-// The pre-tokenizer regexes of llama.cpp (llm_tokenizer_bpe) for a tokenizer.ggml.pre value.
-// llama.cpp runs the GPT-2 regex through a hand-written splitter that also has a final |\s+
-// branch; it is written out here. The Llama-3 family's contractions use the explicit [sS]
-// form as in llama.cpp, since PCRE2's caseless 's' would also match U+017F.
-struct PreTokenizerSpec {
-  std::vector<std::string> regexes;
-  bool ignore_merges = false;  // a piece that is itself a token is emitted whole (Llama-3)
-};
-
-constexpr const char* kGpt2Regex =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-constexpr const char* kLlama3Regex =
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
-    "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-constexpr const char* kQwen2Regex =
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
-    "\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-
-bool OneOf(const std::string& s, std::initializer_list<const char*> names) {
-  for (const char* n : names) {
-    if (s == n) return true;
-  }
-  return false;
-}
-
-StatusOr<PreTokenizerSpec> PreTokenizerFor(const std::string& pre) {
-  PreTokenizerSpec spec;
-  if (pre.empty() || pre == "default") {
-    // llama.cpp's fallback for BPE vocabularies without a pre-tokenizer name.
-    spec.regexes = {"[\\p{P}\\$\\+<=>\\^~\\|]+", kGpt2Regex, "\\p{N}+", "[0-9][0-9][0-9]"};
-  } else if (OneOf(pre, {"gpt2", "gpt-2", "phi-2", "mpt", "olmo", "jais", "exaone4"})) {
-    spec.regexes = {kGpt2Regex};
-  } else if (OneOf(pre, {"smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b"})) {
-    spec.regexes = {"\\p{N}", kGpt2Regex};
-  } else if (OneOf(pre, {"llama3", "llama-v3", "llama-bpe", "falcon3", "pixtral"})) {
-    spec.regexes = {kLlama3Regex};
-    spec.ignore_merges = true;
-  } else if (OneOf(pre, {"dbrx", "smaug-bpe"})) {
-    spec.regexes = {kLlama3Regex};
-  } else if (OneOf(pre, {"qwen2", "deepseek-r1-qwen", "stablelm2", "megrez"})) {
-    spec.regexes = {kQwen2Regex};
-  } else if (pre == "falcon") {
-    spec.regexes = {"[\\p{P}\\$\\+<=>\\^~\\|`]+", kGpt2Regex, "[0-9][0-9][0-9]"};
-  } else {
-    return UnimplementedError("unsupported pre-tokenizer '" + pre +
-                              "' (tokenizer.ggml.pre); supported: default, gpt2, smollm, starcoder, "
-                              "refact, command-r, llama3/llama-bpe, dbrx, qwen2, stablelm2, falcon");
-  }
-  return spec;
-}
-
-struct Pcre2CodeFree {
-  void operator()(pcre2_code* c) const { pcre2_code_free(c); }
-};
-struct Pcre2MatchDataFree {
-  void operator()(pcre2_match_data* m) const { pcre2_match_data_free(m); }
-};
-using Pcre2Code = std::unique_ptr<pcre2_code, Pcre2CodeFree>;
-using Pcre2MatchData = std::unique_ptr<pcre2_match_data, Pcre2MatchDataFree>;
-
-std::string Pcre2ErrorText(int code) {
-  PCRE2_UCHAR buf[256];
-  if (pcre2_get_error_message(code, buf, sizeof(buf)) < 0) return "error " + std::to_string(code);
-  return reinterpret_cast<const char*>(buf);
-}
-
-StatusOr<Pcre2Code> CompileRegex(const std::string& source) {
-  const std::string pattern = TranslateRegex(source);
-  int err = 0;
-  PCRE2_SIZE err_offset = 0;
-  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                                   PCRE2_UTF | PCRE2_UCP, &err, &err_offset, nullptr);
-  if (code == nullptr) {
-    return InternalError("pre-tokenizer regex /" + source + "/ does not compile at offset " +
-                         std::to_string(err_offset) + ": " + Pcre2ErrorText(err));
-  }
-  // JIT is an optimisation only: without it pcre2_match interprets the pattern.
-  (void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
-  return Pcre2Code(code);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -417,6 +161,11 @@ struct Tokenizer::Impl {
                      std::vector<std::pair<size_t, size_t>>* scratch) const;
   void EncodePiece(std::string_view piece, BpeScratch* scratch, std::vector<int32_t>* out) const;
   void EmitSymbol(int32_t sym, std::vector<int32_t>* out) const;
+  // Create's tables: the detokenization pieces (llama.cpp's token_to_piece), the BPE symbols and
+  // merges, and max_input_bytes_per_token / uncovered (after the two).
+  void BuildPieces(const VocabData& vocab);
+  void BuildBpe(const VocabData& vocab);
+  void ComputeInputBound();
 };
 
 // llama.cpp's tokenizer_st_partition: for each special token, longest text first, split every
@@ -578,6 +327,78 @@ void Tokenizer::Impl::EncodePiece(std::string_view piece, BpeScratch* scratch, s
 Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Tokenizer::~Tokenizer() = default;
 
+void Tokenizer::Impl::BuildPieces(const VocabData& vocab) {
+  const size_t n = vocab.tokens.size();
+  pieces.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const std::string& t = vocab.tokens[i];
+    switch (types[i]) {
+      case TokenType::kNormal:
+        pieces[i] = UnmapBytes(t);
+        break;
+      case TokenType::kControl:
+      case TokenType::kUnknown:
+      case TokenType::kUserDefined:
+        pieces[i] = t;
+        break;
+      case TokenType::kByte: {
+        unsigned v = 0;
+        if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' &&
+            std::sscanf(t.c_str() + 3, "%2x", &v) == 1) {
+          pieces[i] = std::string(1, static_cast<char>(v));
+        } else {
+          pieces[i] = UnmapBytes(t);
+        }
+        break;
+      }
+      case TokenType::kUnused:
+      case TokenType::kUndefined:
+        break;  // llama.cpp renders these as nothing
+    }
+  }
+}
+
+void Tokenizer::Impl::BuildBpe(const VocabData& vocab) {
+  for (int b = 0; b < 256; ++b) {
+    std::string s;
+    AppendUtf8(kByteMap.byte_to_cp[b], &s);
+    byte_sym[b] = Intern(s);
+    auto it = token_to_id.find(std::string(1, static_cast<char>(b)));
+    single_byte_token[b] = it == token_to_id.end() ? -1 : it->second;
+  }
+  merges.reserve(vocab.merges.size());
+  for (size_t rank = 0; rank < vocab.merges.size(); ++rank) {
+    const std::string& m = vocab.merges[rank];
+    const size_t sp = m.find(' ', 1);  // as llama.cpp: the split is the first space after byte 0
+    if (sp == std::string::npos) continue;  // llama.cpp keeps it as an unmatchable ("", "") pair
+    const std::string left = m.substr(0, sp);
+    const std::string right = m.substr(sp + 1);
+    const int32_t l = Intern(left);
+    const int32_t r = Intern(right);
+    const int32_t result = Intern(left + right);
+    merges.emplace(PairKey(l, r), Merge{static_cast<int32_t>(rank), result});  // first rank wins
+  }
+}
+
+void Tokenizer::Impl::ComputeInputBound() {
+  // When every merge result is a token, each emitted token stands for exactly the input bytes its
+  // piece holds (special tokens: their text), so no token covers more input than the longest
+  // piece; only bytes whose own symbol is no token (control characters some vocabularies lack)
+  // may be dropped. A merge result that is no token falls back to single bytes, which can drop
+  // anything: then no bound holds.
+  bool complete = true;
+  for (const auto& [key, m] : merges) {
+    if (!complete) break;
+    complete = sym_token[m.result] >= 0;
+  }
+  for (int b = 0; b < 256; ++b) uncovered[b] = sym_token[byte_sym[b]] < 0;
+  if (complete) {
+    size_t longest = 1;
+    for (const std::string& p : pieces) longest = std::max(longest, p.size());
+    max_input_bytes_per_token = longest;
+  }
+}
+
 StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(VocabData vocab) {
   if (vocab.model != "gpt2") {
     return UnimplementedError("tokenizer model '" + vocab.model +
@@ -641,72 +462,9 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(VocabData vocab) {
     return vocab.tokens[a].size() > vocab.tokens[b].size();
   });
 
-  // Detokenization table (llama.cpp's token_to_piece for BPE vocabularies).
-  impl->pieces.resize(n);
-  for (size_t i = 0; i < n; ++i) {
-    const std::string& t = vocab.tokens[i];
-    switch (impl->types[i]) {
-      case TokenType::kNormal:
-        impl->pieces[i] = UnmapBytes(t);
-        break;
-      case TokenType::kControl:
-      case TokenType::kUnknown:
-      case TokenType::kUserDefined:
-        impl->pieces[i] = t;
-        break;
-      case TokenType::kByte: {
-        unsigned v = 0;
-        if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' &&
-            std::sscanf(t.c_str() + 3, "%2x", &v) == 1) {
-          impl->pieces[i] = std::string(1, static_cast<char>(v));
-        } else {
-          impl->pieces[i] = UnmapBytes(t);
-        }
-        break;
-      }
-      case TokenType::kUnused:
-      case TokenType::kUndefined:
-        break;  // llama.cpp renders these as nothing
-    }
-  }
-
-  // BPE tables.
-  for (int b = 0; b < 256; ++b) {
-    std::string s;
-    AppendUtf8(kByteMap.byte_to_cp[b], &s);
-    impl->byte_sym[b] = impl->Intern(s);
-    auto it = impl->token_to_id.find(std::string(1, static_cast<char>(b)));
-    impl->single_byte_token[b] = it == impl->token_to_id.end() ? -1 : it->second;
-  }
-  impl->merges.reserve(vocab.merges.size());
-  for (size_t rank = 0; rank < vocab.merges.size(); ++rank) {
-    const std::string& m = vocab.merges[rank];
-    const size_t sp = m.find(' ', 1);  // as llama.cpp: the split is the first space after byte 0
-    if (sp == std::string::npos) continue;  // llama.cpp keeps it as an unmatchable ("", "") pair
-    const std::string left = m.substr(0, sp);
-    const std::string right = m.substr(sp + 1);
-    const int32_t l = impl->Intern(left);
-    const int32_t r = impl->Intern(right);
-    const int32_t result = impl->Intern(left + right);
-    impl->merges.emplace(PairKey(l, r), Merge{static_cast<int32_t>(rank), result});  // first rank wins
-  }
-
-  // When every merge result is a token, each emitted token stands for exactly the input bytes its
-  // piece holds (special tokens: their text), so no token covers more input than the longest
-  // piece; only bytes whose own symbol is no token (control characters some vocabularies lack)
-  // may be dropped. A merge result that is no token falls back to single bytes, which can drop
-  // anything: then no bound holds.
-  bool complete = true;
-  for (const auto& [key, m] : impl->merges) {
-    if (!complete) break;
-    complete = impl->sym_token[m.result] >= 0;
-  }
-  for (int b = 0; b < 256; ++b) impl->uncovered[b] = impl->sym_token[impl->byte_sym[b]] < 0;
-  if (complete) {
-    size_t longest = 1;
-    for (const std::string& p : impl->pieces) longest = std::max(longest, p.size());
-    impl->max_input_bytes_per_token = longest;
-  }
+  impl->BuildPieces(vocab);
+  impl->BuildBpe(vocab);
+  impl->ComputeInputBound();
 
   impl->vocab = std::move(vocab);
   return std::unique_ptr<Tokenizer>(new Tokenizer(std::move(impl)));
