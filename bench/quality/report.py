@@ -4,8 +4,7 @@ command prints them): accuracy per schedule and length, first-token agreement, m
 (where the summaries have it) the KV bytes per sequence at the longest length against dense and
 the TTFT speedup over dense at the two longest lengths.
 
-  python3 bench/quality/report.py bench/data/quality/smollm2-harness-8-schedules.json \
-      bench/data/quality/smollm2-harness-9-late-schedules.json \
+  python3 bench/quality/report.py bench/data/quality/smollm2-harness-17-schedules.json \
       --png bench/data/quality/accuracy-ttft-vs-length.png > table.md
 """
 import argparse, collections, json, sys
@@ -19,8 +18,11 @@ def load(paths):
     agree = collections.defaultdict(lambda: collections.defaultdict(list))
     kv = collections.defaultdict(lambda: collections.defaultdict(list))
     sched_text = {}
+    calls = []
     for p in paths:
         q = json.load(open(p))
+        calls.extend(q["calls"] if "calls" in q else [q])  # a file may hold several calls' summaries
+    for q in calls:
         for s in q["schedules"]:
             sched_text[s["name"]] = s["schedule"] or "(none)"
         for s in q["summary"]:
