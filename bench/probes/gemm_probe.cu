@@ -34,6 +34,47 @@ __global__ void Fill(__nv_bfloat16* p, size_t n, uint32_t seed) {
   }
 }
 
+// cuBLASLt descriptors of y[M x N] = x[M x K] W[N x K]^T in column-major form (C[N x M] =
+// W^T X; W stored [N][K] row-major is K x N column-major), output type `ot`, and up to `max`
+// (<= 16) heuristic candidates; `no_inplace_reduction` leaves out split-K schemes that reduce in
+// place (as the engine's tuner does).
+struct LtGemm {
+  cublasLtMatmulDesc_t op;
+  cublasLtMatrixLayout_t la, lb, lc;
+  cublasLtMatmulPreference_t pref;
+  cublasLtMatmulHeuristicResult_t res[16];
+  int n = 0;
+};
+
+int MakeLtGemm(cublasLtHandle_t lt, int M, int N, int K, cudaDataType_t ot, size_t ws_bytes, int max,
+               bool no_inplace_reduction, LtGemm* g) {
+  CK(cublasLtMatmulDescCreate(&g->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  CK(cublasLtMatmulDescSetAttribute(g->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+  CK(cublasLtMatmulDescSetAttribute(g->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+  CK(cublasLtMatrixLayoutCreate(&g->la, CUDA_R_16BF, K, N, K));
+  CK(cublasLtMatrixLayoutCreate(&g->lb, CUDA_R_16BF, K, M, K));
+  CK(cublasLtMatrixLayoutCreate(&g->lc, ot, N, M, N));
+  CK(cublasLtMatmulPreferenceCreate(&g->pref));
+  CK(cublasLtMatmulPreferenceSetAttribute(g->pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
+                                          sizeof ws_bytes));
+  if (no_inplace_reduction) {
+    const uint32_t schemes = CUBLASLT_REDUCTION_SCHEME_MASK & ~uint32_t{CUBLASLT_REDUCTION_SCHEME_INPLACE};
+    CK(cublasLtMatmulPreferenceSetAttribute(g->pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes,
+                                            sizeof schemes));
+  }
+  CK(cublasLtMatmulAlgoGetHeuristic(lt, g->op, g->la, g->lb, g->lc, g->lc, g->pref, max, g->res, &g->n));
+  return 0;
+}
+
+void DestroyLtGemm(LtGemm* g) {
+  cublasLtMatmulPreferenceDestroy(g->pref);
+  cublasLtMatrixLayoutDestroy(g->la);
+  cublasLtMatrixLayoutDestroy(g->lb);
+  cublasLtMatrixLayoutDestroy(g->lc);
+  cublasLtMatmulDescDestroy(g->op);
+}
+
 int RunAlgos(int argc, char** argv) {
   const int M = argc > 1 ? std::atoi(argv[1]) : 32768;
   const int shapes[][2] = {{28672, 4096}, {4096, 14336}, {6144, 4096}, {4096, 4096}};
@@ -67,21 +108,12 @@ int RunAlgos(int argc, char** argv) {
                    CUDA_R_16BF, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     });
     std::printf("M=%d N=%d K=%d  GemmEx default %.3f ms %.1f TFLOP/s\n", M, N, K, ms, flop / ms / 1e9);
-    cublasLtMatmulDesc_t op; CK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    CK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    CK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    cublasLtMatrixLayout_t la, lb, lc;
-    CK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, K, N, K));
-    CK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, K, M, K));
-    CK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, N, M, N));
-    cublasLtMatmulPreference_t pref; CK(cublasLtMatmulPreferenceCreate(&pref));
-    CK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes, sizeof ws_bytes));
-    cublasLtMatmulHeuristicResult_t res[16]; int n = 0;
-    CK(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 16, res, &n));
-    for (int i = 0; i < n; ++i) {
+    LtGemm g;
+    if (MakeLtGemm(lt, M, N, K, CUDA_R_16BF, ws_bytes, 16, false, &g) != 0) return 1;
+    auto& res = g.res;
+    for (int i = 0; i < g.n; ++i) {
       float t = time([&] {
-        cublasLtMatmul(lt, op, &one, w, la, x, lb, &zero, y, lc, y, lc, &res[i].algo, ws, ws_bytes, 0);
+        cublasLtMatmul(lt, g.op, &one, w, g.la, x, g.lb, &zero, y, g.lc, y, g.lc, &res[i].algo, ws, ws_bytes, 0);
       });
       int id = 0, tile = 0, stages = 0, swz = 0; size_t sz;
       cublasLtMatmulAlgoConfigGetAttribute(&res[i].algo, CUBLASLT_ALGO_CONFIG_ID, &id, sizeof id, &sz);
@@ -91,6 +123,7 @@ int RunAlgos(int argc, char** argv) {
       std::printf("   lt heuristic #%d (algo %d tile %d stages %d swizzle %d): %.3f ms %.1f TFLOP/s\n", i, id, tile,
                   stages, swz, t, flop / t / 1e9);
     }
+    DestroyLtGemm(&g);
   }
   return 0;
 }
@@ -116,21 +149,15 @@ int RunAcc(int argc, char** argv) {
       const double flop = 2.0 * M * N * K;
       for (int acc = 0; acc < 2; ++acc) {
         const cudaDataType_t ot = acc ? CUDA_R_32F : CUDA_R_16BF;
-        cublasLtMatmulDesc_t op; CK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-        cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-        CK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-        CK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-        cublasLtMatrixLayout_t la, lb, lc;
-        CK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, K, N, K));
-        CK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, K, M, K));
-        CK(cublasLtMatrixLayoutCreate(&lc, ot, N, M, N));
-        cublasLtMatmulPreference_t pref; CK(cublasLtMatmulPreferenceCreate(&pref));
-        CK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes, sizeof ws_bytes));
-        cublasLtMatmulHeuristicResult_t res[8]; int n = 0;
-        CK(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 8, res, &n));
+        LtGemm g;
+        if (MakeLtGemm(lt, M, N, K, ot, ws_bytes, 8, false, &g) != 0) return 1;
+        const int n = g.n;
         float best = 1e9f;
         for (int i = 0; i < n; ++i) {
-          auto run = [&] { return cublasLtMatmul(lt, op, &one, w, la, x, lb, acc ? &one : &zero, y, lc, y, lc, &res[i].algo, ws, ws_bytes, 0); };
+          auto run = [&] {
+            return cublasLtMatmul(lt, g.op, &one, w, g.la, x, g.lb, acc ? &one : &zero, y, g.lc, y, g.lc, &g.res[i].algo,
+                                  ws, ws_bytes, 0);
+          };
           if (run() != CUBLAS_STATUS_SUCCESS) continue;
           for (int r = 0; r < 2; ++r) run();
           cudaEventRecord(e0);
@@ -141,8 +168,7 @@ int RunAcc(int argc, char** argv) {
         }
         std::printf("round %d M=%d N=%d K=%d %s: best of %d %.3f ms %.1f TFLOP/s\n", round, M, N, K,
                     acc ? "fp32 D = xW^T + C" : "bf16 D = xW^T    ", n, best, flop / best / 1e9);
-        cublasLtMatmulPreferenceDestroy(pref); cublasLtMatrixLayoutDestroy(la); cublasLtMatrixLayoutDestroy(lb);
-        cublasLtMatrixLayoutDestroy(lc); cublasLtMatmulDescDestroy(op);
+        DestroyLtGemm(&g);
       }
     }
   }
@@ -190,21 +216,10 @@ int RunSustained(int argc, char** argv) {
     };
     std::printf("M=%d N=%d K=%d\n", M, N, K);
     measure("GemmEx default", gemmex);
-    cublasLtMatmulDesc_t op; CK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    CK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    CK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    cublasLtMatrixLayout_t la, lb, lc;
-    CK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, K, N, K));
-    CK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, K, M, K));
-    CK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, N, M, N));
-    cublasLtMatmulPreference_t pref; CK(cublasLtMatmulPreferenceCreate(&pref));
-    CK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes, sizeof ws_bytes));
-    const uint32_t schemes = CUBLASLT_REDUCTION_SCHEME_MASK & ~uint32_t{CUBLASLT_REDUCTION_SCHEME_INPLACE};
-    CK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes, sizeof schemes));
-    cublasLtMatmulHeuristicResult_t res[8]; int n = 0;
-    CK(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 8, res, &n));
-    for (int i = 0; i < n; ++i) {
+    LtGemm g;
+    if (MakeLtGemm(lt, M, N, K, CUDA_R_16BF, ws_bytes, 8, true, &g) != 0) return 1;
+    auto& res = g.res;
+    for (int i = 0; i < g.n; ++i) {
       int id = 0, tile = 0, stages = 0, cl = 0; size_t sz;
       cublasLtMatmulAlgoConfigGetAttribute(&res[i].algo, CUBLASLT_ALGO_CONFIG_ID, &id, sizeof id, &sz);
       cublasLtMatmulAlgoConfigGetAttribute(&res[i].algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile, sizeof tile, &sz);
@@ -212,8 +227,11 @@ int RunSustained(int argc, char** argv) {
       cublasLtMatmulAlgoConfigGetAttribute(&res[i].algo, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, &cl, sizeof cl, &sz);
       char name[96];
       std::snprintf(name, sizeof name, "lt #%d algo %d tile %d stages %d cluster %d", i, id, tile, stages, cl);
-      measure(name, [&] { cublasLtMatmul(lt, op, &one, w, la, x, lb, &zero, y, lc, y, lc, &res[i].algo, ws, ws_bytes, 0); });
+      measure(name, [&] {
+        cublasLtMatmul(lt, g.op, &one, w, g.la, x, g.lb, &zero, y, g.lc, y, g.lc, &res[i].algo, ws, ws_bytes, 0);
+      });
     }
+    DestroyLtGemm(&g);
   }
   return 0;
 }
