@@ -193,14 +193,7 @@ GenerateReactor::Next GenerateReactor::NextLocked() {
     v1::GenerateResponse& next = pending_.front();
     const auto now = std::chrono::steady_clock::now();
     if (next.has_chunk() && next.chunk().token_ids_size() > 0) {
-      if (trace_.delivered == 0) {
-        trace_.first_token = now;
-        ctx_.metrics->ObserveTtft(MsSince(trace_.arrival, now) / 1e3);
-      } else {
-        ctx_.metrics->ObserveInterToken(MsSince(trace_.last_token, now) / 1e3);
-      }
-      trace_.last_token = now;
-      trace_.delivered += next.chunk().token_ids_size();
+      trace_.Delivered(next.chunk().token_ids_size(), now, ctx_.metrics);
     } else if (next.has_finished()) {
       writing_finished_ = true;
       v1::Timings* t = next.mutable_finished()->mutable_timings();

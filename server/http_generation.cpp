@@ -73,15 +73,7 @@ HttpGeneration::Event HttpGeneration::Next(const std::function<bool()>& connecte
       trace_.kept = KeptString(e.started.pruning);
       break;
     case Event::Kind::kToken:
-      if (e.token.token < 0) break;
-      if (trace_.delivered == 0) {
-        trace_.first_token = now;
-        ctx_.metrics->ObserveTtft(MsSince(trace_.arrival, now) / 1e3);
-      } else {
-        ctx_.metrics->ObserveInterToken(MsSince(trace_.last_token, now) / 1e3);
-      }
-      trace_.last_token = now;
-      ++trace_.delivered;
+      if (e.token.token >= 0) trace_.Delivered(1, now, ctx_.metrics);
       break;
     case Event::Kind::kFinished:
       trace_.completion_tokens = e.finished.completion_tokens;

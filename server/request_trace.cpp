@@ -17,6 +17,17 @@ std::string KeptString(const PruningSummary& s) {
   return out.empty() ? "none" : out;
 }
 
+void RequestTrace::Delivered(int32_t n, SteadyTime now, ServerMetrics* metrics) {
+  if (delivered == 0) {
+    first_token = now;
+    metrics->ObserveTtft(MsSince(arrival, now) / 1e3);
+  } else {
+    metrics->ObserveInterToken(MsSince(last_token, now) / 1e3);
+  }
+  last_token = now;
+  delivered += n;
+}
+
 void RequestTrace::Close(ServerMetrics* metrics, const std::string& request_id, const std::string& peer,
                          const Status& status) const {
   const SteadyTime now = std::chrono::steady_clock::now();

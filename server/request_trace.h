@@ -33,6 +33,10 @@ struct RequestTrace {
   double queue_ms = 0.0, prefill_ms = 0.0, decode_ms = 0.0;
   std::string kept;                   // pruning summary for the log ("layer:tokens,...")
 
+  // `n` tokens handed to the client at `now`: the first one observes TTFT, later ones the
+  // inter-token latency.
+  void Delivered(int32_t n, SteadyTime now, ServerMetrics* metrics);
+
   // Counts `status` (the outcome the client saw), observes the end-to-end latency of a
   // submitted request, and writes the request's log line.
   void Close(ServerMetrics* metrics, const std::string& request_id, const std::string& peer,
