@@ -186,7 +186,12 @@ TEST_F(HttpServer, IdleAndTricklingClientsDoNotStallMetricsOrHealthAndAreClosed)
 }
 
 class CappedHttpServer : public HttpServer {
-  void Customize(ServerOptions* o) override { o->http_max_connections = 3; }
+  void Customize(ServerOptions* o) override {
+    o->http_max_connections = 3;
+    // The three held connections must outlive the whole test, however slow the machine: with the
+    // default 5 s idle timeout a loaded CI machine saw them closed before the probe got its 503.
+    o->http_idle_timeout_s = 120;
+  }
 };
 
 TEST_F(CappedHttpServer, ConnectionsPastTheCapGet503AndTheCapFreesUp) {
