@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <limits>
 
 #include "engine/gguf/gguf_file.h"
 
@@ -51,9 +52,11 @@ static Status SizeKvTiers(const EngineOptions& o, const Model& model, kv::TierMe
   } else if (o.gpu_memory_fraction > 0 && device == Device::kCpu) {
     ko->gpu_blocks = blocks_of_bytes(0.10 * ram);
   } else if (o.gpu_memory_fraction > 0) {
-    // Free memory now (weights loaded) less the activations of the longest prompt.
+    // Free memory now (weights loaded) less the activations of the longest prompt and the
+    // hidden states a chunked pruned prefill of it carries between steps.
     const double free_b = static_cast<double>(memory.GpuFreeBytes());
-    const double ws = static_cast<double>(model.WorkspaceBytes(context, 64));
+    const double ws = static_cast<double>(model.WorkspaceBytes(context, 64)) +
+                      static_cast<double>(context) * model.config().d_model * sizeof(float);
     ko->gpu_blocks = blocks_of_bytes((free_b - ws) * o.gpu_memory_fraction);
     if (ko->gpu_blocks < blocks_of_tokens(1)) {
       return ResourceExhaustedError("KV sizing: " + std::to_string(static_cast<int64_t>(free_b / 1048576)) +
@@ -201,6 +204,44 @@ StatusOr<int64_t> Engine::PrefillBlocks(int64_t prompt_tokens, const PruningRequ
   return blocks;
 }
 
+StatusOr<int64_t> Engine::PrefillWork(int64_t prompt_tokens, const PruningRequest& pruning) const {
+  const ModelConfig& c = config();
+  SLIM_ASSIGN_OR_RETURN(ResolvedSchedule rs, ResolveRequest(pruning, default_pruning_, c.n_layers,
+                                                            kv_->layout().block_tokens, prompt_tokens));
+  int64_t row_layers = 0;
+  for (int64_t t : TokensPerLayer(rs, prompt_tokens, c.n_layers)) row_layers += t;
+  return (row_layers + c.n_layers - 1) / c.n_layers;
+}
+
+// A prompt being prefilled by Step. Work is counted in row-layers (a row through one layer).
+struct Engine::Partial {
+  int64_t n = 0;                 // prompt tokens
+  ResolvedSchedule rs;
+  // Segments [bounds[s], bounds[s + 1]): layer 0, each pruning stage's layer, n_layers.
+  std::vector<int> bounds;
+  int segment = 0;
+  std::vector<int32_t> pos;      // prompt positions of the current segment's rows
+  int64_t done = 0;              // rows of the current segment run
+  Buffer carry;                  // a pruned prompt run in chunks: [n, d_model] f32 hidden states
+  PruningSummary summary;
+  int64_t work_total = 0, work_done = 0;
+  std::chrono::steady_clock::time_point t0;
+};
+
+// A row of a forward pass: its sequence's sampling (sampler null: none) and where results go.
+struct Engine::PassRow {
+  SampleSpec sample;
+  bool want_logits = false;
+  StepOutput* out = nullptr;
+};
+
+int64_t Engine::PrefillWorkLeft(kv::SeqId seq) const {
+  auto it = partial_.find(seq);
+  if (it == partial_.end()) return 0;
+  const int L = config().n_layers;
+  return (it->second->work_total - it->second->work_done + L - 1) / L;
+}
+
 StatusOr<PrefillResult> Engine::Prefill(kv::SeqId seq, std::span<const int32_t> prompt,
                                         const PruningRequest& pruning) {
   return PrefillWith(seq, prompt, pruning, {});
@@ -213,49 +254,18 @@ StatusOr<PrefillResult> Engine::PrefillAndSample(kv::SeqId seq, std::span<const 
 
 StatusOr<PrefillResult> Engine::PrefillWith(kv::SeqId seq, std::span<const int32_t> prompt,
                                             const PruningRequest& pruning, std::span<const SampleSpec> samples) {
-  const auto t0 = std::chrono::steady_clock::now();
-  const ModelConfig& c = config();
-  if (prompt.empty()) return InvalidArgumentError("prompt is empty");
-  if (static_cast<int64_t>(prompt.size()) > context_length_) {
-    return InvalidArgumentError("prompt has " + std::to_string(prompt.size()) + " tokens, over the context length " +
-                                std::to_string(context_length_));
-  }
-  if (seq_len_.count(seq)) return Status(StatusCode::kAlreadyExists, "sequence " + std::to_string(seq) + " is live");
-  const int64_t n = static_cast<int64_t>(prompt.size());
-  SLIM_ASSIGN_OR_RETURN(ResolvedSchedule rs, ResolveRequest(pruning, default_pruning_, c.n_layers,
-                                                            kv_->layout().block_tokens, n));
-  SLIM_RETURN_IF_ERROR(kv_->AddSequence(seq));
-  Status s = kv_->ReserveAll(seq, TokensPerLayer(rs, n, c.n_layers));
-  if (!s.ok()) {
-    (void)kv_->Free(seq);
-    return s;
-  }
-  std::vector<int32_t> pos(prompt.size());
-  for (size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<int32_t>(i);
-  PrefillResult r;
-  ForwardSeq fs{seq, prompt, pos, rs.empty() ? nullptr : &rs, &r.pruning};
-  s = RunForward(std::span<const ForwardSeq>(&fs, 1), samples, &r.logits);
-  if (!s.ok()) {
-    (void)kv_->Free(seq);
-    return s;
-  }
-  seq_len_[seq] = static_cast<int32_t>(prompt.size());
-  r.prompt_tokens = static_cast<int32_t>(prompt.size());
-  r.kv_bytes = SequenceKvBytes(seq);
-  r.pruning.applied = !rs.empty();
-  r.pruning.prompt_tokens = n;
-  r.pruning.kv_bytes = r.kv_bytes;
-  r.pruning.dense_kv_bytes = static_cast<size_t>(n) * static_cast<size_t>(c.n_layers) * kv_->layout().TokenBytes();
-  if (!samples.empty()) {
-    std::vector<SampleResult> sampled;
-    s = SampleForwarded(samples, &sampled);
-    if (!s.ok()) {
-      (void)Release(seq);
-      return s;
-    }
-    r.sampled = std::move(sampled[0]);
-  }
-  r.prefill_ms = MsSince(t0);
+  StepItem item;
+  item.kind = StepItem::Kind::kPrefill;
+  item.seq = seq;
+  item.tokens = prompt;
+  item.pruning = &pruning;
+  if (!samples.empty()) item.sample = samples[0];
+  std::vector<StepOutput> out;
+  SLIM_RETURN_IF_ERROR(Step(std::span<const StepItem>(&item, 1), 0, &out));
+  if (!out[0].status.ok()) return out[0].status;
+  PrefillResult r = std::move(out[0].prefill);
+  r.logits = std::move(out[0].logits);
+  r.sampled = std::move(out[0].sampled);
   return r;
 }
 
@@ -271,84 +281,317 @@ Status Engine::DecodeAndSample(std::span<const DecodeItem> items, std::span<cons
 
 Status Engine::DecodeWith(std::span<const DecodeItem> items, std::span<const SampleSpec> samples,
                           std::vector<float>* logits, std::vector<SampleResult>* sampled) {
-  const ModelConfig& c = config();
   if (items.empty()) return InvalidArgumentError("decode: empty batch");
-  // Reserve one more token per layer for every sequence, all or nothing.
+  std::vector<StepItem> step(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    step[i].seq = items[i].seq;
+    step[i].tokens = std::span<const int32_t>(&items[i].token, 1);
+    if (!samples.empty()) step[i].sample = samples[i];
+  }
+  std::vector<StepOutput> out;
+  SLIM_RETURN_IF_ERROR(Step(step, 0, &out));
+  for (const StepOutput& o : out) SLIM_RETURN_IF_ERROR(o.status);
+  if (logits) {
+    logits->clear();
+    for (const StepOutput& o : out) logits->insert(logits->end(), o.logits.begin(), o.logits.end());
+  }
+  if (sampled) {
+    sampled->resize(out.size());
+    for (size_t i = 0; i < out.size(); ++i) (*sampled)[i] = std::move(out[i].sampled);
+  }
+  return OkStatus();
+}
+
+Status Engine::StartPrefill(const StepItem& item, Partial* p) {
+  const ModelConfig& c = config();
+  const std::span<const int32_t> prompt = item.tokens;
+  if (prompt.empty()) return InvalidArgumentError("prompt is empty");
+  if (static_cast<int64_t>(prompt.size()) > context_length_) {
+    return InvalidArgumentError("prompt has " + std::to_string(prompt.size()) + " tokens, over the context length " +
+                                std::to_string(context_length_));
+  }
+  const int64_t n = static_cast<int64_t>(prompt.size());
+  static const PruningRequest kDense;
+  SLIM_ASSIGN_OR_RETURN(p->rs, ResolveRequest(item.pruning ? *item.pruning : kDense, default_pruning_, c.n_layers,
+                                              kv_->layout().block_tokens, n));
+  const std::vector<int64_t> per_layer = TokensPerLayer(p->rs, n, c.n_layers);
+  SLIM_RETURN_IF_ERROR(kv_->AddSequence(item.seq));
+  if (Status s = kv_->ReserveAll(item.seq, per_layer); !s.ok()) {
+    (void)kv_->Free(item.seq);
+    return s;
+  }
+  p->n = n;
+  p->bounds.push_back(0);
+  for (const ResolvedStage& st : p->rs.stages) p->bounds.push_back(st.layer);
+  p->bounds.push_back(c.n_layers);
+  p->pos.resize(static_cast<size_t>(n));
+  for (size_t i = 0; i < p->pos.size(); ++i) p->pos[i] = static_cast<int32_t>(i);
+  for (int64_t t : per_layer) p->work_total += t;
+  p->summary.prompt_tokens = n;
+  p->t0 = std::chrono::steady_clock::now();
+  return OkStatus();
+}
+
+Status Engine::ReserveDecodes(std::span<const StepItem> items, std::span<const size_t> decodes) {
+  const ModelConfig& c = config();
+  // One more token per layer for every sequence, all or nothing.
+  std::vector<std::vector<int64_t>> per_layer(decodes.size(), std::vector<int64_t>(static_cast<size_t>(c.n_layers)));
   int64_t need = 0;
-  for (const DecodeItem& it : items) {
+  for (size_t j = 0; j < decodes.size(); ++j) {
+    const StepItem& it = items[decodes[j]];
+    if (it.tokens.size() != 1) return InvalidArgumentError("decode: one token per sequence");
     auto sl = seq_len_.find(it.seq);
     if (sl == seq_len_.end()) return NotFoundError("decode: no live sequence " + std::to_string(it.seq));
     if (sl->second + 1 > context_length_) {
       return OutOfRangeError("decode: sequence " + std::to_string(it.seq) + " reached the context length");
     }
-    std::vector<int64_t> per_layer(static_cast<size_t>(c.n_layers));
-    for (int l = 0; l < c.n_layers; ++l) per_layer[static_cast<size_t>(l)] = kv_->Tokens(it.seq, l) + 1;
-    need += kv_->BlocksNeeded(it.seq, per_layer);
+    for (int l = 0; l < c.n_layers; ++l) per_layer[j][static_cast<size_t>(l)] = kv_->Tokens(it.seq, l) + 1;
+    need += kv_->BlocksNeeded(it.seq, per_layer[j]);
   }
   if (need > kv_->FreeBlocks()) {
     return ResourceExhaustedError("decode: " + std::to_string(need) + " KV blocks needed, " +
                                   std::to_string(kv_->FreeBlocks()) + " free");
   }
-  std::vector<ForwardSeq> fs(items.size());
-  scratch_pos_.resize(items.size());
-  for (size_t i = 0; i < items.size(); ++i) {
-    std::vector<int64_t> per_layer(static_cast<size_t>(c.n_layers));
-    for (int l = 0; l < c.n_layers; ++l) per_layer[static_cast<size_t>(l)] = kv_->Tokens(items[i].seq, l) + 1;
-    SLIM_RETURN_IF_ERROR(kv_->ReserveAll(items[i].seq, per_layer));
-    scratch_pos_[i] = seq_len_[items[i].seq];
-    fs[i] = ForwardSeq{items[i].seq, std::span<const int32_t>(&items[i].token, 1),
-                       std::span<const int32_t>(&scratch_pos_[i], 1)};
-  }
-  SLIM_RETURN_IF_ERROR(RunForward(fs, samples, logits));
-  for (const DecodeItem& it : items) ++seq_len_[it.seq];
-  return samples.empty() ? OkStatus() : SampleForwarded(samples, sampled);
+  for (size_t j = 0; j < decodes.size(); ++j) SLIM_RETURN_IF_ERROR(kv_->ReserveAll(items[decodes[j]].seq, per_layer[j]));
+  return OkStatus();
 }
 
-Status Engine::RunForward(std::span<const ForwardSeq> fs, std::span<const SampleSpec> samples,
-                          std::vector<float>* logits) {
-  if (samples.empty()) return model_->Forward(*kv_, fs, logits);
-  if (samples.size() != fs.size()) return InvalidArgumentError("forward: one sampler per sequence");
-  sample_requests_.assign(samples.size(), SummaryRequest{});
-  summarized_ = false;
-  for (size_t i = 0; i < samples.size(); ++i) {
-    if (samples[i].sampler == nullptr) return InvalidArgumentError("forward: no sampler for sequence " + std::to_string(i));
-    std::optional<SummaryRequest> req = samples[i].sampler->SummaryRequestFor(samples[i].history);
-    if (req) {
+Status Engine::Step(std::span<const StepItem> items, int64_t prefill_budget, std::vector<StepOutput>* out) {
+  const ModelConfig& c = config();
+  const int64_t L = c.n_layers;
+  out->assign(items.size(), StepOutput{});
+  {
+    std::vector<kv::SeqId> seen;
+    for (const StepItem& it : items) seen.push_back(it.seq);
+    std::sort(seen.begin(), seen.end());
+    if (std::adjacent_find(seen.begin(), seen.end()) != seen.end()) {
+      return InvalidArgumentError("step: a sequence appears twice");
+    }
+  }
+  // The budget in row-layers; unlimited when 0.
+  int64_t budget = prefill_budget > 0 ? prefill_budget * L : std::numeric_limits<int64_t>::max();
+
+  std::vector<size_t> decodes;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i].kind == StepItem::Kind::kDecode) decodes.push_back(i);
+  }
+  const Status reserved = decodes.empty() ? OkStatus() : ReserveDecodes(items, decodes);
+
+  // The batched pass: decodes, dense chunks and whole prefills; pruned chunks run after it.
+  std::vector<ForwardSeq> fs;
+  std::vector<PassRow> rows;
+  std::vector<size_t> batch_items;
+  std::vector<int64_t> batch_rows;  // prefill rows each batched item runs
+  std::vector<std::pair<size_t, int64_t>> chunked;  // item, its budget
+  std::vector<int32_t> decode_pos(items.size());
+  for (size_t i : decodes) {
+    if (!reserved.ok()) {
+      (*out)[i].status = reserved;
+      continue;
+    }
+    const StepItem& it = items[i];
+    decode_pos[i] = seq_len_[it.seq];
+    fs.push_back(ForwardSeq{it.seq, it.tokens, std::span<const int32_t>(&decode_pos[i], 1)});
+    rows.push_back(PassRow{it.sample, it.sample.sampler == nullptr, &(*out)[i]});
+    batch_items.push_back(i);
+    batch_rows.push_back(1);
+  }
+  for (size_t i = 0; i < items.size(); ++i) {
+    const StepItem& it = items[i];
+    if (it.kind != StepItem::Kind::kPrefill || budget <= 0) continue;
+    StepOutput& o = (*out)[i];
+    auto found = partial_.find(it.seq);
+    if (found == partial_.end()) {
+      if (seq_len_.count(it.seq)) {
+        o.status = Status(StatusCode::kAlreadyExists, "sequence " + std::to_string(it.seq) + " is live");
+        continue;
+      }
+      auto p = std::make_unique<Partial>();
+      o.status = StartPrefill(it, p.get());
+      if (!o.status.ok()) continue;
+      found = partial_.emplace(it.seq, std::move(p)).first;
+    }
+    Partial& p = *found->second;
+    if (static_cast<int64_t>(it.tokens.size()) != p.n) {
+      o.status = InvalidArgumentError("prefill: the prompt changed between steps");
+      continue;
+    }
+    const int64_t left = p.work_total - p.work_done;
+    const bool whole = p.work_done == 0 && (left <= budget || p.rs.after_attention);
+    if (!p.rs.empty() && !whole) {
+      chunked.emplace_back(i, budget);
+      budget -= std::min(left, budget);
+      continue;
+    }
+    // Whole, or a dense chunk of at least one row.
+    const int64_t r = whole ? p.n : std::min(p.n - p.done, std::max<int64_t>(1, budget / L));
+    const bool completes = p.done + r == p.n;
+    fs.push_back(ForwardSeq{it.seq, it.tokens.subspan(static_cast<size_t>(p.done), static_cast<size_t>(r)),
+                            std::span<const int32_t>(p.pos).subspan(static_cast<size_t>(p.done), static_cast<size_t>(r)),
+                            p.rs.empty() ? nullptr : &p.rs, p.rs.empty() ? nullptr : &p.summary});
+    rows.push_back(PassRow{completes ? it.sample : SampleSpec{}, completes && it.sample.sampler == nullptr, &o});
+    batch_items.push_back(i);
+    batch_rows.push_back(r);
+    budget -= whole ? left : r * L;
+  }
+
+  if (!fs.empty()) {
+    const Status st = RunPass([&](std::vector<float>* lg) { return model_->Forward(*kv_, fs, lg); }, rows);
+    for (size_t j = 0; j < batch_items.size(); ++j) {
+      const size_t i = batch_items[j];
+      const StepItem& it = items[i];
+      StepOutput& o = (*out)[i];
+      if (!st.ok()) {
+        o.status = st;
+        if (it.kind == StepItem::Kind::kPrefill) {
+          partial_.erase(it.seq);
+          (void)kv_->Free(it.seq);
+        }
+        continue;
+      }
+      if (it.kind == StepItem::Kind::kDecode) {
+        ++seq_len_[it.seq];
+        o.done = true;
+        continue;
+      }
+      Partial& p = *partial_.at(it.seq);
+      const bool whole = p.done == 0 && batch_rows[j] == p.n;
+      const int64_t w = whole ? p.work_total : batch_rows[j] * L;
+      p.done += batch_rows[j];
+      p.work_done += w;
+      o.work = (w + L - 1) / L;
+      if (p.done == p.n) FinishPrefill(it, p, &o);
+    }
+  }
+  for (const auto& [i, b] : chunked) {
+    const StepItem& it = items[i];
+    StepOutput& o = (*out)[i];
+    o.status = RunPrunedChunks(it, *partial_.at(it.seq), b, &o);
+    if (!o.status.ok()) {
+      partial_.erase(it.seq);
+      (void)kv_->Free(it.seq);
+    }
+  }
+  return OkStatus();
+}
+
+Status Engine::RunPrunedChunks(const StepItem& item, Partial& p, int64_t budget, StepOutput* out) {
+  const ModelConfig& c = config();
+  const int L = c.n_layers;
+  if (p.carry.empty()) {
+    SLIM_ASSIGN_OR_RETURN(p.carry, backend_->Alloc(DType::kF32, p.n, c.d_model));
+  }
+  int64_t used = 0;
+  bool complete = false;
+  while (!complete && used < budget) {
+    const int lb = p.bounds[static_cast<size_t>(p.segment)], le = p.bounds[static_cast<size_t>(p.segment) + 1];
+    const int64_t layers = le - lb, alive = static_cast<int64_t>(p.pos.size());
+    const int64_t r = std::min(alive - p.done, std::max<int64_t>(1, (budget - used) / layers));
+    ChunkPass cp;
+    cp.seq = item.seq;
+    if (lb == 0) cp.tokens = item.tokens.subspan(static_cast<size_t>(p.done), static_cast<size_t>(r));
+    cp.positions = std::span<const int32_t>(p.pos).subspan(static_cast<size_t>(p.done), static_cast<size_t>(r));
+    cp.layer_begin = lb;
+    cp.layer_end = le;
+    cp.carry = p.carry.view().Rows(p.done, r);
+    complete = le == L && p.done + r == alive;
+    if (complete) {
+      PassRow row{item.sample, item.sample.sampler == nullptr, out};
+      SLIM_RETURN_IF_ERROR(
+          RunPass([&](std::vector<float>* lg) { return model_->ForwardChunk(*kv_, cp, lg); }, std::span<PassRow>(&row, 1)));
+    } else {
+      SLIM_RETURN_IF_ERROR(model_->ForwardChunk(*kv_, cp, nullptr));
+    }
+    used += r * layers;
+    p.work_done += r * layers;
+    p.done += r;
+    if (p.done == alive && le < L) {
+      // The segment is complete: the stage at layer `le` keeps its rows, as an unchunked pass would.
+      const ResolvedStage& stage = p.rs.stages[static_cast<size_t>(p.segment)];
+      SLIM_ASSIGN_OR_RETURN(std::vector<int32_t> kept,
+                            model_->KeptRowsAt(p.rs, stage, p.carry.view().Rows(0, alive), p.pos));
+      const int64_t k = static_cast<int64_t>(kept.size());
+      backend_->GatherRows(p.carry.view().Rows(0, alive), kept, p.carry.view().Rows(0, k));  // rows move to the front
+      std::vector<int32_t> pos;
+      pos.reserve(kept.size());
+      for (int32_t r2 : kept) pos.push_back(p.pos[static_cast<size_t>(r2)]);
+      p.pos = std::move(pos);
+      p.summary.stages.push_back({le, k});
+      ++p.segment;
+      p.done = 0;
+    }
+  }
+  out->work = (used + L - 1) / L;
+  if (complete) FinishPrefill(item, p, out);
+  return OkStatus();
+}
+
+void Engine::FinishPrefill(const StepItem& item, Partial& p, StepOutput* out) {
+  const ModelConfig& c = config();
+  seq_len_[item.seq] = static_cast<int32_t>(p.n);
+  out->done = true;
+  PrefillResult& r = out->prefill;
+  r.prompt_tokens = static_cast<int32_t>(p.n);
+  r.kv_bytes = SequenceKvBytes(item.seq);
+  r.pruning = std::move(p.summary);
+  r.pruning.applied = !p.rs.empty();
+  r.pruning.prompt_tokens = p.n;
+  r.pruning.kv_bytes = r.kv_bytes;
+  r.pruning.dense_kv_bytes = static_cast<size_t>(p.n) * static_cast<size_t>(c.n_layers) * kv_->layout().TokenBytes();
+  r.prefill_ms = MsSince(p.t0);
+  partial_.erase(item.seq);  // p is gone
+}
+
+Status Engine::RunPass(const std::function<Status(std::vector<float>*)>& pass, std::span<PassRow> rows) {
+  const size_t vocab = static_cast<size_t>(config().vocab_size);
+  sample_requests_.assign(rows.size(), SummaryRequest{});
+  bool any_sampler = false, any_logits = false, summarized = false;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    any_logits = any_logits || rows[i].want_logits;
+    const SampleSpec& s = rows[i].sample;
+    if (s.sampler == nullptr) continue;
+    any_sampler = true;
+    if (std::optional<SummaryRequest> req = s.sampler->SummaryRequestFor(s.history)) {
       sample_requests_[i] = std::move(*req);
-      summarized_ = true;
+      summarized = true;
     }
   }
   // When no row can be decided by a summary, one download of every row beats a summary pass.
-  if (!summarized_) return model_->Forward(*kv_, fs, &sample_rows_);
-  return model_->ForwardSummaries(*kv_, fs, sample_requests_, &summaries_);
-}
-
-Status Engine::SampleForwarded(std::span<const SampleSpec> samples, std::vector<SampleResult>* sampled) {
-  const size_t vocab = static_cast<size_t>(config().vocab_size);
-  sampled->resize(samples.size());
-  for (size_t i = 0; i < samples.size(); ++i) {
-    Sampler& sampler = *samples[i].sampler;
-    if (summarized_ && sample_requests_[i].k > 0) {
-      if (std::optional<SampleResult> r = sampler.SampleFromSummary(summaries_[i])) {
-        (*sampled)[i] = std::move(*r);
+  if (!summarized) {
+    SLIM_RETURN_IF_ERROR(pass(any_sampler || any_logits ? &sample_rows_ : nullptr));
+  } else {
+    SLIM_RETURN_IF_ERROR(pass(nullptr));
+    SLIM_RETURN_IF_ERROR(model_->SummarizeLast(sample_requests_, &summaries_));
+  }
+  for (size_t i = 0; i < rows.size(); ++i) {
+    PassRow& row = rows[i];
+    if (row.sample.sampler == nullptr && !row.want_logits) continue;
+    if (row.sample.sampler != nullptr && summarized && sample_requests_[i].k > 0) {
+      if (std::optional<SampleResult> r = row.sample.sampler->SampleFromSummary(summaries_[i])) {
+        row.out->sampled = std::move(*r);
         ++sampling_counters_.from_summary;
         continue;
       }
     }
-    std::span<const float> row;
-    if (summarized_) {
+    std::span<const float> logits;
+    if (summarized) {
       SLIM_RETURN_IF_ERROR(model_->DownloadLogits(static_cast<int64_t>(i), &sample_rows_));
-      row = sample_rows_;
+      logits = sample_rows_;
     } else {
-      row = std::span<const float>(sample_rows_).subspan(i * vocab, vocab);
+      logits = std::span<const float>(sample_rows_).subspan(i * vocab, vocab);
     }
-    (*sampled)[i] = sampler.Sample(row, samples[i].history);
+    if (row.sample.sampler == nullptr) {
+      row.out->logits.assign(logits.begin(), logits.end());
+      continue;
+    }
+    row.out->sampled = row.sample.sampler->Sample(logits, row.sample.history);
     ++sampling_counters_.from_full_row;
   }
   return OkStatus();
 }
 
 Status Engine::Release(kv::SeqId seq) {
+  if (partial_.erase(seq) > 0) return kv_->Free(seq);
   auto it = seq_len_.find(seq);
   if (it == seq_len_.end()) return NotFoundError("no live sequence " + std::to_string(seq));
   seq_len_.erase(it);

@@ -98,6 +98,29 @@ struct DecodeItem {
   int32_t token = 0;                 // token to append (the one just sampled)
 };
 
+// One sequence's share of an engine step (Engine::Step).
+struct StepItem {
+  enum class Kind { kPrefill, kDecode };
+  Kind kind = Kind::kDecode;
+  kv::SeqId seq = 0;
+  // kPrefill: the whole prompt, the same every step until its prefill is done (the engine keeps
+  // how far it got; the first step creates the sequence). kDecode: the one token to append.
+  std::span<const int32_t> tokens;
+  const PruningRequest* pruning = nullptr;  // kPrefill, read at the first step; null = dense
+  // Sampled when the item completes (a decode; the last chunk of a prefill). With no sampler the
+  // item's logits row is returned instead.
+  SampleSpec sample;
+};
+
+struct StepOutput {
+  Status status;            // this item's own failure; the sequence is gone then (a prefill) or unchanged (a decode)
+  bool done = false;        // decode: the token is appended; prefill: the whole prompt ran
+  int64_t work = 0;         // prefill: the budget this item used (Engine::PrefillWork's unit)
+  SampleResult sampled;     // done, with a sampler
+  std::vector<float> logits;  // done, without one: [vocab]
+  PrefillResult prefill;    // a prefill done: prompt_tokens, kv_bytes, pruning, prefill_ms (first step to last)
+};
+
 struct GenerateResult {
   std::vector<int32_t> prompt_ids;
   std::vector<int32_t> token_ids;    // generated, including a final stop token if any
@@ -151,6 +174,24 @@ class Engine {
                                            const PruningRequest& pruning = {});
   Status DecodeAndSample(std::span<const DecodeItem> items, std::span<const SampleSpec> samples,
                          std::vector<SampleResult>* sampled);
+  // One forward step over several sequences: decodes (one token each) and prefills, the prefills
+  // in the given order while `prefill_budget` lasts (0 = no limit). The budget counts prompt
+  // tokens through every layer: a dense prompt of n tokens costs n; a pruned one less
+  // (PrefillWork). A prefill whose remaining work fits runs whole; the first that does not fit
+  // runs a chunk of it (at least one row), and those after it wait (work 0, nothing created).
+  // Dense prompts chunk anywhere; pruned ones chunk the layers between pruning stages (each
+  // stage waits for every row of the segment before it, then scores and keeps rows as an
+  // unchunked prefill would; stages after attention are not chunked: such a prompt runs whole).
+  // Decodes and dense work share one batched forward pass; pruned chunks run after it.
+  // `out` gets one StepOutput per item; the Status is for the step as a whole (bad items are
+  // reported in their own StepOutput).
+  Status Step(std::span<const StepItem> items, int64_t prefill_budget, std::vector<StepOutput>* out);
+  // The budget a whole prefill of `prompt_tokens` with `pruning` takes in Step: the sum over
+  // layers of the rows alive there, divided by the layer count (rounded up).
+  StatusOr<int64_t> PrefillWork(int64_t prompt_tokens, const PruningRequest& pruning = {}) const;
+  // Work a started prefill still needs (0 for a sequence not being prefilled).
+  int64_t PrefillWorkLeft(kv::SeqId seq) const;
+
   // Engine thread only.
   const SamplingCounters& sampling_counters() const { return sampling_counters_; }
   // Frees the sequence's KV blocks.
@@ -183,15 +224,25 @@ class Engine {
 
  private:
   Engine() = default;
-  // Prefill / Decode, with sampling when `samples` is not empty (one per sequence).
+  struct Partial;
+  struct PassRow;
+  // Prefill / Decode through Step, with sampling when `samples` is not empty (one per sequence).
   StatusOr<PrefillResult> PrefillWith(kv::SeqId seq, std::span<const int32_t> prompt, const PruningRequest& pruning,
                                       std::span<const SampleSpec> samples);
   Status DecodeWith(std::span<const DecodeItem> items, std::span<const SampleSpec> samples, std::vector<float>* logits,
                     std::vector<SampleResult>* sampled);
-  // The forward pass: logits downloaded (no samples) or summarized per samples' requests.
-  Status RunForward(std::span<const ForwardSeq> fs, std::span<const SampleSpec> samples, std::vector<float>* logits);
-  // Samples every sequence of the last RunForward with samples.
-  Status SampleForwarded(std::span<const SampleSpec> samples, std::vector<SampleResult>* sampled);
+  // Step's parts: a new prefill's checks, schedule and KV; the decodes' KV (all or nothing); a
+  // pruned prompt's chunks for this step; a prefill's end.
+  Status StartPrefill(const StepItem& item, Partial* p);
+  Status ReserveDecodes(std::span<const StepItem> items, std::span<const size_t> decodes);
+  Status RunPrunedChunks(const StepItem& item, Partial& p, int64_t budget, StepOutput* out);
+  void FinishPrefill(const StepItem& item, Partial& p, StepOutput* out);
+  // A forward pass (`pass` runs it, downloading the logits into its argument when not null) and
+  // the sampling or logits download of each of its rows: rows[i] is the pass's sequence i.
+  Status RunPass(const std::function<Status(std::vector<float>*)>& pass, std::span<PassRow> rows);
+
+  // A prompt being prefilled over several steps.
+  std::map<kv::SeqId, std::unique_ptr<Partial>> partial_;
 
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<WeightSource> source_;
@@ -205,11 +256,10 @@ class Engine {
   std::vector<int32_t> scratch_pos_;
   PruningConfig default_pruning_;
   int64_t context_length_ = 0;
-  // Sampling state of the last RunForward with samples.
-  std::vector<SummaryRequest> sample_requests_;  // k == 0: that row is sampled in full
+  // RunPass scratch.
+  std::vector<SummaryRequest> sample_requests_;  // k == 0: that row is not summarized
   std::vector<LogitsSummary> summaries_;
   std::vector<float> sample_rows_;               // downloaded rows
-  bool summarized_ = false;                      // false: sample_rows_ holds every row
   SamplingCounters sampling_counters_;
 };
 

@@ -304,6 +304,7 @@ Status Model::EnsureWorkspace(int64_t n_rows, int64_t n_seqs) {
 struct Model::BatchState {
   int64_t n_rows = 0;              // rows alive now (pruning compacts them)
   int64_t n_seqs = 0;
+  int first_layer = 0;             // the pass starts here (a chunked prefill's later segments)
   bool any_prune = false;          // some sequence has pruning stages
   bool tail_done = false;          // the last layer ran on the last rows only, leaving them in last_
   std::vector<int32_t> ids;        // [n_rows at the start] token ids
@@ -329,22 +330,26 @@ static bool PrunesAt(int layer, bool before_attention, std::span<const ForwardSe
   return false;
 }
 
-Status Model::PruneAt(int layer, bool before_attention, std::span<const ForwardSeq> seqs, BatchState& b) {
+StatusOr<std::vector<int32_t>> Model::ScoreAndKeep(const ResolvedSchedule& s, const ResolvedStage& stage,
+                                                   const AttnSeq& a, int64_t n_rows) {
   const ModelConfig& c = config_;
+  const int64_t qd = int64_t{c.n_heads} * c.head_dim, kvd = int64_t{c.n_kv_heads} * c.head_dim;
+  const TensorView qkv = qkv_.Rows(0, n_rows);
+  std::vector<float> scores;
+  SLIM_RETURN_IF_ERROR(backend_->ScoreBlocks(qkv.Cols(0, qd), qkv.Cols(qd, kvd), shape_, a.row_begin, a.n_rows,
+                                             s.block_tokens, s.unit_tokens, s.query_window, s.attention_scores,
+                                             &scores));
+  return KeptRows(SelectBlocks(scores, stage.keep_blocks), a.n_rows, s.block_tokens);
+}
+
+Status Model::PruneAt(int layer, bool before_attention, std::span<const ForwardSeq> seqs, BatchState& b) {
   bool any = false;
   std::vector<std::vector<int32_t>> local(seqs.size());
   for (size_t i = 0; i < seqs.size(); ++i) {
     const ForwardSeq& s = seqs[i];
     const ResolvedStage* st = StageAt(s, layer, before_attention);
     if (st == nullptr) continue;
-    const AttnSeq& a = b.attn[i];
-    const int64_t qd = int64_t{c.n_heads} * c.head_dim, kvd = int64_t{c.n_kv_heads} * c.head_dim;
-    const TensorView qkv = qkv_.Rows(0, b.n_rows);
-    std::vector<float> scores;
-    SLIM_RETURN_IF_ERROR(backend_->ScoreBlocks(qkv.Cols(0, qd), qkv.Cols(qd, kvd), shape_, a.row_begin, a.n_rows,
-                                               s.prune->block_tokens, s.prune->unit_tokens, s.prune->query_window,
-                                               s.prune->attention_scores, &scores));
-    local[i] = KeptRows(SelectBlocks(scores, st->keep_blocks), a.n_rows, s.prune->block_tokens);
+    SLIM_ASSIGN_OR_RETURN(local[i], ScoreAndKeep(*s.prune, *st, b.attn[i], b.n_rows));
     if (s.summary) s.summary->stages.push_back({layer, static_cast<int64_t>(local[i].size())});
     any = true;
   }
@@ -387,15 +392,105 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
 }
 
 Status Model::ForwardPass(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::vector<float>* logits) {
+  last_rows_ = 0;
   BatchState b;
   SLIM_RETURN_IF_ERROR(StartBatch(kv, seqs, &b));
   backend_->Embed(tok_embd_.view(), b.ids, x_.Rows(0, b.n_rows));
-  if (!b.any_prune) PrepareAllLayers(kv, seqs, b);
+  if (!b.any_prune) PrepareAllLayers(kv, seqs, b, config_.n_layers);
   for (int l = 0; l < config_.n_layers; ++l) {
     SLIM_RETURN_IF_ERROR(AttentionBlock(l, kv, seqs, b));
     MlpBlock(l, b);
   }
   return LogitsOfLastRows(b, logits);
+}
+
+namespace {
+
+std::vector<int32_t> Iota(int64_t n) {
+  std::vector<int32_t> v(static_cast<size_t>(n));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<int32_t>(i);
+  return v;
+}
+
+}  // namespace
+
+Status Model::ForwardChunk(kv::KvStore& kv, const ChunkPass& pass, std::vector<float>* logits) {
+  const ModelConfig& c = config_;
+  const int64_t n = static_cast<int64_t>(pass.positions.size());
+  if (n == 0) return InvalidArgumentError("forward chunk: no rows");
+  if (pass.layer_begin < 0 || pass.layer_begin >= pass.layer_end || pass.layer_end > c.n_layers) {
+    return InvalidArgumentError("forward chunk: bad layer range [" + std::to_string(pass.layer_begin) + ", " +
+                                std::to_string(pass.layer_end) + ")");
+  }
+  if (pass.layer_begin == 0 && static_cast<int64_t>(pass.tokens.size()) != n) {
+    return InvalidArgumentError("forward chunk: the first layer needs one token per row");
+  }
+  for (int32_t t : pass.tokens) {
+    if (t < 0 || t >= c.vocab_size) return InvalidArgumentError("forward chunk: token id " + std::to_string(t) + " outside the vocabulary");
+  }
+  const bool carries = pass.layer_begin > 0 || pass.layer_end < c.n_layers;
+  if (carries && (pass.carry.rows != n || pass.carry.cols != c.d_model || pass.carry.dtype != DType::kF32)) {
+    return InvalidArgumentError("forward chunk: carry must be [rows, d_model] f32");
+  }
+  const kv::SeqId ids[] = {pass.seq};
+  SLIM_RETURN_IF_ERROR(kv.BeginCompute(ids));
+  const Status st = ChunkBody(kv, pass, logits);
+  kv.EndCompute(ids);
+  return st;
+}
+
+Status Model::ChunkBody(kv::KvStore& kv, const ChunkPass& pass, std::vector<float>* logits) {
+  last_rows_ = 0;
+  const int64_t n = static_cast<int64_t>(pass.positions.size());
+  SLIM_RETURN_IF_ERROR(EnsureWorkspace(n, 1));
+  BatchState b;
+  b.n_rows = n;
+  b.n_seqs = 1;
+  b.first_layer = pass.layer_begin;
+  b.pos.assign(pass.positions.begin(), pass.positions.end());
+  b.attn.assign(1, AttnSeq{0, static_cast<int32_t>(n), 0, nullptr});
+  b.last_rows.assign(1, static_cast<int32_t>(n - 1));
+  const std::vector<int32_t> iota = Iota(n);
+  if (pass.layer_begin == 0) {
+    backend_->Embed(tok_embd_.view(), pass.tokens, x_.Rows(0, n));
+  } else {
+    backend_->GatherRows(pass.carry, iota, x_.Rows(0, n));
+  }
+  const ForwardSeq fs{pass.seq, pass.tokens, pass.positions};
+  const std::span<const ForwardSeq> seqs(&fs, 1);
+  PrepareAllLayers(kv, seqs, b, pass.layer_end);
+  for (int l = pass.layer_begin; l < pass.layer_end; ++l) {
+    SLIM_RETURN_IF_ERROR(AttentionBlock(l, kv, seqs, b));
+    MlpBlock(l, b);
+  }
+  if (pass.layer_end < config_.n_layers) {
+    backend_->GatherRows(x_.Rows(0, n), iota, pass.carry);
+    return OkStatus();
+  }
+  return LogitsOfLastRows(b, logits);
+}
+
+StatusOr<std::vector<int32_t>> Model::KeptRowsAt(const ResolvedSchedule& schedule, const ResolvedStage& stage,
+                                                 TensorView x, std::span<const int32_t> positions) {
+  const ModelConfig& c = config_;
+  const int64_t n = x.rows;
+  if (schedule.after_attention) return UnimplementedError("chunked prefill: stages after attention are not chunked");
+  if (stage.layer <= 0 || stage.layer >= c.n_layers) return InvalidArgumentError("chunked prefill: bad stage layer");
+  if (static_cast<int64_t>(positions.size()) != n || x.cols != c.d_model || n == 0) {
+    return InvalidArgumentError("chunked prefill: one position per row of x [n, d_model]");
+  }
+  SLIM_RETURN_IF_ERROR(EnsureWorkspace(n, 1));
+  backend_->RmsNorm(x, layers_[static_cast<size_t>(stage.layer)].attn_norm.view(), c.rms_eps, h_.Rows(0, n));
+  BatchState b;
+  b.n_rows = n;
+  b.n_seqs = 1;
+  b.pos.assign(positions.begin(), positions.end());
+  b.attn.assign(1, AttnSeq{0, static_cast<int32_t>(n), 0, nullptr});
+  ResolvedSchedule one = schedule;
+  one.stages = {stage};
+  const ForwardSeq fs{0, {}, positions, &one, nullptr};
+  ProjectForPruning(stage.layer, std::span<const ForwardSeq>(&fs, 1), b);
+  return ScoreAndKeep(schedule, stage, b.attn[0], n);
 }
 
 Status Model::StartBatch(const kv::KvStore& kv, std::span<const ForwardSeq> seqs, BatchState* b) {
@@ -444,12 +539,13 @@ Status Model::StartBatch(const kv::KvStore& kv, std::span<const ForwardSeq> seqs
   return OkStatus();
 }
 
-void Model::PrepareAllLayers(const kv::KvStore& kv, std::span<const ForwardSeq> seqs, const BatchState& b) {
+void Model::PrepareAllLayers(const kv::KvStore& kv, std::span<const ForwardSeq> seqs, const BatchState& b,
+                             int layer_end) {
   // Without pruning every layer sees the same rows: hand the backend all layers' batches now.
-  std::vector<std::vector<AttnSeq>> layers(static_cast<size_t>(config_.n_layers), b.attn);
-  for (int l = 0; l < config_.n_layers; ++l) {
+  std::vector<std::vector<AttnSeq>> layers(static_cast<size_t>(layer_end - b.first_layer), b.attn);
+  for (int l = b.first_layer; l < layer_end; ++l) {
     for (size_t i = 0; i < seqs.size(); ++i) {
-      AttnSeq& a = layers[static_cast<size_t>(l)][i];
+      AttnSeq& a = layers[static_cast<size_t>(l - b.first_layer)][i];
       a.table = kv.TablePtr(seqs[i].seq, l);
       if (a.table == nullptr) return;  // reported by the layer loop
       a.n_past = a.table->n_tokens;
@@ -505,7 +601,7 @@ Status Model::AttentionBlock(int l, kv::KvStore& kv, std::span<const ForwardSeq>
   const LayerWeights& w = layers_[static_cast<size_t>(l)];
   const int64_t qd = int64_t{c.n_heads} * c.head_dim, kvd = int64_t{c.n_kv_heads} * c.head_dim;
   // Later layers get h from the previous layer's fused residual add.
-  if (l == 0) backend_->RmsNorm(x_.Rows(0, b.n_rows), w.attn_norm.view(), c.rms_eps, h_.Rows(0, b.n_rows));
+  if (l == b.first_layer) backend_->RmsNorm(x_.Rows(0, b.n_rows), w.attn_norm.view(), c.rms_eps, h_.Rows(0, b.n_rows));
   // Layers without a stage of their own take the fused paths (RoPE + KV write, residual add +
   // RMSNorm) also when pruning happens elsewhere in the stack.
   const bool prune_before = b.any_prune && PrunesAt(l, /*before_attention=*/true, seqs);
@@ -570,22 +666,21 @@ Status Model::LogitsOfLastRows(const BatchState& b, std::vector<float>* logits) 
   if (!b.tail_done) backend_->GatherRows(x_.Rows(0, b.n_rows), b.last_rows, last);
   backend_->RmsNorm(last, out_norm_.view(), c.rms_eps, last_norm);
   backend_->MatMulQ(last_norm, lm_head_.empty() ? tok_embd_.view() : lm_head_.view(), &lm_head_q_, lg);
-  if (logits == nullptr) return OkStatus();  // left on the backend (ForwardSummaries)
+  last_rows_ = b.n_seqs;
+  if (logits == nullptr) return OkStatus();  // left on the backend (SummarizeLast, DownloadLogits)
   logits->resize(static_cast<size_t>(b.n_seqs * c.vocab_size));
   return backend_->Download(lg, logits->data());
 }
 
-Status Model::ForwardSummaries(kv::KvStore& kv, std::span<const ForwardSeq> seqs,
-                               std::span<const SummaryRequest> requests, std::vector<LogitsSummary>* summaries) {
-  if (requests.size() != seqs.size()) return InvalidArgumentError("forward: one summary request per sequence");
-  summarized_rows_ = 0;
-  SLIM_RETURN_IF_ERROR(Forward(kv, seqs, nullptr));
-  summarized_rows_ = static_cast<int64_t>(seqs.size());
-  return backend_->SummarizeLogits(logits_.Rows(0, summarized_rows_), requests, summaries);
+Status Model::SummarizeLast(std::span<const SummaryRequest> requests, std::vector<LogitsSummary>* summaries) {
+  if (static_cast<int64_t>(requests.size()) != last_rows_) {
+    return InvalidArgumentError("forward: one summary request per sequence of the last pass");
+  }
+  return backend_->SummarizeLogits(logits_.Rows(0, last_rows_), requests, summaries);
 }
 
 Status Model::DownloadLogits(int64_t i, std::vector<float>* row) {
-  if (i < 0 || i >= summarized_rows_) return OutOfRangeError("forward: no logits row " + std::to_string(i));
+  if (i < 0 || i >= last_rows_) return OutOfRangeError("forward: no logits row " + std::to_string(i));
   row->resize(static_cast<size_t>(config_.vocab_size));
   return backend_->Download(logits_.Rows(i, 1), row->data());
 }

@@ -41,6 +41,21 @@ struct ForwardSeq {
   PruningSummary* summary = nullptr;
 };
 
+// One pass of a chunked prefill (Model::ForwardChunk): consecutive rows of one sequence's prompt
+// through layers [layer_begin, layer_end), where no pruning stage lies strictly inside the range
+// (so each layer's KV only grows, chunk by chunk). Rows are those alive at layer_begin: every
+// prompt row before the first pruning layer, the kept ones after a stage. Its KV must be reserved
+// (KvStore::ReserveAll) for the whole prompt before the first pass.
+struct ChunkPass {
+  kv::SeqId seq = 0;
+  std::span<const int32_t> tokens;     // layer_begin == 0: the rows' token ids (else empty)
+  std::span<const int32_t> positions;  // the rows' prompt positions, increasing
+  int layer_begin = 0, layer_end = 0;
+  // [rows, d_model] f32: the rows' hidden state entering layer_begin (read when layer_begin > 0)
+  // and leaving layer_end - 1 (written when layer_end < n_layers).
+  TensorView carry;
+};
+
 RopeTable MakeRopeTable(const ModelConfig& c, const std::vector<float>& freq_factors = {});
 
 class Model {
@@ -55,14 +70,21 @@ class Model {
   size_t WorkspaceBytes(int64_t n_rows, int64_t n_seqs) const;
 
   // Runs every sequence's new tokens through all layers, appends their K/V to `kv`, and writes
-  // the last position's logits of each sequence to logits[i * vocab, (i + 1) * vocab).
+  // the last position's logits of each sequence to logits[i * vocab, (i + 1) * vocab) (null:
+  // they stay on the backend, for SummarizeLast / DownloadLogits).
   Status Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::vector<float>* logits);
-  // As Forward, but leaves the logits on the backend and writes (*summaries)[i], the summary of
-  // sequence i's logits per requests[i] (Backend::SummarizeLogits; one request per sequence).
-  Status ForwardSummaries(kv::KvStore& kv, std::span<const ForwardSeq> seqs,
-                          std::span<const SummaryRequest> requests, std::vector<LogitsSummary>* summaries);
-  // Sequence i's logits of the last ForwardSummaries -> row [vocab], for the rows a summary
-  // cannot decide. Valid until the next forward pass.
+  // One pass of a chunked prefill; when it reaches the last layer, its last row's logits as
+  // Forward gives them (one sequence).
+  Status ForwardChunk(kv::KvStore& kv, const ChunkPass& pass, std::vector<float>* logits);
+  // The rows a chunked prefill keeps at `stage` (of `schedule`, placed before attention): x holds
+  // the hidden states [n, d_model] f32 of the rows alive entering stage.layer, at prompt
+  // positions `positions`; the result indexes x, increasing (Forward's choice for the same rows).
+  StatusOr<std::vector<int32_t>> KeptRowsAt(const ResolvedSchedule& schedule, const ResolvedStage& stage,
+                                            TensorView x, std::span<const int32_t> positions);
+  // (*summaries)[i]: the summary of row i of the last pass's logits per requests[i]
+  // (Backend::SummarizeLogits; one request per sequence of that pass).
+  Status SummarizeLast(std::span<const SummaryRequest> requests, std::vector<LogitsSummary>* summaries);
+  // Sequence i's logits of the last pass -> row [vocab]. Valid until the next pass.
   Status DownloadLogits(int64_t i, std::vector<float>* row);
 
  private:
@@ -74,7 +96,9 @@ class Model {
   // once), per layer AttentionBlock and MlpBlock, LogitsOfLastRows.
   Status ForwardPass(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::vector<float>* logits);
   Status StartBatch(const kv::KvStore& kv, std::span<const ForwardSeq> seqs, BatchState* b);
-  void PrepareAllLayers(const kv::KvStore& kv, std::span<const ForwardSeq> seqs, const BatchState& b);
+  // The backend's hint for layers [b.first_layer, layer_end) when no pruning changes the rows.
+  void PrepareAllLayers(const kv::KvStore& kv, std::span<const ForwardSeq> seqs, const BatchState& b, int layer_end);
+  Status ChunkBody(kv::KvStore& kv, const ChunkPass& pass, std::vector<float>* logits);
   // QKV, pruning before attention, RoPE + KV write, attention, output projection, pruning after
   // attention, residual add + the MLP's norm into h_.
   Status AttentionBlock(int layer, kv::KvStore& kv, std::span<const ForwardSeq> seqs, BatchState& b);
@@ -87,6 +111,10 @@ class Model {
   // Applies the pruning stages at `layer` (before or after its attention) and compacts the
   // batch rows of x (and of qkv when before attention).
   Status PruneAt(int layer, bool before_attention, std::span<const ForwardSeq> seqs, BatchState& b);
+  // Block scores of sequence `a`'s rows in qkv_ (rotated k of every row, q of its query window)
+  // and the rows `stage` keeps, relative to a.row_begin.
+  StatusOr<std::vector<int32_t>> ScoreAndKeep(const ResolvedSchedule& s, const ResolvedStage& stage, const AttnSeq& a,
+                                              int64_t n_rows);
 
   ModelConfig config_;
   Backend* backend_;
@@ -102,7 +130,7 @@ class Model {
   // Activations, grown on demand.
   int64_t ws_rows_ = 0, ws_seqs_ = 0;
   Buffer x_, h_, qkv_, attn_, proj_, gate_up_, act_, last_, last_norm_, logits_;
-  int64_t summarized_rows_ = 0;  // rows of logits_ the last ForwardSummaries left
+  int64_t last_rows_ = 0;  // rows of logits_ the last pass left (one per sequence)
 };
 
 }  // namespace slim
