@@ -96,10 +96,12 @@ void GenerateReactor::OnStarted(const StartedEvent& e) {
   ToProto(e.pruning, s->mutable_pruning());
   s->set_queue_ms(e.queue_ms);
   s->set_prefill_ms(e.prefill_ms);
+  s->set_prefill_chunks(e.prefill_chunks);
   {
     std::lock_guard<std::mutex> l(mu_);
     trace_.queue_ms = e.queue_ms;
     trace_.prefill_ms = e.prefill_ms;
+    trace_.prefill_chunks = e.prefill_chunks;
     trace_.kept = KeptString(e.pruning);
   }
   Push(std::move(r));

@@ -34,7 +34,8 @@ struct StartedEvent {
   int32_t prompt_tokens = 0;
   PruningSummary pruning;
   double queue_ms = 0.0;
-  double prefill_ms = 0.0;
+  double prefill_ms = 0.0;      // first prefill step's start to the first token
+  int32_t prefill_chunks = 1;   // steps the prefill took (1: unchunked)
 };
 
 // One generated token (token >= 0) and the text it made final, or (token < 0) only text

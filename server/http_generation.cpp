@@ -70,6 +70,7 @@ HttpGeneration::Event HttpGeneration::Next(const std::function<bool()>& connecte
     case Event::Kind::kStarted:
       trace_.queue_ms = e.started.queue_ms;
       trace_.prefill_ms = e.started.prefill_ms;
+      trace_.prefill_chunks = e.started.prefill_chunks;
       trace_.kept = KeptString(e.started.pruning);
       break;
     case Event::Kind::kToken:

@@ -204,6 +204,8 @@ ServerMetrics::ServerMetrics()
   generation_tokens_ = MakeCounter(r, "sliminfer_generation_tokens_total", "Tokens generated.");
   pruned_tokens_ = MakeCounter(r, "sliminfer_pruned_prompt_tokens_total",
                                "Prompt tokens dropped by SlimInfer pruning (not alive at the last layer).");
+  prefill_chunks_ = MakeCounter(r, "sliminfer_prefill_chunks_total",
+                                "Engine steps that ran part or all of a prefill (one per prompt per step).");
   write_timeouts_ = MakeCounter(r, "sliminfer_stream_write_timeouts_total",
                                 "gRPC Generate streams cancelled because the client read nothing for "
                                 "--stream-write-timeout-s (also counted in sliminfer_requests_total as cancelled).");
@@ -238,6 +240,8 @@ void ServerMetrics::OnPrefill(double seconds, int64_t prompt_tokens, int64_t pru
   prompt_tokens_->Increment(static_cast<double>(prompt_tokens));
   pruned_tokens_->Increment(static_cast<double>(pruned_tokens));
 }
+
+void ServerMetrics::OnPrefillChunk(int64_t) { prefill_chunks_->Increment(); }
 
 void ServerMetrics::OnDecodeStep(int batch, double seconds) {
   decode_step_->Observe(seconds);

@@ -42,6 +42,7 @@ class ServerMetrics final : public SchedulerObserver {
   // SchedulerObserver (scheduler thread).
   void OnAdmitted(double queue_seconds) override;
   void OnPrefill(double seconds, int64_t prompt_tokens, int64_t pruned_tokens) override;
+  void OnPrefillChunk(int64_t work_tokens) override;
   void OnDecodeStep(int batch, double seconds) override;
   void OnGeneratedTokens(int64_t n) override;
 
@@ -64,6 +65,7 @@ class ServerMetrics final : public SchedulerObserver {
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Counter* prompt_tokens_;
   prometheus::Counter* generation_tokens_;
+  prometheus::Counter* prefill_chunks_;
   prometheus::Counter* pruned_tokens_;
   prometheus::Counter* write_timeouts_;
 };

@@ -43,6 +43,7 @@ void RequestTrace::Close(ServerMetrics* metrics, const std::string& request_id, 
   line.completion_tokens = status.ok() ? completion_tokens : delivered;
   line.queue_ms = queue_ms;
   line.prefill_ms = prefill_ms;
+  line.prefill_chunks = prefill_chunks;
   line.ttft_ms = delivered > 0 ? MsSince(arrival, first_token) : -1.0;
   line.e2e_ms = MsSince(arrival, now);
   line.decode_ms_per_token = completion_tokens > 1 ? decode_ms / (completion_tokens - 1) : 0.0;

@@ -31,6 +31,7 @@ struct RequestTrace {
   int32_t completion_tokens = 0;      // from the Finished event
   std::string finish_reason;
   double queue_ms = 0.0, prefill_ms = 0.0, decode_ms = 0.0;
+  int32_t prefill_chunks = 0;
   std::string kept;                   // pruning summary for the log ("layer:tokens,...")
 
   // `n` tokens handed to the client at `now`: the first one observes TTFT, later ones the

@@ -1,6 +1,7 @@
-// Continuous batching scheduler: queue, admission by worst-case KV blocks, one prefill per step,
-// batched decode, per-sequence sampling / stop checking / detokenization (the same per-token
-// logic as Engine::Generate, so a stream's text equals the engine's own output).
+// Continuous batching scheduler: queue, admission by worst-case KV blocks, one engine step per
+// iteration (decodes plus budgeted, chunked prefills), per-sequence sampling / stop checking /
+// detokenization (the same per-token logic as Engine::Generate, so a stream's text equals the
+// engine's own output).
 #include "server/scheduler.h"
 
 #include <algorithm>
@@ -26,6 +27,11 @@ struct Scheduler::Running {
   bool ended = false;
   uint64_t order = 0;                   // arrival order
   int32_t generated_at_admit = 0;       // `generated` when last (re)admitted
+  bool prefilling = true;               // its prompt is not fully prefilled yet
+  bool prefill_started = false;         // some step ran part of it
+  Clock::TimePoint arrival, prefill_start;
+  int32_t prefill_chunks = 0;           // steps its prefill took part in
+  int64_t prefill_work = 0;             // budget its prefill used so far
 
   Running(std::shared_ptr<GenerationTask> t, int32_t vocab)
       : task(std::move(t)), sampler(task->request().sampling, vocab), stop(task->request().stop) {}
@@ -173,8 +179,8 @@ bool Scheduler::Step() {
   const Clock::TimePoint now = clock_->Now();
   ReapWaiting(now);
   ReapRunning(now);
-  bool worked = AdmitOne(now);
-  worked = DecodeAll() || worked;
+  bool worked = Admit(now);
+  worked = RunStep() || worked;
   return worked;
 }
 
@@ -233,6 +239,27 @@ void Scheduler::ReapRunning(Clock::TimePoint now) {
   }
 }
 
+bool Scheduler::Admit(Clock::TimePoint now) {
+  bool any = false;
+  for (;;) {
+    if (options_.max_prefill_tokens_per_step > 0) {
+      // Prompts admitted and not yet prefilled already fill a step: the rest stay queued (where
+      // a swap-in or a cancellation can still change the order of things). A prompt's work left
+      // is taken as its length less the work done (an upper bound: pruning needs less).
+      int64_t pending = 0;
+      for (const auto& s : running_) {
+        if (s->prefilling && !s->ended) {
+          pending += static_cast<int64_t>(s->task->request().prompt.size()) - s->prefill_work;
+        }
+      }
+      if (pending >= options_.max_prefill_tokens_per_step) break;
+    }
+    if (!AdmitOne(now)) break;
+    any = true;
+  }
+  return any;
+}
+
 bool Scheduler::AdmitOne(Clock::TimePoint now) {
   // The queue head is the earlier arrival of the oldest swapped sequence and the oldest new
   // request; nothing behind it jumps ahead.
@@ -261,7 +288,12 @@ bool Scheduler::AdmitOne(Clock::TimePoint now) {
     committed_blocks_ += w.blocks;
     ++running_count_;
   }
-  Prefill(std::move(w), now);
+  auto s = std::make_unique<Running>(w.task, runner_->vocab_size());
+  s->seq = next_seq_++;
+  s->blocks = w.blocks;
+  s->order = w.order;
+  s->arrival = w.arrival;
+  running_.push_back(std::move(s));
   return true;
 }
 
@@ -326,84 +358,113 @@ void Scheduler::ResumeSwapped() {
   running_.push_back(std::move(s));
 }
 
-void Scheduler::Prefill(Waiting w, Clock::TimePoint now) {
-  const GenerationRequest& req = w.task->request();
-  auto s = std::make_unique<Running>(w.task, runner_->vocab_size());
-  s->seq = next_seq_++;
-  s->blocks = w.blocks;
-  s->order = w.order;
-  s->queue_ms = MsBetween(w.arrival, now);
-  observer_->OnAdmitted(s->queue_ms / 1e3);
-  const Clock::TimePoint t0 = clock_->Now();
-  // The first token is sampled with the prefill (history = the prompt).
-  StatusOr<PrefillResult> pre =
-      runner_->PrefillAndSample(s->seq, req.prompt, req.pruning, SampleSpec{&s->sampler, req.prompt});
-  if (!pre.ok()) {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      committed_blocks_ -= w.blocks;
-      --running_count_;
-    }
-    w.task->sink()->OnError(pre.status().WithPrefix("prefill"));
-    return;
-  }
-  s->prefill_ms = MsBetween(t0, clock_->Now());
-  s->pruning = pre->pruning;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    ++counters_.prefills;
-  }
-  int64_t pruned = 0;
-  if (pre->pruning.applied && !pre->pruning.stages.empty()) {
-    pruned = pre->pruning.prompt_tokens - pre->pruning.stages.back().tokens_kept;
-  }
-  observer_->OnPrefill(s->prefill_ms / 1e3, pre->prompt_tokens, pruned);
-  if (const Tokenizer* tok = runner_->tokenizer()) s->decoder.emplace(*tok);
-  s->history.assign(req.prompt.begin(), req.prompt.end());
-  StartedEvent started{pre->prompt_tokens, pre->pruning, s->queue_ms, s->prefill_ms};
-  s->task->sink()->OnStarted(started);
-  const SampleResult sr = std::move(pre->sampled);
-  running_.push_back(std::move(s));
-  if (HandleToken(*running_.back(), sr)) RemoveEnded();
-  observer_->OnGeneratedTokens(1);
-}
-
-bool Scheduler::DecodeAll() {
+bool Scheduler::RunStep() {
   if (running_.empty()) return false;
-  std::vector<DecodeItem> items;
-  std::vector<SampleSpec> samples;
-  items.reserve(running_.size());
-  samples.reserve(running_.size());
-  for (const auto& s : running_) {
-    items.push_back(DecodeItem{s->seq, s->last_token});
-    samples.push_back(SampleSpec{&s->sampler, s->history});
+  std::vector<StepItem> items(running_.size());
+  for (size_t i = 0; i < running_.size(); ++i) {
+    Running& s = *running_[i];
+    const GenerationRequest& req = s.task->request();
+    StepItem& it = items[i];
+    it.seq = s.seq;
+    if (s.prefilling) {
+      // The first token is sampled with the prefill's last chunk (history = the prompt).
+      it.kind = StepItem::Kind::kPrefill;
+      it.tokens = req.prompt;
+      it.pruning = &req.pruning;
+      it.sample = SampleSpec{&s.sampler, req.prompt};
+    } else {
+      it.tokens = std::span<const int32_t>(&s.last_token, 1);
+      it.sample = SampleSpec{&s.sampler, s.history};
+    }
   }
   const Clock::TimePoint t0 = clock_->Now();
-  Status st = runner_->DecodeAndSample(items, samples, &sampled_);
+  const Status st = runner_->Step(items, options_.max_prefill_tokens_per_step, &step_out_);
   if (!st.ok()) {
-    if (st.code() == StatusCode::kResourceExhausted) {
-      // Cannot happen while worst-case commitments hold; end the youngest sequence so the others
-      // can go on rather than stall.
-      EndRunning(*running_.back(), st.WithPrefix("decode"));
-    } else {
-      for (auto& s : running_) EndRunning(*s, st.WithPrefix("decode"));
-    }
+    for (auto& s : running_) EndRunning(*s, st.WithPrefix("step"));
     RemoveEnded();
     return true;
   }
-  const int batch = static_cast<int>(items.size());
-  observer_->OnDecodeStep(batch, MsBetween(t0, clock_->Now()) / 1e3);
+  const double seconds = MsBetween(t0, clock_->Now()) / 1e3;
+  int decoded = 0;
+  int64_t tokens = 0, chunks = 0, prefills = 0;
+  bool any_ended = false;
+  Status decode_failure;
+  for (size_t i = 0; i < items.size(); ++i) {
+    Running& s = *running_[i];
+    StepOutput& out = step_out_[i];
+    if (items[i].kind == StepItem::Kind::kDecode) {
+      if (!out.status.ok()) {
+        decode_failure = out.status;
+        continue;
+      }
+      ++decoded;
+      ++tokens;
+      any_ended = HandleToken(s, out.sampled) || any_ended;
+      continue;
+    }
+    if (out.status.ok() && (out.work > 0 || out.done)) ++chunks;
+    if (out.status.ok() && out.done) {
+      ++prefills;
+      ++tokens;
+    }
+    any_ended = HandlePrefill(s, out, t0) || any_ended;
+  }
+  if (!decode_failure.ok()) {
+    // Every decode of the step failed alike. Out of KV blocks cannot happen while worst-case
+    // commitments hold; end the youngest decoding sequence so the others can go on rather than stall.
+    for (size_t i = items.size(); i-- > 0;) {
+      if (items[i].kind != StepItem::Kind::kDecode || running_[i]->ended) continue;
+      EndRunning(*running_[i], decode_failure.WithPrefix("decode"));
+      if (decode_failure.code() == StatusCode::kResourceExhausted) break;
+    }
+    any_ended = true;
+  }
+  if (decoded > 0) observer_->OnDecodeStep(decoded, seconds);
   {
     std::lock_guard<std::mutex> l(mu_);
-    ++counters_.decode_steps;
-    counters_.decode_tokens += batch;
-    counters_.max_decode_batch = std::max<int64_t>(counters_.max_decode_batch, batch);
+    if (decoded > 0) {
+      ++counters_.decode_steps;
+      counters_.decode_tokens += decoded;
+      counters_.max_decode_batch = std::max<int64_t>(counters_.max_decode_batch, decoded);
+    }
+    counters_.prefill_chunks += chunks;
+    counters_.prefills += prefills;
   }
-  bool any_ended = false;
-  for (size_t i = 0; i < running_.size(); ++i) any_ended = HandleToken(*running_[i], sampled_[i]) || any_ended;
-  observer_->OnGeneratedTokens(batch);
+  if (tokens > 0) observer_->OnGeneratedTokens(tokens);
   if (any_ended) RemoveEnded();
   return true;
+}
+
+bool Scheduler::HandlePrefill(Running& s, StepOutput& out, Clock::TimePoint step_start) {
+  if (!out.status.ok()) {
+    EndRunning(s, out.status.WithPrefix("prefill"));
+    return true;
+  }
+  if (out.work == 0 && !out.done) return false;  // the step's budget did not reach it
+  if (!s.prefill_started) {
+    s.prefill_started = true;
+    s.prefill_start = step_start;
+    s.queue_ms = MsBetween(s.arrival, step_start);
+    observer_->OnAdmitted(s.queue_ms / 1e3);
+  }
+  ++s.prefill_chunks;
+  s.prefill_work += out.work;
+  observer_->OnPrefillChunk(out.work);
+  if (!out.done) return false;
+  s.prefilling = false;
+  s.prefill_ms = MsBetween(s.prefill_start, clock_->Now());
+  s.pruning = out.prefill.pruning;
+  int64_t pruned = 0;
+  if (s.pruning.applied && !s.pruning.stages.empty()) {
+    pruned = s.pruning.prompt_tokens - s.pruning.stages.back().tokens_kept;
+  }
+  observer_->OnPrefill(s.prefill_ms / 1e3, out.prefill.prompt_tokens, pruned);
+  const GenerationRequest& req = s.task->request();
+  if (const Tokenizer* tok = runner_->tokenizer()) s.decoder.emplace(*tok);
+  s.history.assign(req.prompt.begin(), req.prompt.end());
+  StartedEvent started{out.prefill.prompt_tokens, s.pruning, s.queue_ms, s.prefill_ms, s.prefill_chunks};
+  s.task->sink()->OnStarted(started);
+  return HandleToken(s, out.sampled);
 }
 
 bool Scheduler::HandleToken(Running& s, const SampleResult& sr) {

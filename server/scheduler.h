@@ -1,11 +1,19 @@
-// Continuous batching over one engine: a FCFS queue admitted while KV blocks allow, the prefill
-// of one admitted prompt per step, then one batched decode step over every running sequence,
-// with sampling, stop conditions and detokenization per sequence. Cancellation (any reason)
-// and deadlines remove a sequence at the next step and free its KV blocks.
+// Continuous batching over one engine: a FCFS queue admitted while KV blocks allow, then one
+// engine step per iteration over every running sequence: a decode for each one that has its
+// first token, and the prompts still being prefilled, in admission order, while the step's
+// prefill token budget lasts (the first that does not fit runs a chunk; those after it wait).
+// Sampling, stop conditions and detokenization are per sequence. Cancellation (any reason) and
+// deadlines remove a sequence at the next step and free its KV blocks.
+//
+// Fairness: prefills are FCFS. A long prompt takes the budget step by step until it is done,
+// so a later short prompt waits for it (never the reverse); running streams decode in every
+// step, so their inter-token gap is bounded by one step: the decode batch plus at most the
+// budget's prefill work.
 //
 // Admission is by worst-case KV blocks: a sequence is promised the blocks of its prompt (after
 // pruning) plus max_tokens more per layer, so a running decode never runs out of blocks; a
-// request whose worst case exceeds the whole gpu tier is refused at Submit.
+// request whose worst case exceeds the whole gpu tier is refused at Submit. Requests are
+// admitted while the prompts already waiting for prefill fill less than one step's budget.
 //
 // Swap instead of waiting (when the runner has a host tier): a queued request that does not fit
 // swaps out the most recently admitted running sequences that have made progress since they
@@ -38,6 +46,9 @@ struct SchedulerOptions {
   // Requests waiting for admission (cancelled ones not counted), >= 0. 0 = no waiting: a request
   // is accepted only when it can start at once (a free slot and blocks for its worst case).
   int max_queue = 64;
+  // Prompt tokens prefilled per step at most (Engine::Step's budget), > 0; 0 = no limit (every
+  // admitted prompt runs whole in its first step).
+  int64_t max_prefill_tokens_per_step = 0;
 };
 
 struct SchedulerStats {
@@ -45,7 +56,8 @@ struct SchedulerStats {
   int64_t running = 0;
   int64_t committed_blocks = 0;   // worst-case KV blocks promised to running sequences
   int64_t budget_blocks = 0;      // KV blocks the scheduler may promise in all
-  int64_t prefills = 0;
+  int64_t prefills = 0;            // completed
+  int64_t prefill_chunks = 0;      // steps in which some prefill ran (a whole prompt counts one)
   int64_t decode_steps = 0;
   int64_t decode_tokens = 0;      // sum of decode batch sizes
   int64_t max_decode_batch = 0;
@@ -59,6 +71,7 @@ class SchedulerObserver {
   virtual ~SchedulerObserver() = default;
   virtual void OnAdmitted(double queue_seconds) {}
   virtual void OnPrefill(double seconds, int64_t prompt_tokens, int64_t pruned_tokens) {}
+  virtual void OnPrefillChunk(int64_t work_tokens) {}  // one step's share of one prefill
   virtual void OnDecodeStep(int batch, double seconds) {}
   virtual void OnGeneratedTokens(int64_t n) {}
 };
@@ -84,8 +97,8 @@ class Scheduler {
   // Refuses new tasks, stops the thread, ends every live task with `status` and frees its KV.
   void Shutdown(const Status& status);
 
-  // One iteration: reap cancelled/expired tasks, admit and prefill at most one, one decode step
-  // over all running sequences. Returns whether it did any work.
+  // One iteration: reap cancelled/expired tasks, admit, one engine step over the running
+  // sequences. Returns whether it did any work.
   bool Step();
 
   SchedulerStats Stats() const;
@@ -108,13 +121,17 @@ class Scheduler {
   int64_t LiveWaitingLocked(int64_t* blocks) const;
   void ReapWaiting(Clock::TimePoint now);
   void ReapRunning(Clock::TimePoint now);
+  // Admits queue heads while a slot, their blocks and the step's budget allow.
+  bool Admit(Clock::TimePoint now);
   bool AdmitOne(Clock::TimePoint now);
-  // Prefills the queue head `w` (its blocks already committed).
-  void Prefill(Waiting w, Clock::TimePoint now);
+  // The engine step over running_: decodes and prefills.
+  bool RunStep();
+  // A prefill step's result for `s` (its own failure, a chunk, or its end and first token);
+  // returns true when s ended.
+  bool HandlePrefill(Running& s, StepOutput& out, Clock::TimePoint step_start);
   // Swaps out victims so that `need` more blocks fit, if eligible ones can make room.
   bool MakeRoom(int64_t need, uint64_t order, bool candidate_is_new);
   void ResumeSwapped();
-  bool DecodeAll();
   // Feeds one sampled token to `s`; returns true when the sequence finished (and was ended).
   bool HandleToken(Running& s, const SampleResult& sr);
   void EndRunning(Running& s, const Status& status);  // releases KV; OnFinished when OK
@@ -142,7 +159,7 @@ class Scheduler {
   std::vector<std::unique_ptr<Running>> running_;   // in (re)admission order
   std::deque<std::unique_ptr<Running>> swapped_;    // in arrival order
   kv::SeqId next_seq_ = 1;
-  std::vector<SampleResult> sampled_;  // of the last decode step, by running_ index
+  std::vector<StepOutput> step_out_;  // of the last step
   std::thread thread_;
 };
 

@@ -16,6 +16,11 @@ namespace slim::server {
 
 namespace {
 
+// --max-prefill-tokens-per-step's default per backend: a step's prefill work that keeps the first
+// token of a long prompt within about 10% of an unchunked prefill while bounding the gaps it
+// opens in running streams (bench/serving.md, "Chunked prefill").
+int64_t DefaultPrefillTokensPerStep(Device device) { return device == Device::kCpu ? 512 : 2048; }
+
 // The contents of a PEM file named by --`flag`, which must hold a "-----BEGIN ...`kind`-----" block.
 StatusOr<std::string> ReadPem(const std::string& path, const std::string& flag, const std::string& kind) {
   std::ifstream in(path, std::ios::binary);
@@ -188,6 +193,9 @@ Status InferenceServer::LoadModel() {
   SchedulerOptions so;
   so.max_seqs = options_.max_seqs;
   so.max_queue = options_.max_queue;
+  so.max_prefill_tokens_per_step = options_.max_prefill_tokens_per_step >= 0
+                                       ? options_.max_prefill_tokens_per_step
+                                       : DefaultPrefillTokensPerStep(engine_->backend()->device());
   scheduler_ = std::make_unique<Scheduler>(runner_.get(), so, &clock_, metrics_.get());
   scheduler_->Start();
   metrics_->SetSources(&engine_->kv(), scheduler_.get());

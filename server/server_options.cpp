@@ -45,6 +45,9 @@ ABSL_FLAG(int, max_seqs, 64, "sequences decoded together (continuous batching)")
 ABSL_FLAG(int, max_queue, 64,
           "requests waiting for admission; more get RESOURCE_EXHAUSTED. 0 = no waiting: a request is accepted "
           "only if it can start at once (a free --max-seqs slot and KV blocks for its worst case)");
+ABSL_FLAG(int, max_prefill_tokens_per_step, -1,
+          "prompt tokens prefilled per scheduler step (longer prompts are prefilled in chunks between decode steps, "
+          "bounding running streams' inter-token gaps); -1 = the backend's default (CPU 512, CUDA 2048), 0 = no limit");
 ABSL_FLAG(int, max_prompt_tokens, 0, "longest prompt accepted (0 = the model's context)");
 ABSL_FLAG(int, max_total_tokens, 0, "longest prompt + max_tokens accepted (0 = the model's context)");
 ABSL_FLAG(int, default_max_tokens, 256, "max_tokens of requests that leave it at 0");
@@ -85,7 +88,7 @@ const char* const kFlagNames[] = {
     "model", "tokenizer",          "device",          "threads",           "kv_dtype",      "host",          "port",
     "http_host", "http_port", "http_max_connections", "http_read_timeout_s", "http_idle_timeout_s",
     "http_write_timeout_s", "http_max_body_bytes", "served_model_name", "api_key", "api_key_file",
-    "metrics_host",   "metrics_port",    "max_seqs",          "max_queue",     "max_prompt_tokens",
+    "metrics_host",   "metrics_port",    "max_seqs",          "max_queue",     "max_prompt_tokens", "max_prefill_tokens_per_step",
     "max_total_tokens", "default_max_tokens", "context_length", "kv_tokens", "kv_gib", "gpu_memory_fraction", "host_kv_tokens", "host_kv_gib",    "pruning",       "pruning_schedule",
     "log_format",     "log_level",       "drain_grace_s",     "keepalive_time_ms", "keepalive_timeout_ms",
     "max_message_bytes", "warmup", "warmup_tokens", "chat_content_specials", "stream_write_timeout_s",
@@ -121,6 +124,7 @@ Status ServerOptions::Validate() const {
   if (max_seqs < 1 || max_seqs > 4096) return bad("max-seqs", "must be in [1, 4096]");
   if (max_queue < 0 || max_queue > 1000000) return bad("max-queue", "must be in [0, 1000000]");
   if (max_prompt_tokens < 0) return bad("max-prompt-tokens", "must be >= 0");
+  if (max_prefill_tokens_per_step < -1) return bad("max-prefill-tokens-per-step", "must be -1 (auto), 0 (no limit) or > 0");
   if (warmup_tokens < 0) return bad("warmup-tokens", "must be >= 0");
   if (max_total_tokens < 0) return bad("max-total-tokens", "must be >= 0");
   if (default_max_tokens < 1) return bad("default-max-tokens", "must be >= 1");
@@ -228,6 +232,7 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   o.max_seqs = absl::GetFlag(FLAGS_max_seqs);
   o.max_queue = absl::GetFlag(FLAGS_max_queue);
   o.max_prompt_tokens = absl::GetFlag(FLAGS_max_prompt_tokens);
+  o.max_prefill_tokens_per_step = absl::GetFlag(FLAGS_max_prefill_tokens_per_step);
   o.max_total_tokens = absl::GetFlag(FLAGS_max_total_tokens);
   o.default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens);
   o.context_length = absl::GetFlag(FLAGS_context_length);

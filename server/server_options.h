@@ -41,6 +41,8 @@ struct ServerOptions {
   int max_seqs = 64;                  // sequences decoding at once
   int max_queue = 64;                 // requests waiting for admission
   int max_prompt_tokens = 0;          // 0 = the model's context
+  // Prompt tokens prefilled per scheduler step; -1 = the backend's default, 0 = no limit.
+  int max_prefill_tokens_per_step = -1;
   int max_total_tokens = 0;           // prompt + max_tokens; 0 = the model's context
   int default_max_tokens = 256;       // when a request leaves max_tokens at 0
   int64_t context_length = 0;         // longest sequence accepted; 0 = the model's (up to 4x it)

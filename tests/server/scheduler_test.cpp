@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -29,37 +30,66 @@ class FakeRunner final : public ModelRunner {
   int64_t FreeBlocks() const override { return total_ - used_; }
   const Tokenizer* tokenizer() const override { return nullptr; }
   StatusOr<int64_t> PrefillBlocks(int64_t n, const PruningRequest&) const override { return Blocks(n) * layers_; }
-  StatusOr<PrefillResult> Prefill(kv::SeqId seq, std::span<const int32_t> prompt, const PruningRequest&) override {
-    ++prefills;
-    const int64_t need = Blocks(static_cast<int64_t>(prompt.size())) * layers_;
-    if (need > FreeBlocks()) return ResourceExhaustedError("fake: full");
-    used_ += need;
-    len_[seq] = static_cast<int64_t>(prompt.size());
-    PrefillResult r;
-    r.prompt_tokens = static_cast<int32_t>(prompt.size());
-    r.logits = Logits(seq);
-    return r;
-  }
-  Status Decode(std::span<const DecodeItem> items, std::vector<float>* logits) override {
-    batches.push_back(static_cast<int>(items.size()));
+  // Engine::Step's contract on the fake model: decodes all or nothing on blocks; prefills in
+  // order while the budget lasts (a prompt costs its length), chunked, their blocks reserved at
+  // their first chunk; completed items sampled from the one-hot logits.
+  Status Step(std::span<const StepItem> items, int64_t budget, std::vector<StepOutput>* out) override {
+    out->assign(items.size(), StepOutput{});
     int64_t need = 0;
-    for (const DecodeItem& it : items) {
+    int decodes = 0;
+    Status decode_status;
+    for (const StepItem& it : items) {
+      if (it.kind != StepItem::Kind::kDecode) continue;
+      ++decodes;
       if (swapped.count(it.seq)) return FailedPreconditionError("fake: decode of a swapped-out sequence");
+      if (!len_.count(it.seq) || partial_.count(it.seq)) return FailedPreconditionError("fake: decode before prefill");
       need += (Blocks(len_.at(it.seq) + 1) - Blocks(len_.at(it.seq))) * layers_;
     }
-    if (need > FreeBlocks()) return ResourceExhaustedError("fake: decode full");
-    used_ += need;
-    logits->clear();
-    for (const DecodeItem& it : items) {
-      ++len_[it.seq];
-      const std::vector<float> l = Logits(it.seq);
-      logits->insert(logits->end(), l.begin(), l.end());
+    if (need > FreeBlocks()) decode_status = ResourceExhaustedError("fake: decode full");
+    else used_ += need;
+    if (decodes > 0) batches.push_back(decodes);
+    int64_t left = budget > 0 ? budget : std::numeric_limits<int64_t>::max();
+    int64_t work = 0;
+    for (size_t i = 0; i < items.size(); ++i) {
+      const StepItem& it = items[i];
+      StepOutput& o = (*out)[i];
+      if (it.kind == StepItem::Kind::kDecode) {
+        o.status = decode_status;
+        if (!o.status.ok()) continue;
+        ++len_[it.seq];
+      } else {
+        if (left <= 0) continue;
+        const int64_t n = static_cast<int64_t>(it.tokens.size());
+        if (!len_.count(it.seq)) {
+          if (Blocks(n) * layers_ > FreeBlocks()) {
+            o.status = ResourceExhaustedError("fake: full");
+            continue;
+          }
+          used_ += Blocks(n) * layers_;
+          len_[it.seq] = n;
+          partial_[it.seq] = 0;
+        }
+        int64_t& done = partial_.at(it.seq);
+        const int64_t r = std::min(n - done, left);
+        done += r;
+        left -= r;
+        work += r;
+        o.work = r;
+        if (done < n) continue;
+        partial_.erase(it.seq);
+        ++prefills;
+        o.prefill.prompt_tokens = static_cast<int32_t>(n);
+      }
+      o.done = true;
+      o.sampled = it.sample.sampler->Sample(Logits(it.seq), it.sample.history);
     }
+    step_work.push_back(work);
     return OkStatus();
   }
   Status Release(kv::SeqId seq) override {
     auto it = len_.find(seq);
     if (it == len_.end()) return NotFoundError("fake: no sequence");
+    partial_.erase(seq);
     (swapped.count(seq) ? host_used_ : used_) -= Blocks(it->second) * layers_;
     swapped.erase(seq);
     len_.erase(it);
@@ -91,8 +121,9 @@ class FakeRunner final : public ModelRunner {
 
   int64_t used() const { return used_; }
   int64_t live() const { return static_cast<int64_t>(len_.size()); }
-  int prefills = 0;
-  std::vector<int> batches;
+  int prefills = 0;               // completed
+  std::vector<int> batches;        // decode items per step that had some
+  std::vector<int64_t> step_work;  // prefill tokens run per step
   std::set<kv::SeqId> released;
 
  private:
@@ -106,7 +137,8 @@ class FakeRunner final : public ModelRunner {
   int layers_, bt_;
   int64_t host_total_;
   int64_t used_ = 0, host_used_ = 0;
-  std::map<kv::SeqId, int64_t> len_;
+  std::map<kv::SeqId, int64_t> len_;      // tokens (a prefill's whole prompt from its first chunk)
+  std::map<kv::SeqId, int64_t> partial_;  // prompt tokens run of prefills not done
 };
 
 // Records what a task received.
@@ -175,26 +207,86 @@ TEST(Scheduler, WorstCaseBlocksArePromptPlusMaxTokensPerLayer) {
   EXPECT_EQ(*b, 2 * (3 + 2));
 }
 
-TEST(Scheduler, OnePrefillPerStepAndEveryRunningSequenceInEachDecode) {
+TEST(Scheduler, WithoutABudgetAdmittedPromptsPrefillTogetherAndDecodeFromTheNextStep) {
   Harness h(1000, {.max_seqs = 8, .max_queue = 8});
   for (int i = 0; i < 3; ++i) h.Add(Req(5, 6));
-  h.sched.Step();  // prefill #1, decode [1]
-  EXPECT_EQ(h.runner.prefills, 1);
-  h.sched.Step();  // prefill #2, decode [1, 2]
-  h.sched.Step();  // prefill #3, decode [1, 2, 3]
+  h.sched.Step();  // three prefills, each with its first token
   EXPECT_EQ(h.runner.prefills, 3);
-  ASSERT_EQ(h.runner.batches.size(), 3u);
-  EXPECT_EQ(h.runner.batches, (std::vector<int>{1, 2, 3}));
+  EXPECT_TRUE(h.runner.batches.empty());
+  for (auto& s : h.sinks) EXPECT_EQ(s->tokens.size(), 1u);
+  h.sched.Step();  // decode [1, 2, 3]
+  EXPECT_EQ(h.runner.batches, (std::vector<int>{3}));
   h.Steps(10);
   for (auto& s : h.sinks) {
     EXPECT_TRUE(s->finished);
     EXPECT_EQ(s->fin.reason, FinishReason::kLength);
     EXPECT_EQ(s->tokens.size(), 6u);
     EXPECT_EQ(s->terminal, 1);
+    EXPECT_EQ(s->start.prefill_chunks, 1);
   }
   EXPECT_EQ(h.runner.used(), 0);
   EXPECT_EQ(h.sched.Stats().committed_blocks, 0);
   EXPECT_EQ(h.sched.Stats().max_decode_batch, 3);
+}
+
+// With a budget of 8 tokens a 30-token prompt arriving beside two decoding streams is prefilled
+// over 4 steps; the streams decode in every one of them, and each step's prefill work stays
+// within the budget.
+TEST(Scheduler, ABudgetChunksALongPromptBetweenTheRunningStreamsDecodes) {
+  Harness h(1000, {.max_seqs = 8, .max_queue = 8, .max_prefill_tokens_per_step = 8});
+  Harness alone(1000, {.max_seqs = 8, .max_queue = 8});
+  for (Harness* x : {&h, &alone}) {
+    x->Add(Req(4, 20));
+    x->Add(Req(4, 20));
+  }
+  h.Steps(2);  // both prefilled in one step, then one decode
+  ASSERT_EQ(h.runner.batches, (std::vector<int>{2}));
+  h.Add(Req(30, 5));
+  alone.Add(Req(30, 5));
+  h.Steps(4);
+  EXPECT_EQ(h.sinks[2]->started, 1) << "30 tokens in chunks of 8: 4 steps";
+  EXPECT_EQ(h.sinks[2]->start.prefill_chunks, 4);
+  EXPECT_EQ(h.runner.batches, (std::vector<int>{2, 2, 2, 2, 2})) << "the streams decode in every chunk's step";
+  for (int64_t w : h.runner.step_work) EXPECT_LE(w, 8);
+  h.Steps(40);
+  alone.Steps(60);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_TRUE(h.sinks[i]->finished) << i;
+    EXPECT_EQ(h.sinks[i]->tokens, alone.sinks[i]->tokens) << i;
+  }
+  EXPECT_EQ(h.sched.Stats().prefill_chunks, 1 + 1 + 4);  // the first step's two prompts, then 4 chunks
+  EXPECT_EQ(h.runner.used(), 0);
+}
+
+// FCFS under the budget: a short prompt arriving after a long one waits until the long one is
+// prefilled (and then shares that step's leftover budget); nothing overtakes.
+TEST(Scheduler, PrefillsAreFirstComeFirstServedUnderTheBudget) {
+  Harness h(1000, {.max_seqs = 8, .max_queue = 8, .max_prefill_tokens_per_step = 10});
+  const size_t long_one = h.Add(Req(25, 3));
+  const size_t short_one = h.Add(Req(3, 3));
+  h.Steps(2);  // 10 + 10 of the long prompt
+  EXPECT_EQ(h.sinks[long_one]->started, 0);
+  EXPECT_EQ(h.sinks[short_one]->started, 0) << "the short prompt must not overtake the long one";
+  h.sched.Step();  // the last 5 of the long one and the short one's 3
+  EXPECT_EQ(h.sinks[long_one]->started, 1);
+  EXPECT_EQ(h.sinks[short_one]->started, 1);
+  EXPECT_EQ(h.runner.step_work, (std::vector<int64_t>{10, 10, 8}));
+  h.Steps(10);
+  EXPECT_TRUE(h.sinks[long_one]->finished);
+  EXPECT_TRUE(h.sinks[short_one]->finished);
+}
+
+TEST(Scheduler, CancelDuringAChunkedPrefillFreesItsBlocks) {
+  Harness h(1000, {.max_seqs = 8, .max_queue = 8, .max_prefill_tokens_per_step = 4});
+  const size_t a = h.Add(Req(40, 3));
+  h.Steps(3);
+  EXPECT_GT(h.runner.used(), 0);
+  h.tasks[a]->Cancel(CancelledError("client went away"));
+  h.sched.Step();
+  EXPECT_EQ(h.sinks[a]->error.code(), StatusCode::kCancelled);
+  EXPECT_EQ(h.sinks[a]->started, 0);
+  EXPECT_EQ(h.runner.used(), 0);
+  EXPECT_EQ(h.sched.Stats().committed_blocks, 0);
 }
 
 TEST(Scheduler, TokensFollowTheModelAndStopTokenEndsTheSequence) {
@@ -241,7 +333,7 @@ TEST(Scheduler, WithAHostTierNewRequestsSwapOutTheYoungestAndEveryoneKeepsItsTok
   for (Harness* x : {&alone, &h})
     for (int i = 0; i < 4; ++i) x->Add(Req(8, 8));
   alone.Steps(40);
-  h.Steps(3);
+  h.Steps(2);  // A and B prefilled together; then C swaps B out for its prefill
   EXPECT_EQ(h.sinks[2]->started, 1) << "C prefilled by swapping B out";
   EXPECT_EQ(h.sched.Stats().preemptions, 1);
   h.Steps(1);
@@ -263,7 +355,7 @@ TEST(Scheduler, WithAHostTierNewRequestsSwapOutTheYoungestAndEveryoneKeepsItsTok
 TEST(Scheduler, CancelWhileSwappedOutEndsTheTaskAndFreesItsBlocks) {
   Harness h(40, {.max_seqs = 8, .max_queue = 8}, 100);  // two Req(8, 30) (worst 20 each)
   for (int i = 0; i < 3; ++i) h.Add(Req(8, 30));
-  h.Steps(3);  // A, B running; C swapped B out
+  h.Steps(2);  // A, B running; C swapped B out
   ASSERT_EQ(h.runner.swapped.size(), 1u);
   const kv::SeqId victim = *h.runner.swapped.begin();
   h.tasks[1]->Cancel(CancelledError("client went away"));
