@@ -45,8 +45,11 @@ const char* kUsage = R"(usage:
                            [--context-tokens 32768] [--swap-tokens 8192] [--decode-tokens 64] [--json]
      KV store copy rates (contiguous, per block, grouped, batched; each way and both ways),
      whole-sequence offload/prefetch, and decode ms/token with and without swaps running
-  sliminfer-bench server   --server HOST:PORT [--concurrency C] [--requests N] [--prompt-tokens 256,1024]
-                           [--max-tokens M] [--pruning off|default] [--warmup N] [--text-file F] [--json]
+  sliminfer-bench server   --server HOST:PORT [--concurrency C | --rate R [--seed S]] [--requests N]
+                           [--prompt-tokens 256,1024] [--max-tokens M] [--pruning off|default] [--warmup N]
+                           [--slo-ttft-ms 2000] [--slo-itl-ms 50] [--text-file F] [--json]
+     closed loop (C streams) or open loop (Poisson arrivals at R requests/s); prompt lengths cycle
+     through the list (latencies also reported per length); goodput = requests within both SLOs
      (builds with gRPC only) TTFT / inter-token / end-to-end percentiles and throughput of a server
   sliminfer-bench quality  --model M --tasks bench/quality/tasks.jsonl [--docs docs.jsonl]
                            [--schedules "name=L:K,...;name2=..."] [--include-after-attention]

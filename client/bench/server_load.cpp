@@ -1,8 +1,9 @@
-// `sliminfer-bench server`: C concurrent streams issue N Generate calls in all (closed loop),
-// with prompts of exact token lengths cut from real English text (tokenized by the server),
-// greedy decoding of exactly --max-tokens tokens; reports client-side TTFT, inter-token latency
-// and end-to-end latency percentiles, throughput and errors by status. Progress on stderr, one
-// JSON object on stdout.
+// `sliminfer-bench server`: C concurrent streams issue N Generate calls in all (closed loop), or
+// N calls arrive as a Poisson process of --rate requests/s (open loop), with prompts of exact
+// token lengths cut from real English text (tokenized by the server), greedy decoding of
+// exactly --max-tokens tokens; reports client-side TTFT, inter-token latency and end-to-end
+// latency percentiles (also per prompt length of a mix), throughput, goodput at an SLO (TTFT
+// and mean inter-token gap) and errors by status. Progress on stderr, one JSON object on stdout.
 #include "client/bench/server_load.h"
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -107,7 +109,8 @@ class Progress {
 Status CmdServer(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
                                             {"server", "concurrency", "requests", "prompt-tokens", "max-tokens",
-                                             "pruning", "text-file", "timeout", "warmup"},
+                                             "pruning", "text-file", "timeout", "warmup", "rate", "seed",
+                                             "slo-ttft-ms", "slo-itl-ms"},
                                             {"json"}));
   const std::string target = a.Str("server", "localhost:50051");
   SLIM_ASSIGN_OR_RETURN(int64_t concurrency, a.Int("concurrency", 1, 1, 4096));
@@ -116,6 +119,10 @@ Status CmdServer(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(int64_t max_tokens, a.Int("max-tokens", 32, 1, 1 << 20));
   SLIM_ASSIGN_OR_RETURN(double timeout_s, a.Float("timeout", 600.0, 0.0, 1e6));
   SLIM_ASSIGN_OR_RETURN(int64_t warmup, a.Int("warmup", 1, 0, 1000));
+  SLIM_ASSIGN_OR_RETURN(double rate, a.Float("rate", 0.0, 0.0, 1e6));
+  SLIM_ASSIGN_OR_RETURN(int64_t seed, a.Int("seed", 1, 0, 1LL << 40));
+  SLIM_ASSIGN_OR_RETURN(double slo_ttft_ms, a.Float("slo-ttft-ms", 2000.0, 0.0, 1e9));
+  SLIM_ASSIGN_OR_RETURN(double slo_itl_ms, a.Float("slo-itl-ms", 50.0, 0.0, 1e9));
   const std::string pruning = a.Str("pruning", "off");
   if (pruning != "off" && pruning != "default") return InvalidArgumentError("--pruning must be off or default");
   int64_t max_len = 0;
@@ -174,38 +181,69 @@ Status CmdServer(int argc, char** argv) {
   std::vector<Result> results(static_cast<size_t>(requests));
   std::atomic<int64_t> next{0};
   Progress progress(requests);
+  auto run_one = [&](int64_t i) {
+    const v1::GenerateRequest req = make_request(i);
+    client::GenerateOutcome o = client::RunGenerate(*stub, req, timeout_s);
+    Result& r = results[static_cast<size_t>(i)];
+    r.code = o.status.error_code();
+    r.prompt_tokens = req.token_ids().ids_size();
+    r.output_tokens = static_cast<int>(o.token_ids.size());
+    r.ttft_ms = o.ttft_ms;
+    r.e2e_ms = o.e2e_ms;
+    r.gaps_ms = std::move(o.chunk_gaps_ms);
+    r.server_queue_ms = o.finished.timings().queue_ms();
+    r.server_prefill_ms = o.finished.timings().prefill_ms();
+    progress.Done(o.status.ok());
+  };
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<std::thread> workers;
-  for (int64_t c = 0; c < std::min(concurrency, requests); ++c) {
-    workers.emplace_back([&] {
-      for (int64_t i = next++; i < requests; i = next++) {
-        const v1::GenerateRequest req = make_request(i);
-        client::GenerateOutcome o = client::RunGenerate(*stub, req, timeout_s);
-        Result& r = results[static_cast<size_t>(i)];
-        r.code = o.status.error_code();
-        r.prompt_tokens = req.token_ids().ids_size();
-        r.output_tokens = static_cast<int>(o.token_ids.size());
-        r.ttft_ms = o.ttft_ms;
-        r.e2e_ms = o.e2e_ms;
-        r.gaps_ms = std::move(o.chunk_gaps_ms);
-        r.server_queue_ms = o.finished.timings().queue_ms();
-        r.server_prefill_ms = o.finished.timings().prefill_ms();
-        progress.Done(o.status.ok());
-      }
-    });
+  if (rate > 0) {
+    // Open loop: request i starts at the i-th arrival of a Poisson process, whatever the
+    // server's state (each on its own thread).
+    std::mt19937_64 rng(static_cast<uint64_t>(seed));
+    std::exponential_distribution<double> gap(rate);
+    double at = 0.0;
+    for (int64_t i = 0; i < requests; ++i) {
+      std::this_thread::sleep_until(t0 + std::chrono::duration<double>(at));
+      workers.emplace_back(run_one, i);
+      at += gap(rng);
+    }
+  } else {
+    for (int64_t c = 0; c < std::min(concurrency, requests); ++c) {
+      workers.emplace_back([&] {
+        for (int64_t i = next++; i < requests; i = next++) run_one(i);
+      });
+    }
   }
   for (std::thread& t : workers) t.join();
   const double duration_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   std::vector<double> ttft, itl, e2e, queue, prefill;
   std::map<std::string, int64_t> errors;
-  int64_t ok = 0, out_tokens = 0, in_tokens = 0;
+  // The same latencies per prompt length of the mix (e.g. the short streams' ITL while long
+  // prompts keep arriving).
+  struct ByLength {
+    std::vector<double> ttft, itl, e2e, prefill;
+    int64_t ok = 0;
+  };
+  std::map<int64_t, ByLength> by_length;
+  int64_t ok = 0, out_tokens = 0, in_tokens = 0, good = 0;
   for (const Result& r : results) {
     if (r.code != grpc::StatusCode::OK) {
       ++errors[client::StatusCodeName(r.code)];
       continue;
     }
+    ByLength& bl = by_length[r.prompt_tokens];
+    ++bl.ok;
+    if (r.ttft_ms >= 0) bl.ttft.push_back(r.ttft_ms);
+    bl.itl.insert(bl.itl.end(), r.gaps_ms.begin(), r.gaps_ms.end());
+    bl.e2e.push_back(r.e2e_ms);
+    bl.prefill.push_back(r.server_prefill_ms);
     ++ok;
+    double gap_sum = 0;
+    for (double g : r.gaps_ms) gap_sum += g;
+    const double mean_gap = r.gaps_ms.empty() ? 0.0 : gap_sum / static_cast<double>(r.gaps_ms.size());
+    if (r.ttft_ms >= 0 && r.ttft_ms <= slo_ttft_ms && mean_gap <= slo_itl_ms) ++good;
     out_tokens += r.output_tokens;
     in_tokens += r.prompt_tokens;
     if (r.ttft_ms >= 0) ttft.push_back(r.ttft_ms);
@@ -217,7 +255,8 @@ Status CmdServer(int argc, char** argv) {
   json out = {{"server", target},
               {"model", info.name()},
               {"engine", info.description()},
-              {"concurrency", concurrency},
+              {"concurrency", rate > 0 ? json(nullptr) : json(concurrency)},
+              {"rate_per_s", rate > 0 ? json(rate) : json(nullptr)},
               {"requests", requests},
               {"prompt_tokens", lengths},
               {"max_tokens", max_tokens},
@@ -230,11 +269,25 @@ Status CmdServer(int argc, char** argv) {
                {{"requests_per_s", static_cast<double>(ok) / duration_s},
                 {"output_tokens_per_s", static_cast<double>(out_tokens) / duration_s},
                 {"prompt_tokens_per_s", static_cast<double>(in_tokens) / duration_s}}},
+              {"slo", {{"ttft_ms", slo_ttft_ms}, {"mean_itl_ms", slo_itl_ms}}},
+              {"goodput", {{"requests_meeting_slo", good},
+                           {"requests_per_s", static_cast<double>(good) / duration_s}}},
               {"ttft_ms", Percentiles(ttft)},
               {"itl_ms", Percentiles(itl)},
               {"e2e_ms", Percentiles(e2e)},
               {"server_queue_ms", Percentiles(queue)},
               {"server_prefill_ms", Percentiles(prefill)}};
+  if (by_length.size() > 1) {
+    json per = json::object();
+    for (auto& [len, bl] : by_length) {
+      per[std::to_string(len)] = {{"ok", bl.ok},
+                                  {"ttft_ms", Percentiles(bl.ttft)},
+                                  {"itl_ms", Percentiles(bl.itl)},
+                                  {"e2e_ms", Percentiles(bl.e2e)},
+                                  {"server_prefill_ms", Percentiles(bl.prefill)}};
+    }
+    out["by_prompt_tokens"] = per;
+  }
   std::cout << out.dump(a.Flag("json") ? -1 : 2) << std::endl;
   return OkStatus();
 }

@@ -123,6 +123,28 @@ TEST_F(Cli, BenchServerPrintsPercentilesAsJson) {
   }
   EXPECT_GT(out["throughput"]["output_tokens_per_s"].get<double>(), 0.0);
   EXPECT_NE(r.err.find("4/4 requests"), std::string::npos) << "progress bar on stderr: " << r.err;
+  // A mix of two lengths is also reported per length.
+  ASSERT_TRUE(out["by_prompt_tokens"].is_object()) << out.dump();
+  EXPECT_EQ(out["by_prompt_tokens"]["32"]["ok"].get<int>(), 2);
+  EXPECT_EQ(out["by_prompt_tokens"]["48"]["ok"].get<int>(), 2);
+}
+
+TEST_F(Cli, BenchServerOpenLoopReportsGoodputAtTheSlo) {
+  const std::string bench = BinDir() + "/sliminfer-bench";
+  ASSERT_TRUE(std::filesystem::exists(bench)) << "build the sliminfer-bench target";
+  // An SLO nothing can meet (TTFT <= 0 ms), then one everything meets.
+  for (const char* slo : {"0", "1000000"}) {
+    CommandResult r = RunCommand({bench, "server", "--server", target_, "--rate", "20", "--requests", "6",
+                                  "--prompt-tokens", "16", "--max-tokens", "3", "--warmup", "0", "--slo-ttft-ms",
+                                  slo, "--slo-itl-ms", "1000000", "--json"},
+                                 dir_);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    json out = json::parse(r.out);
+    EXPECT_EQ(out["ok"].get<int>(), 6);
+    EXPECT_EQ(out["rate_per_s"].get<double>(), 20.0);
+    EXPECT_TRUE(out["concurrency"].is_null());
+    EXPECT_EQ(out["goodput"]["requests_meeting_slo"].get<int>(), std::string(slo) == "0" ? 0 : 6) << slo;
+  }
 }
 
 }  // namespace
