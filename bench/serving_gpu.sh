@@ -6,7 +6,9 @@
 #   bench/serving_gpu.sh BUNDLE VOCAB_GGUF OUT BUDGET:WORKLOAD,WORKLOAD... [BUDGET:...]
 # Workloads:
 #   alone32k   one 32K prompt at a time (pruned, then dense): the long prompt's TTFT
-#   mixed      1K-token streams with 32K prompts arriving among them (7:1), pruning default
+#   mixed      1K-token streams with 32K prompts arriving among them (7:1), pruning default,
+#              closed loop at concurrency 8
+#   poisson    the same mix arriving as a Poisson process of 4 requests/s (open loop)
 #   decode     1K prompts, 256 output tokens, concurrency 1 and 64
 #   prefill    8K prompts, 64 output tokens, concurrency 32, pruning default and off
 set -uo pipefail
@@ -36,6 +38,9 @@ for spec in "$@"; do
         bench "b$budget-alone32k-dense" --concurrency 1 --requests 2 --prompt-tokens 32768 --max-tokens 8 --pruning off --warmup 1 ;;
       mixed)
         bench "b$budget-mixed" --concurrency 8 --requests 64 --prompt-tokens 1024,1024,1024,1024,1024,1024,1024,32768 \
+          --max-tokens 128 --pruning default --warmup 8 ;;
+      poisson)
+        bench "b$budget-poisson" --rate 4 --requests 64 --prompt-tokens 1024,1024,1024,1024,1024,1024,1024,32768 \
           --max-tokens 128 --pruning default --warmup 8 ;;
       decode)
         bench "b$budget-decode-c1" --concurrency 1 --requests 4 --prompt-tokens 1024 --max-tokens 256 --warmup 2

@@ -205,6 +205,66 @@ TEST(CudaModel, PrunedPrefillKeepsWhatTheCpuKeeps) {
   EXPECT_LT(Compare(lg, lc).rel_l2, 0.1);
 }
 
+// Engine::Step on CUDA: a prompt prefilled in chunks (dense: the batched pass with another
+// sequence's decode beside it; pruned: ForwardChunk segment passes with hidden states carried
+// on the device) agrees with the same prompt prefilled whole on the GPU and on the CPU.
+TEST(CudaModel, ChunkedPrefillAgreesWithWholePrefillAndTheCpu) {
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device";
+  auto gpu = MakeEngine("synthetic:smollm2-135m", Device::kCuda, 8192);
+  auto cpu = MakeEngine("synthetic:smollm2-135m", Device::kCpu, 8192);
+  ASSERT_TRUE(gpu && cpu);
+  const int vocab = cpu->config().vocab_size;
+  const auto ids = RandomIds(1000, vocab, 12);
+  PruningRequest pruned;
+  pruned.mode = PruningMode::kExplicit;
+  pruned.config.stages = {{8, 512, false}, {16, 256, false}, {24, 128, false}};
+  const PruningRequest dense;
+  const auto other = RandomIds(50, vocab, 3);
+  kv::SeqId seq = 10;
+  for (const PruningRequest* req : std::vector<const PruningRequest*>{&dense, &pruned}) {
+    SCOPED_TRACE(req == &dense ? "dense" : "pruned");
+    auto whole_gpu = gpu->Prefill(seq, ids, *req);
+    auto whole_cpu = cpu->Prefill(seq, ids, *req);
+    ASSERT_TRUE(whole_gpu.ok() && whole_cpu.ok()) << whole_gpu.status().ToString();
+    ASSERT_TRUE(gpu->Prefill(seq + 1, other).ok());
+    StepItem chunk;
+    chunk.kind = StepItem::Kind::kPrefill;
+    chunk.seq = seq + 2;
+    chunk.tokens = ids;
+    chunk.pruning = req;
+    const int32_t tok = 17;
+    StepItem decode;
+    decode.seq = seq + 1;
+    decode.tokens = std::span<const int32_t>(&tok, 1);
+    std::vector<StepOutput> out;
+    int steps = 0;
+    for (; steps < 100; ++steps) {
+      const StepItem items[] = {decode, chunk};
+      ASSERT_TRUE(gpu->Step(items, 160, &out).ok());
+      ASSERT_TRUE(out[0].status.ok()) << out[0].status.ToString();
+      ASSERT_TRUE(out[1].status.ok()) << out[1].status.ToString();
+      if (out[1].done) break;
+    }
+    EXPECT_GE(steps, 2) << "the budget must split the prompt over several steps";
+    ASSERT_TRUE(out[1].done);
+    if (req == &pruned) {
+      ASSERT_EQ(out[1].prefill.pruning.stages.size(), whole_gpu->pruning.stages.size());
+      for (size_t i = 0; i < whole_gpu->pruning.stages.size(); ++i)
+        EXPECT_EQ(out[1].prefill.pruning.stages[i].tokens_kept, whole_gpu->pruning.stages[i].tokens_kept);
+    }
+    for (int l = 0; l < gpu->config().n_layers; ++l)
+      EXPECT_EQ(gpu->kv().Tokens(seq + 2, l), gpu->kv().Tokens(seq, l)) << "layer " << l;
+    const Diff vs_whole = Compare(out[1].logits, whole_gpu->logits), vs_cpu = Compare(out[1].logits, whole_cpu->logits);
+    std::printf("chunked vs whole GPU: rel L2 %.3e; chunked GPU vs whole CPU: %.3e\n", vs_whole.rel_l2, vs_cpu.rel_l2);
+    EXPECT_LT(vs_whole.rel_l2, req == &dense ? 0.05 : 0.1);
+    EXPECT_LT(vs_cpu.rel_l2, req == &dense ? 0.05 : 0.1);
+    EXPECT_TRUE(vs_cpu.top1_in_top5);
+    for (kv::SeqId s2 : {seq, seq + 1, seq + 2}) ASSERT_TRUE(gpu->Release(s2).ok());
+    ASSERT_TRUE(cpu->Release(seq).ok());
+    seq += 10;
+  }
+}
+
 // The start-up warm-up on CUDA: prompts of every GEMM tuning bucket up to the limit, dense and
 // with SmolLM2's default schedule, capped by the KV store (4096 tokens here), then nothing left
 // behind; a prefill after it agrees with one on a fresh engine (whose tuner may pick other
