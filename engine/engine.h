@@ -143,6 +143,7 @@ class Engine {
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }          // null for synthetic
   const ChatTemplate* chat_template() const { return chat_.has_value() ? &*chat_ : nullptr; }
   Backend* backend() const { return backend_.get(); }
+  size_t weight_bytes() const { return model_->weight_bytes(); }  // on the backend, all copies
   kv::KvStore& kv() { return *kv_; }
   const kv::KvStore& kv() const { return *kv_; }
   std::string Describe() const;

@@ -40,6 +40,9 @@ const char* kUsage = R"(usage:
      modes: dense, pruned (the model's default schedule, or --schedule); --profile adds per-op
      device times of one more prefill and of 16 decode steps (CUDA); --warm-up-tokens runs the
      server's start-up warm-up first (GEMM tuning for prompts up to N tokens on CUDA)
+  sliminfer-bench decode-batch --model M [--device cpu|cuda] [--batches 1,8,32,64] [--contexts 4096,32768]
+                           [--steps 32] [--kv-tokens N | --gpu-memory-fraction F] [--json]
+     decode step time per batch size and context against the bytes a step reads (weights + KV)
   sliminfer-bench kv-transfer [--device cuda|cpu] [--blocks 4096] [--block-kib 256] [--repeat 5]
                            [--parts copies,store,decode] [--model synthetic:llama-3.1-8b]
                            [--context-tokens 32768] [--swap-tokens 8192] [--decode-tokens 64] [--json]
@@ -77,6 +80,8 @@ StatusOr<std::unique_ptr<Engine>> MakeEngine(const Args& a, int64_t kv_tokens, i
   o.cuda_gemv = a.Str("cuda-gemv", "auto");
   o.cuda_gemm_tune = a.Str("cuda-gemm-tune", "auto");
   o.kv_tokens = kv_tokens;
+  // Only commands that list --gpu-memory-fraction take it (the KV tier sized from the device).
+  SLIM_ASSIGN_OR_RETURN(o.gpu_memory_fraction, a.Float("gpu-memory-fraction", 0.0, 0.0, 1.0));
   SLIM_ASSIGN_OR_RETURN(o.context_length, a.Int("context", 0, 0, 1 << 22));
   if (!a.Has("context") && min_context > 0) {
     // Only the config is read here (GGUF metadata, or the synthetic shape), no weights.
@@ -368,6 +373,105 @@ Status CmdEngine(int argc, char** argv) {
   return OkStatus();
 }
 
+// Decode step time at several batch sizes and context lengths against the bytes a step must
+// read: the weights (less the embedding table when the LM head is its own matrix: decode reads
+// one row of it per sequence) and every sequence's KV at every layer.
+Status CmdDecodeBatch(int argc, char** argv) {
+  SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
+                                            {"model", "device", "batches", "contexts", "steps", "kv-tokens", "threads",
+                                             "context", "kv-dtype", "cuda-attention", "cuda-gemv", "cuda-gemm-tune",
+                                             "gpu-memory-fraction"},
+                                            {"json"}));
+  SLIM_ASSIGN_OR_RETURN(std::vector<int64_t> batches, a.IntList("batches", "1,8,32,64"));
+  SLIM_ASSIGN_OR_RETURN(std::vector<int64_t> contexts, a.IntList("contexts", "4096,32768"));
+  SLIM_ASSIGN_OR_RETURN(int64_t steps, a.Int("steps", 32, 1, 4096));
+  SLIM_ASSIGN_OR_RETURN(int64_t kv_tokens, a.Int("kv-tokens", 0, 0, int64_t{1} << 40));
+  int64_t max_ctx = 0, max_batch = 0;
+  for (int64_t c : contexts) max_ctx = std::max(max_ctx, c);
+  for (int64_t b : batches) max_batch = std::max(max_batch, b);
+  if (max_ctx < 1 || max_batch < 1) return InvalidArgumentError("--batches and --contexts must be positive");
+  const int64_t per_seq = max_ctx + steps * static_cast<int64_t>(batches.size()) + 64;
+  // Without --kv-tokens: KV for the largest batch at the longest context, or with
+  // --gpu-memory-fraction the device's free memory (combinations that do not fit are skipped).
+  const bool by_fraction = a.Has("gpu-memory-fraction");
+  SLIM_ASSIGN_OR_RETURN(auto engine, MakeEngine(a, kv_tokens > 0 ? kv_tokens : by_fraction ? 0 : max_batch * per_seq, per_seq));
+  const ModelConfig& c = engine->config();
+  const kv::KvLayout& L = engine->kv().layout();
+  const size_t embd = c.tied_embeddings ? 0
+                                        : static_cast<size_t>(c.vocab_size) * static_cast<size_t>(c.d_model) *
+                                              (engine->backend()->device() == Device::kCpu ? 4 : 2);
+  const double weight_read = static_cast<double>(engine->weight_bytes() - embd);
+  json rows = json::array();
+  kv::SeqId next = 1;
+  for (int64_t ctx : contexts) {
+    // The largest batch that fits this context; smaller batches use its first sequences.
+    SLIM_ASSIGN_OR_RETURN(const int64_t seq_blocks,
+                          engine->PrefillBlocks(ctx + steps * static_cast<int64_t>(batches.size()) + 1));
+    const int64_t fit = engine->kv().TotalBlocks() / std::max<int64_t>(1, seq_blocks);
+    const int64_t n = std::min(max_batch, fit);
+    std::vector<kv::SeqId> seqs;
+    std::vector<int32_t> last;
+    uint64_t x = 99;
+    for (int64_t i = 0; i < n; ++i) {
+      std::vector<int32_t> prompt(static_cast<size_t>(ctx));
+      for (int32_t& t : prompt) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        t = static_cast<int32_t>((x >> 33) % static_cast<uint64_t>(c.vocab_size));
+      }
+      SLIM_ASSIGN_OR_RETURN(PrefillResult p, engine->Prefill(next, prompt));
+      seqs.push_back(next++);
+      last.push_back(prompt.back());
+    }
+    std::vector<Sampler> samplers;
+    for (int64_t i = 0; i < n; ++i) samplers.emplace_back(SamplingParams{}, c.vocab_size);
+    for (int64_t b : batches) {
+      json row = {{"batch", b}, {"context", ctx}};
+      if (b > n) {
+        row["skipped"] = "the KV store holds " + std::to_string(n) + " sequences of this context";
+        rows.push_back(row);
+        continue;
+      }
+      std::vector<DecodeItem> items(static_cast<size_t>(b));
+      std::vector<SampleSpec> specs(static_cast<size_t>(b));
+      std::vector<SampleResult> sampled;
+      auto step = [&]() -> Status {
+        for (int64_t i = 0; i < b; ++i) {
+          items[static_cast<size_t>(i)] = DecodeItem{seqs[static_cast<size_t>(i)], last[static_cast<size_t>(i)]};
+          specs[static_cast<size_t>(i)] = SampleSpec{&samplers[static_cast<size_t>(i)], {}};
+        }
+        SLIM_RETURN_IF_ERROR(engine->DecodeAndSample(items, specs, &sampled));
+        for (int64_t i = 0; i < b; ++i) last[static_cast<size_t>(i)] = sampled[static_cast<size_t>(i)].token;
+        return OkStatus();
+      };
+      SLIM_RETURN_IF_ERROR(step());  // first use of this batch size
+      double kv_read = 0;
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int64_t s = 0; s < steps; ++s) {
+        for (int64_t i = 0; i < b; ++i) kv_read += static_cast<double>(engine->SequenceLength(seqs[static_cast<size_t>(i)]) + 1);
+        SLIM_RETURN_IF_ERROR(step());
+      }
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
+                        static_cast<double>(steps);
+      kv_read *= static_cast<double>(L.TokenBytes()) * c.n_layers / static_cast<double>(steps);
+      const double bytes = weight_read + kv_read;
+      row["step_ms"] = ms;
+      row["tokens_per_s"] = static_cast<double>(b) * 1e3 / ms;
+      row["weight_bytes_per_step"] = weight_read;
+      row["kv_bytes_per_step"] = kv_read;
+      row["read_gb_per_s"] = bytes / (ms * 1e6);
+      if (!a.Flag("json")) {
+        std::fprintf(stderr, "batch %lld context %lld: %.2f ms/step, %.0f GB/s\n", static_cast<long long>(b),
+                     static_cast<long long>(ctx), ms, bytes / (ms * 1e6));
+      }
+      rows.push_back(row);
+    }
+    for (kv::SeqId s : seqs) SLIM_RETURN_IF_ERROR(engine->Release(s));
+  }
+  json out = {{"engine", engine->Describe()}, {"model", c.name}, {"steps", steps}, {"results", rows}};
+  std::cout << out.dump(a.Flag("json") ? -1 : 2) << "\n";
+  return OkStatus();
+}
+
 }  // namespace
 }  // namespace slim::bench
 
@@ -383,6 +487,7 @@ int main(int argc, char** argv) {
   else if (cmd == "tokenize") s = CmdTokenize(argc, argv);
   else if (cmd == "engine") s = CmdEngine(argc, argv);
   else if (cmd == "kv-transfer") s = CmdKvTransfer(argc, argv);
+  else if (cmd == "decode-batch") s = CmdDecodeBatch(argc, argv);
 #ifdef SLIM_HAVE_GRPC_CLIENT
   else if (cmd == "server") s = CmdServer(argc, argv);
 #endif
