@@ -671,9 +671,7 @@ StatusOr<GenerateResult> Engine::Generate(std::span<const int32_t> prompt, const
   Sampler sampler(sampling, c.vocab_size);
   SLIM_ASSIGN_OR_RETURN(PrefillResult pre, PrefillAndSample(seq, prompt, SampleSpec{&sampler, prompt}, pruning));
   res.pruning = pre.pruning;
-  StopChecker checker(stop);
-  std::optional<StreamDecoder> decoder;
-  if (tokenizer_) decoder.emplace(*tokenizer_);
+  SequenceOutput output(tokenizer_.get(), stop);
   std::vector<int32_t> history(prompt.begin(), prompt.end());
   std::vector<SampleResult> next(1, std::move(pre.sampled));
   std::chrono::steady_clock::time_point t_first;
@@ -686,31 +684,20 @@ StatusOr<GenerateResult> Engine::Generate(std::span<const int32_t> prompt, const
     }
     res.token_ids.push_back(sr.token);
     history.push_back(sr.token);
-    const std::string delta = decoder ? decoder->Push(sr.token) : std::string();
-    const bool eog = tokenizer_ ? tokenizer_->IsEndOfGeneration(sr.token) : false;
-    StopChecker::Step step = checker.Push(sr.token, delta, eog);
-    if (!step.text.empty()) {
-      res.text += step.text;
-      if (on_text) on_text(step.text);
+    SequenceOutput::Token t = output.Push(sr.token);
+    t.text += t.rest;
+    if (!t.text.empty()) {
+      res.text += t.text;
+      if (on_text) on_text(t.text);
     }
-    if (step.finish != FinishReason::kNone) {
-      res.finish = step.finish;
+    if (t.finish != FinishReason::kNone) {
+      res.finish = t.finish;
       break;
     }
     DecodeItem item{seq, sr.token};
     const SampleSpec spec{&sampler, history};
     status = DecodeAndSample(std::span<const DecodeItem>(&item, 1), std::span<const SampleSpec>(&spec, 1), &next);
     if (!status.ok()) break;
-  }
-  if (status.ok()) {
-    // Held-back text that never became a stop string, then (only when the length limit ended
-    // the stream) an incomplete UTF-8 tail, which Flush replaces with U+FFFD.
-    std::string rest = checker.Flush();
-    if (decoder && res.finish == FinishReason::kLength) rest += decoder->Flush();
-    if (!rest.empty()) {
-      res.text += rest;
-      if (on_text) on_text(rest);
-    }
   }
   if (res.token_ids.size() > 1) {
     res.decode_ms_per_token = MsSince(t_first) / static_cast<double>(res.token_ids.size() - 1);

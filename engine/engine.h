@@ -17,6 +17,7 @@
 #include "engine/core/status.h"
 #include "engine/model.h"
 #include "engine/pruning/schedule.h"
+#include "engine/sequence_output.h"
 #include "engine/sampler/sampler.h"
 #include "engine/sampler/stop_checker.h"
 #include "engine/tokenizer/chat_template.h"

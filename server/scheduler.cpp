@@ -1,7 +1,6 @@
 // Continuous batching scheduler: queue, admission by worst-case KV blocks, one engine step per
-// iteration (decodes plus budgeted, chunked prefills), per-sequence sampling / stop checking /
-// detokenization (the same per-token logic as Engine::Generate, so a stream's text equals the
-// engine's own output).
+// iteration (decodes plus budgeted, chunked prefills), per-sequence sampling and text
+// (SequenceOutput, as in Engine::Generate, so a stream's text equals the engine's own output).
 #include "server/scheduler.h"
 
 #include <algorithm>
@@ -15,8 +14,7 @@ struct Scheduler::Running {
   kv::SeqId seq = 0;
   int64_t blocks = 0;                   // committed worst case
   Sampler sampler;
-  StopChecker stop;
-  std::optional<StreamDecoder> decoder;
+  SequenceOutput output;                // text, stop conditions
   std::vector<int32_t> history;         // prompt + generated
   int32_t last_token = -1;              // sampled, not yet appended to the KV cache
   int32_t generated = 0;
@@ -33,8 +31,8 @@ struct Scheduler::Running {
   int32_t prefill_chunks = 0;           // steps its prefill took part in
   int64_t prefill_work = 0;             // budget its prefill used so far
 
-  Running(std::shared_ptr<GenerationTask> t, int32_t vocab)
-      : task(std::move(t)), sampler(task->request().sampling, vocab), stop(task->request().stop) {}
+  Running(std::shared_ptr<GenerationTask> t, int32_t vocab, const Tokenizer* tok)
+      : task(std::move(t)), sampler(task->request().sampling, vocab), output(tok, task->request().stop) {}
 };
 
 Scheduler::Scheduler(ModelRunner* runner, SchedulerOptions options, const Clock* clock, SchedulerObserver* observer)
@@ -288,7 +286,7 @@ bool Scheduler::AdmitOne(Clock::TimePoint now) {
     committed_blocks_ += w.blocks;
     ++running_count_;
   }
-  auto s = std::make_unique<Running>(w.task, runner_->vocab_size());
+  auto s = std::make_unique<Running>(w.task, runner_->vocab_size(), runner_->tokenizer());
   s->seq = next_seq_++;
   s->blocks = w.blocks;
   s->order = w.order;
@@ -460,7 +458,6 @@ bool Scheduler::HandlePrefill(Running& s, StepOutput& out, Clock::TimePoint step
   }
   observer_->OnPrefill(s.prefill_ms / 1e3, out.prefill.prompt_tokens, pruned);
   const GenerationRequest& req = s.task->request();
-  if (const Tokenizer* tok = runner_->tokenizer()) s.decoder.emplace(*tok);
   s.history.assign(req.prompt.begin(), req.prompt.end());
   StartedEvent started{out.prefill.prompt_tokens, s.pruning, s.queue_ms, s.prefill_ms, s.prefill_chunks};
   s.task->sink()->OnStarted(started);
@@ -472,20 +469,13 @@ bool Scheduler::HandleToken(Running& s, const SampleResult& sr) {
   ++s.generated;
   s.history.push_back(sr.token);
   s.last_token = sr.token;
-  const Tokenizer* tok = runner_->tokenizer();
-  const std::string delta = s.decoder ? s.decoder->Push(sr.token) : std::string();
-  const bool eog = tok ? tok->IsEndOfGeneration(sr.token) : false;
-  StopChecker::Step step = s.stop.Push(sr.token, delta, eog);
+  SequenceOutput::Token t = s.output.Push(sr.token);
   const bool want = s.task->request().want_logprobs;
-  s.task->sink()->OnToken(TokenEvent{sr.token, std::move(step.text), want ? &sr : nullptr});
-  if (step.finish == FinishReason::kNone) return false;
-  // As in Engine::Generate: held-back text that never became a stop string, then (only when the
-  // length limit ended the stream) an incomplete UTF-8 tail.
-  std::string rest = s.stop.Flush();
-  if (s.decoder && step.finish == FinishReason::kLength) rest += s.decoder->Flush();
-  if (!rest.empty()) s.task->sink()->OnToken(TokenEvent{-1, std::move(rest), nullptr});
+  s.task->sink()->OnToken(TokenEvent{sr.token, std::move(t.text), want ? &sr : nullptr});
+  if (t.finish == FinishReason::kNone) return false;
+  if (!t.rest.empty()) s.task->sink()->OnToken(TokenEvent{-1, std::move(t.rest), nullptr});
   FinishedEvent fin;
-  fin.reason = step.finish;
+  fin.reason = t.finish;
   fin.prompt_tokens = static_cast<int32_t>(s.task->request().prompt.size());
   fin.completion_tokens = s.generated;
   fin.queue_ms = s.queue_ms;
