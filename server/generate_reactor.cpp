@@ -139,10 +139,12 @@ void GenerateReactor::OnFinished(const FinishedEvent& e) {
   t->set_decode_ms_per_token(e.completion_tokens > 1 ? e.decode_ms / (e.completion_tokens - 1) : 0.0);
   // ttft_ms and e2e_ms are stamped when this event is written (NextLocked).
   ToProto(e.pruning, f->mutable_pruning());
+  f->set_preemptions(e.preemptions);
   {
     std::lock_guard<std::mutex> l(mu_);
     trace_.completion_tokens = e.completion_tokens;
     trace_.finish_reason = FinishReasonName(e.reason);
+    trace_.preemptions = e.preemptions;
     trace_.decode_ms = e.decode_ms;
   }
   Push(std::move(r));

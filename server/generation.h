@@ -54,6 +54,7 @@ struct FinishedEvent {
   double prefill_ms = 0.0;
   double decode_ms = 0.0;               // first token to last token
   PruningSummary pruning;
+  int32_t preemptions = 0;              // times swapped out to the host tier and back
 };
 
 // Receives a task's events. For an accepted task: OnStarted once (after its prefill), then

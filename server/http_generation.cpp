@@ -79,6 +79,7 @@ HttpGeneration::Event HttpGeneration::Next(const std::function<bool()>& connecte
     case Event::Kind::kFinished:
       trace_.completion_tokens = e.finished.completion_tokens;
       trace_.finish_reason = FinishReasonName(e.finished.reason);
+      trace_.preemptions = e.finished.preemptions;
       trace_.decode_ms = e.finished.decode_ms;
       terminal_taken_ = true;
       break;

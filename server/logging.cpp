@@ -73,7 +73,7 @@ void LogRequest(const RequestLogLine& l) {
     json j = {{"msg", "request"},         {"request_id", l.request_id},   {"peer", l.peer},
               {"status", l.status},       {"prompt_tokens", l.prompt_tokens},
               {"completion_tokens", l.completion_tokens}, {"queue_ms", l.queue_ms},
-              {"prefill_ms", l.prefill_ms}, {"prefill_chunks", l.prefill_chunks}, {"e2e_ms", l.e2e_ms}, {"decode_ms_per_token", l.decode_ms_per_token},
+              {"prefill_ms", l.prefill_ms}, {"prefill_chunks", l.prefill_chunks}, {"preemptions", l.preemptions}, {"e2e_ms", l.e2e_ms}, {"decode_ms_per_token", l.decode_ms_per_token},
               {"pruning", l.pruning}};
     if (l.ttft_ms >= 0) j["ttft_ms"] = l.ttft_ms;
     if (ok) j["finish_reason"] = l.finish_reason;
@@ -84,9 +84,10 @@ void LogRequest(const RequestLogLine& l) {
   std::string ttft = l.ttft_ms >= 0 ? fmt::format("{:.1f}", l.ttft_ms) : "-";
   std::string tail = ok ? "finish=" + l.finish_reason : "error=\"" + l.message + "\"";
   spdlog::info("request id={} peer={} status={} prompt_tokens={} completion_tokens={} queue_ms={:.1f} "
-               "prefill_ms={:.1f} prefill_chunks={} ttft_ms={} e2e_ms={:.1f} decode_ms_per_token={:.2f} pruning={} {}",
+               "prefill_ms={:.1f} prefill_chunks={} preemptions={} ttft_ms={} e2e_ms={:.1f} decode_ms_per_token={:.2f} "
+               "pruning={} {}",
                l.request_id, l.peer, l.status, l.prompt_tokens, l.completion_tokens, l.queue_ms, l.prefill_ms,
-               l.prefill_chunks, ttft,
+               l.prefill_chunks, l.preemptions, ttft,
                l.e2e_ms, l.decode_ms_per_token, l.pruning.empty() ? "-" : l.pruning, tail);
 }
 

@@ -26,6 +26,7 @@ struct RequestLogLine {
   double queue_ms = 0.0;
   double prefill_ms = 0.0;
   int32_t prefill_chunks = 0;       // engine steps the prefill took
+  int32_t preemptions = 0;          // times swapped out to the host tier
   double ttft_ms = -1.0;            // -1: no token was written
   double e2e_ms = 0.0;
   double decode_ms_per_token = 0.0;

@@ -19,7 +19,16 @@ using prometheus::MetricType;
 const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
   static const prometheus::Histogram::BucketBoundaries b = {
       0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5,
-      0.75,  1.0,    1.5,   2.0,    3.0,  4.0,   5.0,  7.5,  10.0, 15.0, 20.0,  30.0, 45.0, 60.0, 90.0, 120.0};
+      0.75,  1.0,    1.5,   2.0,    3.0,  4.0,   5.0,  7.5,  10.0, 15.0, 20.0,  30.0, 45.0, 60.0, 90.0, 120.0,
+      180.0, 300.0, 450.0, 600.0};  // up to 600 s: long prompts prefilled on the CPU
+  return b;
+}
+
+// Token counts per request, 1 .. 256K.
+const prometheus::Histogram::BucketBoundaries& TokenBuckets() {
+  static const prometheus::Histogram::BucketBoundaries b = {1,    2,    4,    8,     16,    32,    64,    128,
+                                                            256,  512,  1024, 2048,  4096,  8192,  16384, 32768,
+                                                            65536, 131072, 262144};
   return b;
 }
 
@@ -190,6 +199,19 @@ ServerMetrics::ServerMetrics()
                                LatencyBuckets());
   decode_batch_ = MakeHistogram(r, "sliminfer_decode_batch_size", "Sequences per batched decode step.",
                                 {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256});
+  prompt_hist_ = MakeHistogram(r, "sliminfer_request_prompt_tokens", "Prompt tokens of each completed request.",
+                               TokenBuckets());
+  generation_hist_ = MakeHistogram(r, "sliminfer_request_generation_tokens",
+                                   "Generated tokens of each completed request.", TokenBuckets());
+  success_ = &prometheus::BuildCounter()
+                  .Name("sliminfer_request_success_total")
+                  .Help("Requests that completed (outcome ok), by why generation ended: length (max_tokens), stop "
+                        "(a stop string), stop_token (a stop_token_ids entry), eos (the model's end of generation).")
+                  .Register(r);
+  for (FinishReason f : {FinishReason::kLength, FinishReason::kStopString, FinishReason::kStopToken,
+                         FinishReason::kEndOfGeneration}) {
+    success_->Add({{"finish_reason", FinishReasonName(f)}});
+  }
   requests_ = &prometheus::BuildCounter()
                    .Name("sliminfer_requests_total")
                    .Help("Generate calls (gRPC) and completion requests (HTTP) by outcome (ok, or the lower-case gRPC status of "
@@ -230,6 +252,13 @@ std::string ServerMetrics::OutcomeName(StatusCode code) {
 }
 
 void ServerMetrics::CountRequest(StatusCode code) { requests_->Add({{"outcome", OutcomeName(code)}}).Increment(); }
+
+void ServerMetrics::ObserveCompleted(const std::string& finish_reason, int64_t prompt_tokens,
+                                     int64_t generation_tokens) {
+  success_->Add({{"finish_reason", finish_reason}}).Increment();
+  prompt_hist_->Observe(static_cast<double>(prompt_tokens));
+  generation_hist_->Observe(static_cast<double>(generation_tokens));
+}
 
 void ServerMetrics::CountWriteTimeout() { write_timeouts_->Increment(); }
 

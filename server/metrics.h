@@ -36,6 +36,8 @@ class ServerMetrics final : public SchedulerObserver {
   // Counts one finished Generate call by outcome: "ok" or the lower-case status code name.
   void CountRequest(StatusCode code);
   static std::string OutcomeName(StatusCode code);
+  // A request that completed: its finish reason (FinishReasonName) and token counts.
+  void ObserveCompleted(const std::string& finish_reason, int64_t prompt_tokens, int64_t generation_tokens);
   // A Generate stream cancelled because its client read nothing for --stream-write-timeout-s.
   void CountWriteTimeout();
 
@@ -58,6 +60,9 @@ class ServerMetrics final : public SchedulerObserver {
   prometheus::Histogram* ttft_;
   prometheus::Histogram* itl_;
   prometheus::Histogram* e2e_;
+  prometheus::Histogram* prompt_hist_;
+  prometheus::Histogram* generation_hist_;
+  prometheus::Family<prometheus::Counter>* success_;
   prometheus::Histogram* queue_;
   prometheus::Histogram* prefill_;
   prometheus::Histogram* decode_step_;

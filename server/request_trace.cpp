@@ -33,6 +33,7 @@ void RequestTrace::Close(ServerMetrics* metrics, const std::string& request_id, 
   const SteadyTime now = std::chrono::steady_clock::now();
   metrics->CountRequest(status.code());
   if (submitted) metrics->ObserveE2e(MsSince(arrival, now) / 1e3);
+  if (status.ok() && !finish_reason.empty()) metrics->ObserveCompleted(finish_reason, prompt_tokens, completion_tokens);
   RequestLogLine line;
   line.request_id = request_id.empty() ? "-" : request_id;
   line.peer = peer;
@@ -44,6 +45,7 @@ void RequestTrace::Close(ServerMetrics* metrics, const std::string& request_id, 
   line.queue_ms = queue_ms;
   line.prefill_ms = prefill_ms;
   line.prefill_chunks = prefill_chunks;
+  line.preemptions = preemptions;
   line.ttft_ms = delivered > 0 ? MsSince(arrival, first_token) : -1.0;
   line.e2e_ms = MsSince(arrival, now);
   line.decode_ms_per_token = completion_tokens > 1 ? decode_ms / (completion_tokens - 1) : 0.0;

@@ -32,6 +32,7 @@ struct RequestTrace {
   std::string finish_reason;
   double queue_ms = 0.0, prefill_ms = 0.0, decode_ms = 0.0;
   int32_t prefill_chunks = 0;
+  int32_t preemptions = 0;            // times the scheduler swapped it out (Finished event)
   std::string kept;                   // pruning summary for the log ("layer:tokens,...")
 
   // `n` tokens handed to the client at `now`: the first one observes TTFT, later ones the

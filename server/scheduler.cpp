@@ -30,6 +30,7 @@ struct Scheduler::Running {
   Clock::TimePoint arrival, prefill_start;
   int32_t prefill_chunks = 0;           // steps its prefill took part in
   int64_t prefill_work = 0;             // budget its prefill used so far
+  int32_t preemptions = 0;              // times swapped out
 
   Running(std::shared_ptr<GenerationTask> t, int32_t vocab, const Tokenizer* tok)
       : task(std::move(t)), sampler(task->request().sampling, vocab), output(tok, task->request().stop) {}
@@ -324,6 +325,7 @@ bool Scheduler::MakeRoom(int64_t need, uint64_t order, bool candidate_is_new) {
     if (!runner_->SwapOut(v->seq).ok()) continue;  // stays running; the room check below decides
     released += v->blocks;
     ++swapped;
+    ++v->preemptions;
     auto at = std::find_if(swapped_.begin(), swapped_.end(), [&](const auto& s) { return s->order > v->order; });
     swapped_.insert(at, std::move(v));
     running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(i));
@@ -482,6 +484,7 @@ bool Scheduler::HandleToken(Running& s, const SampleResult& sr) {
   fin.prefill_ms = s.prefill_ms;
   fin.decode_ms = MsBetween(s.first_token, clock_->Now());
   fin.pruning = s.pruning;
+  fin.preemptions = s.preemptions;
   s.ended = true;
   (void)runner_->Release(s.seq);
   s.task->sink()->OnFinished(fin);

@@ -121,12 +121,22 @@ TEST_F(ServerE2E, StopStringEndsTheStreamLikeTheEngine) {
   ASSERT_TRUE(ref.ok());
   v1::GenerateRequest req = PromptRequest(prompt, 24, false);
   req.mutable_stopping()->add_stop(stop);
+  const std::string before = server_->metrics().Render();
   StreamResult r = Stream(*stub_, req);
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   EXPECT_EQ(r.text, ref->text);
   EXPECT_EQ(r.token_ids, ref->token_ids);
   EXPECT_EQ(r.finished.reason(), v1::FINISH_REASON_STOP_STRING);
   EXPECT_EQ(r.text.find(stop), std::string::npos);
+  // The completed request is counted by its finish reason, its token counts in the histograms.
+  auto delta = [&](const std::string& series) {
+    return MetricValue(server_->metrics().Render(), series) - MetricValue(before, series);
+  };
+  EXPECT_TRUE(WaitFor([&] { return delta("sliminfer_request_success_total{finish_reason=\"stop\"}") == 1; }));
+  EXPECT_EQ(delta("sliminfer_request_success_total{finish_reason=\"length\"}"), 0);
+  EXPECT_EQ(delta("sliminfer_request_prompt_tokens_count"), 1);
+  EXPECT_EQ(delta("sliminfer_request_prompt_tokens_sum"), static_cast<double>(ids.size()));
+  EXPECT_EQ(delta("sliminfer_request_generation_tokens_sum"), static_cast<double>(r.token_ids.size()));
 }
 
 TEST_F(ServerE2E, SixteenConcurrentStreamsCompleteWithBatchedDecode) {

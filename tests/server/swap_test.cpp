@@ -86,6 +86,10 @@ TEST(ServerSwap, SixLongRequestsOverATwoSequenceTierAllFinishWithTheirOwnTokens)
   const kv::KvStoreStats st = server->engine()->kv().Stats();
   const std::string m = HttpGet(server->metrics_port(), "/metrics");
   EXPECT_GT(MetricValue(m, "sliminfer_num_preemptions_total"), 0.0);
+  // Each stream's Finished says how often it was swapped out; together, the server's count.
+  int preempted = 0;
+  for (const StreamResult& r : results) preempted += r.finished.preemptions();
+  EXPECT_EQ(preempted, MetricValue(m, "sliminfer_num_preemptions_total"));
   const double d2h = MetricValue(m, "sliminfer_kv_transfer_bytes_total{direction=\"d2h\"}");
   const double h2d = MetricValue(m, "sliminfer_kv_transfer_bytes_total{direction=\"h2d\"}");
   EXPECT_GT(d2h, 0.0);
