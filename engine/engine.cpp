@@ -239,7 +239,7 @@ int64_t Engine::PrefillWorkLeft(kv::SeqId seq) const {
   auto it = partial_.find(seq);
   if (it == partial_.end()) return 0;
   const int L = config().n_layers;
-  return (it->second->work_total - it->second->work_done + L - 1) / L;
+  return (it->second->work_total + L - 1) / L - (it->second->work_done + L - 1) / L;
 }
 
 StatusOr<PrefillResult> Engine::Prefill(kv::SeqId seq, std::span<const int32_t> prompt,
@@ -377,12 +377,15 @@ Status Engine::Step(std::span<const StepItem> items, int64_t prefill_budget, std
   }
   const Status reserved = decodes.empty() ? OkStatus() : ReserveDecodes(items, decodes);
 
-  // The batched pass: decodes, dense chunks and whole prefills; pruned chunks run after it.
-  std::vector<ForwardSeq> fs;
-  std::vector<PassRow> rows;
-  std::vector<size_t> batch_items;
-  std::vector<int64_t> batch_rows;  // prefill rows each batched item runs
-  std::vector<std::pair<size_t, int64_t>> chunked;  // item, its budget
+  // One batched pass: decodes, whole prefills and chunks. Chunks of a pruned prompt's later
+  // segments start past layer 0 and go last, by layer (Model::Forward's order).
+  struct Entry {
+    size_t item;
+    ForwardSeq fs;
+    int64_t rows = 0, work = 0;  // prompt rows run, row-layers of budget used
+    bool completes = false;      // the item is done after this pass
+  };
+  std::vector<Entry> entries;
   std::vector<int32_t> decode_pos(items.size());
   for (size_t i : decodes) {
     if (!reserved.ok()) {
@@ -391,10 +394,7 @@ Status Engine::Step(std::span<const StepItem> items, int64_t prefill_budget, std
     }
     const StepItem& it = items[i];
     decode_pos[i] = seq_len_[it.seq];
-    fs.push_back(ForwardSeq{it.seq, it.tokens, std::span<const int32_t>(&decode_pos[i], 1)});
-    rows.push_back(PassRow{it.sample, it.sample.sampler == nullptr, &(*out)[i]});
-    batch_items.push_back(i);
-    batch_rows.push_back(1);
+    entries.push_back(Entry{i, ForwardSeq{it.seq, it.tokens, std::span<const int32_t>(&decode_pos[i], 1)}, 1, 0, true});
   }
   for (size_t i = 0; i < items.size(); ++i) {
     const StepItem& it = items[i];
@@ -417,112 +417,106 @@ Status Engine::Step(std::span<const StepItem> items, int64_t prefill_budget, std
       continue;
     }
     const int64_t left = p.work_total - p.work_done;
-    const bool whole = p.work_done == 0 && (left <= budget || p.rs.after_attention);
-    if (!p.rs.empty() && !whole) {
-      chunked.emplace_back(i, budget);
-      budget -= std::min(left, budget);
+    Entry e{i, ForwardSeq{it.seq}};
+    if (p.work_done == 0 && (left <= budget || p.rs.after_attention)) {
+      // The whole prompt in this pass (stages after attention are never chunked).
+      e.fs.tokens = it.tokens;
+      e.fs.positions = p.pos;
+      e.fs.prune = p.rs.empty() ? nullptr : &p.rs;
+      e.fs.summary = p.rs.empty() ? nullptr : &p.summary;
+      e.rows = p.n;
+      e.work = p.work_total;
+      e.completes = true;
+    } else {
+      // A chunk of at least one row of the current segment.
+      const int lb = p.bounds[static_cast<size_t>(p.segment)], le = p.bounds[static_cast<size_t>(p.segment) + 1];
+      const int64_t layers = le - lb, alive = static_cast<int64_t>(p.pos.size());
+      e.rows = std::min(alive - p.done, std::max<int64_t>(1, budget / layers));
+      e.work = e.rows * layers;
+      e.completes = le == L && p.done + e.rows == alive;
+      if (lb == 0) e.fs.tokens = it.tokens.subspan(static_cast<size_t>(p.done), static_cast<size_t>(e.rows));
+      e.fs.positions = std::span<const int32_t>(p.pos).subspan(static_cast<size_t>(p.done), static_cast<size_t>(e.rows));
+      if (lb > 0 || le < L) {
+        if (p.carry.empty()) {
+          StatusOr<Buffer> carry = backend_->Alloc(DType::kF32, p.n, c.d_model);
+          if (!carry.ok()) {
+            o.status = carry.status().WithPrefix("chunked prefill");
+            partial_.erase(it.seq);
+            (void)kv_->Free(it.seq);
+            continue;
+          }
+          p.carry = std::move(*carry);
+        }
+        e.fs.layer_begin = lb;
+        e.fs.layer_end = le;
+        e.fs.carry = p.carry.view().Rows(p.done, e.rows);
+      }
+    }
+    budget -= std::min(e.work, budget);
+    entries.push_back(e);
+  }
+  if (entries.empty()) return OkStatus();
+  std::stable_sort(entries.begin(), entries.end(),
+                   [](const Entry& x, const Entry& y) { return x.fs.layer_begin < y.fs.layer_begin; });
+  std::vector<ForwardSeq> fs;
+  std::vector<PassRow> rows;  // the sequences that reach the last layer, in pass order
+  for (const Entry& e : entries) {
+    fs.push_back(e.fs);
+    if (e.fs.layer_end == 0 || e.fs.layer_end == L) {
+      const StepItem& it = items[e.item];
+      rows.push_back(PassRow{e.completes ? it.sample : SampleSpec{}, e.completes && it.sample.sampler == nullptr,
+                             &(*out)[e.item]});
+    }
+  }
+  const Status st = RunPass([&](std::vector<float>* lg) { return model_->Forward(*kv_, fs, lg); }, rows);
+  for (const Entry& e : entries) {
+    const StepItem& it = items[e.item];
+    StepOutput& o = (*out)[e.item];
+    if (!st.ok()) {
+      o.status = st;
+      if (it.kind == StepItem::Kind::kPrefill) {
+        partial_.erase(it.seq);
+        (void)kv_->Free(it.seq);
+      }
       continue;
     }
-    // Whole, or a dense chunk of at least one row.
-    const int64_t r = whole ? p.n : std::min(p.n - p.done, std::max<int64_t>(1, budget / L));
-    const bool completes = p.done + r == p.n;
-    fs.push_back(ForwardSeq{it.seq, it.tokens.subspan(static_cast<size_t>(p.done), static_cast<size_t>(r)),
-                            std::span<const int32_t>(p.pos).subspan(static_cast<size_t>(p.done), static_cast<size_t>(r)),
-                            p.rs.empty() ? nullptr : &p.rs, p.rs.empty() ? nullptr : &p.summary});
-    rows.push_back(PassRow{completes ? it.sample : SampleSpec{}, completes && it.sample.sampler == nullptr, &o});
-    batch_items.push_back(i);
-    batch_rows.push_back(r);
-    budget -= whole ? left : r * L;
-  }
-
-  if (!fs.empty()) {
-    const Status st = RunPass([&](std::vector<float>* lg) { return model_->Forward(*kv_, fs, lg); }, rows);
-    for (size_t j = 0; j < batch_items.size(); ++j) {
-      const size_t i = batch_items[j];
-      const StepItem& it = items[i];
-      StepOutput& o = (*out)[i];
-      if (!st.ok()) {
-        o.status = st;
-        if (it.kind == StepItem::Kind::kPrefill) {
-          partial_.erase(it.seq);
-          (void)kv_->Free(it.seq);
-        }
-        continue;
-      }
-      if (it.kind == StepItem::Kind::kDecode) {
-        ++seq_len_[it.seq];
-        o.done = true;
-        continue;
-      }
-      Partial& p = *partial_.at(it.seq);
-      const bool whole = p.done == 0 && batch_rows[j] == p.n;
-      const int64_t w = whole ? p.work_total : batch_rows[j] * L;
-      p.done += batch_rows[j];
-      p.work_done += w;
-      o.work = (w + L - 1) / L;
-      if (p.done == p.n) FinishPrefill(it, p, &o);
+    if (it.kind == StepItem::Kind::kDecode) {
+      ++seq_len_[it.seq];
+      o.done = true;
+      continue;
     }
-  }
-  for (const auto& [i, b] : chunked) {
-    const StepItem& it = items[i];
-    StepOutput& o = (*out)[i];
-    o.status = RunPrunedChunks(it, *partial_.at(it.seq), b, &o);
-    if (!o.status.ok()) {
-      partial_.erase(it.seq);
-      (void)kv_->Free(it.seq);
+    Partial& p = *partial_.at(it.seq);
+    p.done += e.rows;
+    // In tokens, rounded so that the steps' figures add up to PrefillWork.
+    o.work = (p.work_done + e.work + L - 1) / L - (p.work_done + L - 1) / L;
+    p.work_done += e.work;
+    if (e.completes) {
+      FinishPrefill(it, p, &o);
+    } else if (p.done == static_cast<int64_t>(p.pos.size()) && e.fs.layer_end > 0 && e.fs.layer_end < L) {
+      o.status = NextSegment(p);
+      if (!o.status.ok()) {
+        partial_.erase(it.seq);
+        (void)kv_->Free(it.seq);
+      }
     }
   }
   return OkStatus();
 }
 
-Status Engine::RunPrunedChunks(const StepItem& item, Partial& p, int64_t budget, StepOutput* out) {
-  const ModelConfig& c = config();
-  const int L = c.n_layers;
-  if (p.carry.empty()) {
-    SLIM_ASSIGN_OR_RETURN(p.carry, backend_->Alloc(DType::kF32, p.n, c.d_model));
-  }
-  int64_t used = 0;
-  bool complete = false;
-  while (!complete && used < budget) {
-    const int lb = p.bounds[static_cast<size_t>(p.segment)], le = p.bounds[static_cast<size_t>(p.segment) + 1];
-    const int64_t layers = le - lb, alive = static_cast<int64_t>(p.pos.size());
-    const int64_t r = std::min(alive - p.done, std::max<int64_t>(1, (budget - used) / layers));
-    ChunkPass cp;
-    cp.seq = item.seq;
-    if (lb == 0) cp.tokens = item.tokens.subspan(static_cast<size_t>(p.done), static_cast<size_t>(r));
-    cp.positions = std::span<const int32_t>(p.pos).subspan(static_cast<size_t>(p.done), static_cast<size_t>(r));
-    cp.layer_begin = lb;
-    cp.layer_end = le;
-    cp.carry = p.carry.view().Rows(p.done, r);
-    complete = le == L && p.done + r == alive;
-    if (complete) {
-      PassRow row{item.sample, item.sample.sampler == nullptr, out};
-      SLIM_RETURN_IF_ERROR(
-          RunPass([&](std::vector<float>* lg) { return model_->ForwardChunk(*kv_, cp, lg); }, std::span<PassRow>(&row, 1)));
-    } else {
-      SLIM_RETURN_IF_ERROR(model_->ForwardChunk(*kv_, cp, nullptr));
-    }
-    used += r * layers;
-    p.work_done += r * layers;
-    p.done += r;
-    if (p.done == alive && le < L) {
-      // The segment is complete: the stage at layer `le` keeps its rows, as an unchunked pass would.
-      const ResolvedStage& stage = p.rs.stages[static_cast<size_t>(p.segment)];
-      SLIM_ASSIGN_OR_RETURN(std::vector<int32_t> kept,
-                            model_->KeptRowsAt(p.rs, stage, p.carry.view().Rows(0, alive), p.pos));
-      const int64_t k = static_cast<int64_t>(kept.size());
-      backend_->GatherRows(p.carry.view().Rows(0, alive), kept, p.carry.view().Rows(0, k));  // rows move to the front
-      std::vector<int32_t> pos;
-      pos.reserve(kept.size());
-      for (int32_t r2 : kept) pos.push_back(p.pos[static_cast<size_t>(r2)]);
-      p.pos = std::move(pos);
-      p.summary.stages.push_back({le, k});
-      ++p.segment;
-      p.done = 0;
-    }
-  }
-  out->work = (used + L - 1) / L;
-  if (complete) FinishPrefill(item, p, out);
+Status Engine::NextSegment(Partial& p) {
+  // The segment is complete: the stage at its end keeps rows of it, as an unchunked pass would.
+  const int64_t alive = static_cast<int64_t>(p.pos.size());
+  const ResolvedStage& stage = p.rs.stages[static_cast<size_t>(p.segment)];
+  SLIM_ASSIGN_OR_RETURN(std::vector<int32_t> kept, model_->KeptRowsAt(p.rs, stage, p.carry.view().Rows(0, alive), p.pos));
+  const int64_t k = static_cast<int64_t>(kept.size());
+  backend_->GatherRows(p.carry.view().Rows(0, alive), kept, p.carry.view().Rows(0, k));  // rows move to the front
+  std::vector<int32_t> pos;
+  pos.reserve(kept.size());
+  for (int32_t r : kept) pos.push_back(p.pos[static_cast<size_t>(r)]);
+  p.pos = std::move(pos);
+  p.summary.stages.push_back({stage.layer, k});
+  ++p.segment;
+  p.done = 0;
   return OkStatus();
 }
 

@@ -180,11 +180,14 @@ class Engine {
   // in the given order while `prefill_budget` lasts (0 = no limit). The budget counts prompt
   // tokens through every layer: a dense prompt of n tokens costs n; a pruned one less
   // (PrefillWork). A prefill whose remaining work fits runs whole; the first that does not fit
-  // runs a chunk of it (at least one row), and those after it wait (work 0, nothing created).
-  // Dense prompts chunk anywhere; pruned ones chunk the layers between pruning stages (each
-  // stage waits for every row of the segment before it, then scores and keeps rows as an
-  // unchunked prefill would; stages after attention are not chunked: such a prompt runs whole).
-  // Decodes and dense work share one batched forward pass; pruned chunks run after it.
+  // runs a chunk of it (at least one row; a pruned prompt's chunk stays inside one segment), and
+  // what budget is left goes on to those after it; a prefill it does not reach waits (work 0,
+  // nothing created).
+  // Dense prompts chunk anywhere; pruned ones chunk the layers between pruning stages, one chunk
+  // of one segment per step (each stage waits for every row of the segment before it, then
+  // scores and keeps rows as an unchunked prefill would; stages after attention are not
+  // chunked: such a prompt runs whole). Everything shares one batched forward pass, so the
+  // weights are read once per step.
   // `out` gets one StepOutput per item; the Status is for the step as a whole (bad items are
   // reported in their own StepOutput).
   Status Step(std::span<const StepItem> items, int64_t prefill_budget, std::vector<StepOutput>* out);
@@ -234,10 +237,10 @@ class Engine {
   Status DecodeWith(std::span<const DecodeItem> items, std::span<const SampleSpec> samples, std::vector<float>* logits,
                     std::vector<SampleResult>* sampled);
   // Step's parts: a new prefill's checks, schedule and KV; the decodes' KV (all or nothing); a
-  // pruned prompt's chunks for this step; a prefill's end.
+  // pruned chunked prompt's move to its next segment; a prefill's end.
   Status StartPrefill(const StepItem& item, Partial* p);
   Status ReserveDecodes(std::span<const StepItem> items, std::span<const size_t> decodes);
-  Status RunPrunedChunks(const StepItem& item, Partial& p, int64_t budget, StepOutput* out);
+  Status NextSegment(Partial& p);  // a pruned chunked prompt's stage between two segments
   void FinishPrefill(const StepItem& item, Partial& p, StepOutput* out);
   // A forward pass (`pass` runs it, downloading the logits into its argument when not null) and
   // the sampling or logits download of each of its rows: rows[i] is the pass's sequence i.

@@ -304,7 +304,6 @@ Status Model::EnsureWorkspace(int64_t n_rows, int64_t n_seqs) {
 struct Model::BatchState {
   int64_t n_rows = 0;              // rows alive now (pruning compacts them)
   int64_t n_seqs = 0;
-  int first_layer = 0;             // the pass starts here (a chunked prefill's later segments)
   bool any_prune = false;          // some sequence has pruning stages
   bool tail_done = false;          // the last layer ran on the last rows only, leaving them in last_
   std::vector<int32_t> ids;        // [n_rows at the start] token ids
@@ -394,80 +393,91 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
 Status Model::ForwardPass(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::vector<float>* logits) {
   last_rows_ = 0;
   BatchState b;
-  SLIM_RETURN_IF_ERROR(StartBatch(kv, seqs, &b));
-  backend_->Embed(tok_embd_.view(), b.ids, x_.Rows(0, b.n_rows));
-  if (!b.any_prune) PrepareAllLayers(kv, seqs, b, config_.n_layers);
-  for (int l = 0; l < config_.n_layers; ++l) {
-    SLIM_RETURN_IF_ERROR(AttentionBlock(l, kv, seqs, b));
+  std::vector<ForwardSeq> cur;  // the sequences whose layers run now; b is aligned to it
+  SLIM_RETURN_IF_ERROR(StartBatch(kv, seqs, &b, &cur));
+  const int L = config_.n_layers;
+  bool ranged = false;
+  for (const ForwardSeq& s : seqs) ranged = ranged || s.layer_begin > 0 || EndOf(s) < L;
+  if (b.n_rows > 0) backend_->Embed(tok_embd_.view(), b.ids, x_.Rows(0, b.n_rows));
+  if (!b.any_prune && !ranged) PrepareAllLayers(kv, cur, b);
+  size_t next = cur.size();  // seqs[next...] start past layer 0, by layer
+  for (int l = 0; l < L; ++l) {
+    const int64_t joined = b.n_rows;
+    for (; next < seqs.size() && seqs[next].layer_begin == l; ++next) EnterAt(l, seqs[next], b, cur);
+    if (cur.empty()) continue;
+    // Later layers get h from the previous layer's fused residual add; joining rows are normed here.
+    const TensorView norm = layers_[static_cast<size_t>(l)].attn_norm.view();
+    if (l == 0) {
+      backend_->RmsNorm(x_.Rows(0, b.n_rows), norm, config_.rms_eps, h_.Rows(0, b.n_rows));
+    } else if (b.n_rows > joined) {
+      backend_->RmsNorm(x_.Rows(joined, b.n_rows - joined), norm, config_.rms_eps, h_.Rows(joined, b.n_rows - joined));
+    }
+    SLIM_RETURN_IF_ERROR(AttentionBlock(l, kv, cur, b));
     MlpBlock(l, b);
+    if (l + 1 < L) LeaveAfter(l, b, cur);
   }
+  if (cur.empty()) return OkStatus();  // only chunks that end before the last layer
   return LogitsOfLastRows(b, logits);
 }
 
 namespace {
 
-std::vector<int32_t> Iota(int64_t n) {
+std::vector<int32_t> Iota(int64_t n, int32_t from = 0) {
   std::vector<int32_t> v(static_cast<size_t>(n));
-  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<int32_t>(i);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = from + static_cast<int32_t>(i);
   return v;
 }
 
 }  // namespace
 
-Status Model::ForwardChunk(kv::KvStore& kv, const ChunkPass& pass, std::vector<float>* logits) {
-  const ModelConfig& c = config_;
-  const int64_t n = static_cast<int64_t>(pass.positions.size());
-  if (n == 0) return InvalidArgumentError("forward chunk: no rows");
-  if (pass.layer_begin < 0 || pass.layer_begin >= pass.layer_end || pass.layer_end > c.n_layers) {
-    return InvalidArgumentError("forward chunk: bad layer range [" + std::to_string(pass.layer_begin) + ", " +
-                                std::to_string(pass.layer_end) + ")");
-  }
-  if (pass.layer_begin == 0 && static_cast<int64_t>(pass.tokens.size()) != n) {
-    return InvalidArgumentError("forward chunk: the first layer needs one token per row");
-  }
-  for (int32_t t : pass.tokens) {
-    if (t < 0 || t >= c.vocab_size) return InvalidArgumentError("forward chunk: token id " + std::to_string(t) + " outside the vocabulary");
-  }
-  const bool carries = pass.layer_begin > 0 || pass.layer_end < c.n_layers;
-  if (carries && (pass.carry.rows != n || pass.carry.cols != c.d_model || pass.carry.dtype != DType::kF32)) {
-    return InvalidArgumentError("forward chunk: carry must be [rows, d_model] f32");
-  }
-  const kv::SeqId ids[] = {pass.seq};
-  SLIM_RETURN_IF_ERROR(kv.BeginCompute(ids));
-  const Status st = ChunkBody(kv, pass, logits);
-  kv.EndCompute(ids);
-  return st;
+void Model::EnterAt(int layer, const ForwardSeq& s, BatchState& b, std::vector<ForwardSeq>& cur) {
+  (void)layer;
+  const int64_t n = static_cast<int64_t>(s.positions.size());
+  const int32_t r0 = static_cast<int32_t>(b.n_rows);
+  backend_->GatherRows(s.carry, Iota(n), x_.Rows(r0, n));
+  b.pos.insert(b.pos.end(), s.positions.begin(), s.positions.end());
+  b.attn.push_back(AttnSeq{r0, static_cast<int32_t>(n), 0, nullptr});
+  b.last_rows.push_back(r0 + static_cast<int32_t>(n) - 1);
+  b.n_rows += n;
+  b.n_seqs += 1;
+  cur.push_back(s);
 }
 
-Status Model::ChunkBody(kv::KvStore& kv, const ChunkPass& pass, std::vector<float>* logits) {
-  last_rows_ = 0;
-  const int64_t n = static_cast<int64_t>(pass.positions.size());
-  SLIM_RETURN_IF_ERROR(EnsureWorkspace(n, 1));
-  BatchState b;
-  b.n_rows = n;
-  b.n_seqs = 1;
-  b.first_layer = pass.layer_begin;
-  b.pos.assign(pass.positions.begin(), pass.positions.end());
-  b.attn.assign(1, AttnSeq{0, static_cast<int32_t>(n), 0, nullptr});
-  b.last_rows.assign(1, static_cast<int32_t>(n - 1));
-  const std::vector<int32_t> iota = Iota(n);
-  if (pass.layer_begin == 0) {
-    backend_->Embed(tok_embd_.view(), pass.tokens, x_.Rows(0, n));
-  } else {
-    backend_->GatherRows(pass.carry, iota, x_.Rows(0, n));
+void Model::LeaveAfter(int layer, BatchState& b, std::vector<ForwardSeq>& cur) {
+  bool any = false;
+  for (const ForwardSeq& s : cur) any = any || EndOf(s) == layer + 1;
+  if (!any) return;
+  std::vector<int32_t> rows, pos;
+  std::vector<ForwardSeq> keep;
+  std::vector<AttnSeq> attn;
+  std::vector<int32_t> last;
+  int32_t next = 0;
+  for (size_t i = 0; i < cur.size(); ++i) {
+    const AttnSeq& a = b.attn[i];
+    if (EndOf(cur[i]) == layer + 1) {
+      backend_->GatherRows(x_.Rows(a.row_begin, a.n_rows), Iota(a.n_rows), cur[i].carry);
+      continue;
+    }
+    for (int32_t r = 0; r < a.n_rows; ++r) {
+      rows.push_back(a.row_begin + r);
+      pos.push_back(b.pos[static_cast<size_t>(a.row_begin + r)]);
+    }
+    keep.push_back(cur[i]);
+    attn.push_back(AttnSeq{next, a.n_rows, 0, nullptr});
+    next += a.n_rows;
+    last.push_back(next - 1);
   }
-  const ForwardSeq fs{pass.seq, pass.tokens, pass.positions};
-  const std::span<const ForwardSeq> seqs(&fs, 1);
-  PrepareAllLayers(kv, seqs, b, pass.layer_end);
-  for (int l = pass.layer_begin; l < pass.layer_end; ++l) {
-    SLIM_RETURN_IF_ERROR(AttentionBlock(l, kv, seqs, b));
-    MlpBlock(l, b);
+  // Rows only move towards the front, so the gathers work in place.
+  if (next > 0) {
+    backend_->GatherRows(x_.Rows(0, b.n_rows), rows, x_.Rows(0, next));
+    backend_->GatherRows(h_.Rows(0, b.n_rows), rows, h_.Rows(0, next));
   }
-  if (pass.layer_end < config_.n_layers) {
-    backend_->GatherRows(x_.Rows(0, n), iota, pass.carry);
-    return OkStatus();
-  }
-  return LogitsOfLastRows(b, logits);
+  cur = std::move(keep);
+  b.attn = std::move(attn);
+  b.last_rows = std::move(last);
+  b.pos = std::move(pos);
+  b.n_rows = next;
+  b.n_seqs = static_cast<int64_t>(cur.size());
 }
 
 StatusOr<std::vector<int32_t>> Model::KeptRowsAt(const ResolvedSchedule& schedule, const ResolvedStage& stage,
@@ -493,12 +503,23 @@ StatusOr<std::vector<int32_t>> Model::KeptRowsAt(const ResolvedSchedule& schedul
   return ScoreAndKeep(schedule, stage, b.attn[0], n);
 }
 
-Status Model::StartBatch(const kv::KvStore& kv, std::span<const ForwardSeq> seqs, BatchState* b) {
+Status Model::StartBatch(const kv::KvStore& kv, std::span<const ForwardSeq> seqs, BatchState* b,
+                         std::vector<ForwardSeq>* cur) {
   const ModelConfig& c = config_;
+  if (seqs.empty()) return InvalidArgumentError("forward: empty batch");
   int64_t n_rows = 0;
+  int last_begin = 0;
   for (const ForwardSeq& s : seqs) {
-    if (s.tokens.size() != s.positions.size() || s.tokens.empty()) {
-      return InvalidArgumentError("forward: each sequence needs tokens with one position each");
+    const int lb = s.layer_begin, le = EndOf(s);
+    if (lb < 0 || lb >= le || le > c.n_layers) {
+      return InvalidArgumentError("forward: bad layer range [" + std::to_string(lb) + ", " + std::to_string(le) + ")");
+    }
+    if (lb < last_begin) return InvalidArgumentError("forward: sequences starting past layer 0 must come last, by layer");
+    last_begin = lb;
+    const size_t n = s.positions.size();
+    if (n == 0 || (lb == 0 ? s.tokens.size() != n : !s.tokens.empty())) {
+      return InvalidArgumentError("forward: each sequence needs rows with one position each (and one token each when "
+                                  "it starts at layer 0)");
     }
     for (int32_t t : s.tokens) {
       if (t < 0 || t >= c.vocab_size) {
@@ -506,46 +527,45 @@ Status Model::StartBatch(const kv::KvStore& kv, std::span<const ForwardSeq> seqs
                                     std::to_string(c.vocab_size) + ")");
       }
     }
+    if ((lb > 0 || le < c.n_layers) &&
+        (s.carry.rows != static_cast<int64_t>(n) || s.carry.cols != c.d_model || s.carry.dtype != DType::kF32)) {
+      return InvalidArgumentError("forward: a chunk's carry must be [rows, d_model] f32");
+    }
     if (s.prune && !s.prune->empty()) {
+      if (lb > 0 || le < c.n_layers) return InvalidArgumentError("forward: a pruned pass runs every layer");
       const kv::LayerTable* t0 = kv.TablePtr(s.seq, 0);
       if (t0 == nullptr || t0->n_tokens != 0) return FailedPreconditionError("forward: pruning needs a fresh sequence");
       b->any_prune = true;
     }
-    n_rows += static_cast<int64_t>(s.tokens.size());
+    n_rows += static_cast<int64_t>(n);
   }
-  const int64_t n_seqs = static_cast<int64_t>(seqs.size());
-  if (n_seqs == 0) return InvalidArgumentError("forward: empty batch");
-  SLIM_RETURN_IF_ERROR(EnsureWorkspace(n_rows, n_seqs));
-  // Flatten the batch: ids, positions, each sequence's row range and last row.
-  b->n_rows = n_rows;
-  b->n_seqs = n_seqs;
-  b->ids.reserve(static_cast<size_t>(n_rows));
-  b->pos.reserve(static_cast<size_t>(n_rows));
-  b->attn.resize(static_cast<size_t>(n_seqs));
+  SLIM_RETURN_IF_ERROR(EnsureWorkspace(n_rows, static_cast<int64_t>(seqs.size())));
+  // Flatten the sequences that start at layer 0: ids, positions, each one's row range and last row.
   int32_t row = 0;
-  for (int64_t i = 0; i < n_seqs; ++i) {
-    const ForwardSeq& s = seqs[static_cast<size_t>(i)];
+  for (const ForwardSeq& s : seqs) {
+    if (s.layer_begin > 0) break;
     b->ids.insert(b->ids.end(), s.tokens.begin(), s.tokens.end());
     b->pos.insert(b->pos.end(), s.positions.begin(), s.positions.end());
-    b->attn[static_cast<size_t>(i)].row_begin = row;
-    b->attn[static_cast<size_t>(i)].n_rows = static_cast<int32_t>(s.tokens.size());
+    b->attn.push_back(AttnSeq{row, static_cast<int32_t>(s.tokens.size()), 0, nullptr});
     row += static_cast<int32_t>(s.tokens.size());
     b->last_rows.push_back(row - 1);
     if (s.summary) {
       s.summary->stages.clear();
       s.summary->prompt_tokens = static_cast<int64_t>(s.tokens.size());
     }
+    cur->push_back(s);
   }
+  b->n_rows = row;
+  b->n_seqs = static_cast<int64_t>(cur->size());
   return OkStatus();
 }
 
-void Model::PrepareAllLayers(const kv::KvStore& kv, std::span<const ForwardSeq> seqs, const BatchState& b,
-                             int layer_end) {
-  // Without pruning every layer sees the same rows: hand the backend all layers' batches now.
-  std::vector<std::vector<AttnSeq>> layers(static_cast<size_t>(layer_end - b.first_layer), b.attn);
-  for (int l = b.first_layer; l < layer_end; ++l) {
+void Model::PrepareAllLayers(const kv::KvStore& kv, std::span<const ForwardSeq> seqs, const BatchState& b) {
+  // Without pruning or chunks every layer sees the same rows: hand the backend all layers' batches now.
+  std::vector<std::vector<AttnSeq>> layers(static_cast<size_t>(config_.n_layers), b.attn);
+  for (int l = 0; l < config_.n_layers; ++l) {
     for (size_t i = 0; i < seqs.size(); ++i) {
-      AttnSeq& a = layers[static_cast<size_t>(l - b.first_layer)][i];
+      AttnSeq& a = layers[static_cast<size_t>(l)][i];
       a.table = kv.TablePtr(seqs[i].seq, l);
       if (a.table == nullptr) return;  // reported by the layer loop
       a.n_past = a.table->n_tokens;
@@ -600,8 +620,6 @@ Status Model::AttentionBlock(int l, kv::KvStore& kv, std::span<const ForwardSeq>
   const ModelConfig& c = config_;
   const LayerWeights& w = layers_[static_cast<size_t>(l)];
   const int64_t qd = int64_t{c.n_heads} * c.head_dim, kvd = int64_t{c.n_kv_heads} * c.head_dim;
-  // Later layers get h from the previous layer's fused residual add.
-  if (l == b.first_layer) backend_->RmsNorm(x_.Rows(0, b.n_rows), w.attn_norm.view(), c.rms_eps, h_.Rows(0, b.n_rows));
   // Layers without a stage of their own take the fused paths (RoPE + KV write, residual add +
   // RMSNorm) also when pruning happens elsewhere in the stack.
   const bool prune_before = b.any_prune && PrunesAt(l, /*before_attention=*/true, seqs);

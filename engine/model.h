@@ -39,20 +39,15 @@ struct ForwardSeq {
   // reservation must follow TokensPerLayer(*prune, ...). `summary` receives what was kept.
   const ResolvedSchedule* prune = nullptr;
   PruningSummary* summary = nullptr;
-};
-
-// One pass of a chunked prefill (Model::ForwardChunk): consecutive rows of one sequence's prompt
-// through layers [layer_begin, layer_end), where no pruning stage lies strictly inside the range
-// (so each layer's KV only grows, chunk by chunk). Rows are those alive at layer_begin: every
-// prompt row before the first pruning layer, the kept ones after a stage. Its KV must be reserved
-// (KvStore::ReserveAll) for the whole prompt before the first pass.
-struct ChunkPass {
-  kv::SeqId seq = 0;
-  std::span<const int32_t> tokens;     // layer_begin == 0: the rows' token ids (else empty)
-  std::span<const int32_t> positions;  // the rows' prompt positions, increasing
+  // A chunk of a chunked prefill runs only layers [layer_begin, layer_end) (layer_end 0 = all),
+  // where no pruning stage lies strictly inside the range, so each layer's KV only grows, chunk
+  // by chunk; its rows are those alive at layer_begin (every prompt row before the first
+  // pruning layer, the kept ones after a stage; `positions` increasing, `tokens` empty when
+  // layer_begin > 0). `carry` [rows, d_model] f32 holds the rows' hidden state entering
+  // layer_begin (read when > 0) and receives it leaving layer_end - 1 (when < n_layers).
+  // Sequences starting past layer 0 come last in a batch, by increasing layer_begin; only
+  // those that reach the last layer get logits (in batch order).
   int layer_begin = 0, layer_end = 0;
-  // [rows, d_model] f32: the rows' hidden state entering layer_begin (read when layer_begin > 0)
-  // and leaving layer_end - 1 (written when layer_end < n_layers).
   TensorView carry;
 };
 
@@ -70,12 +65,10 @@ class Model {
   size_t WorkspaceBytes(int64_t n_rows, int64_t n_seqs) const;
 
   // Runs every sequence's new tokens through all layers, appends their K/V to `kv`, and writes
-  // the last position's logits of each sequence to logits[i * vocab, (i + 1) * vocab) (null:
-  // they stay on the backend, for SummarizeLast / DownloadLogits).
+  // the last position's logits of each sequence that reaches the last layer to
+  // logits[i * vocab, (i + 1) * vocab) (null: they stay on the backend, for SummarizeLast /
+  // DownloadLogits).
   Status Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::vector<float>* logits);
-  // One pass of a chunked prefill; when it reaches the last layer, its last row's logits as
-  // Forward gives them (one sequence).
-  Status ForwardChunk(kv::KvStore& kv, const ChunkPass& pass, std::vector<float>* logits);
   // The rows a chunked prefill keeps at `stage` (of `schedule`, placed before attention): x holds
   // the hidden states [n, d_model] f32 of the rows alive entering stage.layer, at prompt
   // positions `positions`; the result indexes x, increasing (Forward's choice for the same rows).
@@ -95,10 +88,15 @@ class Model {
   // and flatten), embed, PrepareAllLayers (no pruning: every layer's batch to the backend at
   // once), per layer AttentionBlock and MlpBlock, LogitsOfLastRows.
   Status ForwardPass(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::vector<float>* logits);
-  Status StartBatch(const kv::KvStore& kv, std::span<const ForwardSeq> seqs, BatchState* b);
-  // The backend's hint for layers [b.first_layer, layer_end) when no pruning changes the rows.
-  void PrepareAllLayers(const kv::KvStore& kv, std::span<const ForwardSeq> seqs, const BatchState& b, int layer_end);
-  Status ChunkBody(kv::KvStore& kv, const ChunkPass& pass, std::vector<float>* logits);
+  // `cur` receives the sequences whose rows start the pass (layer_begin 0), b aligned to it.
+  Status StartBatch(const kv::KvStore& kv, std::span<const ForwardSeq> seqs, BatchState* b,
+                    std::vector<ForwardSeq>* cur);
+  void PrepareAllLayers(const kv::KvStore& kv, std::span<const ForwardSeq> seqs, const BatchState& b);
+  int EndOf(const ForwardSeq& s) const { return s.layer_end > 0 ? s.layer_end : config_.n_layers; }
+  // Chunks starting at `layer` join the batch (rows appended, h normed for that layer); after
+  // `layer`, chunks ending there leave it (rows to their carry, the rest compacted).
+  void EnterAt(int layer, const ForwardSeq& s, BatchState& b, std::vector<ForwardSeq>& cur);
+  void LeaveAfter(int layer, BatchState& b, std::vector<ForwardSeq>& cur);
   // QKV, pruning before attention, RoPE + KV write, attention, output projection, pruning after
   // attention, residual add + the MLP's norm into h_.
   Status AttentionBlock(int layer, kv::KvStore& kv, std::span<const ForwardSeq> seqs, BatchState& b);
