@@ -22,6 +22,17 @@ inline std::unique_ptr<Engine> TinyEngine(int64_t kv_tokens = 4096) {
   return e.ok() ? std::move(e).value() : nullptr;
 }
 
+// The default model (SLIM_DEFAULT_MODEL) on the CPU with KV for `kv_tokens` tokens per layer.
+inline std::unique_ptr<Engine> DefaultModelEngine(int64_t kv_tokens = 4096, int threads = 2) {
+  EngineOptions o;
+  o.model = SLIM_DEFAULT_MODEL;
+  o.kv_tokens = kv_tokens;
+  o.threads = threads;
+  auto e = Engine::Create(o);
+  EXPECT_TRUE(e.ok()) << e.status().ToString();
+  return e.ok() ? std::move(e).value() : nullptr;
+}
+
 inline std::vector<int32_t> RandomIds(int n, int vocab, uint32_t seed) {
   std::mt19937 rng(seed);
   std::vector<int32_t> ids(static_cast<size_t>(n));

@@ -7,19 +7,10 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "tests/engine/engine_test_util.h"
 
 namespace slim {
 namespace {
-
-std::unique_ptr<Engine> DefaultModel() {
-  EngineOptions o;
-  o.model = SLIM_DEFAULT_MODEL;
-  o.threads = 1;
-  o.kv_tokens = 64;
-  auto e = Engine::Create(o);
-  EXPECT_TRUE(e.ok()) << e.status().ToString();
-  return e.ok() ? std::move(e).value() : nullptr;
-}
 
 // Pushes `ids` until one finishes; returns the text (each token's, then the rest) and the reason.
 std::pair<std::string, FinishReason> PushAll(SequenceOutput& out, const std::vector<int32_t>& ids) {
@@ -45,7 +36,7 @@ TEST(SequenceOutput, WithoutATokenizerStopsOnTokenIdsAndLength) {
 }
 
 TEST(SequenceOutput, TextStopStringsAndASplitCharacterAtTheLengthLimit) {
-  auto e = DefaultModel();
+  auto e = testing::DefaultModelEngine(64, 1);
   ASSERT_TRUE(e);
   const std::vector<int32_t> ids = *e->Tokenize("Hello wonderful world", false);
   StopParams p;
