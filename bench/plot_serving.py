@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
 """Plots bench/serving.md's prefill-budget runs: the 1K-token streams' inter-token latency
 (p50, p99, max) and the 32K prompts' TTFT (p50) against --max-prefill-tokens-per-step, from the
-open-loop run's JSON (bench/serving_gpu.sh ... B:poisson ...).
+open-loop run's JSON (bench/serving_gpu.sh ... B:poisson ...), given as a file and the key of
+the call in it.
 
-  python3 bench/plot_serving.py bench/data/serving/chunked/h200-8b-budgets-poisson-4rps-1k-32k-mix.json bench/serving-chunked.png
+  python3 bench/plot_serving.py bench/data/serving/h200-8b-chunked-prefill-5-calls.json \
+      call3_budgets_poisson_4rps_1k_32k_mix bench/serving-chunked.png
 """
 import json, sys
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-runs = json.load(open(sys.argv[1]))
+runs = json.load(open(sys.argv[1]))[sys.argv[2]]
 rows = []
 for name, r in runs.items():
     budget = int(name.split("-")[0][1:])
@@ -37,4 +39,4 @@ b.legend()
 b.set_title("Long prompts' time to first token")
 fig.suptitle("H200, LLaMA-3.1-8B shape, Poisson 4 req/s, 7:1 mix of 1K and 32K prompts")
 fig.tight_layout()
-fig.savefig(sys.argv[2], dpi=110)
+fig.savefig(sys.argv[3], dpi=110)
