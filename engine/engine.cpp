@@ -379,13 +379,7 @@ Status Engine::Step(std::span<const StepItem> items, int64_t prefill_budget, std
 
   // One batched pass: decodes, whole prefills and chunks. Chunks of a pruned prompt's later
   // segments start past layer 0 and go last, by layer (Model::Forward's order).
-  struct Entry {
-    size_t item;
-    ForwardSeq fs;
-    int64_t rows = 0, work = 0;  // prompt rows run, row-layers of budget used
-    bool completes = false;      // the item is done after this pass
-  };
-  std::vector<Entry> entries;
+  std::vector<PassEntry> entries;
   std::vector<int32_t> decode_pos(items.size());
   for (size_t i : decodes) {
     if (!reserved.ok()) {
@@ -394,73 +388,18 @@ Status Engine::Step(std::span<const StepItem> items, int64_t prefill_budget, std
     }
     const StepItem& it = items[i];
     decode_pos[i] = seq_len_[it.seq];
-    entries.push_back(Entry{i, ForwardSeq{it.seq, it.tokens, std::span<const int32_t>(&decode_pos[i], 1)}, 1, 0, true});
+    entries.push_back(PassEntry{i, ForwardSeq{it.seq, it.tokens, std::span<const int32_t>(&decode_pos[i], 1)}, 1, 0, true});
   }
   for (size_t i = 0; i < items.size(); ++i) {
-    const StepItem& it = items[i];
-    if (it.kind != StepItem::Kind::kPrefill || budget <= 0) continue;
-    StepOutput& o = (*out)[i];
-    auto found = partial_.find(it.seq);
-    if (found == partial_.end()) {
-      if (seq_len_.count(it.seq)) {
-        o.status = Status(StatusCode::kAlreadyExists, "sequence " + std::to_string(it.seq) + " is live");
-        continue;
-      }
-      auto p = std::make_unique<Partial>();
-      o.status = StartPrefill(it, p.get());
-      if (!o.status.ok()) continue;
-      found = partial_.emplace(it.seq, std::move(p)).first;
-    }
-    Partial& p = *found->second;
-    if (static_cast<int64_t>(it.tokens.size()) != p.n) {
-      o.status = InvalidArgumentError("prefill: the prompt changed between steps");
-      continue;
-    }
-    const int64_t left = p.work_total - p.work_done;
-    Entry e{i, ForwardSeq{it.seq}};
-    if (p.work_done == 0 && (left <= budget || p.rs.after_attention)) {
-      // The whole prompt in this pass (stages after attention are never chunked).
-      e.fs.tokens = it.tokens;
-      e.fs.positions = p.pos;
-      e.fs.prune = p.rs.empty() ? nullptr : &p.rs;
-      e.fs.summary = p.rs.empty() ? nullptr : &p.summary;
-      e.rows = p.n;
-      e.work = p.work_total;
-      e.completes = true;
-    } else {
-      // A chunk of at least one row of the current segment.
-      const int lb = p.bounds[static_cast<size_t>(p.segment)], le = p.bounds[static_cast<size_t>(p.segment) + 1];
-      const int64_t layers = le - lb, alive = static_cast<int64_t>(p.pos.size());
-      e.rows = std::min(alive - p.done, std::max<int64_t>(1, budget / layers));
-      e.work = e.rows * layers;
-      e.completes = le == L && p.done + e.rows == alive;
-      if (lb == 0) e.fs.tokens = it.tokens.subspan(static_cast<size_t>(p.done), static_cast<size_t>(e.rows));
-      e.fs.positions = std::span<const int32_t>(p.pos).subspan(static_cast<size_t>(p.done), static_cast<size_t>(e.rows));
-      if (lb > 0 || le < L) {
-        if (p.carry.empty()) {
-          StatusOr<Buffer> carry = backend_->Alloc(DType::kF32, p.n, c.d_model);
-          if (!carry.ok()) {
-            o.status = carry.status().WithPrefix("chunked prefill");
-            partial_.erase(it.seq);
-            (void)kv_->Free(it.seq);
-            continue;
-          }
-          p.carry = std::move(*carry);
-        }
-        e.fs.layer_begin = lb;
-        e.fs.layer_end = le;
-        e.fs.carry = p.carry.view().Rows(p.done, e.rows);
-      }
-    }
-    budget -= std::min(e.work, budget);
-    entries.push_back(e);
+    if (items[i].kind != StepItem::Kind::kPrefill || budget <= 0) continue;
+    if (std::optional<PassEntry> e = PlanPrefill(i, items[i], &budget, &(*out)[i])) entries.push_back(*e);
   }
   if (entries.empty()) return OkStatus();
   std::stable_sort(entries.begin(), entries.end(),
-                   [](const Entry& x, const Entry& y) { return x.fs.layer_begin < y.fs.layer_begin; });
+                   [](const PassEntry& x, const PassEntry& y) { return x.fs.layer_begin < y.fs.layer_begin; });
   std::vector<ForwardSeq> fs;
   std::vector<PassRow> rows;  // the sequences that reach the last layer, in pass order
-  for (const Entry& e : entries) {
+  for (const PassEntry& e : entries) {
     fs.push_back(e.fs);
     if (e.fs.layer_end == 0 || e.fs.layer_end == L) {
       const StepItem& it = items[e.item];
@@ -469,38 +408,98 @@ Status Engine::Step(std::span<const StepItem> items, int64_t prefill_budget, std
     }
   }
   const Status st = RunPass([&](std::vector<float>* lg) { return model_->Forward(*kv_, fs, lg); }, rows);
-  for (const Entry& e : entries) {
-    const StepItem& it = items[e.item];
-    StepOutput& o = (*out)[e.item];
-    if (!st.ok()) {
-      o.status = st;
-      if (it.kind == StepItem::Kind::kPrefill) {
-        partial_.erase(it.seq);
-        (void)kv_->Free(it.seq);
-      }
-      continue;
+  for (const PassEntry& e : entries) AfterPass(e, items[e.item], st, &(*out)[e.item]);
+  return OkStatus();
+}
+
+std::optional<Engine::PassEntry> Engine::PlanPrefill(size_t i, const StepItem& it, int64_t* budget, StepOutput* o) {
+  const ModelConfig& c = config();
+  const int L = c.n_layers;
+  auto found = partial_.find(it.seq);
+  if (found == partial_.end()) {
+    if (seq_len_.count(it.seq)) {
+      o->status = Status(StatusCode::kAlreadyExists, "sequence " + std::to_string(it.seq) + " is live");
+      return std::nullopt;
     }
-    if (it.kind == StepItem::Kind::kDecode) {
-      ++seq_len_[it.seq];
-      o.done = true;
-      continue;
-    }
-    Partial& p = *partial_.at(it.seq);
-    p.done += e.rows;
-    // In tokens, rounded so that the steps' figures add up to PrefillWork.
-    o.work = (p.work_done + e.work + L - 1) / L - (p.work_done + L - 1) / L;
-    p.work_done += e.work;
-    if (e.completes) {
-      FinishPrefill(it, p, &o);
-    } else if (p.done == static_cast<int64_t>(p.pos.size()) && e.fs.layer_end > 0 && e.fs.layer_end < L) {
-      o.status = NextSegment(p);
-      if (!o.status.ok()) {
-        partial_.erase(it.seq);
-        (void)kv_->Free(it.seq);
+    auto p = std::make_unique<Partial>();
+    o->status = StartPrefill(it, p.get());
+    if (!o->status.ok()) return std::nullopt;
+    found = partial_.emplace(it.seq, std::move(p)).first;
+  }
+  Partial& p = *found->second;
+  if (static_cast<int64_t>(it.tokens.size()) != p.n) {
+    o->status = InvalidArgumentError("prefill: the prompt changed between steps");
+    return std::nullopt;
+  }
+  const int64_t left = p.work_total - p.work_done;
+  PassEntry e{i, ForwardSeq{it.seq}};
+  if (p.work_done == 0 && (left <= *budget || p.rs.after_attention)) {
+    // The whole prompt in this pass (stages after attention are never chunked).
+    e.fs.tokens = it.tokens;
+    e.fs.positions = p.pos;
+    e.fs.prune = p.rs.empty() ? nullptr : &p.rs;
+    e.fs.summary = p.rs.empty() ? nullptr : &p.summary;
+    e.rows = p.n;
+    e.work = p.work_total;
+    e.completes = true;
+  } else {
+    // A chunk of at least one row of the current segment.
+    const int lb = p.bounds[static_cast<size_t>(p.segment)], le = p.bounds[static_cast<size_t>(p.segment) + 1];
+    const int64_t layers = le - lb, alive = static_cast<int64_t>(p.pos.size());
+    e.rows = std::min(alive - p.done, std::max<int64_t>(1, *budget / layers));
+    e.work = e.rows * layers;
+    e.completes = le == L && p.done + e.rows == alive;
+    if (lb == 0) e.fs.tokens = it.tokens.subspan(static_cast<size_t>(p.done), static_cast<size_t>(e.rows));
+    e.fs.positions = std::span<const int32_t>(p.pos).subspan(static_cast<size_t>(p.done), static_cast<size_t>(e.rows));
+    if (lb > 0 || le < L) {
+      if (p.carry.empty()) {
+        StatusOr<Buffer> carry = backend_->Alloc(DType::kF32, p.n, c.d_model);
+        if (!carry.ok()) {
+          o->status = carry.status().WithPrefix("chunked prefill");
+          partial_.erase(it.seq);
+          (void)kv_->Free(it.seq);
+          return std::nullopt;
+        }
+        p.carry = std::move(*carry);
       }
+      e.fs.layer_begin = lb;
+      e.fs.layer_end = le;
+      e.fs.carry = p.carry.view().Rows(p.done, e.rows);
     }
   }
-  return OkStatus();
+  *budget -= std::min(e.work, *budget);
+  return e;
+}
+
+void Engine::AfterPass(const PassEntry& e, const StepItem& it, const Status& pass, StepOutput* o) {
+  const int L = config().n_layers;
+  if (!pass.ok()) {
+    o->status = pass;
+    if (it.kind == StepItem::Kind::kPrefill) {
+      partial_.erase(it.seq);
+      (void)kv_->Free(it.seq);
+    }
+    return;
+  }
+  if (it.kind == StepItem::Kind::kDecode) {
+    ++seq_len_[it.seq];
+    o->done = true;
+    return;
+  }
+  Partial& p = *partial_.at(it.seq);
+  p.done += e.rows;
+  // In tokens, rounded so that the steps' figures add up to PrefillWork.
+  o->work = (p.work_done + e.work + L - 1) / L - (p.work_done + L - 1) / L;
+  p.work_done += e.work;
+  if (e.completes) {
+    FinishPrefill(it, p, o);
+  } else if (p.done == static_cast<int64_t>(p.pos.size()) && e.fs.layer_end > 0 && e.fs.layer_end < L) {
+    o->status = NextSegment(p);
+    if (!o->status.ok()) {
+      partial_.erase(it.seq);
+      (void)kv_->Free(it.seq);
+    }
+  }
 }
 
 Status Engine::NextSegment(Partial& p) {

@@ -231,6 +231,14 @@ class Engine {
   Engine() = default;
   struct Partial;
   struct PassRow;
+  // A sequence's part of a step's pass: its rows, the budget they use (row-layers), and whether
+  // the item is done after the pass.
+  struct PassEntry {
+    size_t item = 0;
+    ForwardSeq fs;
+    int64_t rows = 0, work = 0;
+    bool completes = false;
+  };
   // Prefill / Decode through Step, with sampling when `samples` is not empty (one per sequence).
   StatusOr<PrefillResult> PrefillWith(kv::SeqId seq, std::span<const int32_t> prompt, const PruningRequest& pruning,
                                       std::span<const SampleSpec> samples);
@@ -241,6 +249,10 @@ class Engine {
   Status StartPrefill(const StepItem& item, Partial* p);
   Status ReserveDecodes(std::span<const StepItem> items, std::span<const size_t> decodes);
   Status NextSegment(Partial& p);  // a pruned chunked prompt's stage between two segments
+  // Prefill item i's entry for this step's pass (none: it failed, its status in *o), the budget
+  // reduced by its work; after the pass, each entry's item advanced or failed with the pass.
+  std::optional<PassEntry> PlanPrefill(size_t i, const StepItem& it, int64_t* budget, StepOutput* o);
+  void AfterPass(const PassEntry& e, const StepItem& it, const Status& pass, StepOutput* o);
   void FinishPrefill(const StepItem& item, Partial& p, StepOutput* out);
   // A forward pass (`pass` runs it, downloading the logits into its argument when not null) and
   // the sampling or logits download of each of its rows: rows[i] is the pass's sequence i.

@@ -104,6 +104,91 @@ class Progress {
   std::chrono::steady_clock::time_point t0_;
 };
 
+// One token stream from real text (tokenized by the server), at least 2 * max_len tokens long
+// (repeated if need be), so that prompts of every length are distinct windows of it.
+StatusOr<std::vector<int32_t>> TokenStream(const Args& a, v1::Inference::Stub& stub, int64_t max_len) {
+  SLIM_ASSIGN_OR_RETURN(std::string text, LoadText(a, static_cast<size_t>(max_len) * 8 + 65536));
+  grpc::ClientContext ctx;
+  client::AddApiKey(&ctx);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  v1::TokenizeRequest req;
+  req.set_text(text);
+  v1::TokenizeResponse resp;
+  grpc::Status s = stub.Tokenize(&ctx, req, &resp);
+  if (!s.ok()) return Status(static_cast<StatusCode>(s.error_code()), "Tokenize: " + s.error_message());
+  std::vector<int32_t> stream(resp.token_ids().begin(), resp.token_ids().end());
+  if (stream.empty()) return InvalidArgumentError("the benchmark text tokenized to nothing");
+  const size_t base = stream.size();
+  while (static_cast<int64_t>(stream.size()) < 2 * max_len) stream.insert(stream.end(), stream.begin(), stream.begin() + base);
+  return stream;
+}
+
+// Client-side latencies of successful requests.
+struct Latencies {
+  std::vector<double> ttft, itl, e2e, queue, prefill;
+  int64_t ok = 0;
+  void Add(const Result& r) {
+    ++ok;
+    if (r.ttft_ms >= 0) ttft.push_back(r.ttft_ms);
+    itl.insert(itl.end(), r.gaps_ms.begin(), r.gaps_ms.end());
+    e2e.push_back(r.e2e_ms);
+    queue.push_back(r.server_queue_ms);
+    prefill.push_back(r.server_prefill_ms);
+  }
+  void Into(json* j) const {
+    (*j)["ttft_ms"] = Percentiles(ttft);
+    (*j)["itl_ms"] = Percentiles(itl);
+    (*j)["e2e_ms"] = Percentiles(e2e);
+    (*j)["server_queue_ms"] = Percentiles(queue);
+    (*j)["server_prefill_ms"] = Percentiles(prefill);
+  }
+};
+
+// The run's outcome counts, throughput, goodput at the SLO, latency percentiles, and (for a mix
+// of prompt lengths) the same latencies per length, e.g. the short streams' ITL while long
+// prompts keep arriving.
+json Report(const std::vector<Result>& results, double duration_s, double slo_ttft_ms, double slo_itl_ms) {
+  std::map<std::string, int64_t> errors;
+  Latencies all;
+  std::map<int64_t, Latencies> by_length;
+  int64_t out_tokens = 0, in_tokens = 0, good = 0;
+  for (const Result& r : results) {
+    if (r.code != grpc::StatusCode::OK) {
+      ++errors[client::StatusCodeName(r.code)];
+      continue;
+    }
+    all.Add(r);
+    by_length[r.prompt_tokens].Add(r);
+    double gap_sum = 0;
+    for (double g : r.gaps_ms) gap_sum += g;
+    const double mean_gap = r.gaps_ms.empty() ? 0.0 : gap_sum / static_cast<double>(r.gaps_ms.size());
+    if (r.ttft_ms >= 0 && r.ttft_ms <= slo_ttft_ms && mean_gap <= slo_itl_ms) ++good;
+    out_tokens += r.output_tokens;
+    in_tokens += r.prompt_tokens;
+  }
+  json out = {{"duration_s", duration_s},
+              {"ok", all.ok},
+              {"errors", errors},
+              {"output_tokens", out_tokens},
+              {"throughput",
+               {{"requests_per_s", static_cast<double>(all.ok) / duration_s},
+                {"output_tokens_per_s", static_cast<double>(out_tokens) / duration_s},
+                {"prompt_tokens_per_s", static_cast<double>(in_tokens) / duration_s}}},
+              {"slo", {{"ttft_ms", slo_ttft_ms}, {"mean_itl_ms", slo_itl_ms}}},
+              {"goodput", {{"requests_meeting_slo", good}, {"requests_per_s", static_cast<double>(good) / duration_s}}}};
+  all.Into(&out);
+  if (by_length.size() > 1) {
+    json per = json::object();
+    for (const auto& [len, l] : by_length) {
+      json j = {{"ok", l.ok}};
+      l.Into(&j);
+      per[std::to_string(len)] = std::move(j);
+    }
+    out["by_prompt_tokens"] = std::move(per);
+  }
+  return out;
+}
+
 }  // namespace
 
 Status CmdServer(int argc, char** argv) {
@@ -141,24 +226,7 @@ Status CmdServer(int argc, char** argv) {
     grpc::Status s = stub->GetModelInfo(&ctx, v1::GetModelInfoRequest(), &info);
     if (!s.ok()) return Status(static_cast<StatusCode>(s.error_code()), "GetModelInfo: " + s.error_message());
   }
-  // One token stream from real text, long enough for distinct windows of every length.
-  SLIM_ASSIGN_OR_RETURN(std::string text, LoadText(a, static_cast<size_t>(max_len) * 8 + 65536));
-  std::vector<int32_t> stream;
-  {
-    grpc::ClientContext ctx;
-    client::AddApiKey(&ctx);
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
-    v1::TokenizeRequest req;
-    req.set_text(text);
-    v1::TokenizeResponse resp;
-    grpc::Status s = stub->Tokenize(&ctx, req, &resp);
-    if (!s.ok()) return Status(static_cast<StatusCode>(s.error_code()), "Tokenize: " + s.error_message());
-    stream.assign(resp.token_ids().begin(), resp.token_ids().end());
-  }
-  if (stream.empty()) return InvalidArgumentError("the benchmark text tokenized to nothing");
-  const size_t base = stream.size();
-  while (static_cast<int64_t>(stream.size()) < 2 * max_len) stream.insert(stream.end(), stream.begin(), stream.begin() + base);
-
+  SLIM_ASSIGN_OR_RETURN(const std::vector<int32_t> stream, TokenStream(a, *stub, max_len));
   auto make_request = [&](int64_t i) {
     const int64_t len = lengths[static_cast<size_t>(i) % lengths.size()];
     const int64_t span = static_cast<int64_t>(stream.size()) - len;
@@ -218,40 +286,6 @@ Status CmdServer(int argc, char** argv) {
   for (std::thread& t : workers) t.join();
   const double duration_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  std::vector<double> ttft, itl, e2e, queue, prefill;
-  std::map<std::string, int64_t> errors;
-  // The same latencies per prompt length of the mix (e.g. the short streams' ITL while long
-  // prompts keep arriving).
-  struct ByLength {
-    std::vector<double> ttft, itl, e2e, prefill;
-    int64_t ok = 0;
-  };
-  std::map<int64_t, ByLength> by_length;
-  int64_t ok = 0, out_tokens = 0, in_tokens = 0, good = 0;
-  for (const Result& r : results) {
-    if (r.code != grpc::StatusCode::OK) {
-      ++errors[client::StatusCodeName(r.code)];
-      continue;
-    }
-    ByLength& bl = by_length[r.prompt_tokens];
-    ++bl.ok;
-    if (r.ttft_ms >= 0) bl.ttft.push_back(r.ttft_ms);
-    bl.itl.insert(bl.itl.end(), r.gaps_ms.begin(), r.gaps_ms.end());
-    bl.e2e.push_back(r.e2e_ms);
-    bl.prefill.push_back(r.server_prefill_ms);
-    ++ok;
-    double gap_sum = 0;
-    for (double g : r.gaps_ms) gap_sum += g;
-    const double mean_gap = r.gaps_ms.empty() ? 0.0 : gap_sum / static_cast<double>(r.gaps_ms.size());
-    if (r.ttft_ms >= 0 && r.ttft_ms <= slo_ttft_ms && mean_gap <= slo_itl_ms) ++good;
-    out_tokens += r.output_tokens;
-    in_tokens += r.prompt_tokens;
-    if (r.ttft_ms >= 0) ttft.push_back(r.ttft_ms);
-    e2e.push_back(r.e2e_ms);
-    itl.insert(itl.end(), r.gaps_ms.begin(), r.gaps_ms.end());
-    queue.push_back(r.server_queue_ms);
-    prefill.push_back(r.server_prefill_ms);
-  }
   json out = {{"server", target},
               {"model", info.name()},
               {"engine", info.description()},
@@ -260,34 +294,8 @@ Status CmdServer(int argc, char** argv) {
               {"requests", requests},
               {"prompt_tokens", lengths},
               {"max_tokens", max_tokens},
-              {"pruning", pruning},
-              {"duration_s", duration_s},
-              {"ok", ok},
-              {"errors", errors},
-              {"output_tokens", out_tokens},
-              {"throughput",
-               {{"requests_per_s", static_cast<double>(ok) / duration_s},
-                {"output_tokens_per_s", static_cast<double>(out_tokens) / duration_s},
-                {"prompt_tokens_per_s", static_cast<double>(in_tokens) / duration_s}}},
-              {"slo", {{"ttft_ms", slo_ttft_ms}, {"mean_itl_ms", slo_itl_ms}}},
-              {"goodput", {{"requests_meeting_slo", good},
-                           {"requests_per_s", static_cast<double>(good) / duration_s}}},
-              {"ttft_ms", Percentiles(ttft)},
-              {"itl_ms", Percentiles(itl)},
-              {"e2e_ms", Percentiles(e2e)},
-              {"server_queue_ms", Percentiles(queue)},
-              {"server_prefill_ms", Percentiles(prefill)}};
-  if (by_length.size() > 1) {
-    json per = json::object();
-    for (auto& [len, bl] : by_length) {
-      per[std::to_string(len)] = {{"ok", bl.ok},
-                                  {"ttft_ms", Percentiles(bl.ttft)},
-                                  {"itl_ms", Percentiles(bl.itl)},
-                                  {"e2e_ms", Percentiles(bl.e2e)},
-                                  {"server_prefill_ms", Percentiles(bl.prefill)}};
-    }
-    out["by_prompt_tokens"] = per;
-  }
+              {"pruning", pruning}};
+  out.update(Report(results, duration_s, slo_ttft_ms, slo_itl_ms));
   std::cout << out.dump(a.Flag("json") ? -1 : 2) << std::endl;
   return OkStatus();
 }
