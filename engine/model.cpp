@@ -403,7 +403,7 @@ Status Model::ForwardPass(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std
   size_t next = cur.size();  // seqs[next...] start past layer 0, by layer
   for (int l = 0; l < L; ++l) {
     const int64_t joined = b.n_rows;
-    for (; next < seqs.size() && seqs[next].layer_begin == l; ++next) EnterAt(l, seqs[next], b, cur);
+    for (; next < seqs.size() && seqs[next].layer_begin == l; ++next) Enter(seqs[next], b, cur);
     if (cur.empty()) continue;
     // Later layers get h from the previous layer's fused residual add; joining rows are normed here.
     const TensorView norm = layers_[static_cast<size_t>(l)].attn_norm.view();
@@ -430,8 +430,7 @@ std::vector<int32_t> Iota(int64_t n, int32_t from = 0) {
 
 }  // namespace
 
-void Model::EnterAt(int layer, const ForwardSeq& s, BatchState& b, std::vector<ForwardSeq>& cur) {
-  (void)layer;
+void Model::Enter(const ForwardSeq& s, BatchState& b, std::vector<ForwardSeq>& cur) {
   const int64_t n = static_cast<int64_t>(s.positions.size());
   const int32_t r0 = static_cast<int32_t>(b.n_rows);
   backend_->GatherRows(s.carry, Iota(n), x_.Rows(r0, n));

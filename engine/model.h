@@ -93,9 +93,10 @@ class Model {
                     std::vector<ForwardSeq>* cur);
   void PrepareAllLayers(const kv::KvStore& kv, std::span<const ForwardSeq> seqs, const BatchState& b);
   int EndOf(const ForwardSeq& s) const { return s.layer_end > 0 ? s.layer_end : config_.n_layers; }
-  // Chunks starting at `layer` join the batch (rows appended, h normed for that layer); after
-  // `layer`, chunks ending there leave it (rows to their carry, the rest compacted).
-  void EnterAt(int layer, const ForwardSeq& s, BatchState& b, std::vector<ForwardSeq>& cur);
+  // A chunk starting at a later layer joins the batch there (its rows appended from its carry;
+  // the caller norms them); after `layer`, chunks ending there leave it (rows to their carry,
+  // the rest compacted).
+  void Enter(const ForwardSeq& s, BatchState& b, std::vector<ForwardSeq>& cur);
   void LeaveAfter(int layer, BatchState& b, std::vector<ForwardSeq>& cur);
   // QKV, pruning before attention, RoPE + KV write, attention, output projection, pruning after
   // attention, residual add + the MLP's norm into h_.
