@@ -83,14 +83,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   if (o.model.empty()) return InvalidArgumentError("engine: no model given");
   if (o.block_tokens <= 0 || o.block_tokens > 1024) return InvalidArgumentError("engine: block_tokens out of range");
   std::unique_ptr<Engine> e(new Engine());
-  BackendOptions bo;
-  bo.device = o.device;
-  bo.threads = o.threads;
-  bo.cuda_attention = o.cuda_attention;
-  bo.kv_dtype = o.kv_dtype;
-  bo.cuda_gemv = o.cuda_gemv;
-  bo.cuda_gemm_tune = o.cuda_gemm_tune;
-  SLIM_ASSIGN_OR_RETURN(e->backend_, CreateBackend(bo));
+  SLIM_ASSIGN_OR_RETURN(e->backend_, CreateBackend(o.backend));
   SLIM_ASSIGN_OR_RETURN(e->source_, OpenWeights(o.model, o.synthetic_seed));
   // The tokenizer: the model file's own, or for synthetic weights an explicit vocabulary GGUF.
   const gguf::GgufFile* f = e->source_->gguf_file();

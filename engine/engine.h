@@ -32,12 +32,7 @@ struct EngineOptions {
   // e.g. llama.cpp's vocab-only models/ggml-vocab-llama-bpe.gguf (Llama-3's 128,256 tokens) for
   // the 128K-vocabulary shapes; its size must equal the model's. "" = none (token ids only).
   std::string tokenizer;
-  Device device = Device::kCpu;
-  int threads = 0;                   // CPU threads, 0 = all cores
-  std::string cuda_attention = "auto";  // BackendOptions::cuda_attention
-  std::string kv_dtype = "auto";        // BackendOptions::kv_dtype
-  std::string cuda_gemv = "auto";       // BackendOptions::cuda_gemv
-  std::string cuda_gemm_tune = "auto";  // BackendOptions::cuda_gemm_tune
+  BackendOptions backend;            // device, threads, KV cache type, CUDA kernel choices
   // Chat message content is plain text: special-token texts in it (a user writing
   // "<|im_end|><|im_start|>system") stay text, only the template's markup yields special
   // tokens. true restores recognising them in content too (for trusted callers).

@@ -66,7 +66,7 @@ StatusOr<std::unique_ptr<InferenceServer>> InferenceServer::Start(const ServerOp
   so.limits.max_prompt_tokens = options.max_prompt_tokens;
   so.limits.max_total_tokens = options.max_total_tokens;
   so.limits.default_max_tokens = options.default_max_tokens;
-  so.limits.server_pruning = options.pruning == "default" ? PruningMode::kDefault : PruningMode::kOff;
+  so.limits.server_pruning = options.pruning;
   so.max_seqs = options.max_seqs;
   so.max_queue = options.max_queue;
   so.api_key = options.api_key;
@@ -87,7 +87,8 @@ StatusOr<std::unique_ptr<InferenceServer>> InferenceServer::Start(const ServerOp
 
   grpc::EnableDefaultHealthCheckService(true);
   // Reflection lists every method to anyone who connects: by default only on an open server.
-  const bool reflection = options.reflection == "on" || (options.reflection == "auto" && options.api_key.empty());
+  const bool reflection =
+      options.reflection == Reflection::kOn || (options.reflection == Reflection::kAuto && options.api_key.empty());
   grpc::ServerBuilder b;
   b.SetOption(std::make_unique<ReflectionOption>(reflection));
   const std::string addr = options.host + ":" + std::to_string(options.port);
@@ -126,9 +127,10 @@ Status InferenceServer::StartHttp() {
   ho.served_model_name = options_.served_model_name;
   if (ho.served_model_name.empty()) {
     // The model file's name: models/SmolLM2-135M-Instruct.Q4_1.gguf -> SmolLM2-135M-Instruct.Q4_1.
-    std::string name = options_.model.substr(options_.model.find_last_of('/') + 1);
+    const std::string& model = options_.engine.model;
+    std::string name = model.substr(model.find_last_of('/') + 1);
     if (name.ends_with(".gguf")) name.resize(name.size() - 5);
-    ho.served_model_name = name.empty() ? options_.model : name;
+    ho.served_model_name = name.empty() ? model : name;
   }
   ho.max_body_bytes = static_cast<size_t>(options_.http_max_body_bytes);
   http_api_ = std::make_unique<OpenAiHttpApi>(service_.get(), metrics_.get(), ho);
@@ -155,32 +157,17 @@ Status InferenceServer::StartHttp() {
 }
 
 Status InferenceServer::LoadModel() {
-  EngineOptions eo;
-  eo.model = options_.model;
-  eo.tokenizer = options_.tokenizer;
-  eo.threads = options_.threads;
-  eo.kv_dtype = options_.kv_dtype;
-  eo.chat_content_specials = options_.chat_content_specials;
-  eo.kv_tokens = options_.kv_tokens;
-  eo.kv_gib = options_.kv_gib;
-  eo.gpu_memory_fraction = options_.gpu_memory_fraction;
-  eo.host_kv_tokens = options_.host_kv_tokens;
-  eo.host_kv_gib = options_.host_kv_gib;
-  eo.context_length = options_.context_length;
-  eo.default_pruning = options_.pruning_schedule;
-  eo.device = options_.device == "cuda" ? Device::kCuda : Device::kCpu;
+  EngineOptions eo = options_.engine;
+  // auto: CUDA first; the CPU when there is no usable device (Unavailable), not on other errors.
+  eo.backend.device = options_.device == DeviceChoice::kCpu ? Device::kCpu : Device::kCuda;
   const auto t0 = std::chrono::steady_clock::now();
   StatusOr<std::unique_ptr<Engine>> e = Engine::Create(eo);
-  if (!e.ok() && options_.device == "auto") {
-    eo.device = Device::kCuda;
+  if (!e.ok() && options_.device == DeviceChoice::kAuto && e.status().code() == StatusCode::kUnavailable) {
+    spdlog::info("no CUDA device ({}); using the CPU", e.status().ToString());
+    eo.backend.device = Device::kCpu;
     e = Engine::Create(eo);
-    if (!e.ok()) {
-      spdlog::info("no CUDA device ({}); using the CPU", e.status().ToString());
-      eo.device = Device::kCpu;
-      e = Engine::Create(eo);
-    }
   }
-  if (!e.ok()) return e.status().WithPrefix("loading " + options_.model);
+  if (!e.ok()) return e.status().WithPrefix("loading " + eo.model);
   engine_ = std::move(*e);
   if (options_.warmup) {
     const auto w0 = std::chrono::steady_clock::now();

@@ -102,14 +102,43 @@ std::string EnvVarForFlag(const std::string& flag) {
   return env;
 }
 
+namespace {
+
+StatusOr<DeviceChoice> ParseDeviceChoice(const std::string& s) {
+  if (s == "cpu") return DeviceChoice::kCpu;
+  if (s == "cuda") return DeviceChoice::kCuda;
+  if (s == "auto") return DeviceChoice::kAuto;
+  return InvalidArgumentError("--device: must be cpu, cuda or auto, got '" + s + "'");
+}
+
+StatusOr<PruningMode> ParsePruningChoice(const std::string& s) {
+  if (s == "off") return PruningMode::kOff;
+  if (s == "default") return PruningMode::kDefault;
+  return InvalidArgumentError("--pruning: must be off or default, got '" + s + "'");
+}
+
+StatusOr<Reflection> ParseReflection(const std::string& s) {
+  if (s == "auto") return Reflection::kAuto;
+  if (s == "on") return Reflection::kOn;
+  if (s == "off") return Reflection::kOff;
+  return InvalidArgumentError("--reflection: must be auto, on or off, got '" + s + "'");
+}
+
+}  // namespace
+
+EngineOptions ServerEngineDefaults() {
+  EngineOptions e;
+  e.model = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  e.gpu_memory_fraction = 0.90;
+  e.host_kv_gib = -1.0;
+  return e;
+}
+
 Status ServerOptions::Validate() const {
   auto bad = [](const std::string& flag, const std::string& why) { return InvalidArgumentError("--" + flag + ": " + why); };
-  if (model.empty()) return bad("model", "is required");
-  if (device != "cpu" && device != "cuda" && device != "auto") return bad("device", "must be cpu, cuda or auto");
-  if (threads < 0 || threads > 1024) return bad("threads", "must be in [0, 1024]");
-  if (kv_dtype != "auto" && kv_dtype != "f32" && kv_dtype != "f16" && kv_dtype != "bf16") {
-    return bad("kv-dtype", "must be auto, f32, f16 (cpu) or bf16 (cuda)");
-  }
+  const EngineOptions& e = engine;
+  if (e.model.empty()) return bad("model", "is required");
+  if (e.backend.threads < 0 || e.backend.threads > 1024) return bad("threads", "must be in [0, 1024]");
   if (port < 0 || port > 65535) return bad("port", "must be in [0, 65535]");
   if (metrics_port < -1 || metrics_port > 65535) return bad("metrics-port", "must be -1 (off) or in [0, 65535]");
   if (http_port < -1 || http_port > 65535) return bad("http-port", "must be -1 (off) or in [0, 65535]");
@@ -128,15 +157,17 @@ Status ServerOptions::Validate() const {
   if (warmup_tokens < 0) return bad("warmup-tokens", "must be >= 0");
   if (max_total_tokens < 0) return bad("max-total-tokens", "must be >= 0");
   if (default_max_tokens < 1) return bad("default-max-tokens", "must be >= 1");
-  if (kv_tokens < 0) return bad("kv-tokens", "must be >= 0");
-  if (!(kv_gib >= 0.0 && kv_gib <= 1e6)) return bad("kv-gib", "must be in [0, 1e6]");
-  if (!(gpu_memory_fraction > 0.0 && gpu_memory_fraction <= 1.0)) return bad("gpu-memory-fraction", "must be in (0, 1]");
-  if (host_kv_tokens < 0) return bad("host-kv-tokens", "must be >= 0");
-  if (!(host_kv_gib == -1.0 || (host_kv_gib >= 0.0 && host_kv_gib <= 1e6))) {
+  if (e.kv_tokens < 0) return bad("kv-tokens", "must be >= 0");
+  if (!(e.kv_gib >= 0.0 && e.kv_gib <= 1e6)) return bad("kv-gib", "must be in [0, 1e6]");
+  if (!(e.gpu_memory_fraction > 0.0 && e.gpu_memory_fraction <= 1.0)) {
+    return bad("gpu-memory-fraction", "must be in (0, 1]");
+  }
+  if (e.host_kv_tokens < 0) return bad("host-kv-tokens", "must be >= 0");
+  if (!(e.host_kv_gib == -1.0 || (e.host_kv_gib >= 0.0 && e.host_kv_gib <= 1e6))) {
     return bad("host-kv-gib", "must be -1 (25% of RAM) or in [0, 1e6]");
   }
-  if (context_length < 0) return bad("context-length", "must be >= 0");
-  if (pruning != "off" && pruning != "default") return bad("pruning", "must be off or default");
+  if (e.context_length < 0) return bad("context-length", "must be >= 0");
+  if (pruning == PruningMode::kExplicit) return bad("pruning", "must be off or default");
   if (log_level != "trace" && log_level != "debug" && log_level != "info" && log_level != "warn" &&
       log_level != "error" && log_level != "off") {
     return bad("log-level", "must be trace, debug, info, warn, error or off");
@@ -151,9 +182,6 @@ Status ServerOptions::Validate() const {
   if (tls_cert.empty() != tls_key.empty()) {
     return bad(tls_cert.empty() ? "tls-cert" : "tls-key", "is required with --" +
                std::string(tls_cert.empty() ? "tls-key" : "tls-cert"));
-  }
-  if (reflection != "auto" && reflection != "on" && reflection != "off") {
-    return bad("reflection", "must be auto, on or off");
   }
   return OkStatus();
 }
@@ -200,12 +228,15 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
     return InvalidArgumentError(std::string("unexpected argument '") + positional[1] + "' (flags start with --)");
   }
   ServerOptions o;
-  o.model = absl::GetFlag(FLAGS_model);
-  o.tokenizer = absl::GetFlag(FLAGS_tokenizer);
-  o.device = absl::GetFlag(FLAGS_device);
-  o.threads = absl::GetFlag(FLAGS_threads);
-  o.kv_dtype = absl::GetFlag(FLAGS_kv_dtype);
-  o.chat_content_specials = absl::GetFlag(FLAGS_chat_content_specials);
+  EngineOptions& e = o.engine;
+  e.model = absl::GetFlag(FLAGS_model);
+  e.tokenizer = absl::GetFlag(FLAGS_tokenizer);
+  SLIM_ASSIGN_OR_RETURN(o.device, ParseDeviceChoice(absl::GetFlag(FLAGS_device)));
+  e.backend.threads = absl::GetFlag(FLAGS_threads);
+  auto kv_cache = ParseKvCache(absl::GetFlag(FLAGS_kv_dtype));
+  if (!kv_cache.ok()) return kv_cache.status().WithPrefix("--kv-dtype");
+  e.backend.kv_cache = *kv_cache;
+  e.chat_content_specials = absl::GetFlag(FLAGS_chat_content_specials);
   o.host = absl::GetFlag(FLAGS_host);
   o.port = absl::GetFlag(FLAGS_port);
   o.http_host = absl::GetFlag(FLAGS_http_host);
@@ -235,14 +266,14 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   o.max_prefill_tokens_per_step = absl::GetFlag(FLAGS_max_prefill_tokens_per_step);
   o.max_total_tokens = absl::GetFlag(FLAGS_max_total_tokens);
   o.default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens);
-  o.context_length = absl::GetFlag(FLAGS_context_length);
-  o.kv_tokens = absl::GetFlag(FLAGS_kv_tokens);
-  o.kv_gib = absl::GetFlag(FLAGS_kv_gib);
-  o.gpu_memory_fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
-  o.host_kv_tokens = absl::GetFlag(FLAGS_host_kv_tokens);
-  o.host_kv_gib = absl::GetFlag(FLAGS_host_kv_gib);
-  o.pruning = absl::GetFlag(FLAGS_pruning);
-  o.pruning_schedule = absl::GetFlag(FLAGS_pruning_schedule);
+  e.context_length = absl::GetFlag(FLAGS_context_length);
+  e.kv_tokens = absl::GetFlag(FLAGS_kv_tokens);
+  e.kv_gib = absl::GetFlag(FLAGS_kv_gib);
+  e.gpu_memory_fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
+  e.host_kv_tokens = absl::GetFlag(FLAGS_host_kv_tokens);
+  e.host_kv_gib = absl::GetFlag(FLAGS_host_kv_gib);
+  SLIM_ASSIGN_OR_RETURN(o.pruning, ParsePruningChoice(absl::GetFlag(FLAGS_pruning)));
+  e.default_pruning = absl::GetFlag(FLAGS_pruning_schedule);
   const std::string fmt = absl::GetFlag(FLAGS_log_format);
   if (fmt == "text") o.log_format = LogFormat::kText;
   else if (fmt == "json") o.log_format = LogFormat::kJson;
@@ -255,7 +286,7 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   o.stream_write_timeout_s = absl::GetFlag(FLAGS_stream_write_timeout_s);
   o.tls_cert = absl::GetFlag(FLAGS_tls_cert);
   o.tls_key = absl::GetFlag(FLAGS_tls_key);
-  o.reflection = absl::GetFlag(FLAGS_reflection);
+  SLIM_ASSIGN_OR_RETURN(o.reflection, ParseReflection(absl::GetFlag(FLAGS_reflection)));
   o.warmup = absl::GetFlag(FLAGS_warmup);
   o.warmup_tokens = absl::GetFlag(FLAGS_warmup_tokens);
   SLIM_RETURN_IF_ERROR(o.Validate());

@@ -9,17 +9,27 @@
 #include <vector>
 
 #include "engine/core/status.h"
+#include "engine/engine.h"
+#include "engine/pruning/schedule.h"
 #include "server/logging.h"
 
 namespace slim::server {
 
+// Where the model runs: cpu, cuda, or auto (cuda when a device is present, else cpu).
+enum class DeviceChoice { kCpu, kCuda, kAuto };
+// gRPC reflection: on, off, or auto (on only without an API key).
+enum class Reflection { kAuto, kOn, kOff };
+
+// The engine's options as the server starts it: the default model, the KV tiers sized from the
+// machine (90% of free device memory, a quarter of RAM as the host tier).
+EngineOptions ServerEngineDefaults();
+
 struct ServerOptions {
-  std::string model = "models/SmolLM2-135M-Instruct.Q4_1.gguf";  // GGUF path or synthetic:NAME
-  std::string device = "cpu";         // cpu, cuda, or auto (cuda when present, else cpu)
-  int threads = 0;                    // CPU threads, 0 = all cores
-  std::string tokenizer;              // synthetic models: a GGUF whose vocabulary to use
-  std::string kv_dtype = "auto";      // KV cache: auto (cpu f32, cuda bf16), f32/f16 (cpu), bf16 (cuda)
-  bool chat_content_specials = false;  // EngineOptions::chat_content_specials
+  // Model, tokenizer, CPU threads, KV cache type and tiers, context length, default pruning
+  // schedule, chat content specials (EngineOptions documents each). `engine.backend.device` is
+  // set from `device` when the model loads.
+  EngineOptions engine = ServerEngineDefaults();
+  DeviceChoice device = DeviceChoice::kCpu;
   std::string host = "0.0.0.0";
   int port = 50051;                   // 0 = any free port
   // The HTTP listener: OpenAI API, /health, /metrics.
@@ -45,16 +55,7 @@ struct ServerOptions {
   int max_prefill_tokens_per_step = -1;
   int max_total_tokens = 0;           // prompt + max_tokens; 0 = the model's context
   int default_max_tokens = 256;       // when a request leaves max_tokens at 0
-  int64_t context_length = 0;         // longest sequence accepted; 0 = the model's (up to 4x it)
-  // KV tiers (EngineOptions has the rules): gpu tier by tokens, GiB or a share of free memory;
-  // host tier (swap space) by tokens or GiB (-1 = 25% of RAM, 0 = none).
-  int64_t kv_tokens = 0;
-  double kv_gib = 0.0;
-  double gpu_memory_fraction = 0.90;
-  int64_t host_kv_tokens = 0;
-  double host_kv_gib = -1.0;
-  std::string pruning = "off";        // what requests without a pruning mode get: off or default
-  std::string pruning_schedule;       // the model's default schedule "layer:keep,..."; "" = built-in
+  PruningMode pruning = PruningMode::kOff;  // what requests without a pruning mode get: off or default
   LogFormat log_format = LogFormat::kText;
   std::string log_level = "info";
   double drain_grace_s = 30.0;        // SIGTERM: how long in-flight streams may take to finish
@@ -65,7 +66,7 @@ struct ServerOptions {
   // gRPC over TLS: PEM files of the certificate chain and its key (both or neither).
   std::string tls_cert;
   std::string tls_key;
-  std::string reflection = "auto";    // gRPC reflection: on, off, auto (on only without an API key)
+  Reflection reflection = Reflection::kAuto;
   bool warmup = true;                 // run a short generation before reporting SERVING
   int64_t warmup_tokens = 32768;      // and, on CUDA, prompts of each GEMM tuning size up to this
 
@@ -73,8 +74,9 @@ struct ServerOptions {
   Status Validate() const;
 };
 
-// Parses argv (abseil flags; --help prints them) with SLIMINFER_* environment overrides, and
-// reads --api-key-file into api_key.
+// Parses argv (abseil flags; --help prints them) with SLIMINFER_* environment overrides, turns
+// the word-valued flags into their enums (an unknown word is INVALID_ARGUMENT naming the flag),
+// and reads --api-key-file into api_key.
 // Unknown flags end the process with usage, as abseil does; bad values return INVALID_ARGUMENT.
 StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv);
 

@@ -184,7 +184,7 @@ StatusOr<json> StoreRates(kv::TierMemory& m, int64_t blocks) {
 StatusOr<json> DecodeWhileCopying(const Args& a) {
   EngineOptions o;
   o.model = a.Str("model", "synthetic:llama-3.1-8b");
-  o.device = a.Str("device", "cuda") == "cpu" ? Device::kCpu : Device::kCuda;
+  o.backend.device = a.Str("device", "cuda") == "cpu" ? Device::kCpu : Device::kCuda;
   SLIM_ASSIGN_OR_RETURN(const int64_t context, a.Int("context-tokens", 32768, 64, 1 << 20));
   SLIM_ASSIGN_OR_RETURN(const int64_t other, a.Int("swap-tokens", 8192, 64, 1 << 20));
   SLIM_ASSIGN_OR_RETURN(const int64_t steps, a.Int("decode-tokens", 64, 4, 4096));

@@ -72,13 +72,14 @@ StatusOr<std::unique_ptr<Engine>> MakeEngine(const Args& a, int64_t kv_tokens, i
   EngineOptions o;
   o.model = a.Str("model");
   if (o.model.empty()) return InvalidArgumentError("--model is required");
-  SLIM_ASSIGN_OR_RETURN(o.device, ParseDevice(a.Str("device", "cpu")));
+  BackendOptions& bo = o.backend;
+  SLIM_ASSIGN_OR_RETURN(bo.device, ParseDevice(a.Str("device", "cpu")));
   SLIM_ASSIGN_OR_RETURN(int64_t threads, a.Int("threads", 0, 0, 1024));
-  o.threads = static_cast<int>(threads);
-  o.cuda_attention = a.Str("cuda-attention", "auto");
-  o.kv_dtype = a.Str("kv-dtype", "auto");
-  o.cuda_gemv = a.Str("cuda-gemv", "auto");
-  o.cuda_gemm_tune = a.Str("cuda-gemm-tune", "auto");
+  bo.threads = static_cast<int>(threads);
+  SLIM_ASSIGN_OR_RETURN(bo.cuda_attention, ParseAttentionKernel(a.Str("cuda-attention", "auto")));
+  SLIM_ASSIGN_OR_RETURN(bo.kv_cache, ParseKvCache(a.Str("kv-dtype", "auto")));
+  SLIM_ASSIGN_OR_RETURN(bo.cuda_gemv, ParseToggle("cuda GEMV mode", a.Str("cuda-gemv", "auto")));
+  SLIM_ASSIGN_OR_RETURN(bo.cuda_gemm_tune, ParseToggle("cuda GEMM tuning mode", a.Str("cuda-gemm-tune", "auto")));
   o.kv_tokens = kv_tokens;
   // Only commands that list --gpu-memory-fraction take it (the KV tier sized from the device).
   SLIM_ASSIGN_OR_RETURN(o.gpu_memory_fraction, a.Float("gpu-memory-fraction", 0.0, 0.0, 1.0));

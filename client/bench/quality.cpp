@@ -77,9 +77,9 @@ Status CmdQuality(int argc, char** argv) {
   EngineOptions o;
   o.model = a.Str("model");
   if (o.model.empty() || !a.Has("tasks")) return InvalidArgumentError("--model and --tasks are required");
-  if (a.Str("device", "cpu") == "cuda") o.device = Device::kCuda;
+  if (a.Str("device", "cpu") == "cuda") o.backend.device = Device::kCuda;
   SLIM_ASSIGN_OR_RETURN(int64_t threads, a.Int("threads", 0, 0, 1024));
-  o.threads = static_cast<int>(threads);
+  o.backend.threads = static_cast<int>(threads);
   // KV capacity: the engine's own sizing unless given (a 30K-token case needs more than one
   // context of a small default).
   SLIM_ASSIGN_OR_RETURN(o.kv_tokens, a.Int("kv-tokens", 0, 0, int64_t{1} << 32));

@@ -17,6 +17,38 @@ StatusOr<std::unique_ptr<Backend>> CreateBackend(const BackendOptions& options) 
 #endif
 }
 
+StatusOr<KvCache> ParseKvCache(std::string_view s) {
+  if (s == "auto") return KvCache::kAuto;
+  if (s == "f32") return KvCache::kF32;
+  if (s == "f16") return KvCache::kF16;
+  if (s == "bf16") return KvCache::kBf16;
+  return InvalidArgumentError("KV cache type '" + std::string(s) + "' (known: auto, f32, f16, bf16)");
+}
+
+StatusOr<AttentionKernel> ParseAttentionKernel(std::string_view s) {
+  if (s == "auto") return AttentionKernel::kAuto;
+  if (s == "mma") return AttentionKernel::kMma;
+  if (s == "wgmma") return AttentionKernel::kWgmma;
+  return InvalidArgumentError("cuda attention kernel '" + std::string(s) + "' (known: auto, mma, wgmma)");
+}
+
+StatusOr<Toggle> ParseToggle(std::string_view what, std::string_view s) {
+  if (s == "auto") return Toggle::kAuto;
+  if (s == "on") return Toggle::kOn;
+  if (s == "off") return Toggle::kOff;
+  return InvalidArgumentError(std::string(what) + " '" + std::string(s) + "' (known: auto, on, off)");
+}
+
+std::string_view KvCacheName(KvCache k) {
+  switch (k) {
+    case KvCache::kAuto: return "auto";
+    case KvCache::kF32: return "f32";
+    case KvCache::kF16: return "f16";
+    case KvCache::kBf16: return "bf16";
+  }
+  return "?";
+}
+
 Status Backend::SummarizeLogits(TensorView logits, std::span<const SummaryRequest> requests,
                                 std::vector<LogitsSummary>* out) {
   std::vector<float> host(static_cast<size_t>(logits.rows * logits.cols));

@@ -7,6 +7,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/core/status.h"
@@ -171,25 +172,38 @@ class Backend {
   virtual std::vector<OpTime> TakeProfile() { return {}; }
 };
 
+// The backend's choices, parsed from their flag spellings once at the edge (ParseKvCache & co.
+// below); each backend refuses the values it cannot honour, naming them.
+enum class KvCache { kAuto, kF32, kF16, kBf16 };  // auto: f32 on CPU, bf16 on CUDA
+enum class AttentionKernel { kAuto, kMma, kWgmma };
+enum class Toggle { kAuto, kOn, kOff };
+
 struct BackendOptions {
   Device device = Device::kCpu;
   int threads = 0;       // CPU: 0 = all cores
   bool profile = false;  // start with per-op timing on (SetProfiling)
-  // CUDA prefill attention kernel: "auto" (wgmma on sm_90a for head size 128, else mma.sync),
-  // "mma" (mma.sync everywhere) or "wgmma" (fails on devices without it).
-  std::string cuda_attention = "auto";
-  // KV cache element type: "auto" (CPU f32, CUDA bf16), "f32" or "f16" on the CPU (f16 halves the
-  // cache and the bytes decode attention reads, as llama.cpp's default), "bf16" on CUDA.
-  std::string kv_dtype = "auto";
-  // CUDA few-row products (decode, <= 8 rows): "auto" (our GEMV kernel, with SwiGLU fused into the
-  // down projection for <= 4 rows, where it measured faster on the H200), "on" (the kernel and the
-  // fusion wherever they apply) or "off" (SwiGlu + cuBLAS only).
-  std::string cuda_gemv = "auto";
-  // CUDA products of >= 256 rows (prefill): "auto"/"on" time cublasGemmEx and cuBLASLt's candidate
-  // algorithms on the first product of each shape and size bucket and keep the fastest (the 8B
-  // model's 32K prefill GEMMs 2-4% faster on the H200); "off" leaves every choice to cublasGemmEx.
-  std::string cuda_gemm_tune = "auto";
+  // CUDA prefill attention kernel: auto (wgmma on sm_90a for head size 128, else mma.sync),
+  // mma (mma.sync everywhere) or wgmma (fails on devices without it).
+  AttentionKernel cuda_attention = AttentionKernel::kAuto;
+  // KV cache element type: f32 or f16 on the CPU (f16 halves the cache and the bytes decode
+  // attention reads, as llama.cpp's default), bf16 on CUDA.
+  KvCache kv_cache = KvCache::kAuto;
+  // CUDA few-row products (decode, <= 8 rows): auto (our GEMV kernel, with SwiGLU fused into the
+  // down projection for <= 4 rows, where it is faster: bench/cuda-decode.md), on (the kernel and
+  // the fusion wherever they apply) or off (SwiGlu + cuBLAS only).
+  Toggle cuda_gemv = Toggle::kAuto;
+  // CUDA products of >= 256 rows (prefill): auto/on time cublasGemmEx and cuBLASLt's candidate
+  // algorithms on the first product of each shape and size bucket and keep the fastest; off
+  // leaves every choice to cublasGemmEx.
+  Toggle cuda_gemm_tune = Toggle::kAuto;
 };
+
+// Flag spellings: "auto" "f32" "f16" "bf16" / "auto" "mma" "wgmma" / "auto" "on" "off".
+// InvalidArgument naming the value and the known ones.
+StatusOr<KvCache> ParseKvCache(std::string_view s);
+StatusOr<AttentionKernel> ParseAttentionKernel(std::string_view s);
+StatusOr<Toggle> ParseToggle(std::string_view what, std::string_view s);
+std::string_view KvCacheName(KvCache k);
 
 // CPU always; CUDA when built with it and a device is present (Unavailable otherwise).
 StatusOr<std::unique_ptr<Backend>> CreateBackend(const BackendOptions& options);

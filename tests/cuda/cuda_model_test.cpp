@@ -28,9 +28,9 @@ bool HaveGpu() {
 std::unique_ptr<Engine> MakeEngine(const std::string& model, Device device, int64_t kv_tokens) {
   EngineOptions o;
   o.model = model;
-  o.device = device;
+  o.backend.device = device;
   o.kv_tokens = kv_tokens;
-  o.threads = 2;
+  o.backend.threads = 2;
   auto e = Engine::Create(o);
   EXPECT_TRUE(e.ok()) << e.status().ToString();
   return e.ok() ? std::move(e).value() : nullptr;

@@ -379,7 +379,9 @@ TEST_F(CudaOps, FlashKernelsEachMatchCpu) {
   for (const char* kernel : {"mma", "wgmma"}) {
     BackendOptions o;
     o.device = Device::kCuda;
-    o.cuda_attention = kernel;
+    auto parsed = ParseAttentionKernel(kernel);
+    ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+    o.cuda_attention = *parsed;
     auto be = CreateBackend(o);
     if (!be.ok() && be.status().code() == StatusCode::kUnavailable) {
       std::printf("attention kernel %s: %s (skipped)\n", kernel, be.status().ToString().c_str());
@@ -392,10 +394,7 @@ TEST_F(CudaOps, FlashKernelsEachMatchCpu) {
     AttendStep(be->get(), cpu_, kv, shape, {129, 300}, 61, kAttnTol, (k + " hd128 G4 chunks after 700 / 65").c_str());
     AttendStep(be->get(), cpu_, kv, shape, {1, 1}, 62, kAttnTol, (k + " hd128 G4 decode").c_str());
   }
-  BackendOptions bad;
-  bad.device = Device::kCuda;
-  bad.cuda_attention = "fa9";
-  auto be = CreateBackend(bad);
+  auto be = ParseAttentionKernel("fa9");
   ASSERT_FALSE(be.ok());
   EXPECT_NE(be.status().message().find("fa9"), std::string::npos) << be.status().ToString();
 }

@@ -202,7 +202,7 @@ TEST(CudaSample, EngineSamplingMatchesFullRows) {
   if (!HaveGpu()) GTEST_SKIP() << "no CUDA device";
   EngineOptions o;
   o.model = "synthetic:smollm2-135m";
-  o.device = Device::kCuda;
+  o.backend.device = Device::kCuda;
   o.kv_tokens = 4096;
   auto e = Engine::Create(o);
   ASSERT_TRUE(e.ok()) << e.status().ToString();

@@ -16,7 +16,7 @@ inline std::unique_ptr<Engine> TinyEngine(int64_t kv_tokens = 4096) {
   EngineOptions o;
   o.model = "synthetic:tiny";
   o.kv_tokens = kv_tokens;
-  o.threads = 2;
+  o.backend.threads = 2;
   auto e = Engine::Create(o);
   EXPECT_TRUE(e.ok()) << e.status().ToString();
   return e.ok() ? std::move(e).value() : nullptr;
@@ -27,7 +27,7 @@ inline std::unique_ptr<Engine> DefaultModelEngine(int64_t kv_tokens = 4096, int 
   EngineOptions o;
   o.model = SLIM_DEFAULT_MODEL;
   o.kv_tokens = kv_tokens;
-  o.threads = threads;
+  o.backend.threads = threads;
   auto e = Engine::Create(o);
   EXPECT_TRUE(e.ok()) << e.status().ToString();
   return e.ok() ? std::move(e).value() : nullptr;

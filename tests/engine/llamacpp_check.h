@@ -43,7 +43,12 @@ inline std::unique_ptr<Engine> MakeModelEngine(const std::string& model, const s
   EngineOptions o;
   o.model = model;
   o.kv_tokens = 4096;
-  o.kv_dtype = kv_dtype;
+  auto kv_cache = ParseKvCache(kv_dtype);
+  if (!kv_cache.ok()) {
+    ADD_FAILURE() << kv_cache.status().ToString();
+    return std::unique_ptr<Engine>();
+  }
+  o.backend.kv_cache = *kv_cache;
   auto e = Engine::Create(o);
   if (!e.ok()) {
     ADD_FAILURE() << e.status().ToString() << " (run " << fetch_hint << ")";

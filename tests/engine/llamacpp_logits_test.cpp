@@ -64,10 +64,7 @@ TEST(F16KvCache, HalvesTheCacheAndStaysCloseToF32) {
   EXPECT_GT(max_abs, 0.0);  // the cache really is f16
   EXPECT_LT(max_abs, 0.1);
 
-  EngineOptions o;
-  o.model = SLIM_DEFAULT_MODEL;
-  o.kv_dtype = "int4";
-  auto bad = Engine::Create(o);
+  auto bad = ParseKvCache("int4");
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(bad.status().message().find("int4"), std::string::npos) << bad.status().ToString();

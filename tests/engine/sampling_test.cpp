@@ -127,7 +127,7 @@ TEST(EngineSamplingTest, SummaryPathMatchesFullRowsOnDefaultModel) {
   EngineOptions o;
   o.model = SLIM_DEFAULT_MODEL;
   o.kv_tokens = 2048;
-  o.threads = 2;
+  o.backend.threads = 2;
   auto e = Engine::Create(o);
   ASSERT_TRUE(e.ok()) << e.status().ToString();
   testing::BatchAgreesWithFullRows(**e, 6);

@@ -12,7 +12,7 @@ EngineOptions Options(const std::string& model, const std::string& tokenizer) {
   EngineOptions o;
   o.model = model;
   o.tokenizer = tokenizer;
-  o.threads = 1;
+  o.backend.threads = 1;
   o.kv_tokens = 256;
   return o;
 }

@@ -19,7 +19,7 @@ inline const Engine& TheEngine() {
   static const std::unique_ptr<Engine> engine = [] {
     EngineOptions o;
     o.model = SLIM_DEFAULT_MODEL;
-    o.threads = 1;
+    o.backend.threads = 1;
     o.kv_tokens = 256;
     o.host_kv_gib = 0;
     auto e = Engine::Create(o);

@@ -115,7 +115,7 @@ std::vector<Window> RunWindows(InferenceServer& server, const std::vector<v1::Ge
 std::vector<int32_t> Alone(const std::vector<int32_t>& prompt, PruningMode mode) {
   EngineOptions eo;
   eo.model = SLIM_DEFAULT_MODEL;
-  eo.threads = 2;
+  eo.backend.threads = 2;
   eo.kv_tokens = kLongTokens + 64;
   auto e = Engine::Create(eo);
   EXPECT_TRUE(e.ok()) << e.status().ToString();
@@ -130,7 +130,7 @@ std::vector<int32_t> Alone(const std::vector<int32_t>& prompt, PruningMode mode)
 
 TEST(ChunkedPrefillServer, ALongPromptDoesNotStallTheRunningStreams) {
   ServerOptions o = TestOptions();
-  o.kv_tokens = kLongTokens + 4 * 2048 + 512;
+  o.engine.kv_tokens = kLongTokens + 4 * 2048 + 512;
   o.max_prefill_tokens_per_step = 0;  // unchunked
   std::vector<int32_t> prompt;
   Window whole;

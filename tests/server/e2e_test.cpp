@@ -46,7 +46,7 @@ std::unique_ptr<Engine> ReferenceEngine() {
   EngineOptions o;
   o.model = SLIM_DEFAULT_MODEL;
   o.kv_tokens = 4096;
-  o.threads = 2;
+  o.backend.threads = 2;
   auto e = Engine::Create(o);
   EXPECT_TRUE(e.ok()) << e.status().ToString();
   return e.ok() ? std::move(*e) : nullptr;
@@ -497,7 +497,7 @@ TEST(ServerLoadFailure, ABadModelFileKeepsTheServerUpAndUnavailableWithTheReason
     std::ofstream(bad, std::ios::binary).write(head.data(), in.gcount());
   }
   ServerOptions o = TestOptions();
-  o.model = bad;
+  o.engine.model = bad;
   (void)InitLogging(o.log_format, o.log_level);
   auto s = InferenceServer::Start(o);
   ASSERT_TRUE(s.ok()) << s.status().ToString();

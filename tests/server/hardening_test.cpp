@@ -213,7 +213,7 @@ TEST(Hardening, ReflectionOnlyWithoutAnApiKey) {
   // The keyed server still has none after an open one started in the same process.
   EXPECT_EQ(ReflectionCall(a->port()), grpc::StatusCode::UNIMPLEMENTED);
 
-  keyed.reflection = "on";
+  keyed.reflection = Reflection::kOn;
   auto c = StartServer(keyed);
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(ReflectionCall(c->port()), grpc::StatusCode::OK);

@@ -28,7 +28,7 @@ TEST(ServerOptions, FlagsEnvironmentAndPrecedence) {
   EXPECT_EQ(o->max_seqs, 7) << "from the environment";
   EXPECT_EQ(o->max_queue, 5) << "the command line beats the environment";
   EXPECT_EQ(o->metrics_port, 9999);
-  EXPECT_EQ(o->pruning, "default");
+  EXPECT_EQ(o->pruning, PruningMode::kDefault);
   EXPECT_EQ(o->port, 0);
   EXPECT_EQ(o->log_format, LogFormat::kJson);
   EXPECT_EQ(o->drain_grace_s, 30.0) << "defaults stay";
@@ -44,12 +44,6 @@ TEST(ServerOptions, ValidateNamesTheFlag) {
   EXPECT_TRUE(o.Validate().ok());
   o.max_seqs = 0;
   expect(o, "max-seqs");
-  o = {};
-  o.pruning = "sometimes";
-  expect(o, "pruning");
-  o = {};
-  o.device = "tpu";
-  expect(o, "device");
   o = {};
   o.port = 70000;
   expect(o, "port");
@@ -74,6 +68,30 @@ TEST(ServerOptions, ValidateNamesTheFlag) {
   o = {};
   o.max_message_bytes = 10;
   expect(o, "max-message-bytes");
+}
+
+// Word-valued flags become enums when parsed; an unknown word is refused there, naming the flag.
+TEST(ServerOptions, UnknownWordsAreRefusedNamingTheFlag) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"pruning", "sometimes"}, {"device", "tpu"}, {"reflection", "maybe"}, {"kv-dtype", "int4"}};
+  // Flags keep their values between parses in one process: each parse sets the others back.
+  const std::vector<std::string> defaults = {"sliminfer-server", "--pruning=off", "--device=cpu", "--reflection=auto",
+                                             "--kv-dtype=auto"};
+  for (const auto& [flag, word] : cases) {
+    std::vector<std::string> args = defaults;
+    args.push_back("--" + flag + "=" + word);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    auto o = ParseServerOptions(static_cast<int>(argv.size()), argv.data());
+    ASSERT_FALSE(o.ok()) << flag;
+    EXPECT_EQ(o.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(o.status().message().find("--" + flag), std::string::npos) << o.status().message();
+    EXPECT_NE(o.status().message().find(word), std::string::npos) << o.status().message();
+  }
+  std::vector<std::string> args = defaults;
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  ASSERT_TRUE(ParseServerOptions(static_cast<int>(argv.size()), argv.data()).ok());
 }
 
 TEST(ServerOptions, BadEnvironmentValueIsAnError) {

@@ -27,15 +27,15 @@ namespace v1 = sliminfer::v1;
 
 inline ServerOptions TestOptions() {
   ServerOptions o;
-  o.model = SLIM_DEFAULT_MODEL;
+  o.engine.model = SLIM_DEFAULT_MODEL;
   o.host = "127.0.0.1";
   o.port = 0;
   o.http_host = "127.0.0.1";
   o.http_port = 0;
   o.metrics_host = "127.0.0.1";
   o.metrics_port = 0;
-  o.kv_tokens = 4096;
-  o.threads = 2;
+  o.engine.kv_tokens = 4096;
+  o.engine.backend.threads = 2;
   o.log_level = "warn";
   return o;
 }

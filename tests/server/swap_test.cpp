@@ -30,8 +30,8 @@ std::vector<std::vector<int32_t>> Prompts(const Engine& e) {
 
 TEST(ServerSwap, SixLongRequestsOverATwoSequenceTierAllFinishWithTheirOwnTokens) {
   ServerOptions o = TestOptions();
-  o.kv_tokens = 2048;
-  o.host_kv_tokens = 65536;
+  o.engine.kv_tokens = 2048;
+  o.engine.host_kv_tokens = 65536;
   auto server = StartServer(o);
   ASSERT_NE(server, nullptr);
   const Engine& engine = *server->engine();
@@ -41,7 +41,7 @@ TEST(ServerSwap, SixLongRequestsOverATwoSequenceTierAllFinishWithTheirOwnTokens)
 
   EngineOptions eo;
   eo.model = SLIM_DEFAULT_MODEL;
-  eo.threads = 2;
+  eo.backend.threads = 2;
   auto ref = Engine::Create(eo);
   ASSERT_TRUE(ref.ok()) << ref.status().ToString();
   std::vector<std::vector<int32_t>> alone;

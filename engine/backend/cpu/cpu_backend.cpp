@@ -478,10 +478,10 @@ Status CpuBackend::ScoreBlocks(TensorView q, TensorView k, const AttnShape& shap
 
 StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const BackendOptions& options) {
   DType kv = DType::kF32;
-  if (options.kv_dtype == "f16") {
+  if (options.kv_cache == KvCache::kF16) {
     kv = DType::kF16;
-  } else if (options.kv_dtype != "auto" && options.kv_dtype != "f32") {
-    return InvalidArgumentError("cpu KV cache type '" + options.kv_dtype + "' (known: auto, f32, f16)");
+  } else if (options.kv_cache == KvCache::kBf16) {
+    return InvalidArgumentError("cpu KV cache type 'bf16' (known: auto, f32, f16)");
   }
   return std::unique_ptr<Backend>(new CpuBackend(options.threads, kv));
 }

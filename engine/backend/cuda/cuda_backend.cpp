@@ -122,34 +122,19 @@ Status CudaBackend::Init(const BackendOptions& options) {
   CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_, kCublasWorkspace));
   SLIM_RETURN_IF_ERROR(stager_.Init(kStagerBytes, stream_));
   profiling_ = options.profile;
-  if (options.cuda_gemv == "auto") {
-    gemv_ = Gemv::kAuto;
-  } else if (options.cuda_gemv == "on") {
-    gemv_ = Gemv::kOn;
-  } else if (options.cuda_gemv == "off") {
-    gemv_ = Gemv::kOff;
-  } else {
-    return InvalidArgumentError("cuda GEMV mode '" + options.cuda_gemv + "' (known: auto, on, off)");
+  gemv_ = options.cuda_gemv;
+  SLIM_RETURN_IF_ERROR(
+      gemm_.Init(stream_, cublas_, cublas_ws_, kCublasWorkspace, options.cuda_gemm_tune != Toggle::kOff));
+  if (options.kv_cache != KvCache::kAuto && options.kv_cache != KvCache::kBf16) {
+    return InvalidArgumentError("cuda KV cache type '" + std::string(KvCacheName(options.kv_cache)) +
+                                "' (known: auto, bf16)");
   }
-  if (options.cuda_gemm_tune != "auto" && options.cuda_gemm_tune != "on" && options.cuda_gemm_tune != "off") {
-    return InvalidArgumentError("cuda GEMM tuning mode '" + options.cuda_gemm_tune + "' (known: auto, on, off)");
+  if (options.cuda_attention == AttentionKernel::kWgmma && !FlashSm90Available()) {
+    return UnavailableError(std::string("cuda attention 'wgmma' needs an sm_90 device (this is ") + prop.name + ")");
   }
-  SLIM_RETURN_IF_ERROR(gemm_.Init(stream_, cublas_, cublas_ws_, kCublasWorkspace, options.cuda_gemm_tune != "off"));
-  if (options.kv_dtype != "auto" && options.kv_dtype != "bf16") {
-    return InvalidArgumentError("cuda KV cache type '" + options.kv_dtype + "' (known: auto, bf16)");
-  }
-  if (options.cuda_attention == "auto") {
-    flash_kernel_ = FlashKernel::kAuto;
-  } else if (options.cuda_attention == "mma") {
-    flash_kernel_ = FlashKernel::kMmaSync;
-  } else if (options.cuda_attention == "wgmma") {
-    if (!FlashSm90Available()) {
-      return UnavailableError(std::string("cuda attention 'wgmma' needs an sm_90 device (this is ") + prop.name + ")");
-    }
-    flash_kernel_ = FlashKernel::kWgmma;
-  } else {
-    return InvalidArgumentError("cuda attention kernel '" + options.cuda_attention + "' (known: auto, mma, wgmma)");
-  }
+  flash_kernel_ = options.cuda_attention == AttentionKernel::kMma     ? FlashKernel::kMmaSync
+                  : options.cuda_attention == AttentionKernel::kWgmma ? FlashKernel::kWgmma
+                                                                      : FlashKernel::kAuto;
   return OkStatus();
 }
 
@@ -167,7 +152,7 @@ CudaBackend::~CudaBackend() {
 
 std::string CudaBackend::Describe() const {
   return "cuda (" + name_ + ", " + std::to_string(n_sms_) + " SMs; bf16 weights/activations/KV, fp32 accumulation" +
-         (gemv_ == Gemv::kOff ? "; no GEMV kernel" : gemv_ == Gemv::kOn ? "; GEMV kernel everywhere" : "") + ")";
+         (gemv_ == Toggle::kOff ? "; no GEMV kernel" : gemv_ == Toggle::kOn ? "; GEMV kernel everywhere" : "") + ")";
 }
 
 void CudaBackend::Note(const Status& s) {
@@ -386,7 +371,7 @@ Status CudaBackend::DoMatMul(TensorView x, TensorView w, TensorView out) {
   if (x.rows == 0 || w.rows == 0) return OkStatus();
   // auto = on here: cuBLAS alone streams the 8B model's larger matrices a little faster, yet
   // whole decode steps measured faster with the kernel everywhere (bench/cuda-decode.md).
-  if (gemv_ != Gemv::kOff && x.rows <= kGemvMaxRows && x.dtype == DType::kBF16) {
+  if (gemv_ != Toggle::kOff && x.rows <= kGemvMaxRows && x.dtype == DType::kBF16) {
     const GemvArgs g{.x = x.data, .x_stride = x.stride, .w = w.data, .w_stride = w.stride, .out = out.data,
                      .out_dtype = out.dtype, .out_stride = out.stride, .n = x.rows, .m = w.rows, .k = w.cols};
     if (GemvSupports(g)) return LaunchGemv(g, stream_);
@@ -403,7 +388,7 @@ void CudaBackend::SwiGluMatMul(TensorView gate_up, TensorView act, TensorView w,
                    .m = w.rows, .k = w.cols};
   // auto: fused for <= 4 rows (8B down projection, one row: 33.8 vs 38.8 us for SwiGlu + cuBLAS;
   // eight rows: 50.9 vs 39.5).
-  const bool want = gemv_ == Gemv::kOn || (gemv_ == Gemv::kAuto && gate_up.rows <= 4);
+  const bool want = gemv_ == Toggle::kOn || (gemv_ == Toggle::kAuto && gate_up.rows <= 4);
   const bool fused = want && gate_up.dtype == DType::kBF16 && w.dtype == DType::kBF16 &&
                      gate_up.cols == 2 * w.cols && out.rows == gate_up.rows && out.cols == w.rows && GemvSupports(g);
   if (!fused) return Backend::SwiGluMatMul(gate_up, act, w, wq, out);

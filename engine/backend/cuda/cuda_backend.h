@@ -128,7 +128,7 @@ class CudaBackend final : public Backend {
   Status error_;
   bool profiling_ = false;
   FlashKernel flash_kernel_ = FlashKernel::kAuto;
-  enum class Gemv { kAuto, kOn, kOff } gemv_ = Gemv::kAuto;  // BackendOptions::cuda_gemv
+  Toggle gemv_ = Toggle::kAuto;  // BackendOptions::cuda_gemv
   std::vector<Pending> pending_;
   std::vector<cudaEvent_t> free_events_;
   DeviceScratch summary_scratch_;        // SummarizeLogits: kernels' scratch and output
