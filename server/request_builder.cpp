@@ -135,6 +135,80 @@ StatusOr<PruningRequest> PruningFromProto(const v1::PruningOptions& p, const Eng
   return r;
 }
 
+// The sampling options into r->sampling (and r->want_logprobs), validated.
+Status SamplingFromProto(const v1::SamplingOptions& s, int32_t vocab_size, GenerationRequest* r) {
+  SamplingParams& sp = r->sampling;
+  sp.temperature = s.temperature();
+  sp.top_k = s.top_k();
+  if (s.has_top_p()) sp.top_p = s.top_p();
+  sp.min_p = s.min_p();
+  sp.seed = s.seed();
+  if (s.has_repetition_penalty()) sp.repetition_penalty = s.repetition_penalty();
+  sp.frequency_penalty = s.frequency_penalty();
+  sp.presence_penalty = s.presence_penalty();
+  if (s.has_penalty_last_n()) sp.penalty_last_n = s.penalty_last_n();
+  if (s.has_logprobs()) {
+    r->want_logprobs = true;
+    sp.logprobs = s.logprobs();
+  }
+  return Prefixed(sp.Validate(vocab_size), "sampling.");
+}
+
+// The stopping options into r->stop for a prompt of n tokens: max_tokens (0 = the server
+// default, shrunk to what the limits leave; an explicit value must fit them), stop strings and
+// stop token ids, validated.
+Status StoppingFromProto(const v1::StoppingOptions& st, int64_t n, int64_t context, const RequestLimits& limits,
+                         int32_t vocab_size, GenerationRequest* r) {
+  if (st.max_tokens() < 0) {
+    return InvalidArgumentError("stopping.max_tokens: must be >= 0 (0 = the server default), got " +
+                                std::to_string(st.max_tokens()));
+  }
+  int64_t max_tokens = st.max_tokens() == 0 ? limits.default_max_tokens : st.max_tokens();
+  if (st.max_tokens() == 0) {
+    // The default shrinks to what the limits leave; an explicit value must fit them.
+    max_tokens = std::min<int64_t>(max_tokens, std::min<int64_t>(limits.max_total_tokens, context) - n);
+    if (max_tokens < 1) {
+      return InvalidArgumentError("prompt: " + std::to_string(n) + " tokens leave no room to generate within " +
+                                  std::to_string(std::min<int64_t>(limits.max_total_tokens, context)) +
+                                  " tokens");
+    }
+  }
+  if (n + max_tokens > context) {
+    return InvalidArgumentError("stopping.max_tokens: prompt (" + std::to_string(n) + " tokens) + max_tokens (" +
+                                std::to_string(max_tokens) + ") exceeds the model context of " +
+                                std::to_string(context));
+  }
+  if (n + max_tokens > limits.max_total_tokens) {
+    return InvalidArgumentError("stopping.max_tokens: prompt (" + std::to_string(n) + " tokens) + max_tokens (" +
+                                std::to_string(max_tokens) + ") exceeds the server limit of " +
+                                std::to_string(limits.max_total_tokens) + " (--max-total-tokens)");
+  }
+  r->stop.max_tokens = static_cast<int32_t>(max_tokens);
+  r->stop.ignore_eos = st.ignore_eos();
+  if (st.stop_size() > 16) {
+    return InvalidArgumentError("stopping.stop: at most 16 stop strings, got " + std::to_string(st.stop_size()));
+  }
+  for (int i = 0; i < st.stop_size(); ++i) {
+    if (st.stop(i).empty() || st.stop(i).size() > 256) {
+      return InvalidArgumentError("stopping.stop[" + std::to_string(i) + "]: must be 1 to 256 bytes");
+    }
+    r->stop.stop_strings.push_back(st.stop(i));
+  }
+  if (st.stop_token_ids_size() > kMaxStopTokenIds) {
+    return InvalidArgumentError("stopping.stop_token_ids: at most " + std::to_string(kMaxStopTokenIds) +
+                                " ids, got " + std::to_string(st.stop_token_ids_size()));
+  }
+  for (int i = 0; i < st.stop_token_ids_size(); ++i) {
+    const int32_t id = st.stop_token_ids(i);
+    if (id < 0 || id >= vocab_size) {
+      return InvalidArgumentError("stopping.stop_token_ids[" + std::to_string(i) + "]: " + std::to_string(id) +
+                                  " is outside the vocabulary [0, " + std::to_string(vocab_size) + ")");
+    }
+    r->stop.stop_token_ids.push_back(id);
+  }
+  return Prefixed(r->stop.Validate(vocab_size, static_cast<int32_t>(context)), "stopping: ");
+}
+
 }  // namespace
 
 Status ValidateRequestId(const std::string& id) {
@@ -201,74 +275,8 @@ StatusOr<GenerationRequest> BuildGenerationRequest(const v1::GenerateRequest& in
                                 std::to_string(limits.max_prompt_tokens) + " (--max-prompt-tokens)");
   }
 
-  // Sampling.
-  const v1::SamplingOptions& s = in.sampling();
-  SamplingParams& sp = r.sampling;
-  sp.temperature = s.temperature();
-  sp.top_k = s.top_k();
-  if (s.has_top_p()) sp.top_p = s.top_p();
-  sp.min_p = s.min_p();
-  sp.seed = s.seed();
-  if (s.has_repetition_penalty()) sp.repetition_penalty = s.repetition_penalty();
-  sp.frequency_penalty = s.frequency_penalty();
-  sp.presence_penalty = s.presence_penalty();
-  if (s.has_penalty_last_n()) sp.penalty_last_n = s.penalty_last_n();
-  if (s.has_logprobs()) {
-    r.want_logprobs = true;
-    sp.logprobs = s.logprobs();
-  }
-  SLIM_RETURN_IF_ERROR(Prefixed(sp.Validate(c.vocab_size), "sampling."));
-
-  // Stopping.
-  const v1::StoppingOptions& st = in.stopping();
-  if (st.max_tokens() < 0) {
-    return InvalidArgumentError("stopping.max_tokens: must be >= 0 (0 = the server default), got " +
-                                std::to_string(st.max_tokens()));
-  }
-  int64_t max_tokens = st.max_tokens() == 0 ? limits.default_max_tokens : st.max_tokens();
-  if (st.max_tokens() == 0) {
-    // The default shrinks to what the limits leave; an explicit value must fit them.
-    max_tokens = std::min<int64_t>(max_tokens, std::min<int64_t>(limits.max_total_tokens, context) - n);
-    if (max_tokens < 1) {
-      return InvalidArgumentError("prompt: " + std::to_string(n) + " tokens leave no room to generate within " +
-                                  std::to_string(std::min<int64_t>(limits.max_total_tokens, context)) +
-                                  " tokens");
-    }
-  }
-  if (n + max_tokens > context) {
-    return InvalidArgumentError("stopping.max_tokens: prompt (" + std::to_string(n) + " tokens) + max_tokens (" +
-                                std::to_string(max_tokens) + ") exceeds the model context of " +
-                                std::to_string(context));
-  }
-  if (n + max_tokens > limits.max_total_tokens) {
-    return InvalidArgumentError("stopping.max_tokens: prompt (" + std::to_string(n) + " tokens) + max_tokens (" +
-                                std::to_string(max_tokens) + ") exceeds the server limit of " +
-                                std::to_string(limits.max_total_tokens) + " (--max-total-tokens)");
-  }
-  r.stop.max_tokens = static_cast<int32_t>(max_tokens);
-  r.stop.ignore_eos = st.ignore_eos();
-  if (st.stop_size() > 16) {
-    return InvalidArgumentError("stopping.stop: at most 16 stop strings, got " + std::to_string(st.stop_size()));
-  }
-  for (int i = 0; i < st.stop_size(); ++i) {
-    if (st.stop(i).empty() || st.stop(i).size() > 256) {
-      return InvalidArgumentError("stopping.stop[" + std::to_string(i) + "]: must be 1 to 256 bytes");
-    }
-    r.stop.stop_strings.push_back(st.stop(i));
-  }
-  if (st.stop_token_ids_size() > kMaxStopTokenIds) {
-    return InvalidArgumentError("stopping.stop_token_ids: at most " + std::to_string(kMaxStopTokenIds) +
-                                " ids, got " + std::to_string(st.stop_token_ids_size()));
-  }
-  for (int i = 0; i < st.stop_token_ids_size(); ++i) {
-    const int32_t id = st.stop_token_ids(i);
-    if (id < 0 || id >= c.vocab_size) {
-      return InvalidArgumentError("stopping.stop_token_ids[" + std::to_string(i) + "]: " + std::to_string(id) +
-                                  " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
-    }
-    r.stop.stop_token_ids.push_back(id);
-  }
-  SLIM_RETURN_IF_ERROR(Prefixed(r.stop.Validate(c.vocab_size, static_cast<int32_t>(context)), "stopping: "));
+  SLIM_RETURN_IF_ERROR(SamplingFromProto(in.sampling(), c.vocab_size, &r));
+  SLIM_RETURN_IF_ERROR(StoppingFromProto(in.stopping(), n, context, limits, c.vocab_size, &r));
 
   // Pruning.
   SLIM_ASSIGN_OR_RETURN(r.pruning, PruningFromProto(in.pruning(), engine, limits.server_pruning));

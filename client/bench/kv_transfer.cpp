@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -179,6 +180,53 @@ StatusOr<json> StoreRates(kv::TierMemory& m, int64_t blocks) {
               {"bytes_d2h", st.transfers.bytes[1]}};
 }
 
+using DecodeRun = std::function<StatusOr<double>(bool copying, int64_t n, int64_t* copies)>;
+
+// Raw copies of 1 GiB (32 batches of scattered blocks) looping on separate copy streams in one
+// direction ("h2d", "d2h") or "both", while `run` decodes: which direction disturbs decode.
+StatusOr<json> DecodeWithRawCopies(Engine& e, const std::string& dir, int64_t steps, const DecodeRun& run) {
+  int64_t copies = 0;
+  SLIM_ASSIGN_OR_RETURN(auto mem, e.backend()->CreateKvMemory());
+  const int64_t nb = 4096;
+  const size_t bb = 256 << 10;
+  SLIM_ASSIGN_OR_RETURN(void* g, mem->AllocGpu(static_cast<size_t>(2 * nb) * bb));
+  SLIM_ASSIGN_OR_RETURN(void* h, mem->AllocHost(static_cast<size_t>(2 * nb) * bb));
+  std::vector<int64_t> gs(2 * nb), hs(2 * nb);
+  std::iota(gs.begin(), gs.end(), 0);
+  std::iota(hs.begin(), hs.end(), 0);
+  std::mt19937 rng(5);
+  std::shuffle(gs.begin(), gs.end(), rng);
+  std::shuffle(hs.begin(), hs.end(), rng);
+  gs.resize(nb);
+  hs.resize(nb);
+  const Layouts L = Arrange(static_cast<uint8_t*>(g), static_cast<uint8_t*>(h), gs, hs, bb, "grouped", 32);
+  std::atomic<bool> stop{false};
+  auto loop = [&](kv::CopyDir d) {
+    while (!stop) {
+      if (!TimeCopies(*mem, d, d == kv::CopyDir::kH2D ? L.h2d : L.d2h).ok()) return;
+    }
+  };
+  std::vector<double> alone, busy;
+  for (int r = 0; r < 3; ++r) {
+    SLIM_ASSIGN_OR_RETURN(const double x, run(false, steps, &copies));
+    alone.push_back(x);
+    stop = false;
+    std::vector<std::thread> threads;
+    if (dir == "h2d" || dir == "both") threads.emplace_back(loop, kv::CopyDir::kH2D);
+    if (dir == "d2h" || dir == "both") threads.emplace_back(loop, kv::CopyDir::kD2H);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    auto y = run(false, steps, &copies);
+    stop = true;
+    for (auto& t : threads) t.join();
+    if (!y.ok()) return y.status();
+    busy.push_back(*y);
+  }
+  mem->FreeGpu(g);
+  mem->FreeHost(h);
+  return json{{"decode_ms_alone", Median(alone)}, {"decode_ms_while_copying", Median(busy)},
+              {"slowdown", Median(busy) / Median(alone) - 1.0}, {"runs_copying", busy}};
+}
+
 // Decode ms/token of one sequence, alone and while another sequence swaps out and in again
 // (each copy started as soon as the last one finished).
 StatusOr<json> DecodeWhileCopying(const Args& a) {
@@ -205,7 +253,7 @@ StatusOr<json> DecodeWhileCopying(const Args& a) {
   std::vector<int32_t> history;
   std::vector<SampleResult> next(1);
   next[0].token = 1;
-  auto run = [&](bool copying, int64_t n, int64_t* copies) -> StatusOr<double> {
+  DecodeRun run = [&](bool copying, int64_t n, int64_t* copies) -> StatusOr<double> {
     kv::TicketId t = 0;
     *copies = 0;
     SLIM_RETURN_IF_ERROR(e->backend()->Sync());
@@ -229,52 +277,9 @@ StatusOr<json> DecodeWhileCopying(const Args& a) {
   int64_t copies = 0;
   SLIM_ASSIGN_OR_RETURN(double warm, run(false, 8, &copies));
   (void)warm;
-  // Raw copies of 1 GiB (32 batches of scattered blocks) looping on separate copy streams in
-  // one direction or both, while the same decode runs: which direction disturbs it.
   json raw = json::object();
   for (const std::string& dir : a.StrList("background", "")) {
-    SLIM_ASSIGN_OR_RETURN(auto mem, e->backend()->CreateKvMemory());
-    const int64_t nb = 4096;
-    const size_t bb = 256 << 10;
-    SLIM_ASSIGN_OR_RETURN(void* g, mem->AllocGpu(static_cast<size_t>(2 * nb) * bb));
-    SLIM_ASSIGN_OR_RETURN(void* h, mem->AllocHost(static_cast<size_t>(2 * nb) * bb));
-    std::vector<int64_t> gs(2 * nb), hs(2 * nb);
-    std::iota(gs.begin(), gs.end(), 0);
-    std::iota(hs.begin(), hs.end(), 0);
-    std::mt19937 rng(5);
-    std::shuffle(gs.begin(), gs.end(), rng);
-    std::shuffle(hs.begin(), hs.end(), rng);
-    gs.resize(nb);
-    hs.resize(nb);
-    const Layouts L = Arrange(static_cast<uint8_t*>(g), static_cast<uint8_t*>(h), gs, hs, bb, "grouped", 32);
-    std::atomic<bool> stop{false};
-    std::atomic<int64_t> moved{0};
-    auto loop = [&](kv::CopyDir d) {
-      while (!stop) {
-        if (!TimeCopies(*mem, d, d == kv::CopyDir::kH2D ? L.h2d : L.d2h).ok()) return;
-        moved += L.bytes;
-      }
-    };
-    std::vector<double> alone, busy;
-    double busy_s = 0.0;
-    for (int r = 0; r < 3; ++r) {
-      SLIM_ASSIGN_OR_RETURN(const double x, run(false, steps, &copies));
-      alone.push_back(x);
-      stop = false;
-      std::vector<std::thread> threads;
-      if (dir == "h2d" || dir == "both") threads.emplace_back(loop, kv::CopyDir::kH2D);
-      if (dir == "d2h" || dir == "both") threads.emplace_back(loop, kv::CopyDir::kD2H);
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      SLIM_ASSIGN_OR_RETURN(const double y, run(false, steps, &copies));
-      stop = true;
-      for (auto& t : threads) t.join();
-      busy.push_back(y);
-      busy_s += y * static_cast<double>(steps) / 1e3;
-    }
-    raw[dir] = json{{"decode_ms_alone", Median(alone)}, {"decode_ms_while_copying", Median(busy)},
-                    {"slowdown", Median(busy) / Median(alone) - 1.0}, {"runs_copying", busy}};
-    mem->FreeGpu(g);
-    mem->FreeHost(h);
+    SLIM_ASSIGN_OR_RETURN(raw[dir], DecodeWithRawCopies(*e, dir, steps, run));
   }
   std::vector<double> alone, busy;
   int64_t total_copies = 0;

@@ -67,6 +67,70 @@ std::vector<double> LogSoftmax(const std::vector<float>& x) {
   return out;
 }
 
+// --schedules "paper=10:0.25,20:0.125,28:0.0625;late=..." -> the schedules to compare, dense
+// first; with include_after each schedule also runs with pruning after attention ("+after").
+StatusOr<std::vector<Schedule>> ParseSchedules(const std::string& spec, int n_layers, bool include_after) {
+  std::vector<Schedule> schedules = {{"dense", {}}};
+  size_t start = 0;
+  while (start < spec.size()) {
+    size_t end = spec.find(';', start);
+    if (end == std::string::npos) end = spec.size();
+    std::string item = spec.substr(start, end - start);
+    start = end + 1;
+    if (item.empty()) continue;
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos) return InvalidArgumentError("--schedules: '" + item + "' is not name=layer:keep,...");
+    Schedule s;
+    s.name = item.substr(0, eq);
+    s.request.mode = PruningMode::kExplicit;
+    SLIM_ASSIGN_OR_RETURN(s.request.config, PruningConfig::Parse(item.substr(eq + 1)));
+    SLIM_RETURN_IF_ERROR(s.request.config.Validate(n_layers).WithPrefix("--schedules " + s.name));
+    schedules.push_back(s);
+    if (include_after) {
+      Schedule v = s;
+      v.name += "+after";
+      v.request.config.after_attention = true;
+      schedules.push_back(v);
+    }
+  }
+  return schedules;
+}
+
+// Agreement on plain documents: the first generated token and the KL divergence of the
+// next-token distribution, dense vs each schedule, per document length.
+StatusOr<json> DocAgreement(Engine& engine, const std::string& docs_path, const std::vector<Schedule>& schedules) {
+  json agreement = json::array();
+  SLIM_ASSIGN_OR_RETURN(std::vector<json> docs, ReadJsonl(docs_path));
+  std::map<std::string, std::map<int64_t, std::pair<int, int>>> top1;  // schedule -> length -> (agree, n)
+  std::map<std::string, std::map<int64_t, double>> kl;
+  for (const json& d : docs) {
+    SLIM_ASSIGN_OR_RETURN(std::vector<int32_t> ids, engine.TokenizeChat(Messages(d)));
+    SLIM_ASSIGN_OR_RETURN(PrefillResult dense, engine.Prefill(1'000'000, ids));
+    SLIM_RETURN_IF_ERROR(engine.Release(1'000'000));
+    const std::vector<double> lp = LogSoftmax(dense.logits);
+    const size_t dense_top = static_cast<size_t>(std::max_element(dense.logits.begin(), dense.logits.end()) - dense.logits.begin());
+    for (size_t k = 1; k < schedules.size(); ++k) {
+      SLIM_ASSIGN_OR_RETURN(PrefillResult pr, engine.Prefill(1'000'001, ids, schedules[k].request));
+      SLIM_RETURN_IF_ERROR(engine.Release(1'000'001));
+      const std::vector<double> lq = LogSoftmax(pr.logits);
+      double d_kl = 0.0;
+      for (size_t v = 0; v < lp.size(); ++v) d_kl += std::exp(lp[v]) * (lp[v] - lq[v]);
+      const size_t top = static_cast<size_t>(std::max_element(pr.logits.begin(), pr.logits.end()) - pr.logits.begin());
+      const int64_t L = d["length"].get<int64_t>();
+      auto& t = top1[schedules[k].name][L];
+      t.first += top == dense_top ? 1 : 0;
+      t.second += 1;
+      kl[schedules[k].name][L] += d_kl;
+    }
+  }
+  for (const auto& [name, by_len] : top1)
+    for (const auto& [L, t] : by_len)
+      agreement.push_back({{"schedule", name}, {"length", L}, {"docs", t.second},
+                           {"top1_agreement", static_cast<double>(t.first) / t.second},
+                           {"mean_kl", kl[name][L] / t.second}});
+  return agreement;
+}
+
 }  // namespace
 
 Status CmdQuality(int argc, char** argv) {
@@ -88,31 +152,9 @@ Status CmdQuality(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(int64_t max_tokens, a.Int("max-tokens", 24, 1, 256));
   SLIM_ASSIGN_OR_RETURN(int64_t limit, a.Int("limit", 0, 0, 1 << 30));
 
-  // --schedules "paper=10:0.25,20:0.125,28:0.0625;late=..." (dense always runs first).
-  std::vector<Schedule> schedules = {{"dense", {}}};
-  std::string spec = a.Str("schedules", "default=" + engine->default_pruning().ToString());
-  size_t start = 0;
-  while (start < spec.size()) {
-    size_t end = spec.find(';', start);
-    if (end == std::string::npos) end = spec.size();
-    std::string item = spec.substr(start, end - start);
-    start = end + 1;
-    if (item.empty()) continue;
-    const size_t eq = item.find('=');
-    if (eq == std::string::npos) return InvalidArgumentError("--schedules: '" + item + "' is not name=layer:keep,...");
-    Schedule s;
-    s.name = item.substr(0, eq);
-    s.request.mode = PruningMode::kExplicit;
-    SLIM_ASSIGN_OR_RETURN(s.request.config, PruningConfig::Parse(item.substr(eq + 1)));
-    SLIM_RETURN_IF_ERROR(s.request.config.Validate(n_layers).WithPrefix("--schedules " + s.name));
-    schedules.push_back(s);
-    if (a.Flag("include-after-attention")) {
-      Schedule v = s;
-      v.name += "+after";
-      v.request.config.after_attention = true;
-      schedules.push_back(v);
-    }
-  }
+  SLIM_ASSIGN_OR_RETURN(std::vector<Schedule> schedules,
+                        ParseSchedules(a.Str("schedules", "default=" + engine->default_pruning().ToString()),
+                                       n_layers, a.Flag("include-after-attention")));
 
   SLIM_ASSIGN_OR_RETURN(std::vector<json> tasks, ReadJsonl(a.Str("tasks")));
   if (limit > 0 && static_cast<int64_t>(tasks.size()) > limit) tasks.resize(static_cast<size_t>(limit));
@@ -155,37 +197,9 @@ Status CmdQuality(int argc, char** argv) {
   }
   if (!a.Flag("quiet")) std::fprintf(stderr, "\n");
 
-  // Agreement on plain documents: first generated token, dense vs each schedule.
   json agreement = json::array();
   if (a.Has("docs")) {
-    SLIM_ASSIGN_OR_RETURN(std::vector<json> docs, ReadJsonl(a.Str("docs")));
-    std::map<std::string, std::map<int64_t, std::pair<int, int>>> top1;  // schedule -> length -> (agree, n)
-    std::map<std::string, std::map<int64_t, double>> kl;
-    for (const json& d : docs) {
-      SLIM_ASSIGN_OR_RETURN(std::vector<int32_t> ids, engine->TokenizeChat(Messages(d)));
-      SLIM_ASSIGN_OR_RETURN(PrefillResult dense, engine->Prefill(1'000'000, ids));
-      SLIM_RETURN_IF_ERROR(engine->Release(1'000'000));
-      const std::vector<double> lp = LogSoftmax(dense.logits);
-      const size_t dense_top = static_cast<size_t>(std::max_element(dense.logits.begin(), dense.logits.end()) - dense.logits.begin());
-      for (size_t k = 1; k < schedules.size(); ++k) {
-        SLIM_ASSIGN_OR_RETURN(PrefillResult pr, engine->Prefill(1'000'001, ids, schedules[k].request));
-        SLIM_RETURN_IF_ERROR(engine->Release(1'000'001));
-        const std::vector<double> lq = LogSoftmax(pr.logits);
-        double d_kl = 0.0;
-        for (size_t v = 0; v < lp.size(); ++v) d_kl += std::exp(lp[v]) * (lp[v] - lq[v]);
-        const size_t top = static_cast<size_t>(std::max_element(pr.logits.begin(), pr.logits.end()) - pr.logits.begin());
-        const int64_t L = d["length"].get<int64_t>();
-        auto& t = top1[schedules[k].name][L];
-        t.first += top == dense_top ? 1 : 0;
-        t.second += 1;
-        kl[schedules[k].name][L] += d_kl;
-      }
-    }
-    for (const auto& [name, by_len] : top1)
-      for (const auto& [L, t] : by_len)
-        agreement.push_back({{"schedule", name}, {"length", L}, {"docs", t.second},
-                             {"top1_agreement", static_cast<double>(t.first) / t.second},
-                             {"mean_kl", kl[name][L] / t.second}});
+    SLIM_ASSIGN_OR_RETURN(agreement, DocAgreement(*engine, a.Str("docs"), schedules));
   }
 
   json sum = json::array();

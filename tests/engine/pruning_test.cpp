@@ -292,6 +292,45 @@ struct RefResult {
   std::vector<std::vector<int>> alive;  // per layer
 };
 
+// The reference's pruning decision: the alive prompt tokens kept when `keep` blocks survive,
+// scored by plain loops over the window-mean query and unit-mean keys (blocks 0 and the last
+// always kept).
+std::vector<int> RefKeptTokens(const std::vector<std::vector<double>>& q, const std::vector<std::vector<double>>& k,
+                               const std::vector<int>& alive, int keep, int block, int unit, int window, int H,
+                               int hd, int G) {
+  // Plain scoring over the alive prompt tokens, cut into blocks again.
+  const int na = static_cast<int>(alive.size());
+  const int nb = (na + block - 1) / block;
+  std::vector<double> qm(static_cast<size_t>(H * hd), 0.0);
+  const int w = std::min(window, na);
+  for (int i = na - w; i < na; ++i)
+    for (int j = 0; j < H * hd; ++j) qm[static_cast<size_t>(j)] += q[static_cast<size_t>(alive[static_cast<size_t>(i)])][static_cast<size_t>(j)] / w;
+  std::vector<double> bs(static_cast<size_t>(nb), 0.0);
+  for (int u0 = 0; u0 < na; u0 += unit) {
+    const int u1 = std::min(u0 + unit, na);
+    double sc = 0.0;
+    for (int h = 0; h < H; ++h) {
+      double dot = 0.0;
+      for (int dd = 0; dd < hd; ++dd) {
+        double km = 0.0;
+        for (int i = u0; i < u1; ++i) km += k[static_cast<size_t>(alive[static_cast<size_t>(i)])][static_cast<size_t>((h / G) * hd + dd)];
+        dot += qm[static_cast<size_t>(h * hd + dd)] * km / (u1 - u0);
+      }
+      sc += std::fabs(dot);
+    }
+    bs[static_cast<size_t>(u0 / block)] = std::max(bs[static_cast<size_t>(u0 / block)], sc / H);
+  }
+  std::vector<int> order;
+  for (int b = 1; b < nb - 1; ++b) order.push_back(b);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b2) { return bs[static_cast<size_t>(a)] > bs[static_cast<size_t>(b2)]; });
+  std::set<int> keep_blocks = {0, nb - 1};
+  for (int i = 0; i < keep - 2; ++i) keep_blocks.insert(order[static_cast<size_t>(i)]);
+  std::vector<int> next;
+  for (int i = 0; i < na; ++i)
+    if (keep_blocks.count(i / block)) next.push_back(alive[static_cast<size_t>(i)]);
+  return next;
+}
+
 RefResult RunReference(const RefModel& m, const std::vector<int32_t>& prompt, const std::vector<int32_t>& gen,
                        const std::vector<std::pair<int, int>>& stages /* layer, keep blocks */, int block,
                        int unit, int window, bool after_attention = false) {
@@ -327,36 +366,7 @@ RefResult RunReference(const RefModel& m, const std::vector<int32_t>& prompt, co
     }
     for (const auto& [sl, keep] : stages) {
       if (sl != l) continue;
-      // Plain scoring over the alive prompt tokens, cut into blocks again.
-      const int na = static_cast<int>(alive.size());
-      const int nb = (na + block - 1) / block;
-      std::vector<double> qm(static_cast<size_t>(H * hd), 0.0);
-      const int w = std::min(window, na);
-      for (int i = na - w; i < na; ++i)
-        for (int j = 0; j < H * hd; ++j) qm[static_cast<size_t>(j)] += q[static_cast<size_t>(alive[static_cast<size_t>(i)])][static_cast<size_t>(j)] / w;
-      std::vector<double> bs(static_cast<size_t>(nb), 0.0);
-      for (int u0 = 0; u0 < na; u0 += unit) {
-        const int u1 = std::min(u0 + unit, na);
-        double sc = 0.0;
-        for (int h = 0; h < H; ++h) {
-          double dot = 0.0;
-          for (int dd = 0; dd < hd; ++dd) {
-            double km = 0.0;
-            for (int i = u0; i < u1; ++i) km += k[static_cast<size_t>(alive[static_cast<size_t>(i)])][static_cast<size_t>((h / G) * hd + dd)];
-            dot += qm[static_cast<size_t>(h * hd + dd)] * km / (u1 - u0);
-          }
-          sc += std::fabs(dot);
-        }
-        bs[static_cast<size_t>(u0 / block)] = std::max(bs[static_cast<size_t>(u0 / block)], sc / H);
-      }
-      std::vector<int> order;
-      for (int b = 1; b < nb - 1; ++b) order.push_back(b);
-      std::stable_sort(order.begin(), order.end(), [&](int a, int b2) { return bs[static_cast<size_t>(a)] > bs[static_cast<size_t>(b2)]; });
-      std::set<int> keep_blocks = {0, nb - 1};
-      for (int i = 0; i < keep - 2; ++i) keep_blocks.insert(order[static_cast<size_t>(i)]);
-      std::vector<int> next;
-      for (int i = 0; i < na; ++i)
-        if (keep_blocks.count(i / block)) next.push_back(alive[static_cast<size_t>(i)]);
+      const std::vector<int> next = RefKeptTokens(q, k, alive, keep, block, unit, window, H, hd, G);
       if (!after_attention) {
         alive = next;
         active = alive;

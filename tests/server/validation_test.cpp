@@ -84,19 +84,18 @@ InferenceServer* Validation::server_ = nullptr;
 
 v1::GenerateRequest Good() { return PromptRequest("Hello there", 4); }
 
-TEST_F(Validation, EveryBadFieldGetsInvalidArgumentNamingIt) {
-  struct Case {
-    std::string name;
-    std::function<void(v1::GenerateRequest*)> edit;
-    std::string expect;  // substring of the message
-  };
+// One bad request: how Good() is edited and a substring the error message must hold.
+struct BadFieldCase {
+  std::string name;
+  std::function<void(v1::GenerateRequest*)> edit;
+  std::string expect;
+};
+
+// The input and sampling checks of a GenerateRequest.
+std::vector<BadFieldCase> InputAndSamplingCases() {
   const std::vector<int32_t> long_prompt(8193, 100);
   const std::vector<int32_t> near_full(8000, 100);
-  // The smallest text that cannot encode to 8192 tokens or fewer, by the tokenizer's own bound.
-  const size_t per_token = server_->engine()->tokenizer()->max_input_bytes_per_token();
-  ASSERT_GT(per_token, 0u);
-  const size_t too_many_bytes = 8192 * per_token + per_token;
-  const std::vector<Case> cases = {
+  return {
       {"no input", [](auto* r) { r->clear_prompt(); }, "input:"},
       {"empty prompt", [](auto* r) { r->set_prompt(""); }, "prompt: is empty"},
       // SmolLM2 has no token for these control characters: the text encodes to nothing.
@@ -117,10 +116,10 @@ TEST_F(Validation, EveryBadFieldGetsInvalidArgumentNamingIt) {
        },
        "token_ids.ids[1]"},
       {"prompt over the context",
-       [&](auto* r) { r->mutable_token_ids()->mutable_ids()->Assign(long_prompt.begin(), long_prompt.end()); },
+       [=](auto* r) { r->mutable_token_ids()->mutable_ids()->Assign(long_prompt.begin(), long_prompt.end()); },
        "prompt: 8193 tokens exceed the model context of 8192"},
       {"prompt + max_tokens over the context",
-       [&](auto* r) {
+       [=](auto* r) {
          r->mutable_token_ids()->mutable_ids()->Assign(near_full.begin(), near_full.end());
          r->mutable_stopping()->set_max_tokens(500);
        },
@@ -139,6 +138,12 @@ TEST_F(Validation, EveryBadFieldGetsInvalidArgumentNamingIt) {
        "sampling.presence_penalty"},
       {"penalty_last_n", [](auto* r) { r->mutable_sampling()->set_penalty_last_n(-2); }, "sampling.penalty_last_n"},
       {"logprobs", [](auto* r) { r->mutable_sampling()->set_logprobs(21); }, "sampling.logprobs"},
+  };
+}
+
+// The stopping, size, pruning and request-id checks.
+std::vector<BadFieldCase> StopPruningAndIdCases(size_t too_many_bytes) {
+  return {
       {"too many stop strings",
        [](auto* r) {
          for (int i = 0; i < 17; ++i) r->mutable_stopping()->add_stop("s" + std::to_string(i));
@@ -152,10 +157,10 @@ TEST_F(Validation, EveryBadFieldGetsInvalidArgumentNamingIt) {
        },
        "stopping.stop_token_ids: at most 64 ids, got 65"},
       {"prompt bytes that cannot fit the context",
-       [&](auto* r) { r->set_prompt(std::string(too_many_bytes, 'a')); },
+       [=](auto* r) { r->set_prompt(std::string(too_many_bytes, 'a')); },
        "prompt: " + std::to_string(too_many_bytes) + " bytes need more than 8192 tokens (the model context"},
       {"chat content bytes that cannot fit the context",
-       [&](auto* r) {
+       [=](auto* r) {
          for (int i = 0; i < 2; ++i) {
            auto* m = r->mutable_chat()->add_messages();
            m->set_role("user");
@@ -204,7 +209,16 @@ TEST_F(Validation, EveryBadFieldGetsInvalidArgumentNamingIt) {
       {"request id with a space", [](auto* r) { r->set_request_id("a b"); }, "request_id"},
       {"request id too long", [](auto* r) { r->set_request_id(std::string(200, 'x')); }, "request_id"},
   };
-  for (const Case& c : cases) {
+}
+
+TEST_F(Validation, EveryBadFieldGetsInvalidArgumentNamingIt) {
+  // The smallest text that cannot encode to 8192 tokens or fewer, by the tokenizer's own bound.
+  const size_t per_token = server_->engine()->tokenizer()->max_input_bytes_per_token();
+  ASSERT_GT(per_token, 0u);
+  // Every field check of a GenerateRequest.
+  std::vector<BadFieldCase> cases = InputAndSamplingCases();
+  for (BadFieldCase& c : StopPruningAndIdCases(8192 * per_token + per_token)) cases.push_back(std::move(c));
+  for (const BadFieldCase& c : cases) {
     SCOPED_TRACE(c.name);
     v1::GenerateRequest req = Good();
     c.edit(&req);
