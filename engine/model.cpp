@@ -668,7 +668,7 @@ void Model::MlpBlock(int l, const BatchState& b) {
   const TensorView x = b.tail_done ? last_.Rows(0, b.n_seqs) : x_.Rows(0, b.n_rows);
   const int64_t n = x.rows;
   const TensorView h = h_.Rows(0, n), gate_up = gate_up_.Rows(0, n), act = act_.Rows(0, n), out = proj_.Rows(0, n);
-  backend_->Mlp(h, w.w_gate_up.view(), &w.w_gate_up_q, w.w_down.view(), &w.w_down_q, gate_up, act, out);
+  backend_->Mlp(h, {w.w_gate_up.view(), &w.w_gate_up_q, w.w_down.view(), &w.w_down_q}, {gate_up, act}, out);
   if (l + 1 < c.n_layers) {
     backend_->AddRmsNorm(x, out, layers_[static_cast<size_t>(l) + 1].attn_norm.view(), c.rms_eps, h);
   } else {

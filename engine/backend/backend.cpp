@@ -49,6 +49,12 @@ std::string_view KvCacheName(KvCache k) {
   return "?";
 }
 
+void Backend::Mlp(TensorView x, const MlpWeights& w, const MlpScratch& scratch, TensorView out) {
+  MatMulQ(x, w.gate_up, w.gate_up_q, scratch.gate_up);
+  SwiGlu(scratch.gate_up, scratch.act);
+  MatMulQ(scratch.act, w.down, w.down_q, out);
+}
+
 Status Backend::SummarizeLogits(TensorView logits, std::span<const SummaryRequest> requests,
                                 std::vector<LogitsSummary>* out) {
   std::vector<float> host(static_cast<size_t>(logits.rows * logits.cols));

@@ -41,6 +41,22 @@ struct AttnSeq {
   const kv::LayerTable* table = nullptr;  // reserved for n_past + n_rows tokens
 };
 
+// The MLP's weights: gate_up [2 ff, d] (gate rows, then up rows), down [d, ff], each with its
+// optional quantized copy (UploadQuantized; may be null).
+struct MlpWeights {
+  TensorView gate_up;
+  const Buffer* gate_up_q = nullptr;
+  TensorView down;
+  const Buffer* down_q = nullptr;
+};
+
+// Scratch of the MLP for n rows: gate_up [n, 2 ff], act [n, ff] (a fused backend may leave act
+// unused).
+struct MlpScratch {
+  TensorView gate_up;
+  TensorView act;
+};
+
 // Device time of one kind of op, summed over its calls while profiling was on.
 struct OpTime {
   std::string op;  // "MatMul[rows x out x in]", "Attention", ...
@@ -86,11 +102,6 @@ class Backend {
   virtual void Add(TensorView acc, TensorView x) = 0;
   // x[r, :] += bias[0, :] for every row r; bias f32 [1, x.cols].
   virtual void AddBias(TensorView x, TensorView bias) = 0;
-  // acc += x, then out = RmsNorm(acc, w); backends may fuse the two passes.
-  virtual void AddRmsNorm(TensorView acc, TensorView x, TensorView w, float eps, TensorView out) {
-    Add(acc, x);
-    RmsNorm(acc, w, eps, out);
-  }
   // out[n, m] = x[n, k] * w[m, k]^T
   virtual void MatMul(TensorView x, TensorView w, TensorView out) = 0;
   // Optional second copy of a weight in its GGUF quantization (rows of blocks), for memory-bound
@@ -110,18 +121,6 @@ class Backend {
                     const RopeTable& rope) = 0;
   // out[n, f] = silu(gate_up[n, f]) * gate_up[n, f + ff]  with gate_up [n, 2 * ff]
   virtual void SwiGlu(TensorView gate_up, TensorView out) = 0;
-  // out = SwiGlu(gate_up) * w^T; `act` is scratch of SwiGlu's output shape that backends without a fused kernel use.
-  virtual void SwiGluMatMul(TensorView gate_up, TensorView act, TensorView w, const Buffer* wq, TensorView out) {
-    SwiGlu(gate_up, act);
-    MatMulQ(act, w, wq, out);
-  }
-  // The SwiGLU MLP after its norm: out = SwiGlu(x w_gate_up^T) w_down^T, with w_gate_up [2 ff, d]
-  // (gate rows, then up rows) and w_down [d, ff]; gate_up [n, 2 ff] and act [n, ff] are scratch.
-  void Mlp(TensorView x, TensorView w_gate_up, const Buffer* wq_gate_up, TensorView w_down,
-                   const Buffer* wq_down, TensorView gate_up, TensorView act, TensorView out) {
-    MatMulQ(x, w_gate_up, wq_gate_up, gate_up);
-    SwiGluMatMul(gate_up, act, w_down, wq_down, out);
-  }
   // dst[i, :] = src[rows[i], :]; dst may share src's memory when rows[i] >= i for all i
   // (in-place compaction with increasing rows, as pruning does).
   virtual void GatherRows(TensorView src, std::span<const int32_t> rows, TensorView dst) = 0;
@@ -130,8 +129,23 @@ class Backend {
   // [n_past, n_past + n_rows) of its block table.
   virtual void WriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape,
                        TensorView k, TensorView v) = 0;
-  // Rope over q's n_heads and k's n_kv_heads (in place), then WriteKv of the rotated k and v:
-  // the two steps of a layer without pruning, which backends may fuse into one pass.
+  // Optional: the batch of every layer of the coming forward pass (layers[l] as WriteKv /
+  // Attention will see it at layer l), so a device backend can send all layers' block tables in
+  // one copy instead of one per layer. Purely a hint; the ops work without it.
+  virtual void PrepareLayers(const kv::KvStore& kv, std::span<const std::vector<AttnSeq>> layers,
+                             const AttnShape& shape) {}
+  // ---- Layer-level ops ---------------------------------------------------------------------
+  // The parts of a layer a backend may run fused. The defaults compose the primitives above;
+  // a backend overrides one to fuse inside it (CUDA: bench/cuda-decode.md, cuda-prefill.md). A
+  // new fusion goes inside one of these, not into a new virtual.
+
+  // End of a block: acc += x (the residual stream), then out = RmsNorm(acc, w).
+  virtual void AddRmsNorm(TensorView acc, TensorView x, TensorView w, float eps, TensorView out) {
+    Add(acc, x);
+    RmsNorm(acc, w, eps, out);
+  }
+  // Attention input: Rope over q's n_heads and k's n_kv_heads (in place), then WriteKv of the
+  // rotated k and v (a layer without pruning; with pruning the engine scores between the two).
   virtual void RopeWriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape,
                            TensorView q, TensorView k, TensorView v, std::span<const int32_t> positions,
                            const RopeTable& rope) {
@@ -139,11 +153,9 @@ class Backend {
     Rope(k, shape.n_kv_heads, shape.head_dim, positions, rope);
     WriteKv(kv, seqs, shape, k, v);
   }
-  // Optional: the batch of every layer of the coming forward pass (layers[l] as WriteKv /
-  // Attention will see it at layer l), so a device backend can send all layers' block tables in
-  // one copy instead of one per layer. Purely a hint; the ops work without it.
-  virtual void PrepareLayers(const kv::KvStore& kv, std::span<const std::vector<AttnSeq>> layers,
-                             const AttnShape& shape) {}
+  // The SwiGLU MLP after its norm: out = SwiGlu(x w.gate_up^T) w.down^T.
+  virtual void Mlp(TensorView x, const MlpWeights& w, const MlpScratch& scratch, TensorView out);
+
   // SlimInfer block scores of one sequence's rows [row_begin, row_begin + n_rows) of the
   // post-RoPE q [n, n_heads * head_dim] and k [n, n_kv_heads * head_dim] (definition and CPU
   // reference: engine/pruning/block_scorer.h): the paper's |mean q . mean k| per token unit, or

@@ -127,7 +127,7 @@ TEST_F(CudaGemm, MlpMatchesCpuOnAlignedAndMisalignedViews) {
         auto gu = cpu_->Alloc(DType::kF32, n, 2 * ff), act = cpu_->Alloc(DType::kF32, n, ff),
              out = cpu_->Alloc(DType::kF32, n, d);
         ASSERT_TRUE(gu.ok() && act.ok() && out.ok());
-        cpu_->Mlp(xc.view(), gc.view(), nullptr, dc.view(), nullptr, gu->view(), act->view(), out->view());
+        cpu_->Mlp(xc.view(), {gc.view(), nullptr, dc.view(), nullptr}, {gu->view(), act->view()}, out->view());
         want = Get(cpu_, out->view());
       }
       Buffer xg = Put(tuned_, DType::kBF16, xw, n, d + pad), gg = Put(tuned_, DType::kBF16, w_gu, 2 * ff, d),
@@ -135,7 +135,7 @@ TEST_F(CudaGemm, MlpMatchesCpuOnAlignedAndMisalignedViews) {
       auto gu = tuned_->Alloc(DType::kBF16, n, 2 * ff), act = tuned_->Alloc(DType::kBF16, n, ff),
            out = tuned_->Alloc(DType::kBF16, n, d);
       ASSERT_TRUE(gu.ok() && act.ok() && out.ok());
-      tuned_->Mlp(xg.view().Cols(offset, d), gg.view(), nullptr, dg.view(), nullptr, gu->view(), act->view(),
+      tuned_->Mlp(xg.view().Cols(offset, d), {gg.view(), nullptr, dg.view(), nullptr}, {gu->view(), act->view()},
                   out->view());
       const Status st = tuned_->Sync();
       ASSERT_TRUE(st.ok()) << st.ToString() << " n=" << n << " offset=" << offset;

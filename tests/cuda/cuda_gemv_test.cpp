@@ -1,4 +1,4 @@
-// The CUDA backend's few-row products (MatMul with <= 8 rows and the fused SwiGluMatMul, both by
+// The CUDA backend's few-row products (MatMul with <= 8 rows and the MLP's fused SwiGLU + down, both by
 // the GEMV kernel of engine/backend/cuda/gemv.h) against the CPU backend and against cuBLAS (a
 // second CUDA backend with cuda_gemv off), on fresh random bf16-rounded inputs; tolerances are
 // relative L2 errors. Device tests skip where no CUDA device is present; the argument checks run
@@ -150,53 +150,64 @@ TEST_F(CudaGemv, RefusedShapesFallBackToCublas) {
   }
 }
 
-// The fused SwiGLU + down projection equals SwiGlu then MatMul on the same backend bit for bit
-// (same bf16 activation, same kernel), matches cuBLAS's unfused path and the CPU. n <= 2, n <= 4
-// and n > 4 take the kernel's three ways of computing the activation.
-TEST_F(CudaGemv, SwiGluMatMulMatchesUnfused) {
+// The MLP with SwiGLU fused into the down projection equals the unfused ops on the same backend
+// bit for bit (same gate-up product, same bf16 activation, same kernel), matches cuBLAS's
+// unfused MLP and the CPU fed the same gate-up values. n <= 2, n <= 4 and n > 4 take the
+// kernel's three ways of computing the activation; 9 rows take the unfused path.
+TEST_F(CudaGemv, MlpFusedMatchesUnfused) {
   const Shape shapes[] = {{576, 1536}, {4096, 14336}, {1000, 1048}, {7, 8}};
+  const int64_t d = 64;  // inner size of the gate-up product (the down projection is under test)
   uint64_t seed = 100;
   for (const Shape& s : shapes) {
     const int64_t m = s.m, ff = s.k, pad = 8;
-    const auto guw = RandomBf16(static_cast<size_t>(9 * (2 * ff + pad)), seed++, 3.0f);
+    const auto x = RandomBf16(static_cast<size_t>(9 * d), seed++, 1.0f);
+    const auto wgu = RandomBf16(static_cast<size_t>(2 * ff * d), seed++, 0.6f);
     const auto w = RandomBf16(static_cast<size_t>(m * ff), seed++, 0.05f);
-    const auto gu = Slice(guw, 2 * ff + pad, 9, pad, 2 * ff);
-    // CPU references: exact activation, and the activation rounded to bf16 as the GPU keeps it.
-    std::vector<float> want_exact, want_rounded;
-    {
-      Buffer gc = Put(cpu_, DType::kF32, gu, 9, 2 * ff), wc = Put(cpu_, DType::kF32, w, m, ff);
-      Buffer act = Empty(cpu_, DType::kF32, 9, ff), oc = Empty(cpu_, DType::kF32, 9, m);
-      cpu_->SwiGluMatMul(gc.view(), act.view(), wc.view(), nullptr, oc.view());
-      want_exact = Get(cpu_, oc.view());
-      auto a = Get(cpu_, act.view());
-      for (float& v : a) v = RoundBf16(v);
-      Buffer ar = Put(cpu_, DType::kF32, a, 9, ff);
-      cpu_->MatMul(ar.view(), wc.view(), oc.view());
-      want_rounded = Get(cpu_, oc.view());
-    }
-    Buffer gg = Put(gemv_, DType::kBF16, guw, 9, 2 * ff + pad), wg = Put(gemv_, DType::kBF16, w, m, ff);
-    Buffer act = Empty(gemv_, DType::kBF16, 9, ff);
+    Buffer xg = Put(gemv_, DType::kBF16, x, 9, d), wgug = Put(gemv_, DType::kBF16, wgu, 2 * ff, d);
+    Buffer wg = Put(gemv_, DType::kBF16, w, m, ff);
+    Buffer gg = Empty(gemv_, DType::kBF16, 9, 2 * ff + pad), act = Empty(gemv_, DType::kBF16, 9, ff);
     Buffer fused = Empty(gemv_, DType::kF32, 9, m), split = Empty(gemv_, DType::kF32, 9, m);
     Buffer fused_b = Empty(gemv_, DType::kBF16, 9, m), split_b = Empty(gemv_, DType::kBF16, 9, m);
-    Buffer gb = Put(cublas_, DType::kBF16, gu, 9, 2 * ff), wb = Put(cublas_, DType::kBF16, w, m, ff);
+    Buffer xb = Put(cublas_, DType::kBF16, x, 9, d), wgub = Put(cublas_, DType::kBF16, wgu, 2 * ff, d);
+    Buffer wb = Put(cublas_, DType::kBF16, w, m, ff), gb = Empty(cublas_, DType::kBF16, 9, 2 * ff);
     Buffer act_b = Empty(cublas_, DType::kBF16, 9, ff), ob = Empty(cublas_, DType::kF32, 9, m);
-    const TensorView guv = gg.view().Cols(pad, 2 * ff);
-    for (int64_t n = 1; n <= 9; ++n) {  // 9: more rows than the kernel takes, the unfused path
+    Buffer wc = Put(cpu_, DType::kF32, w, m, ff);
+    const TensorView guv = gg.view().Cols(pad, 2 * ff);  // a strided scratch view
+    const MlpWeights weights{wgug.view(), nullptr, wg.view(), nullptr};
+    const MlpWeights weights_b{wgub.view(), nullptr, wb.view(), nullptr};
+    for (int64_t n = 1; n <= 9; ++n) {
       const size_t count = static_cast<size_t>(n * m);
-      gemv_->SwiGluMatMul(guv.Rows(0, n), act.Rows(0, n), wg.view(), nullptr, fused.Rows(0, n));
-      gemv_->SwiGluMatMul(guv.Rows(0, n), act.Rows(0, n), wg.view(), nullptr, fused_b.Rows(0, n));
+      const MlpScratch scratch{guv.Rows(0, n), act.Rows(0, n)};
+      gemv_->Mlp(xg.Rows(0, n), weights, scratch, fused.Rows(0, n));
+      gemv_->Mlp(xg.Rows(0, n), weights, scratch, fused_b.Rows(0, n));
+      gemv_->MatMul(xg.Rows(0, n), wgug.view(), guv.Rows(0, n));
       gemv_->SwiGlu(guv.Rows(0, n), act.Rows(0, n));
       gemv_->MatMul(act.Rows(0, n), wg.view(), split.Rows(0, n));
       gemv_->MatMul(act.Rows(0, n), wg.view(), split_b.Rows(0, n));
-      cublas_->SwiGluMatMul(gb.Rows(0, n), act_b.Rows(0, n), wb.view(), nullptr, ob.Rows(0, n));
+      cublas_->Mlp(xb.Rows(0, n), weights_b, {gb.Rows(0, n), act_b.Rows(0, n)}, ob.Rows(0, n));
       ASSERT_TRUE(gemv_->Sync().ok());
       ASSERT_TRUE(cublas_->Sync().ok());
+      // CPU references on the GPU's own gate-up values: exact activation, and the activation
+      // rounded to bf16 as the GPU keeps it.
+      std::vector<float> want_exact, want_rounded;
+      {
+        Buffer gc = Put(cpu_, DType::kF32, Get(gemv_, guv.Rows(0, n)), n, 2 * ff);
+        Buffer ac = Empty(cpu_, DType::kF32, n, ff), oc = Empty(cpu_, DType::kF32, n, m);
+        cpu_->SwiGlu(gc.view(), ac.view());
+        cpu_->MatMul(ac.view(), wc.view(), oc.view());
+        want_exact = Get(cpu_, oc.view());
+        auto a = Get(cpu_, ac.view());
+        for (float& v : a) v = RoundBf16(v);
+        Buffer ar = Put(cpu_, DType::kF32, a, n, ff);
+        cpu_->MatMul(ar.view(), wc.view(), oc.view());
+        want_rounded = Get(cpu_, oc.view());
+      }
       const auto got = Get(gemv_, fused.Rows(0, n));
       EXPECT_EQ(got, Get(gemv_, split.Rows(0, n))) << n << "x" << m << "x" << ff;
       EXPECT_EQ(Get(gemv_, fused_b.Rows(0, n)), Get(gemv_, split_b.Rows(0, n))) << n << "x" << m << "x" << ff << " bf16";
       EXPECT_LT(RelL2(got, Get(cublas_, ob.Rows(0, n)), count), kTolF32) << "vs cublas " << n << "x" << m << "x" << ff;
       // A CPU activation may round to the other bf16 neighbour now and then (expf differs by an
-      // ulp): a few 2^-8 steps in 8 x ff elements.
+      // ulp): a few 2^-8 steps in n x ff elements.
       EXPECT_LT(RelL2(got, want_rounded, count), 2e-4) << "vs cpu " << n << "x" << m << "x" << ff;
       // The activation's bf16 rounding itself: about 2^-9 relative per element.
       EXPECT_LT(RelL2(got, want_exact, count), 1e-2) << "vs exact cpu " << n << "x" << m << "x" << ff;
@@ -258,15 +269,20 @@ TEST_F(CudaGemv, DISABLED_Bandwidth) {
         ws.push_back(Empty(be, DType::kBF16, c.m, c.k));
         ASSERT_TRUE(be->FillSynthetic(SyntheticFill{.state = uint64_t(7 + i), .half_width = 0.05f}, ws.back().view()).ok());
       }
-      const int64_t x_cols = c.swiglu ? 2 * c.k : c.k;
+      // swiglu+down runs the whole Mlp with a small gate-up product (inner size 64, its weight in
+      // L2) whose time is left out below.
+      const int64_t x_cols = c.swiglu ? 64 : c.k;
       Buffer x = Put(be, DType::kBF16, RandomBf16(static_cast<size_t>(8 * x_cols), 9, 1.0f), 8, x_cols);
+      Buffer w_gu = Put(be, DType::kBF16, RandomBf16(static_cast<size_t>(2 * c.k * x_cols), 10, 0.6f), 2 * c.k, x_cols);
+      Buffer gate_up = Empty(be, DType::kBF16, 8, 2 * c.k);
       Buffer act = Empty(be, DType::kBF16, 8, c.k);
       Buffer out = Empty(be, c.m > 100000 ? DType::kF32 : DType::kBF16, 8, c.m);
       for (int64_t n : {1, 2, 4, 8}) {
         auto call = [&](int i) {
           const TensorView w = ws[static_cast<size_t>(i % copies)].view();
           if (c.swiglu) {
-            be->SwiGluMatMul(x.Rows(0, n), act.Rows(0, n), w, nullptr, out.Rows(0, n));
+            be->Mlp(x.Rows(0, n), {w_gu.view(), nullptr, w, nullptr}, {gate_up.Rows(0, n), act.Rows(0, n)},
+                    out.Rows(0, n));
           } else {
             be->MatMul(x.Rows(0, n), w, out.Rows(0, n));
           }
@@ -282,7 +298,11 @@ TEST_F(CudaGemv, DISABLED_Bandwidth) {
         for (int i = 0; i < iters; ++i) call(i);
         be->SetProfiling(false);
         double ms = 0.0;
-        for (const OpTime& t : be->TakeProfile()) ms += t.ms;  // SwiGlu + MatMul where unfused
+        const std::string gate_up_op = "MatMul[" + std::to_string(n) + "x" + std::to_string(2 * c.k) + "x64]";
+        for (const OpTime& t : be->TakeProfile()) {
+          if (c.swiglu && t.op.find(gate_up_op) != std::string::npos) continue;  // not the product under test
+          ms += t.ms;  // SwiGlu + MatMul where unfused
+        }
         const double event_s = ms * 1e-3 / iters;
         std::printf("%-12s %2lld %-7s %10.1f %10.0f %10.0f\n", c.name, static_cast<long long>(n),
                     be == gemv_ ? "gemv" : "cublas", event_s * 1e6, bytes / event_s * 1e-9, bytes / wall_s * 1e-9);

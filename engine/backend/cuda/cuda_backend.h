@@ -47,7 +47,8 @@ class CudaBackend final : public Backend {
   void Rope(TensorView x, int n_heads, int head_dim, std::span<const int32_t> positions,
             const RopeTable& rope) override;
   void SwiGlu(TensorView gate_up, TensorView out) override;
-  void SwiGluMatMul(TensorView gate_up, TensorView act, TensorView w, const Buffer* wq, TensorView out) override;
+  // Fuses SwiGLU into the down projection's GEMV for few rows (BackendOptions::cuda_gemv).
+  void Mlp(TensorView x, const MlpWeights& w, const MlpScratch& scratch, TensorView out) override;
   void GatherRows(TensorView src, std::span<const int32_t> rows, TensorView dst) override;
   void WriteKv(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape, TensorView k,
                TensorView v) override;
