@@ -7,7 +7,8 @@ all metadata are copied unchanged. Written with the `gguf` package's GGUFWriter.
 
 The quantizers below are simple round-to-nearest ones of our own (the package has none for
 these types, and the test needs valid blocks, not llama.cpp's best ones); they are deterministic,
-so the file is identical on every machine: its sha256 is checked against
+so the tensors are identical on every machine: a sha256 over every tensor's name, type and
+bytes (not the whole file, whose header layout is the writer's business) is checked against
 tests/fixtures/kquant/reference.json. With --write-reference, also writes that fixture: the
 last-position logits of the numpy float64 forward pass (scripts/numpy-forward.py) over the
 file's weights as dequantized by gguf.quants.dequantize, for prompts of logits.json.
@@ -167,11 +168,12 @@ def write_model(src, dst):
     return counts
 
 
-def sha256(path):
+def tensor_digest(path):
+    """sha256 over the tensors of `path` as read back: name, type, shape and data bytes."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    for t in gguf.GGUFReader(path).tensors:
+        h.update(f"{t.name}|{t.tensor_type.name}|{[int(x) for x in t.shape]}|".encode())
+        h.update(np.ascontiguousarray(t.data).tobytes())
     return h.hexdigest()
 
 
@@ -193,7 +195,7 @@ def write_reference(path, digest, counts):
                     "logits_file": fname})
         print(f"{c['name']}: argmax {int(logits.argmax())}", flush=True)
     doc = {"generator": "scripts/make-kquant-model.py --write-reference (numpy float64 forward)",
-           "model": os.path.basename(path), "model_sha256": digest, "tensor_types": counts,
+           "model": os.path.basename(path), "tensors_sha256": digest, "tensor_types": counts,
            "n_vocab": int(len(logits)), "cases": out}
     with open(os.path.join(FIXTURES, "reference.json"), "w") as f:
         json.dump(doc, f, indent=1)
@@ -207,20 +209,20 @@ def main():
     ap.add_argument("--write-reference", action="store_true")
     args = ap.parse_args()
     ref_path = os.path.join(FIXTURES, "reference.json")
-    want = None if args.write_reference else json.load(open(ref_path))["model_sha256"]
-    if want is not None and os.path.exists(args.out) and sha256(args.out) == want:
+    want = None if args.write_reference else json.load(open(ref_path))["tensors_sha256"]
+    if want is not None and os.path.exists(args.out) and tensor_digest(args.out) == want:
         print(f"make-kquant-model: {args.out} is up to date")
         return 0
     tmp = args.out + ".tmp"
     counts = write_model(args.model, tmp)
-    digest = sha256(tmp)
+    digest = tensor_digest(tmp)
     if want is not None and digest != want:
         os.remove(tmp)
-        print(f"make-kquant-model: wrote sha256 {digest}, but {ref_path} was made from {want}: "
+        print(f"make-kquant-model: wrote tensors with sha256 {digest}, but {ref_path} was made from {want}: "
               "the quantizers or the gguf package changed; rerun with --write-reference", file=sys.stderr)
         return 1
     os.replace(tmp, args.out)
-    print(f"make-kquant-model: wrote {args.out} ({counts}), sha256 {digest}")
+    print(f"make-kquant-model: wrote {args.out} ({counts}), tensors sha256 {digest}")
     if args.write_reference:
         write_reference(args.out, digest, counts)
     return 0
