@@ -44,6 +44,9 @@ case "$MODE" in
     BUILD_DIR="${SLIM_BUILD_DIR:-build}"
     cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release ${SLIM_CMAKE_ARGS:-}
     cmake --build "$BUILD_DIR" -j "$JOBS"
+    # Every dequantization kernel against ggml's own C code (~10 s; before ctest, whose summary
+    # stays the last line).
+    bash scripts/check-quants-ggml.sh "$BUILD_DIR"
     ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS"
     ;;
   --sanitize)
