@@ -4,7 +4,10 @@ package (gguf.quants.dequantize), independent of our C++ kernels.
 
 * model_rows: the first 64 values of rows 0 and 7 of a few tensors of the default model;
 * synthetic: random blocks of every type we dequantize (raw bytes as hex, fp16 scales kept
-  finite) with their dequantized values.
+  finite) with their dequantized values. Every bit pattern of the quants is a valid block, so
+  random bytes cover types the package cannot quantize (Q2_K, Q3_K, IQ4_NL, IQ4_XS);
+* nonfinite_scales: blocks of those types with a NaN or infinite fp16 scale, which ggml (and the
+  package) dequantize to non-finite values rather than reject.
 
 Needs: pip install gguf numpy; the default model (scripts/fetch-model.sh).
 Usage: scripts/make-quant-fixtures.py [--model PATH] [--out PATH]
@@ -28,7 +31,13 @@ SYNTHETIC = {
     Q.F16: (1, 2, []), Q.BF16: (1, 2, []), Q.Q4_0: (32, 18, [0]), Q.Q4_1: (32, 20, [0, 2]),
     Q.Q5_0: (32, 22, [0]), Q.Q5_1: (32, 24, [0, 2]), Q.Q8_0: (32, 34, [0]),
     Q.Q4_K: (256, 144, [0, 2]), Q.Q5_K: (256, 176, [0, 2]), Q.Q6_K: (256, 210, [208]),
+    # Appended after the types above so that their random draws stay as they were.
+    Q.Q2_K: (256, 84, [80, 82]), Q.Q3_K: (256, 110, [108]), Q.IQ4_NL: (32, 18, [0]),
+    Q.IQ4_XS: (256, 136, [0]),
 }
+# (type, byte offset of the fp16 scale to poison, its value as fp16 bits): NaN, +inf, -inf
+NONFINITE = [(Q.Q2_K, 80, 0x7E00), (Q.Q2_K, 82, 0x7C00), (Q.Q3_K, 108, 0xFC00),
+             (Q.IQ4_NL, 0, 0x7E00), (Q.IQ4_XS, 0, 0x7C00)]
 
 
 def f32_list(a):
@@ -73,9 +82,26 @@ def synthetic(rng):
                 scales = rng.uniform(-0.05, 0.05, size=n_blocks).astype(np.float16)
                 raw[:, off:off + 2] = scales.view(np.uint8).reshape(n_blocks, 2)
             raw = raw.ravel()
+        out.append(entry(qtype, raw))
+    return out
+
+
+def entry(qtype, raw):
+    with np.errstate(invalid="ignore"):  # inf * 0 = nan is the point of nonfinite_scales
         values = dequantize(raw, qtype)
-        out.append({"type": qtype.name, "type_id": int(qtype), "n": int(values.size),
-                    "hex": raw.tobytes().hex(), "values": f32_list(values)})
+    return {"type": qtype.name, "type_id": int(qtype), "n": int(values.size),
+            "hex": raw.tobytes().hex(), "values": f32_list(values)}
+
+
+def nonfinite_scales(rng):
+    out = []
+    for qtype, off, bits in NONFINITE:
+        be, bb, scale_offsets = SYNTHETIC[qtype]
+        raw = rng.integers(0, 256, size=(2, bb), dtype=np.uint8)
+        for o in scale_offsets:
+            raw[:, o:o + 2] = rng.uniform(-0.05, 0.05, size=2).astype(np.float16).view(np.uint8).reshape(2, 2)
+        raw[0, off:off + 2] = np.array([bits], dtype=np.uint16).view(np.uint8)  # first block only
+        out.append(entry(qtype, raw.ravel()))
     return out
 
 
@@ -89,11 +115,13 @@ def main():
         "model": os.path.basename(args.model),
         "model_rows": model_rows(args.model),
         "synthetic": synthetic(np.random.default_rng(1234)),
+        "nonfinite_scales": nonfinite_scales(np.random.default_rng(5678)),
     }
     with open(args.out, "w") as f:
         json.dump(doc, f, indent=1, allow_nan=False)
         f.write("\n")
-    print(f"wrote {args.out}: {len(doc['model_rows'])} model rows, {len(doc['synthetic'])} synthetic types")
+    print(f"wrote {args.out}: {len(doc['model_rows'])} model rows, {len(doc['synthetic'])} synthetic types, "
+          f"{len(doc['nonfinite_scales'])} non-finite scale cases")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds (CPU tests; CUDA code is compiled when nvcc is present),
-# fetches the default model and the Qwen2 test model, and runs every test with ctest.
+# fetches the default model and the Qwen2 test model, writes the K-quant test model, and runs
+# every test with ctest.
 #   scripts/test.sh              the whole suite (what CI runs)
 #   scripts/test.sh --sanitize   an ASan + UBSan build (build-asan/, CPU only) of the server and
 #                                its tests, running the server suites and the KV store tests
@@ -15,6 +16,9 @@ JOBS="${SLIM_JOBS:-$(nproc)}"
 bash scripts/setup.sh
 bash scripts/fetch-model.sh
 bash scripts/fetch-model.sh qwen2.5-coder-0.5b  # Qwen2 fixtures (tests/engine/qwen2_test.cpp)
+# The default model re-quantized to Q2_K/Q3_K/IQ4_XS/IQ4_NL (tests/engine/kquant_model_test.cpp);
+# ~15 s the first time, skipped when the file's sha256 already matches the fixture.
+"${PYTHON:-python3}" scripts/make-kquant-model.py
 
 # Builds `targets` in a sanitizer build directory and runs each test binary in turn (a binary
 # at a time: sanitized servers are slow, and timing-based tests need their CPU).
@@ -40,6 +44,9 @@ case "$MODE" in
     BUILD_DIR="${SLIM_BUILD_DIR:-build}"
     cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release ${SLIM_CMAKE_ARGS:-}
     cmake --build "$BUILD_DIR" -j "$JOBS"
+    # Every dequantization kernel against ggml's own C code (~10 s; before ctest, whose summary
+    # stays the last line).
+    bash scripts/check-quants-ggml.sh "$BUILD_DIR"
     ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS"
     ;;
   --sanitize)

@@ -25,7 +25,8 @@ const char* ValueTypeName(ValueType t);
 // ggml tensor types (numbering as in ggml.h). Only those listed are accepted by the parser.
 enum class TensorType : uint32_t {
   kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ4_1 = 3, kQ5_0 = 6, kQ5_1 = 7, kQ8_0 = 8, kQ8_1 = 9,
-  kQ2_K = 10, kQ3_K = 11, kQ4_K = 12, kQ5_K = 13, kQ6_K = 14, kQ8_K = 15, kBF16 = 30,
+  kQ2_K = 10, kQ3_K = 11, kQ4_K = 12, kQ5_K = 13, kQ6_K = 14, kQ8_K = 15, kIQ4_NL = 20,
+  kIQ4_XS = 23, kBF16 = 30,
 };
 
 struct Value;

@@ -1,5 +1,5 @@
 // ggml tensor type table (names, block sizes) and scalar dequantization kernels to fp32, written
-// to match ggml-quants.c bit for bit. Blocks are read with memcpy (GGUF data is only byte-aligned
+// to match ggml-quants.c bit for bit (block layouts as ggml-common.h defines them). Blocks are read with memcpy (GGUF data is only byte-aligned
 // within a tensor), and the inner loops have fixed trip counts so the compiler vectorizes them.
 #include "engine/gguf/quant.h"
 
@@ -32,12 +32,14 @@ Traits TraitsOf(TensorType t) {
     case TensorType::kQ5_1: return {"Q5_1", QK, 2 + 2 + 4 + 16, true};
     case TensorType::kQ8_0: return {"Q8_0", QK, 2 + 32, true};
     case TensorType::kQ8_1: return {"Q8_1", QK, 2 + 2 + 32, false};
-    case TensorType::kQ2_K: return {"Q2_K", QK_K, 16 + 64 + 2 + 2, false};
-    case TensorType::kQ3_K: return {"Q3_K", QK_K, 32 + 64 + 12 + 2, false};
+    case TensorType::kQ2_K: return {"Q2_K", QK_K, 16 + 64 + 2 + 2, true};
+    case TensorType::kQ3_K: return {"Q3_K", QK_K, 32 + 64 + 12 + 2, true};
     case TensorType::kQ4_K: return {"Q4_K", QK_K, 2 + 2 + 12 + 128, true};
     case TensorType::kQ5_K: return {"Q5_K", QK_K, 2 + 2 + 12 + 32 + 128, true};
     case TensorType::kQ6_K: return {"Q6_K", QK_K, 128 + 64 + 16 + 2, true};
     case TensorType::kQ8_K: return {"Q8_K", QK_K, 4 + 256 + 32, false};
+    case TensorType::kIQ4_NL: return {"IQ4_NL", QK, 2 + 16, true};
+    case TensorType::kIQ4_XS: return {"IQ4_XS", QK_K, 2 + 2 + 4 + 128, true};
   }
   return {"unknown", 0, 0, false};
 }
@@ -236,6 +238,100 @@ void DequantQ6_K(const uint8_t* __restrict src, float* __restrict dst, int64_t n
   }
 }
 
+// block_q2_K: uint8 scales[16]; uint8 qs[64]; fp16 d, dmin. Sixteen sub-blocks of 16, each
+// x = (d * (scale & 15)) * q - dmin * (scale >> 4) with a 2-bit q. Each half of 128 elements
+// reads qs[32h..32h+31]: element 32s + l of the half is bits 2s..2s+1 of that half's qs[l].
+void DequantQ2_K(const uint8_t* __restrict src, float* __restrict dst, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, src += 84) {
+    const uint8_t* scales = src;
+    const uint8_t* q = src + 16;
+    const float d = LoadHalf(src + 80);
+    const float dmin = LoadHalf(src + 82);
+    for (int h = 0; h < 2; ++h, q += 32) {
+      for (int s = 0; s < 4; ++s) {
+        for (int k = 0; k < 2; ++k) {  // the two sub-blocks of 16 sharing this shift
+          const uint8_t sc = *scales++;
+          const float dl = d * static_cast<float>(sc & 0x0F);
+          const float ml = dmin * static_cast<float>(sc >> 4);
+          for (int l = 0; l < 16; ++l) {
+            // Two statements: no contraction into an FMA, so results round as ggml's do.
+            const float p = dl * static_cast<float>((q[16 * k + l] >> (2 * s)) & 3);
+            *dst++ = p - ml;
+          }
+        }
+      }
+    }
+  }
+}
+
+// Signed 6-bit scale j (0..15) of a Q3_K super-block: low 4 bits in the nibbles of bytes 0..7
+// (low nibbles for j < 8, high for j >= 8), high 2 bits in bytes 8..11 (byte 8 + j % 4, bits
+// 2 (j / 4)); stored with an offset of 32.
+inline int ScaleK3(int j, const uint8_t* s) {
+  const int lo = j < 8 ? (s[j] & 0x0F) : (s[j - 8] >> 4);
+  const int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+  return (lo | (hi << 4)) - 32;
+}
+
+// block_q3_K: uint8 hmask[32]; uint8 qs[64]; uint8 scales[12]; fp16 d. Sixteen sub-blocks of
+// 16, x = (d * scale) * q with q = low2 - (high bit set ? 0 : 4) in -4..3. low2 is laid out as
+// in Q2_K; the high bit of element i is bit i / 32 of hmask[i % 32].
+void DequantQ3_K(const uint8_t* __restrict src, float* __restrict dst, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, src += 110) {
+    const uint8_t* hmask = src;
+    const uint8_t* q = src + 32;
+    const uint8_t* scales = src + 96;
+    const float d = LoadHalf(src + 108);
+    int is = 0;
+    for (int h = 0; h < 2; ++h, q += 32) {
+      for (int s = 0; s < 4; ++s) {
+        const int bit = 4 * h + s;  // element index / 32
+        for (int k = 0; k < 2; ++k) {
+          const float dl = d * static_cast<float>(ScaleK3(is++, scales));
+          for (int l = 0; l < 16; ++l) {
+            const int j = 16 * k + l;
+            const int low = (q[j] >> (2 * s)) & 3;
+            const int high = ((hmask[j] >> bit) & 1) ? 0 : 4;
+            *dst++ = dl * static_cast<float>(low - high);
+          }
+        }
+      }
+    }
+  }
+}
+
+// The non-linear 4-bit grid of IQ4_NL and IQ4_XS (ggml's kvalues_iq4nl).
+constexpr int8_t kIq4Grid[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+// block_iq4_nl: fp16 d; uint8 qs[16]. x[j] = d * grid[qs[j] & 15], x[j+16] = d * grid[qs[j] >> 4].
+void DequantIQ4_NL(const uint8_t* __restrict src, float* __restrict dst, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, src += 18, dst += QK) {
+    const float d = LoadHalf(src);
+    const uint8_t* qs = src + 2;
+    for (int j = 0; j < 16; ++j) dst[j] = d * static_cast<float>(kIq4Grid[qs[j] & 0x0F]);
+    for (int j = 0; j < 16; ++j) dst[j + 16] = d * static_cast<float>(kIq4Grid[qs[j] >> 4]);
+  }
+}
+
+// block_iq4_xs: fp16 d; uint16 scales_h; uint8 scales_l[4]; uint8 qs[128]. Eight sub-blocks of
+// 32, each an IQ4_NL block with scale d * (ls - 32), ls 6 bits: low 4 from nibble ib % 2 of
+// scales_l[ib / 2], high 2 from bits 2 ib of scales_h.
+void DequantIQ4_XS(const uint8_t* __restrict src, float* __restrict dst, int64_t nb) {
+  for (int64_t b = 0; b < nb; ++b, src += 136) {
+    const float d = LoadHalf(src);
+    uint16_t scales_h;
+    std::memcpy(&scales_h, src + 2, 2);
+    const uint8_t* scales_l = src + 4;
+    const uint8_t* qs = src + 8;
+    for (int ib = 0; ib < 8; ++ib, qs += 16, dst += 32) {
+      const int ls = ((scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0F) | (((scales_h >> (2 * ib)) & 3) << 4);
+      const float dl = d * static_cast<float>(ls - 32);
+      for (int j = 0; j < 16; ++j) dst[j] = dl * static_cast<float>(kIq4Grid[qs[j] & 0x0F]);
+      for (int j = 0; j < 16; ++j) dst[j + 16] = dl * static_cast<float>(kIq4Grid[qs[j] >> 4]);
+    }
+  }
+}
+
 }  // namespace
 
 const char* TensorTypeName(TensorType t) { return TraitsOf(t).name; }
@@ -291,6 +387,10 @@ Status DequantizeRow(TensorType t, const void* src, float* dst, int64_t n) {
     case TensorType::kQ4_K: DequantQ4_K(s, dst, nb); break;
     case TensorType::kQ5_K: DequantQ5_K(s, dst, nb); break;
     case TensorType::kQ6_K: DequantQ6_K(s, dst, nb); break;
+    case TensorType::kQ2_K: DequantQ2_K(s, dst, nb); break;
+    case TensorType::kQ3_K: DequantQ3_K(s, dst, nb); break;
+    case TensorType::kIQ4_NL: DequantIQ4_NL(s, dst, nb); break;
+    case TensorType::kIQ4_XS: DequantIQ4_XS(s, dst, nb); break;
     default:
       return UnimplementedError(std::string("dequantization of ") + tr.name + " is not implemented");
   }

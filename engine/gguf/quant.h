@@ -1,5 +1,5 @@
-// ggml tensor type sizes and dequantization to fp32 (F32, F16, BF16, Q8_0, Q4_0, Q4_1, and
-// the K-quants where implemented). Pure functions, no allocation.
+// ggml tensor type sizes and dequantization to fp32 (F32, F16, BF16, the legacy 32-element
+// quants, the K-quants Q2_K..Q6_K, IQ4_NL and IQ4_XS). Pure functions, no allocation; any thread.
 #pragma once
 
 #include <cstddef>
@@ -11,7 +11,8 @@
 namespace slim::gguf {
 
 const char* TensorTypeName(TensorType t);
-// Elements per block (1 for F32/F16/BF16, 32 for Q4_0/Q4_1/Q8_0, 256 for K-quants); 0 if unknown.
+// Elements per block (1 for F32/F16/BF16, 32 for Q4_0..Q8_1 and IQ4_NL, 256 for the K-quants and
+// IQ4_XS); 0 if unknown.
 int64_t BlockElements(TensorType t);
 // Bytes per block; 0 if unknown.
 size_t BlockBytes(TensorType t);
@@ -22,7 +23,8 @@ bool CanDequantize(TensorType t);
 StatusOr<uint64_t> TensorBytes(TensorType t, uint64_t n_elements);
 
 // Dequantizes `n` consecutive elements (a multiple of BlockElements(t)) starting at `src`
-// (which must be at a block boundary) into `dst`.
+// (which must be at a block boundary) into `dst`. As in ggml, a NaN or infinite fp16 scale is
+// not checked here: it yields non-finite values, which the weight loader refuses.
 Status DequantizeRow(TensorType t, const void* src, float* dst, int64_t n);
 
 // fp16 / bf16 scalar conversions.

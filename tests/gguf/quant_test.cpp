@@ -1,6 +1,7 @@
 // Dequantization against independent references: hand-built blocks with known values, fp16/bf16
-// edge cases (exhaustive over all halves), random blocks and real model rows dequantized by the
-// Python gguf package (tests/fixtures/quant_reference.json, from scripts/make-quant-fixtures.py).
+// edge cases (exhaustive over all halves), random blocks (also with non-finite scales) and real
+// model rows dequantized by the Python gguf package (tests/fixtures/quant_reference.json, from
+// scripts/make-quant-fixtures.py).
 #include "engine/gguf/quant.h"
 
 #include <gtest/gtest.h>
@@ -12,6 +13,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 
 #include "engine/gguf/gguf_file.h"
 #include "tests/gguf/default_model.h"
@@ -125,10 +127,11 @@ TEST(TypeTable, SizesMatchGgml) {
       {TensorType::kBF16, 1, 2, true},     {TensorType::kQ4_0, 32, 18, true},
       {TensorType::kQ4_1, 32, 20, true},   {TensorType::kQ5_0, 32, 22, true},
       {TensorType::kQ5_1, 32, 24, true},   {TensorType::kQ8_0, 32, 34, true},
-      {TensorType::kQ8_1, 32, 36, false},  {TensorType::kQ2_K, 256, 84, false},
-      {TensorType::kQ3_K, 256, 110, false}, {TensorType::kQ4_K, 256, 144, true},
+      {TensorType::kQ8_1, 32, 36, false},  {TensorType::kQ2_K, 256, 84, true},
+      {TensorType::kQ3_K, 256, 110, true}, {TensorType::kQ4_K, 256, 144, true},
       {TensorType::kQ5_K, 256, 176, true}, {TensorType::kQ6_K, 256, 210, true},
-      {TensorType::kQ8_K, 256, 292, false},
+      {TensorType::kQ8_K, 256, 292, false}, {TensorType::kIQ4_NL, 32, 18, true},
+      {TensorType::kIQ4_XS, 256, 136, true},
   };
   for (const Row& r : rows) {
     EXPECT_EQ(BlockElements(r.t), r.be) << TensorTypeName(r.t);
@@ -154,7 +157,16 @@ TEST(DequantizeRow, RejectsBadArguments) {
   uint8_t in[256] = {};
   EXPECT_EQ(DequantizeRow(TensorType::kQ4_0, in, out, 33).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(DequantizeRow(TensorType::kQ4_0, in, out, -32).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(DequantizeRow(TensorType::kQ2_K, in, out, 256).code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(DequantizeRow(TensorType::kQ8_K, in, out, 256).code(), StatusCode::kUnimplemented);
+  // The 256-element super-block types refuse a partial super-block, naming the type.
+  for (TensorType t : {TensorType::kQ2_K, TensorType::kQ3_K, TensorType::kIQ4_XS}) {
+    const Status st = DequantizeRow(t, in, out, 128);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << TensorTypeName(t);
+    EXPECT_NE(st.message().find(TensorTypeName(t)), std::string::npos) << st.message();
+    EXPECT_NE(st.message().find("256"), std::string::npos) << st.message();
+    EXPECT_EQ(TensorBytes(t, 300).status().code(), StatusCode::kInvalidArgument) << TensorTypeName(t);
+  }
+  EXPECT_EQ(DequantizeRow(TensorType::kIQ4_NL, in, out, 48).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(DequantizeRow(static_cast<TensorType>(5), in, out, 32).code(),
             StatusCode::kInvalidArgument);
   EXPECT_EQ(DequantizeRow(TensorType::kF32, nullptr, out, 4).code(), StatusCode::kInvalidArgument);
@@ -223,6 +235,99 @@ TEST(DequantizeRow, HandBuiltQ8_0AndFloats) {
   EXPECT_EQ(o3[2], 0.0f);
 }
 
+// Q2_K by its layout (ggml-common.h block_q2_K): scales[16] (low nibble scale, high nibble min),
+// qs[64], fp16 d, dmin; element i of half h = i / 128 is bits 2 ((i % 128) / 32) of
+// qs[32 h + i % 32]; x = d * scale * q - dmin * min over sub-blocks of 16. Values chosen so
+// every product is exact in fp32.
+TEST(DequantizeRow, HandBuiltQ2_K) {
+  uint8_t blk[2 * 84] = {};
+  float want[512];
+  for (int b = 0; b < 2; ++b) {
+    uint8_t* x = blk + 84 * b;
+    const float d = b == 0 ? 0.25f : -0.5f, dmin = b == 0 ? 0.125f : 2.0f;
+    PutHalf(x + 80, d);
+    PutHalf(x + 82, dmin);
+    for (int j = 0; j < 16; ++j) x[j] = static_cast<uint8_t>(((j + b) % 16) | ((15 - j) << 4));
+    for (int i = 0; i < 256; ++i) {
+      const int q = (i * 7 + i / 16 + b) % 4;
+      x[16 + 32 * (i / 128) + i % 32] |= static_cast<uint8_t>(q << (2 * ((i % 128) / 32)));
+      want[256 * b + i] = d * static_cast<float>((i / 16 + b) % 16) * static_cast<float>(q) -
+                          dmin * static_cast<float>(15 - i / 16);
+    }
+  }
+  float out[512];
+  ASSERT_TRUE(DequantizeRow(TensorType::kQ2_K, blk, out, 512).ok());
+  for (int i = 0; i < 512; ++i) ASSERT_EQ(out[i], want[i]) << i;
+}
+
+// Q3_K by its layout (block_q3_K): hmask[32], qs[64], scales[12], fp16 d. q = low 2 bits (as
+// Q2_K) minus 4 unless bit i / 32 of hmask[i % 32] is set; 16 signed 6-bit scales stored +32:
+// low nibbles in bytes 0..7 (j < 8: low nibble of byte j, else high nibble of byte j - 8), high
+// 2 bits at bits 2 (j / 4) of byte 8 + j % 4.
+TEST(DequantizeRow, HandBuiltQ3_K) {
+  uint8_t x[110] = {};
+  const float d = 0.5f;
+  PutHalf(x + 108, d);
+  int scale[16];
+  for (int j = 0; j < 16; ++j) {
+    scale[j] = 4 * j - 32 + (j % 3);  // -32 .. 30
+    const int u = scale[j] + 32;
+    x[96 + (j < 8 ? j : j - 8)] |= static_cast<uint8_t>((u & 15) << (j < 8 ? 0 : 4));
+    x[96 + 8 + j % 4] |= static_cast<uint8_t>((u >> 4) << (2 * (j / 4)));
+  }
+  float want[256];
+  for (int i = 0; i < 256; ++i) {
+    const int q = (i * 5 + i / 32) % 8 - 4;  // -4 .. 3
+    const int high = q >= 0 ? 1 : 0, low = q >= 0 ? q : q + 4;
+    x[i % 32] |= static_cast<uint8_t>(high << (i / 32));
+    x[32 + 32 * (i / 128) + i % 32] |= static_cast<uint8_t>(low << (2 * ((i % 128) / 32)));
+    want[i] = d * static_cast<float>(scale[i / 16]) * static_cast<float>(q);
+  }
+  float out[256];
+  ASSERT_TRUE(DequantizeRow(TensorType::kQ3_K, x, out, 256).ok());
+  for (int i = 0; i < 256; ++i) ASSERT_EQ(out[i], want[i]) << i;
+}
+
+// ggml's kvalues_iq4nl, the non-linear grid of IQ4_NL and IQ4_XS.
+constexpr int kGrid[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+// IQ4_XS (block_iq4_xs): fp16 d, uint16 scales_h, scales_l[4], qs[128]; eight sub-blocks of 32
+// with 6-bit scales stored +32 (low nibble ib % 2 of scales_l[ib / 2], high bits 2 ib of
+// scales_h); element j of sub-block ib is nibble j / 16 of qs[16 ib + j % 16], mapped by the grid.
+TEST(DequantizeRow, HandBuiltIQ4_XSAndIQ4_NL) {
+  uint8_t x[136] = {};
+  const float d = 0.0625f;
+  PutHalf(x, d);
+  uint16_t scales_h = 0;
+  int ls[8];
+  for (int ib = 0; ib < 8; ++ib) {
+    ls[ib] = (ib * 9 + 3) % 64;
+    x[4 + ib / 2] |= static_cast<uint8_t>((ls[ib] & 15) << (4 * (ib % 2)));
+    scales_h = static_cast<uint16_t>(scales_h | ((ls[ib] >> 4) << (2 * ib)));
+  }
+  std::memcpy(x + 2, &scales_h, 2);
+  float want[256];
+  for (int i = 0; i < 256; ++i) {
+    const int ib = i / 32, j = i % 32, idx = (i * 5 + ib) % 16;
+    x[8 + 16 * ib + j % 16] |= static_cast<uint8_t>(idx << (j < 16 ? 0 : 4));
+    want[i] = d * static_cast<float>(ls[ib] - 32) * static_cast<float>(kGrid[idx]);
+  }
+  float out[256];
+  ASSERT_TRUE(DequantizeRow(TensorType::kIQ4_XS, x, out, 256).ok());
+  for (int i = 0; i < 256; ++i) ASSERT_EQ(out[i], want[i]) << i;
+
+  // IQ4_NL: fp16 d, qs[16]; element j is nibble j / 16 of qs[j % 16], times d.
+  uint8_t nl[18];
+  PutHalf(nl, -0.25f);
+  for (int j = 0; j < 16; ++j) nl[2 + j] = static_cast<uint8_t>(j | ((15 - j) << 4));
+  float o[32];
+  ASSERT_TRUE(DequantizeRow(TensorType::kIQ4_NL, nl, o, 32).ok());
+  for (int j = 0; j < 16; ++j) {
+    EXPECT_EQ(o[j], -0.25f * static_cast<float>(kGrid[j])) << j;
+    EXPECT_EQ(o[16 + j], -0.25f * static_cast<float>(kGrid[15 - j])) << j;
+  }
+}
+
 // Reference values are float32 written by Python's json; non-finite ones as strings.
 float RefValue(const nlohmann::json& v) {
   if (v.is_string()) {
@@ -259,22 +364,72 @@ nlohmann::json LoadReference() {
   return nlohmann::json::parse(in);
 }
 
+// Bit-exact equality (NaN matches any NaN). The kernels of these types multiply in the order
+// ggml and the package do and never fuse a multiply with an add (Q2_K's multiply and subtract
+// are separate statements), so every value is the same single-rounded float.
+void ExpectBitExact(const float* got, const nlohmann::json& want, size_t n, const std::string& what) {
+  ASSERT_EQ(want.size(), n) << what;
+  for (size_t i = 0; i < n; ++i) {
+    const float r = RefValue(want[i]);
+    if (std::isnan(r)) {
+      EXPECT_TRUE(std::isnan(got[i])) << what << "[" << i << "]";
+    } else {
+      EXPECT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(r))
+          << what << "[" << i << "]: " << got[i] << " vs " << r;
+    }
+  }
+}
+
+bool IsNewerType(TensorType t) {
+  return t == TensorType::kQ2_K || t == TensorType::kQ3_K || t == TensorType::kIQ4_NL ||
+         t == TensorType::kIQ4_XS;
+}
+
+// Dequantizes one reference entry (raw block bytes as hex) and compares it with the package's
+// values; returns how many of ours are non-finite.
+int CheckEntry(const nlohmann::json& entry) {
+  const auto type = static_cast<TensorType>(entry["type_id"].get<uint32_t>());
+  const std::string name = entry["type"].get<std::string>();
+  EXPECT_STREQ(TensorTypeName(type), name.c_str());
+  const std::string hex = entry["hex"].get<std::string>();
+  std::vector<uint8_t> raw(hex.size() / 2);
+  for (size_t i = 0; i < raw.size(); ++i) raw[i] = static_cast<uint8_t>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
+  const auto n = entry["n"].get<int64_t>();
+  EXPECT_EQ(*TensorBytes(type, static_cast<uint64_t>(n)), raw.size()) << name;
+  std::vector<float> out(static_cast<size_t>(n));
+  const Status st = DequantizeRow(type, raw.data(), out.data(), n);
+  EXPECT_TRUE(st.ok()) << name << ": " << st.ToString();
+  if (!st.ok()) return 0;
+  if (IsNewerType(type)) {
+    ExpectBitExact(out.data(), entry["values"], out.size(), name);
+  } else {
+    ExpectClose(out.data(), entry["values"], out.size(), name);
+  }
+  int non_finite = 0;
+  for (float v : out) non_finite += std::isfinite(v) ? 0 : 1;
+  return non_finite;
+}
+
 TEST(DequantizeRow, MatchesPythonGgufOnRandomBlocks) {
   const nlohmann::json ref = LoadReference();
   ASSERT_FALSE(ref.is_null());
-  ASSERT_GE(ref["synthetic"].size(), 10u);
+  ASSERT_GE(ref["synthetic"].size(), 14u);
+  std::set<std::string> types;
   for (const auto& entry : ref["synthetic"]) {
-    const auto type = static_cast<TensorType>(entry["type_id"].get<uint32_t>());
-    const std::string name = entry["type"].get<std::string>();
-    ASSERT_STREQ(TensorTypeName(type), name.c_str());
-    const std::string hex = entry["hex"].get<std::string>();
-    std::vector<uint8_t> raw(hex.size() / 2);
-    for (size_t i = 0; i < raw.size(); ++i) raw[i] = static_cast<uint8_t>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
-    const auto n = entry["n"].get<int64_t>();
-    ASSERT_EQ(*TensorBytes(type, static_cast<uint64_t>(n)), raw.size()) << name;
-    std::vector<float> out(static_cast<size_t>(n));
-    ASSERT_TRUE(DequantizeRow(type, raw.data(), out.data(), n).ok()) << name;
-    ExpectClose(out.data(), entry["values"], out.size(), name);
+    CheckEntry(entry);
+    types.insert(entry["type"].get<std::string>());
+  }
+  for (const char* t : {"Q2_K", "Q3_K", "IQ4_NL", "IQ4_XS"}) EXPECT_TRUE(types.count(t)) << t;
+}
+
+// A NaN or infinite fp16 scale is not an error for DequantizeRow (as in ggml): the block's
+// values come out non-finite exactly where the package's do, and the weight loader refuses them.
+TEST(DequantizeRow, NonFiniteScalesPropagateAsInGgml) {
+  const nlohmann::json ref = LoadReference();
+  ASSERT_FALSE(ref.is_null());
+  ASSERT_GE(ref["nonfinite_scales"].size(), 5u);
+  for (const auto& entry : ref["nonfinite_scales"]) {
+    EXPECT_GT(CheckEntry(entry), 0) << entry["type"];
   }
 }
 
