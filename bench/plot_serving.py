@@ -4,7 +4,7 @@
 open-loop run's JSON (bench/serving_gpu.sh ... B:poisson ...), given as a file and the key of
 the call in it.
 
-  python3 bench/plot_serving.py bench/data/serving/h200-8b-chunked-prefill-5-calls.json \
+  python3 bench/plot_serving.py bench/data/serving/h200-8b-serving-device-calls.json \
       call3_budgets_poisson_4rps_1k_32k_mix bench/serving-chunked.png
 """
 import json, sys

@@ -40,7 +40,7 @@ const char* kUsage = R"(usage:
      modes: dense, pruned (the model's default schedule, or --schedule); --profile adds per-op
      device times of one more prefill and of 16 decode steps (CUDA); --warm-up-tokens runs the
      server's start-up warm-up first (GEMM tuning for prompts up to N tokens on CUDA)
-  sliminfer-bench decode-batch --model M [--device cpu|cuda] [--batches 1,8,32,64] [--contexts 4096,32768]
+  sliminfer-bench decode-batch --model M [--device cpu|cuda] [--batches 1,8,32,64] [--contexts 4096,32768] [--profile]
                            [--steps 32] [--kv-tokens N | --gpu-memory-fraction F] [--json]
      decode step time per batch size and context against the bytes a step reads (weights + KV)
   sliminfer-bench kv-transfer [--device cuda|cpu] [--blocks 4096] [--block-kib 256] [--repeat 5]
@@ -222,24 +222,27 @@ StatusOr<std::vector<int32_t>> ReadIdsFile(const std::string& path) {
   return ids;
 }
 
+// Per-op times as JSON, divided by `per` (calls per token or per step); MatMul entries also get
+// their achieved TFLOP/s.
+json ProfileJson(const std::vector<OpTime>& ops, double per) {
+  json out = json::array();
+  for (const OpTime& t : ops) {
+    json o = {{"op", t.op}, {"ms", t.ms / per}, {"calls", static_cast<double>(t.calls) / per}};
+    long long n = 0, m = 0, k = 0;
+    if ((std::sscanf(t.op.c_str(), "MatMul[%lldx%lldx%lld]", &n, &m, &k) == 3 ||
+         std::sscanf(t.op.c_str(), "MatMulSwiGlu[%lldx%lldx%lld]", &n, &m, &k) == 3) &&
+        t.ms > 0) {
+      o["tflops"] = 2.0 * double(n) * double(m) * double(k) * double(t.calls) / (t.ms * 1e-3) / 1e12;
+    }
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
 // Per-op device time (backends with timers: CUDA) of one extra prefill of `prompt` and of 16
-// decode steps after it; MatMul entries also get their achieved TFLOP/s.
+// decode steps after it.
 StatusOr<json> ProfileRun(Engine& engine, const std::vector<int32_t>& prompt, const PruningRequest& req) {
   Backend* be = engine.backend();
-  auto to_json = [](const std::vector<OpTime>& ops, double per) {
-    json out = json::array();
-    for (const OpTime& t : ops) {
-      json o = {{"op", t.op}, {"ms", t.ms / per}, {"calls", static_cast<double>(t.calls) / per}};
-      long long n = 0, m = 0, k = 0;
-      if ((std::sscanf(t.op.c_str(), "MatMul[%lldx%lldx%lld]", &n, &m, &k) == 3 ||
-           std::sscanf(t.op.c_str(), "MatMulSwiGlu[%lldx%lldx%lld]", &n, &m, &k) == 3) &&
-          t.ms > 0) {
-        o["tflops"] = 2.0 * double(n) * double(m) * double(k) * double(t.calls) / (t.ms * 1e-3) / 1e12;
-      }
-      out.push_back(std::move(o));
-    }
-    return out;
-  };
   const kv::SeqId seq = int64_t{1} << 40;
   be->SetProfiling(true);
   (void)be->TakeProfile();
@@ -263,7 +266,7 @@ StatusOr<json> ProfileRun(Engine& engine, const std::vector<int32_t>& prompt, co
   be->SetProfiling(false);
   (void)engine.Release(seq);
   SLIM_RETURN_IF_ERROR(s);
-  return json{{"prefill", to_json(prefill, 1.0)}, {"decode_per_token", to_json(decode, kSteps)}};
+  return json{{"prefill", ProfileJson(prefill, 1.0)}, {"decode_per_token", ProfileJson(decode, kSteps)}};
 }
 
 Status CmdEngine(int argc, char** argv) {
@@ -382,7 +385,7 @@ Status CmdDecodeBatch(int argc, char** argv) {
                                             {"model", "device", "batches", "contexts", "steps", "kv-tokens", "threads",
                                              "context", "kv-dtype", "cuda-attention", "cuda-gemv", "cuda-gemm-tune",
                                              "gpu-memory-fraction"},
-                                            {"json"}));
+                                            {"json", "profile"}));
   SLIM_ASSIGN_OR_RETURN(std::vector<int64_t> batches, a.IntList("batches", "1,8,32,64"));
   SLIM_ASSIGN_OR_RETURN(std::vector<int64_t> contexts, a.IntList("contexts", "4096,32768"));
   SLIM_ASSIGN_OR_RETURN(int64_t steps, a.Int("steps", 32, 1, 4096));
@@ -460,6 +463,18 @@ Status CmdDecodeBatch(int argc, char** argv) {
       row["weight_bytes_per_step"] = weight_read;
       row["kv_bytes_per_step"] = kv_read;
       row["read_gb_per_s"] = bytes / (ms * 1e6);
+      if (a.Flag("profile")) {
+        // Per-op device time of 8 more steps (events around each op: a few us of overhead each).
+        constexpr int kProfiled = 8;
+        Backend* be = engine->backend();
+        be->SetProfiling(true);
+        (void)be->TakeProfile();
+        Status ps;
+        for (int s = 0; s < kProfiled && ps.ok(); ++s) ps = step();
+        row["profile_per_step"] = ProfileJson(be->TakeProfile(), kProfiled);
+        be->SetProfiling(false);
+        SLIM_RETURN_IF_ERROR(ps);
+      }
       if (!a.Flag("json")) {
         std::fprintf(stderr, "batch %lld context %lld: %.2f ms/step, %.0f GB/s\n", static_cast<long long>(b),
                      static_cast<long long>(ctx), ms, bytes / (ms * 1e6));
