@@ -130,6 +130,12 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
     SLIM_ASSIGN_OR_RETURN(e->default_pruning_, PruningConfig::Parse(o.default_pruning));
   }
   e->default_pruning_.block_tokens = o.block_tokens;
+  if (o.decode_kv_budget < 0) return InvalidArgumentError("engine: decode_kv_budget must be >= 0");
+  if (!(o.decode_kv_gamma >= 0.0 && o.decode_kv_gamma <= 1.0)) {
+    return InvalidArgumentError("engine: decode_kv_gamma must be in [0, 1]");
+  }
+  e->decode_kv_budget_ = o.decode_kv_budget;
+  e->decode_kv_gamma_ = o.decode_kv_gamma;
   SLIM_RETURN_IF_ERROR(e->default_pruning_.Validate(e->model_->config().n_layers).WithPrefix("default pruning schedule"));
   return e;
 }
@@ -218,6 +224,7 @@ struct Engine::Partial {
   Buffer carry;                  // a pruned prompt run in chunks: [n, d_model] f32 hidden states
   PruningSummary summary;
   int64_t work_total = 0, work_done = 0;
+  int64_t decode_kv_budget = 0;  // resolved: the request's or the engine's
   std::chrono::steady_clock::time_point t0;
 };
 
@@ -307,6 +314,9 @@ Status Engine::StartPrefill(const StepItem& item, Partial* p) {
   static const PruningRequest kDense;
   SLIM_ASSIGN_OR_RETURN(p->rs, ResolveRequest(item.pruning ? *item.pruning : kDense, default_pruning_, c.n_layers,
                                               kv_->layout().block_tokens, n));
+  const int64_t budget = item.pruning ? item.pruning->decode_kv_budget : -1;
+  if (budget < -1) return InvalidArgumentError("decode_kv_budget: must be >= 0 (or -1, the server default)");
+  p->decode_kv_budget = budget < 0 ? decode_kv_budget_ : budget;
   const std::vector<int64_t> per_layer = TokensPerLayer(p->rs, n, c.n_layers);
   SLIM_RETURN_IF_ERROR(kv_->AddSequence(item.seq));
   if (Status s = kv_->ReserveAll(item.seq, per_layer); !s.ok()) {
@@ -381,7 +391,12 @@ Status Engine::Step(std::span<const StepItem> items, int64_t prefill_budget, std
     }
     const StepItem& it = items[i];
     decode_pos[i] = seq_len_[it.seq];
-    entries.push_back(PassEntry{i, ForwardSeq{it.seq, it.tokens, std::span<const int32_t>(&decode_pos[i], 1)}, 1, 0, true});
+    PassEntry e{i, ForwardSeq{it.seq, it.tokens, std::span<const int32_t>(&decode_pos[i], 1)}, 1, 0, true};
+    if (auto sel = selections_.find(it.seq); sel != selections_.end()) {
+      e.fs.select = &sel->second;
+      e.fs.select_stats = &selection_stats_;
+    }
+    entries.push_back(e);
   }
   for (size_t i = 0; i < items.size(); ++i) {
     if (items[i].kind != StepItem::Kind::kPrefill || budget <= 0) continue;
@@ -476,6 +491,7 @@ void Engine::AfterPass(const PassEntry& e, const StepItem& it, const Status& pas
   }
   if (it.kind == StepItem::Kind::kDecode) {
     ++seq_len_[it.seq];
+    if (e.fs.select != nullptr) e.fs.select->EndStep();
     o->done = true;
     return;
   }
@@ -525,6 +541,16 @@ void Engine::FinishPrefill(const StepItem& item, Partial& p, StepOutput* out) {
   r.pruning.kv_bytes = r.kv_bytes;
   r.pruning.dense_kv_bytes = static_cast<size_t>(p.n) * static_cast<size_t>(c.n_layers) * kv_->layout().TokenBytes();
   r.prefill_ms = MsSince(p.t0);
+  if (p.decode_kv_budget > 0) {
+    if (Status s = StartSelection(item.seq, p.bounds, p.decode_kv_budget); !s.ok()) {
+      out->status = s.WithPrefix("decode KV selection");
+      out->done = false;
+      seq_len_.erase(item.seq);
+      partial_.erase(item.seq);
+      (void)kv_->Free(item.seq);
+      return;
+    }
+  }
   partial_.erase(item.seq);  // p is gone
 }
 
@@ -581,6 +607,7 @@ Status Engine::Release(kv::SeqId seq) {
   auto it = seq_len_.find(seq);
   if (it == seq_len_.end()) return NotFoundError("no live sequence " + std::to_string(seq));
   seq_len_.erase(it);
+  selections_.erase(seq);
   return kv_->Free(seq);
 }
 

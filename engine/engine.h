@@ -58,6 +58,11 @@ struct EngineOptions {
   // The model's default pruning schedule ("layer:keep,..."; empty = the built-in default for
   // the model's depth). Requests choose off / default / explicit per call.
   std::string default_pruning;
+  // Decode-time KV selection (engine/pruning/decode_selection.h): the budget in prompt tokens
+  // per layer each segment attends over (0 = all; requests may set their own) and the overlap
+  // at or above which a segment keeps the blocks in force.
+  int64_t decode_kv_budget = 0;
+  double decode_kv_gamma = 0.9;
 };
 
 // What the KV store's tiers hold (GetModelInfo, sliminfer-cli info).
@@ -194,6 +199,11 @@ class Engine {
 
   // Engine thread only.
   const SamplingCounters& sampling_counters() const { return sampling_counters_; }
+  // Decode KV selections made so far, summed over sequences.
+  const DecodeSelectionStats& decode_selection_stats() const { return selection_stats_; }
+  // The selection state of a live sequence decoding under a budget, or null.
+  const DecodeSelection* decode_selection(kv::SeqId seq) const;
+  int64_t default_decode_kv_budget() const { return decode_kv_budget_; }
   // Frees the sequence's KV blocks.
   Status Release(kv::SeqId seq);
   // Swap-out: copies the sequence's KV to the host tier (blocks already clean there are not
@@ -249,6 +259,10 @@ class Engine {
   std::optional<PassEntry> PlanPrefill(size_t i, const StepItem& it, int64_t* budget, StepOutput* o);
   void AfterPass(const PassEntry& e, const StepItem& it, const Status& pass, StepOutput* o);
   void FinishPrefill(const StepItem& item, Partial& p, StepOutput* out);
+  // A finished prefill's decode KV selection (engine/decode_budget.cpp): segments from the
+  // prompt's schedule (layer bounds: 0, each stage's layer, n_layers), each one's unit-mean
+  // keys read from its first layer's KV.
+  Status StartSelection(kv::SeqId seq, const std::vector<int>& bounds, int64_t budget_tokens);
   // A forward pass (`pass` runs it, downloading the logits into its argument when not null) and
   // the sampling or logits download of each of its rows: rows[i] is the pass's sequence i.
   Status RunPass(const std::function<Status(std::vector<float>*)>& pass, std::span<PassRow> rows);
@@ -267,6 +281,10 @@ class Engine {
   std::map<kv::SeqId, int32_t> seq_len_;  // tokens per live sequence
   std::vector<int32_t> scratch_pos_;
   PruningConfig default_pruning_;
+  int64_t decode_kv_budget_ = 0;
+  double decode_kv_gamma_ = 0.9;
+  std::map<kv::SeqId, DecodeSelection> selections_;
+  DecodeSelectionStats selection_stats_;
   int64_t context_length_ = 0;
   // RunPass scratch.
   std::vector<SummaryRequest> sample_requests_;  // k == 0: that row is not summarized

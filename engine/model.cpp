@@ -306,6 +306,9 @@ struct Model::BatchState {
   int64_t n_seqs = 0;
   bool any_prune = false;          // some sequence has pruning stages
   bool tail_done = false;          // the last layer ran on the last rows only, leaving them in last_
+  bool any_select = false;         // some sequence decodes under a decode KV budget
+  std::vector<AttnSeq> attn_view;  // per sequence: what attention reads (ApplySelections)
+  std::vector<float> query;        // scratch: one row of q on the host
   std::vector<int32_t> ids;        // [n_rows at the start] token ids
   std::vector<int32_t> pos;        // [n_rows] positions
   std::vector<AttnSeq> attn;       // per sequence: its rows
@@ -399,7 +402,9 @@ Status Model::ForwardPass(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std
   bool ranged = false;
   for (const ForwardSeq& s : seqs) ranged = ranged || s.layer_begin > 0 || EndOf(s) < L;
   if (b.n_rows > 0) backend_->Embed(tok_embd_.view(), b.ids, x_.Rows(0, b.n_rows));
-  if (!b.any_prune && !ranged) PrepareAllLayers(kv, cur, b);
+  // Per-layer batches are known in advance only without pruning, chunks or decode selections
+  // (chosen mid-pass).
+  if (!b.any_prune && !ranged && !b.any_select) PrepareAllLayers(kv, cur, b);
   size_t next = cur.size();  // seqs[next...] start past layer 0, by layer
   for (int l = 0; l < L; ++l) {
     const int64_t joined = b.n_rows;
@@ -536,6 +541,10 @@ Status Model::StartBatch(const kv::KvStore& kv, std::span<const ForwardSeq> seqs
       if (t0 == nullptr || t0->n_tokens != 0) return FailedPreconditionError("forward: pruning needs a fresh sequence");
       b->any_prune = true;
     }
+    if (s.select != nullptr && !s.select->segments().empty()) {
+      if (n != 1 || s.prune != nullptr) return InvalidArgumentError("forward: a decode KV selection is for one-token decodes");
+      b->any_select = true;
+    }
     n_rows += static_cast<int64_t>(n);
   }
   SLIM_RETURN_IF_ERROR(EnsureWorkspace(n_rows, static_cast<int64_t>(seqs.size())));
@@ -645,6 +654,9 @@ Status Model::AttentionBlock(int l, kv::KvStore& kv, std::span<const ForwardSeq>
   // Not with a stage after attention at the last layer.
   if (l + 1 == c.n_layers && !prune_after && b.n_rows > b.n_seqs) {
     TailAttention(kv, qkv.Cols(0, qd), b);
+  } else if (b.any_select) {
+    SLIM_RETURN_IF_ERROR(ApplySelections(l, seqs, qkv.Cols(0, qd), b));
+    backend_->Attention(kv, b.attn_view, shape_, qkv.Cols(0, qd), attn_.Rows(0, b.n_rows));
   } else {
     backend_->Attention(kv, b.attn, shape_, qkv.Cols(0, qd), attn_.Rows(0, b.n_rows));
   }
@@ -658,6 +670,32 @@ Status Model::AttentionBlock(int l, kv::KvStore& kv, std::span<const ForwardSeq>
     backend_->RmsNorm(x_.Rows(0, b.n_rows), w.ffn_norm.view(), c.rms_eps, h_.Rows(0, b.n_rows));
   } else {
     backend_->AddRmsNorm(x, proj_.Rows(0, n_out), w.ffn_norm.view(), c.rms_eps, h_.Rows(0, n_out));
+  }
+  return OkStatus();
+}
+
+Status Model::ApplySelections(int layer, std::span<const ForwardSeq> seqs, TensorView q, BatchState& b) {
+  b.attn_view = b.attn;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    if (seqs[i].select == nullptr) continue;
+    SegmentSelection* seg = seqs[i].select->SegmentAt(layer);
+    if (seg == nullptr) continue;
+    AttnSeq& a = b.attn_view[i];
+    if (a.n_rows != 1) return InvalidArgumentError("decode KV budget: a selection applies to one-token decodes");
+    const std::vector<int32_t>& in_force = layer == seg->first_layer ? seg->first_set : seg->rest_set;
+    if (seqs[i].select_stats != nullptr) {
+      seqs[i].select_stats->attended_block_layers += static_cast<int64_t>(in_force.size());
+      seqs[i].select_stats->stored_block_layers += seg->prompt_blocks;
+    }
+    a.table = &seqs[i].select->ViewAt(*seg, layer, *a.table, &a.n_past);
+    if (layer == seg->first_layer) {
+      // The new token's rotated query chooses what the segment's later layers read.
+      b.query.resize(static_cast<size_t>(q.cols));
+      SLIM_RETURN_IF_ERROR(backend_->Download(q.Rows(a.row_begin, 1), b.query.data()));
+      DecodeSelectionStats unused;
+      seqs[i].select->Select(*seg, b.query.data(), shape_.n_heads, shape_.n_kv_heads, shape_.head_dim,
+                             seqs[i].select_stats != nullptr ? seqs[i].select_stats : &unused);
+    }
   }
   return OkStatus();
 }

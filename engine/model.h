@@ -11,6 +11,7 @@
 #include "engine/core/status.h"
 #include "engine/model/model_config.h"
 #include "engine/model/weight_source.h"
+#include "engine/pruning/decode_selection.h"
 #include "engine/pruning/schedule.h"
 #include "kvstore/kv_store.h"
 
@@ -49,6 +50,11 @@ struct ForwardSeq {
   // those that reach the last layer get logits (in batch order).
   int layer_begin = 0, layer_end = 0;
   TensorView carry;
+  // A decode (one token) under a decode KV budget: attention at each layer of a segment with a
+  // selection reads the blocks it chose (DecodeSelection), and each such segment's first layer
+  // chooses anew, counting into `select_stats`. Null: every block.
+  DecodeSelection* select = nullptr;
+  DecodeSelectionStats* select_stats = nullptr;
 };
 
 RopeTable MakeRopeTable(const ModelConfig& c, const std::vector<float>& freq_factors = {});
@@ -107,6 +113,10 @@ class Model {
   // only (before scoring); the last layer attends from each sequence's last row alone.
   void ProjectForPruning(int layer, std::span<const ForwardSeq> seqs, BatchState& b);
   void TailAttention(const kv::KvStore& kv, TensorView q, BatchState& b);
+  // Decode KV budgets at `layer`: the sequences' attention tables in b.attn_view (the chosen
+  // blocks where a selection applies, b.attn's otherwise), choosing anew at a segment's first
+  // layer from the rotated queries q.
+  Status ApplySelections(int layer, std::span<const ForwardSeq> seqs, TensorView q, BatchState& b);
   // Applies the pruning stages at `layer` (before or after its attention) and compacts the
   // batch rows of x (and of qkv when before attention).
   Status PruneAt(int layer, bool before_attention, std::span<const ForwardSeq> seqs, BatchState& b);

@@ -97,6 +97,13 @@ StatusOr<PruningRequest> PruningFromProto(const v1::PruningOptions& p, const Eng
     default:
       return InvalidArgumentError("pruning.mode: unknown value " + std::to_string(static_cast<int>(p.mode())));
   }
+  if (p.has_decode_kv_budget()) {
+    if (p.decode_kv_budget() < 0) {
+      return InvalidArgumentError("pruning.decode_kv_budget: must be >= 0 (0 = every token), got " +
+                                  std::to_string(p.decode_kv_budget()));
+    }
+    r.decode_kv_budget = p.decode_kv_budget();
+  }
   if (r.mode != PruningMode::kExplicit) {
     if (!p.stages().empty()) return InvalidArgumentError("pruning.stages: only allowed with MODE_EXPLICIT");
     if (p.prune_after_attention()) {

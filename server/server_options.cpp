@@ -63,6 +63,11 @@ ABSL_FLAG(double, host_kv_gib, -1.0,
           "KV host tier in GiB, pinned in the background on CUDA (-1 = 25% of RAM, 0 = none: no swapping)");
 ABSL_FLAG(std::string, pruning, "off", "pruning of requests that do not choose: off or default");
 ABSL_FLAG(std::string, pruning_schedule, "", "the model's default pruning schedule layer:keep,... (\"\" = built-in)");
+ABSL_FLAG(int64_t, decode_kv_budget, 0,
+          "decode KV budget: prompt tokens per layer each segment of layers attends over while decoding, chosen per "
+          "step from the new token's query (0 = every token; requests may set their own)");
+ABSL_FLAG(double, decode_kv_gamma, 0.9,
+          "decode KV selection: overlap with the blocks in force at or above which a segment keeps them, in [0, 1]");
 ABSL_FLAG(std::string, log_format, "text", "text or json (one JSON object per line)");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off");
 ABSL_FLAG(double, drain_grace_s, 30.0, "on SIGTERM, seconds in-flight streams may take to finish");
@@ -89,7 +94,7 @@ const char* const kFlagNames[] = {
     "http_host", "http_port", "http_max_connections", "http_read_timeout_s", "http_idle_timeout_s",
     "http_write_timeout_s", "http_max_body_bytes", "served_model_name", "api_key", "api_key_file",
     "metrics_host",   "metrics_port",    "max_seqs",          "max_queue",     "max_prompt_tokens", "max_prefill_tokens_per_step",
-    "max_total_tokens", "default_max_tokens", "context_length", "kv_tokens", "kv_gib", "gpu_memory_fraction", "host_kv_tokens", "host_kv_gib",    "pruning",       "pruning_schedule",
+    "max_total_tokens", "default_max_tokens", "context_length", "kv_tokens", "kv_gib", "gpu_memory_fraction", "host_kv_tokens", "host_kv_gib",    "pruning",       "pruning_schedule", "decode_kv_budget", "decode_kv_gamma",
     "log_format",     "log_level",       "drain_grace_s",     "keepalive_time_ms", "keepalive_timeout_ms",
     "max_message_bytes", "warmup", "warmup_tokens", "chat_content_specials", "stream_write_timeout_s",
     "tls_cert", "tls_key", "reflection"};
@@ -168,6 +173,8 @@ Status ServerOptions::Validate() const {
   }
   if (e.context_length < 0) return bad("context-length", "must be >= 0");
   if (pruning == PruningMode::kExplicit) return bad("pruning", "must be off or default");
+  if (e.decode_kv_budget < 0) return bad("decode-kv-budget", "must be >= 0 (0 = every token)");
+  if (!(e.decode_kv_gamma >= 0.0 && e.decode_kv_gamma <= 1.0)) return bad("decode-kv-gamma", "must be in [0, 1]");
   if (log_level != "trace" && log_level != "debug" && log_level != "info" && log_level != "warn" &&
       log_level != "error" && log_level != "off") {
     return bad("log-level", "must be trace, debug, info, warn, error or off");
@@ -274,6 +281,8 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   e.host_kv_gib = absl::GetFlag(FLAGS_host_kv_gib);
   SLIM_ASSIGN_OR_RETURN(o.pruning, ParsePruningChoice(absl::GetFlag(FLAGS_pruning)));
   e.default_pruning = absl::GetFlag(FLAGS_pruning_schedule);
+  e.decode_kv_budget = absl::GetFlag(FLAGS_decode_kv_budget);
+  e.decode_kv_gamma = absl::GetFlag(FLAGS_decode_kv_gamma);
   const std::string fmt = absl::GetFlag(FLAGS_log_format);
   if (fmt == "text") o.log_format = LogFormat::kText;
   else if (fmt == "json") o.log_format = LogFormat::kJson;

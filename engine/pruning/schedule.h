@@ -42,6 +42,9 @@ enum class PruningMode { kOff, kDefault, kExplicit };
 struct PruningRequest {
   PruningMode mode = PruningMode::kOff;
   PruningConfig config;  // used when mode == kExplicit
+  // Decode KV budget in prompt tokens per layer that each segment attends over in decode
+  // (engine/pruning/decode_selection.h); 0 = every block, -1 = the engine's default.
+  int64_t decode_kv_budget = -1;
 };
 
 // A schedule resolved for one prompt: stages that apply (a stage keeping >= the tokens alive

@@ -14,6 +14,7 @@
 #include "tests/engine/engine_test_util.h"
 #include "engine/model/weight_source.h"
 #include "engine/pruning/block_scorer.h"
+#include "engine/pruning/decode_selection.h"
 #include "engine/pruning/schedule.h"
 
 namespace slim {
@@ -290,6 +291,9 @@ void RopeRef(std::vector<double>& v, int n_heads, int hd, int pos, double theta)
 struct RefResult {
   std::vector<std::vector<double>> logits;
   std::vector<std::vector<int>> alive;  // per layer
+  // With a budget: per segment that selects, per generated token, the blocks its later layers
+  // attend over.
+  std::vector<std::vector<std::vector<int>>> decode_sets;
 };
 
 // The reference's pruning decision: the alive prompt tokens kept when `keep` blocks survive,
@@ -331,9 +335,64 @@ std::vector<int> RefKeptTokens(const std::vector<std::vector<double>>& q, const 
   return next;
 }
 
+// The decode KV budget's rule (engine/pruning/decode_selection.h) in plain loops, for one
+// segment at its first layer: per generated token g (in order), the prompt blocks the first layer
+// attends over (first[g]) and those the segment's later layers do (rest[g]). Blocks index the
+// segment's stored prompt tokens `alive`, in order; q and k are this layer's rotated rows.
+struct RefSegmentSets {
+  std::vector<std::vector<int>> first, rest;
+};
+
+RefSegmentSets RefDecodeSets(const std::vector<std::vector<double>>& q, const std::vector<std::vector<double>>& k,
+                             const std::vector<int>& alive, int n_prompt, int total, int budget_blocks, double gamma,
+                             int block, int unit, int H, int hd, int G) {
+  RefSegmentSets r;
+  const int na = static_cast<int>(alive.size()), nb = (na + block - 1) / block;
+  std::vector<int> in_force(static_cast<size_t>(nb));
+  std::iota(in_force.begin(), in_force.end(), 0);
+  for (int t = n_prompt; t < total; ++t) {
+    std::vector<double> bs(static_cast<size_t>(nb), 0.0);
+    for (int u0 = 0; u0 < na; u0 += unit) {
+      const int u1 = std::min(u0 + unit, na);
+      double sc = 0.0;
+      for (int h = 0; h < H; ++h) {
+        double dot = 0.0;
+        for (int dd = 0; dd < hd; ++dd) {
+          double km = 0.0;
+          for (int i = u0; i < u1; ++i) km += k[static_cast<size_t>(alive[static_cast<size_t>(i)])][static_cast<size_t>((h / G) * hd + dd)];
+          dot += q[static_cast<size_t>(t)][static_cast<size_t>(h * hd + dd)] * km / (u1 - u0);
+        }
+        sc += std::fabs(dot);
+      }
+      bs[static_cast<size_t>(u0 / block)] = std::max(bs[static_cast<size_t>(u0 / block)], sc / H);
+    }
+    std::vector<int> order;
+    for (int b = 1; b < nb - 1; ++b) order.push_back(b);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b2) { return bs[static_cast<size_t>(a)] > bs[static_cast<size_t>(b2)]; });
+    std::set<int> chosen = {0, nb - 1};
+    for (int i = 0; i < budget_blocks - 2; ++i) chosen.insert(order[static_cast<size_t>(i)]);
+    int common = 0;
+    for (int b : chosen) common += std::count(in_force.begin(), in_force.end(), b) > 0 ? 1 : 0;
+    r.first.push_back(in_force);
+    // The first choice replaces "every block"; later ones replace a set overlapping it < gamma.
+    if (static_cast<int>(in_force.size()) > budget_blocks ||
+        static_cast<double>(common) / static_cast<double>(chosen.size()) < gamma) {
+      in_force.assign(chosen.begin(), chosen.end());
+    }
+    r.rest.push_back(in_force);
+  }
+  return r;
+}
+
+// A decode KV budget for RunReference: budget_blocks prompt blocks per segment (0 = none).
+struct RefBudget {
+  int budget_blocks = 0;
+  double gamma = 0.9;
+};
+
 RefResult RunReference(const RefModel& m, const std::vector<int32_t>& prompt, const std::vector<int32_t>& gen,
                        const std::vector<std::pair<int, int>>& stages /* layer, keep blocks */, int block,
-                       int unit, int window, bool after_attention = false) {
+                       int unit, int window, bool after_attention = false, const RefBudget& budget = {}) {
   const ModelConfig& c = m.c;
   const int n = static_cast<int>(prompt.size()), hd = c.head_dim, H = c.n_heads, KVH = c.n_kv_heads, G = H / KVH;
   const int64_t d = c.d_model;
@@ -347,6 +406,8 @@ RefResult RunReference(const RefModel& m, const std::vector<int32_t>& prompt, co
     for (int64_t i = 0; i < d; ++i) x[static_cast<size_t>(t)][static_cast<size_t>(i)] = m.embd[static_cast<size_t>(all[static_cast<size_t>(t)] * d + i)];
   }
   RefResult res;
+  RefSegmentSets seg;  // the current segment's decode sets (empty: every block)
+  int seg_first = 0;
   std::vector<int> alive(static_cast<size_t>(n));
   std::iota(alive.begin(), alive.end(), 0);
   for (int l = 0; l < c.n_layers; ++l) {
@@ -376,7 +437,21 @@ RefResult RunReference(const RefModel& m, const std::vector<int32_t>& prompt, co
       }
     }
     res.alive.push_back(alive);  // the tokens whose KV this layer holds
-    // Attention: token t sees the active tokens with index <= t.
+    // A segment starts at layer 0 and at each stage; with a budget its prompt blocks beyond it
+    // are chosen per generated token.
+    bool starts = l == 0;
+    for (const auto& st : stages) starts = starts || st.first == l;
+    if (starts) {
+      seg = {};
+      seg_first = l;
+      const int nb = (static_cast<int>(alive.size()) + block - 1) / block;
+      if (budget.budget_blocks > 0 && nb > budget.budget_blocks) {
+        seg = RefDecodeSets(q, k, alive, n, total, budget.budget_blocks, budget.gamma, block, unit, H, hd, G);
+        res.decode_sets.push_back(seg.rest);
+      }
+    }
+    // Attention: token t sees the active tokens with index <= t (a generated token under a
+    // budget: only the prompt tokens of its blocks).
     std::vector<std::vector<double>> out(static_cast<size_t>(total));
     for (int t : active) {
       std::vector<double> o(static_cast<size_t>(H * hd), 0.0);
@@ -384,8 +459,16 @@ RefResult RunReference(const RefModel& m, const std::vector<int32_t>& prompt, co
         const int g = h / G;
         std::vector<double> sc;
         std::vector<int> keys;
+        std::set<int> attended;
+        if (!seg.rest.empty() && t >= n) {
+          const std::vector<int>& blocks = (l == seg_first ? seg.first : seg.rest)[static_cast<size_t>(t - n)];
+          for (int b : blocks)
+            for (int i = b * block; i < std::min<int>((b + 1) * block, static_cast<int>(alive.size())); ++i)
+              attended.insert(alive[static_cast<size_t>(i)]);
+        }
         for (int s : active) {
           if (s > t) continue;
+          if (!seg.rest.empty() && t >= n && s < n && attended.count(s) == 0) continue;
           double dot = 0.0;
           for (int dd = 0; dd < hd; ++dd) dot += q[static_cast<size_t>(t)][static_cast<size_t>(h * hd + dd)] * k[static_cast<size_t>(s)][static_cast<size_t>(g * hd + dd)];
           sc.push_back(dot / std::sqrt(static_cast<double>(hd)));
@@ -548,6 +631,161 @@ TEST(PrunedForward, InvalidExplicitScheduleIsRejectedAndLeavesNothing) {
   EXPECT_EQ(e->Prefill(1, ids, req).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(e->kv().FreeBlocks(), free0);
   EXPECT_FALSE(e->kv().HasSequence(1));
+}
+
+
+// Decode under a KV budget (engine/pruning/decode_selection.h) against the reference's own
+// rule in plain loops: the blocks each segment chooses at every step, and the logits of
+// attention over them.
+std::unique_ptr<Engine> BudgetEngine(int64_t budget, double gamma) {
+  EngineOptions o;
+  o.model = "synthetic:tiny";
+  o.kv_tokens = 4096;
+  o.backend.threads = 2;
+  o.decode_kv_budget = budget;
+  o.decode_kv_gamma = gamma;
+  auto e = Engine::Create(o);
+  EXPECT_TRUE(e.ok()) << e.status().ToString();
+  return e.ok() ? std::move(e).value() : nullptr;
+}
+
+void CheckBudgetAgainstReference(bool pruned, double gamma) {
+  auto e = BudgetEngine(192, gamma);  // 3 blocks per segment: the sink, the last, one chosen
+  ASSERT_NE(e, nullptr);
+  auto src = OpenWeights("synthetic:tiny", 1234);
+  ASSERT_TRUE(src.ok());
+  RefModel ref = LoadRef(**src);
+  const int vocab = e->config().vocab_size;
+  auto ids = RandomIds(600, vocab, 21);  // 10 blocks (the last ragged)
+  PruningRequest req;
+  std::vector<std::pair<int, int>> stages;
+  if (pruned) {
+    req.mode = PruningMode::kExplicit;
+    req.config.stages = {{1, 320, false}, {2, 192, false}};  // 5 blocks at layer 1, 3 (fits) from 2
+    stages = {{1, 5}, {2, 3}};
+  }
+  auto pre = e->Prefill(1, ids, req);
+  ASSERT_TRUE(pre.ok()) << pre.status().ToString();
+  const DecodeSelection* sel = e->decode_selection(1);
+  ASSERT_NE(sel, nullptr);
+  const size_t n_seg = pruned ? 2u : 1u;  // segments whose prompt exceeds the budget
+  ASSERT_EQ(sel->segments().size(), n_seg);
+  std::vector<int32_t> gen = {5, 77, 123, 9, 299, 41, 8, 250};
+  std::vector<std::vector<float>> ours = {pre->logits};
+  std::vector<std::vector<std::vector<int>>> sets(n_seg);
+  for (int32_t t : gen) {
+    std::vector<float> lg;
+    DecodeItem it{1, t};
+    ASSERT_TRUE(e->Decode({&it, 1}, &lg).ok());
+    ours.push_back(lg);
+    for (size_t s = 0; s < n_seg; ++s) {
+      const std::vector<int32_t>& r = sel->segments()[s].first_set;  // = this step's rest_set
+      sets[s].emplace_back(r.begin(), r.end());
+    }
+  }
+  RefResult r = RunReference(ref, ids, gen, stages, 64, 8, 4, false, {3, gamma});
+  ASSERT_EQ(r.decode_sets.size(), n_seg);
+  for (size_t s = 0; s < n_seg; ++s) EXPECT_EQ(sets[s], r.decode_sets[s]) << "segment " << s;
+  double worst = 0.0;
+  for (size_t s = 0; s < ours.size(); ++s) {
+    double max_diff = 0.0;
+    for (int i = 0; i < vocab; ++i)
+      max_diff = std::max(max_diff, std::fabs(ours[s][static_cast<size_t>(i)] - r.logits[s][static_cast<size_t>(i)]));
+    EXPECT_LT(max_diff, 1e-4) << "step " << s;
+    worst = std::max(worst, max_diff);
+  }
+  // The budget changed the decode: the comparison is not all blocks against all blocks.
+  RefResult all = RunReference(ref, ids, gen, stages, 64, 8, 4);
+  double dd = 0.0;
+  for (size_t s = 1; s < ours.size(); ++s)
+    for (int i = 0; i < vocab; ++i)
+      dd = std::max(dd, std::fabs(all.logits[s][static_cast<size_t>(i)] - r.logits[s][static_cast<size_t>(i)]));
+  const DecodeSelectionStats& st = e->decode_selection_stats();
+  std::printf("budget 192, gamma %.1f: engine vs reference max |diff| %.2e; budget vs every block %.2e; "
+              "%lld selections, %lld kept by gamma, %lld changed\n",
+              gamma, worst, dd, static_cast<long long>(st.selections), static_cast<long long>(st.kept_by_gamma),
+              static_cast<long long>(st.changed));
+  EXPECT_EQ(st.selections, static_cast<int64_t>(n_seg * gen.size()));
+  EXPECT_EQ(st.kept_by_gamma + st.changed, st.selections);
+  if (gamma == 0.0) EXPECT_EQ(st.changed, static_cast<int64_t>(n_seg));  // the first choice only
+  if (gamma == 1.0) EXPECT_GT(st.changed, static_cast<int64_t>(n_seg));
+  EXPECT_GT(dd, 1e-3);
+  ASSERT_TRUE(e->Release(1).ok());
+  EXPECT_EQ(e->decode_selection(1), nullptr);
+  EXPECT_EQ(e->kv().FreeBlocks(), e->kv().TotalBlocks());
+}
+
+TEST(DecodeBudget, DenseDecodeMatchesTheReferenceRule) { CheckBudgetAgainstReference(false, 0.9); }
+TEST(DecodeBudget, PrunedDecodeMatchesTheReferenceRule) { CheckBudgetAgainstReference(true, 0.9); }
+TEST(DecodeBudget, GammaOneFollowsEveryChoice) { CheckBudgetAgainstReference(true, 1.0); }
+TEST(DecodeBudget, GammaZeroKeepsTheFirstChoice) { CheckBudgetAgainstReference(true, 0.0); }
+
+// Decode logits of `gen` after `ids` (pruned or not) on an engine with that budget and gamma.
+std::vector<std::vector<float>> DecodeLogits(int64_t budget, double gamma, bool pruned) {
+  auto e = BudgetEngine(budget, gamma);
+  std::vector<std::vector<float>> out;
+  if (e == nullptr) return out;
+  auto ids = RandomIds(600, e->config().vocab_size, 21);
+  PruningRequest req;
+  if (pruned) {
+    req.mode = PruningMode::kExplicit;
+    req.config.stages = {{1, 320, false}, {2, 192, false}};
+  }
+  auto pre = e->Prefill(1, ids, req);
+  EXPECT_TRUE(pre.ok()) << pre.status().ToString();
+  if (!pre.ok()) return out;
+  for (int32_t t : {5, 77, 123, 9}) {
+    std::vector<float> lg;
+    DecodeItem it{1, t};
+    EXPECT_TRUE(e->Decode({&it, 1}, &lg).ok());
+    out.push_back(std::move(lg));
+  }
+  return out;
+}
+
+TEST(DecodeBudget, BudgetCoveringThePromptIsBitForBit) {
+  for (bool pruned : {false, true}) {
+    SCOPED_TRACE(pruned ? "pruned" : "dense");
+    const auto base = DecodeLogits(0, 0.9, pruned);
+    ASSERT_EQ(base.size(), 4u);
+    // A budget of the whole prompt selects nothing.
+    EXPECT_EQ(DecodeLogits(640, 0.9, pruned), base);
+    EXPECT_NE(DecodeLogits(64 * 3, 0.9, pruned), base);
+  }
+}
+
+TEST(DecodeBudget, ReselectAppliesGammaToTheChosenBlocks) {
+  const std::vector<float> scores = {0.1f, 0.9f, 0.2f, 0.8f, 0.3f, 0.05f};
+  // Chosen with 4 blocks: 0 and 5 always, then 1 and 3.
+  SelectionDecision d = Reselect(scores, 4, {0, 1, 2, 5}, 0.9);
+  EXPECT_EQ(d.set, (std::vector<int32_t>{0, 1, 3, 5}));
+  EXPECT_DOUBLE_EQ(d.overlap, 0.75);
+  EXPECT_FALSE(d.kept);
+  EXPECT_EQ(d.entering, 1);
+  d = Reselect(scores, 4, {0, 1, 2, 5}, 0.75);
+  EXPECT_TRUE(d.kept);
+  EXPECT_EQ(d.set, (std::vector<int32_t>{0, 1, 2, 5}));
+  d = Reselect(scores, 4, {0, 1, 2, 5}, 0.0);
+  EXPECT_TRUE(d.kept);
+  d = Reselect(scores, 4, {0, 1, 3, 5}, 1.0);
+  EXPECT_TRUE(d.kept);  // the chosen set is the one in force
+}
+
+TEST(DecodeBudget, BadOptionsAreRefused) {
+  EngineOptions o;
+  o.model = "synthetic:tiny";
+  o.decode_kv_budget = -5;
+  EXPECT_EQ(Engine::Create(o).status().code(), StatusCode::kInvalidArgument);
+  o.decode_kv_budget = 128;
+  o.decode_kv_gamma = 1.5;
+  EXPECT_EQ(Engine::Create(o).status().code(), StatusCode::kInvalidArgument);
+  auto e = TinyEngine();
+  ASSERT_NE(e, nullptr);
+  PruningRequest req;
+  req.decode_kv_budget = -7;
+  auto pre = e->Prefill(1, RandomIds(100, e->config().vocab_size, 3), req);
+  EXPECT_EQ(pre.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(e->kv().FreeBlocks(), e->kv().TotalBlocks());
 }
 
 }  // namespace

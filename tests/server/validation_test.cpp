@@ -204,6 +204,8 @@ std::vector<BadFieldCase> StopPruningAndIdCases(size_t too_many_bytes) {
          r->mutable_pruning()->add_stages()->set_layer(5);
        },
        "pruning.stages: only allowed with MODE_EXPLICIT"},
+      {"negative decode KV budget", [](auto* r) { r->mutable_pruning()->set_decode_kv_budget(-1); },
+       "pruning.decode_kv_budget: must be >= 0"},
       {"unknown pruning mode", [](auto* r) { r->mutable_pruning()->set_mode(static_cast<v1::PruningOptions::Mode>(9)); },
        "pruning.mode: unknown value 9"},
       {"request id with a space", [](auto* r) { r->set_request_id("a b"); }, "request_id"},

@@ -1,0 +1,58 @@
+// Engine: the start of a sequence's decode KV selection after its prefill (the per-step part
+// runs inside Model::Forward, see engine/pruning/decode_selection.h).
+#include <algorithm>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace slim {
+
+const DecodeSelection* Engine::decode_selection(kv::SeqId seq) const {
+  auto it = selections_.find(seq);
+  return it == selections_.end() ? nullptr : &it->second;
+}
+
+Status Engine::StartSelection(kv::SeqId seq, const std::vector<int>& bounds, int64_t budget_tokens) {
+  const kv::KvLayout& L = kv_->layout();
+  DecodeSelectionOptions o;
+  o.budget_tokens = budget_tokens;
+  o.gamma = decode_kv_gamma_;
+  o.block_tokens = L.block_tokens;
+  o.unit_tokens = default_pruning_.unit_tokens;
+  std::vector<int32_t> prompt_tokens;
+  for (size_t s = 0; s + 1 < bounds.size(); ++s) prompt_tokens.push_back(kv_->Tokens(seq, bounds[s]));
+  SLIM_ASSIGN_OR_RETURN(DecodeSelection sel, DecodeSelection::Create(o, bounds, prompt_tokens));
+  if (sel.segments().empty()) return OkStatus();  // every segment's prompt fits the budget
+  // Unit-mean keys of each selecting segment's prompt, at its first layer, read from the KV
+  // blocks (K of KV head g at block offset g * HeadBytes, block_tokens rows of head_dim).
+  const int hd = L.head_dim, kvh = L.n_kv_heads, kv_dim = kvh * hd;
+  std::vector<float> head(static_cast<size_t>(L.block_tokens) * hd);
+  for (SegmentSelection& seg : sel.segments()) {
+    const kv::LayerTable* t = kv_->TablePtr(seq, seg.first_layer);
+    if (t == nullptr) return NotFoundError("no KV table for layer " + std::to_string(seg.first_layer));
+    std::vector<float> keys(static_cast<size_t>(seg.prompt_tokens) * kv_dim);
+    for (int64_t b = 0; b < seg.prompt_blocks; ++b) {
+      const int64_t rows = std::min<int64_t>(L.block_tokens, seg.prompt_tokens - b * L.block_tokens);
+      for (int g = 0; g < kvh; ++g) {
+        TensorView v;
+        v.data = kv_->Data(t->blocks[static_cast<size_t>(b)]) + static_cast<size_t>(g) * L.HeadBytes();
+        v.dtype = backend_->kv_dtype();
+        v.device = backend_->device();
+        v.rows = rows;
+        v.cols = hd;
+        v.stride = hd;
+        SLIM_RETURN_IF_ERROR(backend_->Download(v, head.data()));
+        for (int64_t r = 0; r < rows; ++r) {
+          std::copy_n(&head[static_cast<size_t>(r * hd)], hd,
+                      &keys[static_cast<size_t>((b * L.block_tokens + r) * kv_dim + g * hd)]);
+        }
+      }
+    }
+    seg.n_units = (seg.prompt_tokens + o.unit_tokens - 1) / o.unit_tokens;
+    seg.unit_keys = UnitMeanKeys(keys, seg.prompt_tokens, kv_dim, o.unit_tokens);
+  }
+  selections_.insert_or_assign(seq, std::move(sel));
+  return OkStatus();
+}
+
+}  // namespace slim

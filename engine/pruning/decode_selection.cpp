@@ -1,0 +1,134 @@
+// Decode-time KV selection: the rule of decode_selection.h as plain host code.
+#include "engine/pruning/decode_selection.h"
+
+#include <algorithm>
+
+#include "engine/pruning/block_scorer.h"
+
+namespace slim {
+
+SelectionDecision Reselect(const std::vector<float>& block_scores, int64_t budget_blocks,
+                           const std::vector<int32_t>& in_force, double gamma) {
+  SelectionDecision d;
+  const std::vector<int32_t> chosen = SelectBlocks(block_scores, budget_blocks);
+  int64_t common = 0;
+  for (int32_t b : chosen) common += std::binary_search(in_force.begin(), in_force.end(), b) ? 1 : 0;
+  d.overlap = chosen.empty() ? 1.0 : static_cast<double>(common) / static_cast<double>(chosen.size());
+  d.kept = d.overlap >= gamma;
+  if (d.kept) {
+    d.set = in_force;
+  } else {
+    d.set = chosen;
+    d.entering = static_cast<int64_t>(chosen.size()) - common;
+  }
+  return d;
+}
+
+std::vector<float> UnitMeanKeys(const std::vector<float>& keys, int64_t n_tokens, int kv_dim, int unit_tokens) {
+  const int64_t n_units = (n_tokens + unit_tokens - 1) / unit_tokens;
+  std::vector<float> out(static_cast<size_t>(n_units * kv_dim), 0.0f);
+  for (int64_t u = 0; u < n_units; ++u) {
+    const int64_t t0 = u * unit_tokens, t1 = std::min<int64_t>(n_tokens, t0 + unit_tokens);
+    float* o = &out[static_cast<size_t>(u * kv_dim)];
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* k = &keys[static_cast<size_t>(t * kv_dim)];
+      for (int d = 0; d < kv_dim; ++d) o[d] += k[d];
+    }
+    const float inv = 1.0f / static_cast<float>(t1 - t0);
+    for (int d = 0; d < kv_dim; ++d) o[d] *= inv;
+  }
+  return out;
+}
+
+StatusOr<DecodeSelection> DecodeSelection::Create(const DecodeSelectionOptions& o, const std::vector<int>& bounds,
+                                                  const std::vector<int32_t>& prompt_tokens) {
+  if (o.budget_tokens < 0) return InvalidArgumentError("decode KV budget: must be >= 0");
+  if (!(o.gamma >= 0.0 && o.gamma <= 1.0)) return InvalidArgumentError("decode KV gamma: must be in [0, 1]");
+  if (o.unit_tokens <= 0 || o.block_tokens % o.unit_tokens != 0) {
+    return InvalidArgumentError("decode KV selection: the block size must be a multiple of the unit size");
+  }
+  if (bounds.size() < 2 || prompt_tokens.size() + 1 != bounds.size()) {
+    return InvalidArgumentError("decode KV selection: one prompt length per segment");
+  }
+  DecodeSelection sel;
+  sel.o_ = o;
+  if (o.budget_tokens == 0) return sel;
+  for (size_t s = 0; s + 1 < bounds.size(); ++s) {
+    SegmentSelection seg;
+    seg.first_layer = bounds[s];
+    seg.end_layer = bounds[s + 1];
+    seg.prompt_tokens = prompt_tokens[s];
+    seg.prompt_blocks = (prompt_tokens[s] + o.block_tokens - 1) / o.block_tokens;
+    if (seg.prompt_blocks <= sel.budget_blocks()) continue;  // everything fits: attended whole
+    seg.first_set.resize(static_cast<size_t>(seg.prompt_blocks));
+    for (size_t b = 0; b < seg.first_set.size(); ++b) seg.first_set[b] = static_cast<int32_t>(b);
+    seg.rest_set = seg.first_set;
+    sel.segs_.push_back(std::move(seg));
+  }
+  return sel;
+}
+
+SegmentSelection* DecodeSelection::SegmentAt(int layer) {
+  for (SegmentSelection& s : segs_) {
+    if (layer >= s.first_layer && layer < s.end_layer) return &s;
+  }
+  return nullptr;
+}
+
+void DecodeSelection::Select(SegmentSelection& s, const float* query, int n_heads, int n_kv_heads, int head_dim,
+                             DecodeSelectionStats* stats) {
+  // Every unit-mean key is one "row" of a unit of one: the prefill scorer's |q . mean k| per
+  // unit and max per block, with the query as a window of one row (stride 0).
+  BlockScoreParams p;
+  p.n_heads = n_heads;
+  p.n_kv_heads = n_kv_heads;
+  p.head_dim = head_dim;
+  p.block_tokens = o_.block_tokens / o_.unit_tokens;
+  p.unit_tokens = 1;
+  p.query_window = 1;
+  const int64_t kv_dim = int64_t{n_kv_heads} * head_dim;
+  const std::vector<float> scores = ScoreBlocksRef(query, 0, s.unit_keys.data(), kv_dim, s.n_units, p);
+  SelectionDecision d = Reselect(scores, budget_blocks(), s.rest_set, o_.gamma);
+  if (static_cast<int64_t>(s.rest_set.size()) > budget_blocks()) {
+    // Every block, as after the prefill, is no set to keep: the first choice always applies.
+    d = SelectionDecision{SelectBlocks(scores, budget_blocks()), d.overlap, false, 0};
+  }
+  ++stats->selections;
+  stats->overlap_sum += d.overlap;
+  if (d.kept) {
+    ++stats->kept_by_gamma;
+  } else {
+    ++stats->changed;
+    stats->blocks_swapped_in += d.entering;
+    s.rest_set = std::move(d.set);
+  }
+}
+
+void DecodeSelection::EndStep() {
+  for (SegmentSelection& s : segs_) s.first_set = s.rest_set;
+}
+
+const kv::LayerTable& DecodeSelection::ViewAt(SegmentSelection& s, int layer, const kv::LayerTable& t,
+                                              int32_t* n_past) {
+  const std::vector<int32_t>& set = layer == s.first_layer ? s.first_set : s.rest_set;
+  kv::LayerTable& v = s.view;
+  v.blocks.clear();
+  v.host.clear();
+  v.state.clear();
+  const int64_t last = s.prompt_blocks - 1;
+  auto take = [&](int64_t b) {
+    v.blocks.push_back(t.blocks[static_cast<size_t>(b)]);
+    if (static_cast<size_t>(b) < t.host.size()) v.host.push_back(t.host[static_cast<size_t>(b)]);
+    if (static_cast<size_t>(b) < t.state.size()) v.state.push_back(t.state[static_cast<size_t>(b)]);
+  };
+  for (int32_t b : set) {
+    if (b < last) take(b);
+  }
+  const int64_t full = static_cast<int64_t>(v.blocks.size());
+  for (int64_t b = last; b < t.capacity(); ++b) take(b);
+  v.n_tokens = static_cast<int32_t>(full * o_.block_tokens + (t.n_tokens - last * o_.block_tokens));
+  *n_past = v.n_tokens;
+  return v;
+}
+
+}  // namespace slim

@@ -1,0 +1,111 @@
+// SlimInfer's decode-time KV selection (DESIGN.md sections 1 and 5, user 2): with a decode KV
+// budget, each segment of a sequence's layers (segment 0: the layers before the first pruning
+// stage; segment s: from stage s's layer up to the next) attends, per decode step, over the
+// prompt blocks chosen for it rather than over all it stores. Plain host data and logic; the
+// model applies a selection by giving attention a block table of the chosen blocks
+// (Model::AttentionBlock), the engine keeps one DecodeSelection per sequence.
+//
+// The rule, per step and segment with first layer l_s:
+//   * the new token's post-RoPE query at l_s scores the segment's prompt blocks against their
+//     unit-mean keys at l_s (ScoreBlocksRef with a query window of one row: the prefill scorer's
+//     definition, engine/pruning/block_scorer.h);
+//   * the top blocks up to the budget are chosen, block 0 (the sink) and the last prompt block
+//     always among them (SelectBlocks); generated tokens are always attended;
+//   * when the chosen set overlaps the set in force by at least gamma (|new & old| / |new|), the
+//     set in force stays; otherwise the chosen set replaces it;
+//   * layers l_s + 1 ... of the segment use the result in this step; layer l_s itself attends
+//     over the set in force before the step (with a KV tier, what is resident when it runs) and
+//     takes the new one from the next step on. The first step after the prefill starts from
+//     every block (all resident) and its choice always applies.
+// Thread-safety: none (engine thread).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/core/status.h"
+#include "kvstore/kv_store.h"
+
+namespace slim {
+
+struct DecodeSelectionOptions {
+  int64_t budget_tokens = 0;  // prompt tokens per layer a segment attends over; 0 = all
+  double gamma = 0.9;         // overlap at or above which the set in force is kept
+  int block_tokens = 64;
+  int unit_tokens = 8;        // the key summaries' unit (the pruning scorer's)
+};
+
+// One segment's state: its layers, the unit-mean keys of its prompt blocks at its first layer,
+// and the block sets in force (prompt block indices, increasing).
+struct SegmentSelection {
+  int first_layer = 0, end_layer = 0;  // layers [first_layer, end_layer)
+  int32_t prompt_tokens = 0;           // prompt tokens stored at these layers
+  int64_t prompt_blocks = 0;
+  int64_t n_units = 0;
+  std::vector<float> unit_keys;        // [n_units, n_kv_heads * head_dim]
+  std::vector<int32_t> first_set;      // what layer first_layer attends over this step
+  std::vector<int32_t> rest_set;       // what the segment's later layers attend over this step
+  kv::LayerTable view;                 // scratch: the block table handed to attention
+};
+
+// Totals over the steps (Engine::decode_selection_stats).
+struct DecodeSelectionStats {
+  int64_t selections = 0;       // segment selections made (one per decode step per segment)
+  int64_t kept_by_gamma = 0;    // of which the set in force stayed (overlap >= gamma)
+  int64_t changed = 0;          // of which the set was replaced
+  int64_t blocks_swapped_in = 0;  // blocks entering a set (per segment, not per layer)
+  double overlap_sum = 0.0;     // sum of the overlap ratios
+  int64_t attended_block_layers = 0;  // prompt blocks attended, summed over layers and steps
+  int64_t stored_block_layers = 0;    // prompt blocks stored, likewise (the dense figure)
+};
+
+// The decision for one segment's step.
+struct SelectionDecision {
+  std::vector<int32_t> set;  // the set in force after the step
+  double overlap = 1.0;      // |chosen & old| / |chosen|
+  bool kept = true;          // the old set stayed
+  int64_t entering = 0;      // blocks of `set` not in the old set
+};
+
+// Chooses from `block_scores` (one per prompt block) up to `budget_blocks` blocks (block 0 and
+// the last always) and applies the gamma rule against `in_force` (increasing indices).
+SelectionDecision Reselect(const std::vector<float>& block_scores, int64_t budget_blocks,
+                           const std::vector<int32_t>& in_force, double gamma);
+
+// Unit-mean keys of `n_tokens` keys [n_tokens, kv_dim] (row stride kv_dim): unit u averages
+// tokens [u * unit, min((u + 1) * unit, n_tokens)).
+std::vector<float> UnitMeanKeys(const std::vector<float>& keys, int64_t n_tokens, int kv_dim, int unit_tokens);
+
+class DecodeSelection {
+ public:
+  // Segments from their boundaries (0, each stage's layer, n_layers) and the prompt tokens each
+  // stores; a segment whose prompt fits the budget gets no selection. InvalidArgument for a
+  // block size that is not a multiple of the unit.
+  static StatusOr<DecodeSelection> Create(const DecodeSelectionOptions& o, const std::vector<int>& bounds,
+                                          const std::vector<int32_t>& prompt_tokens);
+
+  const DecodeSelectionOptions& options() const { return o_; }
+  std::vector<SegmentSelection>& segments() { return segs_; }
+  const std::vector<SegmentSelection>& segments() const { return segs_; }
+  // The segment (with a selection) whose layers hold `layer`, or null.
+  SegmentSelection* SegmentAt(int layer);
+  int64_t budget_blocks() const { return (o_.budget_tokens + o_.block_tokens - 1) / o_.block_tokens; }
+
+  // At the segment's first layer: scores with the new token's query [n_heads * head_dim] and
+  // sets rest_set by the rule above; counts into *stats.
+  void Select(SegmentSelection& s, const float* query, int n_heads, int n_kv_heads, int head_dim,
+              DecodeSelectionStats* stats);
+  // After a step: each segment's first layer takes the set its later layers used.
+  void EndStep();
+  // The block table attention reads at `layer` of segment `s` over the real table `t`: the
+  // chosen full prompt blocks, then every block from the last prompt block on (the last prompt
+  // block, generated tokens and the block the new token goes to). Returns the table and sets
+  // *n_past to the tokens before the new ones in it.
+  const kv::LayerTable& ViewAt(SegmentSelection& s, int layer, const kv::LayerTable& t, int32_t* n_past);
+
+ private:
+  DecodeSelectionOptions o_;
+  std::vector<SegmentSelection> segs_;
+};
+
+}  // namespace slim
