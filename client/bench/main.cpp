@@ -230,7 +230,7 @@ json ProfileJson(const std::vector<OpTime>& ops, double per) {
     json o = {{"op", t.op}, {"ms", t.ms / per}, {"calls", static_cast<double>(t.calls) / per}};
     long long n = 0, m = 0, k = 0;
     if ((std::sscanf(t.op.c_str(), "MatMul[%lldx%lldx%lld]", &n, &m, &k) == 3 ||
-         std::sscanf(t.op.c_str(), "MatMulSwiGlu[%lldx%lldx%lld]", &n, &m, &k) == 3) &&
+         std::sscanf(t.op.c_str(), "SwiGluMatMul[%lldx%lldx%lld]", &n, &m, &k) == 3) &&
         t.ms > 0) {
       o["tflops"] = 2.0 * double(n) * double(m) * double(k) * double(t.calls) / (t.ms * 1e-3) / 1e12;
     }
