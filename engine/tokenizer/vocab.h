@@ -1,5 +1,6 @@
-// The tokenizer's vocabulary as plain data (tokens, types, merges, special ids, chat template),
-// read from GGUF metadata. Separate from the tokenizer so tests can build small vocabularies.
+// The tokenizer's vocabulary as plain data (tokens, types, merges or scores, special ids, chat
+// template), read from GGUF metadata (here) or a Hugging Face tokenizer.json (hf_tokenizer.h).
+// Separate from the tokenizer so tests can build small vocabularies.
 #pragma once
 
 #include <cstdint>
@@ -17,11 +18,18 @@ enum class TokenType : int32_t {
 };
 
 struct VocabData {
-  std::string model = "gpt2";  // tokenizer.ggml.model; only byte-level BPE ("gpt2") is supported
-  std::string pre;             // tokenizer.ggml.pre: selects the pre-tokenizer regexes
-  std::vector<std::string> tokens;   // byte-level (GPT-2 unicode-mapped) token strings
+  // tokenizer.ggml.model: "gpt2" (byte-level BPE) or "llama" (SentencePiece); others are refused.
+  std::string model = "gpt2";
+  std::string pre;             // tokenizer.ggml.pre: selects the pre-tokenizer regexes (BPE only)
+  // Token strings: GPT-2 unicode-mapped bytes for "gpt2", U+2581-escaped text for "llama".
+  std::vector<std::string> tokens;
   std::vector<TokenType> token_types;
-  std::vector<std::string> merges;   // "left right", rank = index
+  std::vector<std::string> merges;   // "left right", rank = index (BPE)
+  std::vector<float> scores;         // per token, SentencePiece merge priority; empty = all 0
+  bool add_space_prefix = false;     // SentencePiece: prepend ' ' to text that follows a special token or starts it
+  // Tokens whose following whitespace is stripped when they are matched as special text
+  // (llama.cpp's RSTRIP attribute, which it sets for Phi-3's special tokens).
+  std::vector<int32_t> rstrip_ids;
   int32_t bos_id = -1;
   int32_t eos_id = -1;
   int32_t unk_id = -1;
