@@ -16,6 +16,7 @@ bash scripts/setup.sh
 bash scripts/fetch-model.sh
 bash scripts/fetch-model.sh qwen2.5-coder-0.5b  # Qwen2 fixtures (tests/engine/qwen2_test.cpp)
 bash scripts/fetch-llamacpp-vocabs.sh  # llama.cpp's vocab GGUFs (tests/tokenizer/llamacpp_vocab_test.cpp)
+python3 scripts/make-hf-tokenizers.py  # tokenizer.json references (tests/tokenizer/hf_tokenizer_test.cpp)
 
 # Builds `targets` in a sanitizer build directory and runs each test binary in turn (a binary
 # at a time: sanitized servers are slow, and timing-based tests need their CPU).

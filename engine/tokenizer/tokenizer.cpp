@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "engine/tokenizer/bpe.h"
+#include "engine/tokenizer/normalize.h"
 #include "engine/tokenizer/pre_tokenizer.h"
 #include "engine/tokenizer/spm.h"
 #include "engine/tokenizer/utf8.h"
@@ -45,8 +46,8 @@ enum class ModelKind { kBpe, kSpm };
 
 // What each tokenizer.ggml.model value is; Unimplemented for the ones llama.cpp knows and we do
 // not implement (naming them), and for unknown names.
-StatusOr<ModelKind> KindOf(const std::string& model) {
-  if (model == "gpt2" || model == "gemma4") return ModelKind::kBpe;
+StatusOr<ModelKind> KindOf(const std::string& model, bool hf_rules) {
+  if (model == "gpt2" || model == "gemma4" || (hf_rules && model == "hf-bpe")) return ModelKind::kBpe;
   if (model == "llama") return ModelKind::kSpm;
   std::string what;
   if (model == "bert") what = " (WordPiece, llama.cpp's WPM)";
@@ -255,8 +256,16 @@ Status Tokenizer::Impl::BuildModel(const VocabData& v) {
     spm = SpmModel::Build(v, &token_to_id);
     return OkStatus();
   }
-  // llama.cpp names Gemma 4's pre-tokenizer after the model whatever tokenizer.ggml.pre says.
-  SLIM_ASSIGN_OR_RETURN(PreTokenizerSpec spec, PreTokenizerFor(v.model == "gemma4" ? "gemma4" : v.pre));
+  PreTokenizerSpec spec;
+  if (v.hf_rules) {
+    spec.regexes = v.split_regexes;
+    spec.ignore_merges = v.ignore_merges;
+    spec.byte_encode = v.byte_level;
+    spec.escape_whitespace = v.escape_whitespace;
+  } else {
+    // llama.cpp names Gemma 4's pre-tokenizer after the model whatever tokenizer.ggml.pre says.
+    SLIM_ASSIGN_OR_RETURN(spec, PreTokenizerFor(v.model == "gemma4" ? "gemma4" : v.pre));
+  }
   for (const std::string& re : spec.regexes) {
     SLIM_ASSIGN_OR_RETURN(Pcre2Code code, CompileRegex(re));
     regexes.push_back(std::move(code));
@@ -271,7 +280,7 @@ Status Tokenizer::Impl::BuildModel(const VocabData& v) {
 }
 
 StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(VocabData vocab) {
-  SLIM_ASSIGN_OR_RETURN(const ModelKind kind, KindOf(vocab.model));
+  SLIM_ASSIGN_OR_RETURN(const ModelKind kind, KindOf(vocab.model, vocab.hf_rules));
   const size_t n = vocab.tokens.size();
   if (n == 0) return InvalidArgumentError("vocabulary has no tokens");
   if (n > static_cast<size_t>(INT32_MAX)) return InvalidArgumentError("vocabulary is too large");
@@ -370,15 +379,26 @@ StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, const En
   if (md == nullptr) return ResourceExhaustedError("out of memory for regex match data");
   std::vector<std::pair<size_t, size_t>> pieces, scratch;
   BpeScratch bpe;
-  std::string escaped;
+  std::string escaped, normalized;
   for (const Fragment& f : frags) {
     if (f.token >= 0) {
       out.push_back(f.token);
       continue;
     }
     std::string_view frag = text.substr(f.offset, f.length);
+    if (im.vocab.nfc) {
+      SLIM_ASSIGN_OR_RETURN(normalized, NfcNormalize(frag));
+      frag = normalized;
+    }
     if (im.escape_whitespace) {
       escaped.clear();
+      using Prefix = VocabData::SpacePrefix;
+      const Prefix prefix = im.vocab.space_prefix;
+      const bool starts_escaped = frag.starts_with(' ') || frag.starts_with("\xE2\x96\x81");
+      if (prefix == Prefix::kAlways || (prefix == Prefix::kMetaspaceAlways && !starts_escaped) ||
+          (prefix == Prefix::kMetaspaceFirst && !starts_escaped && f.offset == 0)) {
+        escaped.append("\xE2\x96\x81");
+      }
       EscapeSpmWhitespace(frag, &escaped);
       frag = escaped;
     }

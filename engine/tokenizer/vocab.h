@@ -38,6 +38,22 @@ struct VocabData {
   bool add_bos = false;
   bool add_eos = false;
   std::string chat_template;         // Jinja source from tokenizer.chat_template, may be empty
+
+  // Text rules of a tokenizer.json BPE vocabulary (VocabFromHfDir), used instead of `pre` when
+  // `hf_rules` is set.
+  enum class SpacePrefix {
+    kNone,
+    kAlways,            // normalizer Prepend("\u2581"): every text segment
+    kMetaspaceAlways,   // Metaspace prepend_scheme "always": every segment not starting with U+2581
+    kMetaspaceFirst,    // Metaspace prepend_scheme "first": the same, only for a segment at offset 0
+  };
+  bool hf_rules = false;
+  bool byte_level = true;                  // GPT-2 byte mapping; false: raw UTF-8, <0xNN> fallback
+  bool nfc = false;                        // normalizer NFC
+  bool escape_whitespace = false;          // ' ' -> U+2581 (normalizer Replace or Metaspace)
+  SpacePrefix space_prefix = SpacePrefix::kNone;
+  std::vector<std::string> split_regexes;  // pre-tokenizer Split regexes in order; empty: one piece
+  bool ignore_merges = false;
 };
 
 StatusOr<VocabData> VocabFromGguf(const gguf::GgufFile& file);
