@@ -1,8 +1,9 @@
 // Every vocab-only GGUF llama.cpp ships (models/llamacpp-vocab/, fetched from the llama-cpp-python
 // sdist by scripts/fetch-llamacpp-vocabs.sh) against llama.cpp's own expected token ids: for each
 // file with a .inp/.out pair, every test string encodes (no BOS, no special-token parsing, as
-// llama.cpp's tests/test-tokenizer-0 does) to exactly the ids in the .out file. Files of model
-// types we do not implement must be refused with a message naming the model type.
+// llama.cpp's tests/test-tokenizer-0 does) to exactly the ids in the .out file, and those ids
+// decode back to the string. Files of model types we do not implement must be refused with a
+// message naming the model type.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -149,6 +150,19 @@ TEST_P(LlamaCppVocabTest, MatchesLlamaCppOrIsRefusedByName) {
     }
   }
   EXPECT_EQ(mismatches, 0u) << "of " << cases.size() << " strings";
+
+  // Decoding gives the text back (after the space a SentencePiece vocabulary prefixes), whole
+  // and streamed token by token.
+  const std::string prefix = (*tok)->vocab().add_space_prefix ? " " : "";
+  for (const Case& c : cases) {
+    if (c.text.empty()) continue;
+    EXPECT_EQ((*tok)->Decode(c.ids), prefix + c.text) << GetParam() << ": " << ::testing::PrintToString(c.text);
+    StreamDecoder dec(**tok);
+    std::string streamed;
+    for (const int32_t id : c.ids) streamed += dec.Push(id);
+    streamed += dec.Flush();
+    EXPECT_EQ(streamed, prefix + c.text) << GetParam();
+  }
 }
 
 std::vector<std::string> Names() {
