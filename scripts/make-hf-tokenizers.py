@@ -5,9 +5,10 @@ tokenizer conversion, and models/hf-tokenizers/expected.json: the ids HF `tokeni
 fixed string set (llama.cpp's test-tokenizer-0 strings plus chat markup), the reference of
 tests/tokenizer/hf_tokenizer_test.cpp.
 
-One folder is derived rather than converted: qwen2-variant is qwen2 with the forms converters
-write that the GGUF conversion does not: merges as "a b" strings, an NFC normalizer, bos/eos as
-AddedToken dicts and the chat template inside tokenizer_config.json.
+Two folders are derived rather than converted, with forms real tokenizer.json files have that the
+GGUF conversion does not write: qwen2-variant is qwen2 with merges as "a b" strings, an NFC
+normalizer (as Qwen2's own), bos/eos as AddedToken dicts and the chat template inside
+tokenizer_config.json; llama-bpe-variant is llama-bpe with ignore_merges (as Llama-3's own).
 
 Needs: transformers, tokenizers, gguf (scripts/setup.sh); the GGUFs of scripts/fetch-model.sh
 and scripts/fetch-llamacpp-vocabs.sh. A second run with the same script and inputs is a no-op.
@@ -92,6 +93,16 @@ def make_variant(src, dst):
         json.dump(cfg, f, ensure_ascii=False, indent=1)
 
 
+def make_ignore_merges_variant(src, dst):
+    shutil.copytree(src, dst)
+    tj_path = os.path.join(dst, "tokenizer.json")
+    with open(tj_path, encoding="utf-8") as f:
+        tj = json.load(f)
+    tj["model"]["ignore_merges"] = True
+    with open(tj_path, "w", encoding="utf-8") as f:
+        json.dump(tj, f, ensure_ascii=False)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models-dir", default=os.path.join(os.path.dirname(__file__), "..", "models"))
@@ -131,16 +142,17 @@ def main():
             with open(tj_path, "w", encoding="utf-8") as f:
                 json.dump(tj, f, ensure_ascii=False)
     make_variant(os.path.join(out_dir, "qwen2"), os.path.join(out_dir, "qwen2-variant"))
+    make_ignore_merges_variant(os.path.join(out_dir, "llama-bpe"), os.path.join(out_dir, "llama-bpe-variant"))
 
     strings = read_inp_strings(inp) + CHAT_STRINGS
     expected = {"stamp": stamp, "transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
                 "strings": strings, "tokenizers_ids": {}}
-    for name in list(FAMILIES) + ["qwen2-variant"]:
+    for name in list(FAMILIES) + ["qwen2-variant", "llama-bpe-variant"]:
         t = tokenizers.Tokenizer.from_file(os.path.join(out_dir, name, "tokenizer.json"))
         expected["tokenizers_ids"][name] = [t.encode(s, add_special_tokens=False).ids for s in strings]
     with open(expected_path, "w", encoding="utf-8") as f:
         json.dump(expected, f, ensure_ascii=False, indent=0)
-    print(f"make-hf-tokenizers: wrote {len(FAMILIES) + 1} tokenizer folders and {expected_path}")
+    print(f"make-hf-tokenizers: wrote {len(FAMILIES) + 2} tokenizer folders and {expected_path}")
 
 
 if __name__ == "__main__":

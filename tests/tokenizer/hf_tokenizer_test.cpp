@@ -78,7 +78,7 @@ TEST_P(HfTokenizerTest, MatchesHfTokenizers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, HfTokenizerTest,
-                         ::testing::Values("smollm2", "llama-bpe", "llama-spm", "phi-3", "qwen2", "qwen2-variant",
+                         ::testing::Values("smollm2", "llama-bpe", "llama-bpe-variant", "llama-spm", "phi-3", "qwen2", "qwen2-variant",
                                            "gpt-2", "falcon", "starcoder", "deepseek-llm"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            std::string s = info.param;
