@@ -18,10 +18,11 @@ enum class TokenType : int32_t {
 };
 
 struct VocabData {
-  // tokenizer.ggml.model: "gpt2" (byte-level BPE) or "llama" (SentencePiece); others are refused.
+  // tokenizer.ggml.model: "gpt2" (byte-level BPE), "gemma4" (BPE over raw UTF-8), "llama"
+  // (SentencePiece), or "hf-bpe" (raw UTF-8 BPE of a tokenizer.json); others are refused.
   std::string model = "gpt2";
   std::string pre;             // tokenizer.ggml.pre: selects the pre-tokenizer regexes (BPE only)
-  // Token strings: GPT-2 unicode-mapped bytes for "gpt2", U+2581-escaped text for "llama".
+  // Token strings: GPT-2 unicode-mapped bytes for "gpt2", U+2581-escaped text otherwise.
   std::vector<std::string> tokens;
   std::vector<TokenType> token_types;
   std::vector<std::string> merges;   // "left right", rank = index (BPE)
