@@ -348,6 +348,14 @@ StatusOr<PreTokenizerSpec> PreTokenizerFor(const std::string& pre) {
                             "deepseek-llm, tekken, gemma4)");
 }
 
+std::vector<std::string> KnownPreTokenizers() {
+  std::vector<std::string> names;
+  for (const PreTokenizerRow& row : kRows) {
+    for (const char* const* n = row.names; *n != nullptr; ++n) names.emplace_back(*n);
+  }
+  return names;
+}
+
 std::string Pcre2ErrorText(int code) {
   PCRE2_UCHAR buf[256];
   if (pcre2_get_error_message(code, buf, sizeof(buf)) < 0) return "error " + std::to_string(code);

@@ -26,6 +26,8 @@ struct PreTokenizerSpec {
 // Every tokenizer.ggml.pre name llama.cpp knows for BPE vocabularies but "kimi-k2" (whose split
 // is hand-written code, not a regex); Unimplemented naming the name for any other.
 StatusOr<PreTokenizerSpec> PreTokenizerFor(const std::string& pre);
+// Every name PreTokenizerFor accepts, in llama.cpp's order.
+std::vector<std::string> KnownPreTokenizers();
 
 struct Pcre2CodeFree {
   void operator()(pcre2_code* c) const { pcre2_code_free(c); }
