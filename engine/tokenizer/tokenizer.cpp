@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstdio>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -244,7 +245,9 @@ void Tokenizer::Impl::ComputeInputBound(const VocabData& vocab) {
   } else {
     longest = std::max(longest, bpe->longest_merge_input());
   }
-  max_input_bytes_per_token = longest;
+  // NFC may compose several input characters into one (Hangul L+V+T: 9 bytes into 3): the
+  // bound then holds for the input only with a margin of 4.
+  max_input_bytes_per_token = vocab.nfc ? 4 * longest : longest;
 }
 
 Status Tokenizer::Impl::BuildModel(const VocabData& v) {

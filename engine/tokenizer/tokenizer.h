@@ -53,8 +53,9 @@ class Tokenizer {
   // A cheap lower bound on the length of an encoding, checked before encoding: a text encodes to
   // at least CoveredBytes(text) / max_input_bytes_per_token() tokens. The first is the most input
   // bytes one token can stand for (0 when no bound holds: some merge result is no token, and
-  // encoding can drop any byte); the second counts the bytes of `text` that its tokens must
-  // cover (all but those whose byte symbol is no token, which encode to nothing).
+  // encoding can drop any byte; NFC vocabularies allow for composition); the second counts the
+  // bytes of `text` that its tokens must cover (all but those whose byte symbol is no token,
+  // which encode to nothing).
   size_t max_input_bytes_per_token() const;
   size_t CoveredBytes(std::string_view text) const;
   int32_t vocab_size() const;
