@@ -68,6 +68,8 @@ TEST_P(HfTokenizerTest, MatchesHfTokenizers) {
     const std::vector<int32_t> ids_want = want[i].get<std::vector<int32_t>>();
     auto ids = (*tok)->Encode(text, HfOptions());
     ASSERT_TRUE(ids.ok()) << ids.status().ToString();
+    // The cheap length bound the engine checks before encoding holds.
+    EXPECT_GE(ids->size() * (*tok)->max_input_bytes_per_token(), (*tok)->CoveredBytes(text)) << GetParam();
     if (*ids != ids_want) {
       ++mismatches;
       ADD_FAILURE() << GetParam() << ": " << ::testing::PrintToString(text) << "\n  tokenizers: " << Ids(ids_want)

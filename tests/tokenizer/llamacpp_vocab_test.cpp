@@ -143,6 +143,8 @@ TEST_P(LlamaCppVocabTest, MatchesLlamaCppOrIsRefusedByName) {
   for (const Case& c : cases) {
     auto ids = (*tok)->Encode(c.text, EncodeOptions{});
     ASSERT_TRUE(ids.ok()) << ids.status().ToString();
+    // The cheap length bound the engine checks before encoding holds.
+    EXPECT_GE(ids->size() * (*tok)->max_input_bytes_per_token(), (*tok)->CoveredBytes(c.text)) << GetParam();
     if (*ids != c.ids) {
       ++mismatches;
       ADD_FAILURE() << GetParam() << ": text " << ::testing::PrintToString(c.text) << "\n  llama.cpp: " << Ids(c.ids)
