@@ -2,7 +2,8 @@
 # Builds the libFuzzer targets with clang (ASan + UBSan, coverage in every library) and runs one
 # (or each) for SECONDS (default 600) from its seed corpus; new inputs go to build-fuzz/corpus/<target>.
 #   scripts/fuzz.sh [gguf|tokenizer|request|all] [SECONDS]
-# The request and tokenizer fuzzers load the default model (scripts/fetch-model.sh).
+# The request and tokenizer fuzzers load the default model (scripts/fetch-model.sh), the tokenizer
+# fuzzer also llama.cpp's llama-spm vocabulary (scripts/fetch-llamacpp-vocabs.sh).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -10,6 +11,7 @@ WHICH="${1:-gguf}"
 SECONDS_TO_RUN="${2:-600}"
 bash scripts/setup.sh
 bash scripts/fetch-model.sh
+bash scripts/fetch-llamacpp-vocabs.sh  # the tokenizer fuzzer's SentencePiece vocabulary
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
   -DCMAKE_CXX_COMPILER=clang++ -DSLIM_BUILD_FUZZERS=ON -DSLIM_WITH_CUDA=OFF -DSLIM_BUILD_TESTS=ON
 

@@ -2,8 +2,9 @@
 """Writes the seed corpora of the request and tokenizer fuzzers (tests/fuzz/*_fuzz.cpp):
 tests/fuzz/request_seeds/*    first byte = entry point (0 GenerateRequest wire bytes, 1 TokenizeRequest
                               wire bytes, 2 OpenAI chat JSON, 3 OpenAI completions JSON), then the body;
-tests/fuzz/tokenizer_seeds/*  first byte = mode (bit 0 add_bos, bit 1 parse_special, bit 7 chat with
-                              NUL-separated turns, bit 6 a system turn first), then the text.
+tests/fuzz/tokenizer_seeds/*  first byte = mode (bit 0 add_bos, bit 1 parse_special, bit 5 llama.cpp's
+                              SentencePiece vocabulary, bit 7 chat with NUL-separated turns, bit 6 a
+                              system turn first), then the text.
 Protobuf wire bytes are written by hand (field numbers from proto/sliminfer/v1/inference.proto), so
 this needs only the standard library. Deterministic.
 Usage: scripts/make-fuzz-seeds.py [--out-dir tests/fuzz]
@@ -108,6 +109,9 @@ def tokenizer_seeds():
     yield "digits", b"\x00" + b"1234567890 3.14159 1e-9"
     yield "chat", b"\x80" + b"Hi there\x00Hello! How can I help?\x00<|im_end|>inject"
     yield "chat_system", b"\xc0" + b"What is 2+2?"
+    yield "spm_plain", b"\x20" + "Hello world! It's 2026,  isn't it?\tnew\nlines".encode()
+    yield "spm_unicode", b"\x20" + "caf\u00e9 \u65e5\u672c\u8a9e \U0001F600 \u0663 \u00bd".encode()
+    yield "spm_specials", b"\x23" + b"<s>hi</s>  <unk>x"
 
 
 def main():

@@ -5,15 +5,16 @@ set -euo pipefail
 
 DEB_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git unzip python3 python3-pip
-  libopenblas-dev libpcre2-dev nlohmann-json3-dev
+  libopenblas-dev libpcre2-dev libicu-dev nlohmann-json3-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libspdlog-dev libfmt-dev prometheus-cpp-dev libcpp-httplib-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-dev prometheus openssl
 )
 # Import names; the loop below maps them to PyPI names where they differ. openai: the HTTP API
-# test (tests/server/openai_api_test.py) speaks through the official client.
-PIP_PACKAGES=(gguf numpy kubernetes_validate openai)
+# test (tests/server/openai_api_test.py) speaks through the official client. tokenizers and
+# transformers: the tokenizer.json references (scripts/make-hf-tokenizers.py).
+PIP_PACKAGES=(gguf numpy kubernetes_validate openai tokenizers transformers)
 # --peers: also llama-cpp-python (compiles llama.cpp, ~15 min on 2 cores), for regenerating the
 # reference fixtures and running the llama.cpp benchmark peer. Not needed to build or test.
 if [ "${1:-}" = "--peers" ]; then PIP_PACKAGES+=(llama_cpp); fi

@@ -14,6 +14,11 @@ MODE="${1:-}"
 JOBS="${SLIM_JOBS:-$(nproc)}"
 
 bash scripts/setup.sh
+# llama.cpp's vocab GGUFs, and the tokenizer.json references made from them and SmolLM2
+# (tests/tokenizer/llamacpp_vocab_test.cpp, hf_tokenizer_test.cpp; ~50 s the first time).
+bash scripts/fetch-llamacpp-vocabs.sh
+bash scripts/fetch-model.sh smollm2
+"${PYTHON:-python3}" scripts/make-hf-tokenizers.py
 bash scripts/fetch-model.sh
 bash scripts/fetch-model.sh qwen2.5-coder-0.5b  # Qwen2 fixtures (tests/engine/qwen2_test.cpp)
 # The default model re-quantized to Q2_K/Q3_K/IQ4_XS/IQ4_NL (tests/engine/kquant_model_test.cpp);

@@ -18,10 +18,16 @@ namespace slim {
 struct PreTokenizerSpec {
   std::vector<std::string> regexes;
   bool ignore_merges = false;  // a piece that is itself a token is emitted whole (Llama-3)
+  bool byte_encode = true;     // false: merges run on raw UTF-8 characters (Gemma 4)
+  bool escape_whitespace = false;     // ' ' becomes U+2581 before splitting (Gemma 4)
+  bool newline_pieces_whole = false;  // a piece of only '\n' that is a token stays whole (Gemma 4)
 };
 
-// Unimplemented naming the supported names for an unknown one.
+// Every tokenizer.ggml.pre name llama.cpp knows for BPE vocabularies but "kimi-k2" (whose split
+// is hand-written code, not a regex); Unimplemented naming the name for any other.
 StatusOr<PreTokenizerSpec> PreTokenizerFor(const std::string& pre);
+// Every name PreTokenizerFor accepts, in llama.cpp's order.
+std::vector<std::string> KnownPreTokenizers();
 
 struct Pcre2CodeFree {
   void operator()(pcre2_code* c) const { pcre2_code_free(c); }

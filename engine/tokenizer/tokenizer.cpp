@@ -1,76 +1,33 @@
-// Byte-level BPE tokenizer reproducing llama.cpp (llama-vocab.cpp + unicode.cpp): special-token
-// partition, GPT-2 byte mapping, merges by rank, and the UTF-8-safe StreamDecoder (the
-// pre-tokenizer regexes are in pre_tokenizer.cpp, the UTF-8 helpers in utf8.cpp). Owns no chat
-// formatting (chat_template.cpp) and no GGUF parsing.
+// The tokenizer reproducing llama.cpp (llama-vocab.cpp + unicode.cpp): model selection, the
+// special-token partition, the pre-tokenizer split, detokenization pieces and the UTF-8-safe
+// StreamDecoder. The merge algorithms are in bpe.cpp (byte-level BPE) and spm.cpp
+// (SentencePiece), the pre-tokenizer regexes in pre_tokenizer.cpp, the UTF-8 helpers in
+// utf8.cpp. Owns no chat formatting (chat_template.cpp) and no file parsing.
 #include "engine/tokenizer/tokenizer.h"
-
-#include "engine/tokenizer/pre_tokenizer.h"
-#include "engine/tokenizer/utf8.h"
 
 #include <pcre2.h>
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cstdio>
-#include <initializer_list>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
 
+#include "engine/tokenizer/bpe.h"
+#include "engine/tokenizer/normalize.h"
+#include "engine/tokenizer/pre_tokenizer.h"
+#include "engine/tokenizer/spm.h"
+#include "engine/tokenizer/utf8.h"
+
 namespace slim {
 namespace {
 
-// ---------------------------------------------------------------------------------------------
-// GPT-2 byte <-> code point mapping (bytes_to_unicode): printable bytes map to themselves, the
-// other 68 to U+0100.. in byte order.
-
-struct ByteMap {
-  std::array<uint16_t, 256> byte_to_cp{};
-  std::array<int16_t, 324> cp_to_byte{};  // -1 where no byte maps to the code point
-};
-
-constexpr ByteMap MakeByteMap() {
-  ByteMap m{};
-  for (auto& b : m.cp_to_byte) b = -1;
-  int n = 0;
-  for (int b = 0; b < 256; ++b) {
-    const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-    const int cp = printable ? b : 256 + n++;
-    m.byte_to_cp[b] = static_cast<uint16_t>(cp);
-    m.cp_to_byte[cp] = static_cast<int16_t>(b);
-  }
-  return m;
-}
-
-constexpr ByteMap kByteMap = MakeByteMap();
-
-// Undoes the byte mapping of a vocabulary string. Code points outside the table (malformed
-// vocabularies) are copied through as UTF-8, where llama.cpp would print an [UNK_BYTE_..] marker.
-std::string UnmapBytes(std::string_view s) {
-  std::string out;
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  for (size_t i = 0; i < s.size();) {
-    size_t len = 0;
-    if (NextUtf8(p + i, s.size() - i, &len) != Utf8Result::kValid) {
-      out.push_back(s[i]);
-      i += 1;
-      continue;
-    }
-    const uint32_t cp = DecodeValidUtf8(p + i, len);
-    if (cp < kByteMap.cp_to_byte.size() && kByteMap.cp_to_byte[cp] >= 0) {
-      out.push_back(static_cast<char>(kByteMap.cp_to_byte[cp]));
-    } else {
-      out.append(s.substr(i, len));
-    }
-    i += len;
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------------------------------------
 // llama.cpp's lists of end-of-generation token texts (llama-vocab.cpp): such tokens count as
-// control tokens even when the GGUF types them otherwise.
+// control tokens even when the vocabulary types them otherwise.
 constexpr std::array<std::string_view, 12> kEogTexts = {
     "<|eot_id|>", "<|im_end|>",   "<|end|>",         "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
     "<EOT>",      "_<EOT>",       "<|end_of_text|>", "<end_of_utterance>", "<|return|>", "<|call|>"};
@@ -86,86 +43,52 @@ struct Fragment {
   int32_t token = -1;  // >= 0: a special token, no text
 };
 
-struct Merge {
-  int32_t rank = 0;
-  int32_t result = 0;  // interned symbol of left+right
-};
+enum class ModelKind { kBpe, kSpm };
 
-uint64_t PairKey(int32_t a, int32_t b) {
-  return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+// What each tokenizer.ggml.model value is; Unimplemented for the ones llama.cpp knows and we do
+// not implement (naming them), and for unknown names.
+StatusOr<ModelKind> KindOf(const std::string& model, bool hf_rules) {
+  if (model == "gpt2" || model == "gemma4" || (hf_rules && model == "hf-bpe")) return ModelKind::kBpe;
+  if (model == "llama") return ModelKind::kSpm;
+  std::string what;
+  if (model == "bert") what = " (WordPiece, llama.cpp's WPM)";
+  else if (model == "t5") what = " (Unigram, llama.cpp's UGM)";
+  else if (model == "rwkv") what = " (RWKV's trie tokenizer)";
+  else if (model == "plamo2") what = " (PLaMo-2's Aho-Corasick tokenizer)";
+  else if (model == "none" || model == "no_vocab") what = " (a model without a vocabulary)";
+  return UnimplementedError("tokenizer model '" + model + "'" + what +
+                            " is not supported; supported: gpt2 (byte-level BPE), llama (SentencePiece), "
+                            "gemma4 (BPE over raw UTF-8)");
 }
-
-// Per-piece BPE working state, reused across the pieces of one Encode call.
-struct BpeSymbol {
-  int32_t sym;  // interned symbol, -1 once merged into its left neighbour
-  int32_t prev;
-  int32_t next;
-};
-struct Bigram {
-  int32_t rank;
-  int32_t left;
-  int32_t right;
-  int32_t left_sym;
-  int32_t right_sym;
-  int32_t result;
-};
-// llama.cpp's llm_bigram_bpe::comparator (a max-heap on it pops lowest rank, then leftmost).
-struct BigramOrder {
-  bool operator()(const Bigram& a, const Bigram& b) const {
-    return a.rank > b.rank || (a.rank == b.rank && a.left > b.left);
-  }
-};
-struct BpeScratch {
-  std::vector<BpeSymbol> syms;
-  std::vector<Bigram> heap;
-};
 
 }  // namespace
 
-// ---------------------------------------------------------------------------------------------
-
 struct Tokenizer::Impl {
   VocabData vocab;
+  ModelKind kind = ModelKind::kBpe;
   std::vector<TokenType> types;  // effective types (EOG-looking tokens forced to control)
-  std::unordered_map<std::string, int32_t> token_to_id;
+  TokenIndex token_to_id;
   std::vector<std::string> pieces;     // decoded bytes of each token (text for special tokens)
   std::vector<int32_t> special_ids;    // control / user-defined / unknown, longest text first
   std::vector<bool> eog;
+  std::vector<bool> rstrip;            // whitespace after this special token is dropped
 
-  // BPE state: every string that can appear as a symbol is interned once.
-  std::vector<std::string> sym_text;  // byte-mapped text of each symbol
-  std::vector<int32_t> sym_token;     // its token id, -1 when the vocabulary lacks it
-  std::unordered_map<std::string, int32_t> sym_index;
-  std::unordered_map<uint64_t, Merge> merges;  // (left sym, right sym) -> rank, result
-  std::array<int32_t, 256> byte_sym{};         // symbol of each raw byte
-  std::array<int32_t, 256> single_byte_token{};  // token whose text is that one byte, or -1
-
-  std::vector<Pcre2Code> regexes;
-  bool ignore_merges = false;
+  std::optional<BpeModel> bpe;
+  std::optional<SpmModel> spm;
+  std::vector<Pcre2Code> regexes;      // BPE pre-tokenizer
+  bool escape_whitespace = false;      // BPE over SentencePiece-style text: ' ' -> U+2581 first
   size_t max_input_bytes_per_token = 0;  // see Tokenizer::max_input_bytes_per_token
-  std::array<bool, 256> uncovered{};      // bytes whose symbol is no token: they may encode to nothing
-
-  int32_t Intern(const std::string& s) {
-    auto [it, inserted] = sym_index.emplace(s, static_cast<int32_t>(sym_text.size()));
-    if (inserted) {
-      sym_text.push_back(s);
-      auto t = token_to_id.find(s);
-      sym_token.push_back(t == token_to_id.end() ? -1 : t->second);
-    }
-    return it->second;
-  }
+  std::array<bool, 256> uncovered{};      // bytes that may encode to nothing
 
   std::vector<Fragment> Partition(std::string_view text, const EncodeOptions& opts) const;
   Status PreTokenize(std::string_view text, pcre2_match_data* md,
                      std::vector<std::pair<size_t, size_t>>* pieces_out,
                      std::vector<std::pair<size_t, size_t>>* scratch) const;
-  void EncodePiece(std::string_view piece, BpeScratch* scratch, std::vector<int32_t>* out) const;
-  void EmitSymbol(int32_t sym, std::vector<int32_t>* out) const;
-  // Create's tables: the detokenization pieces (llama.cpp's token_to_piece), the BPE symbols and
-  // merges, and max_input_bytes_per_token / uncovered (after the two).
+  // Create's tables: the detokenization pieces (llama.cpp's token_to_piece), then
+  // max_input_bytes_per_token / uncovered (after the model is built).
   void BuildPieces(const VocabData& vocab);
-  void BuildBpe(const VocabData& vocab);
-  void ComputeInputBound();
+  void ComputeInputBound(const VocabData& vocab);
+  Status BuildModel(const VocabData& vocab);
 };
 
 // llama.cpp's tokenizer_st_partition: for each special token, longest text first, split every
@@ -208,6 +131,9 @@ std::vector<Fragment> Tokenizer::Impl::Partition(std::string_view text, const En
         if (m > pos) next.push_back({pos, m - pos, -1});
         next.push_back({0, 0, id});
         pos = m + st.size();
+        if (rstrip[id]) {
+          while (pos < end && std::isspace(static_cast<unsigned char>(text[pos]))) ++pos;
+        }
         from = pos;
       }
       if (pos < end) next.push_back({pos, end - pos, -1});
@@ -219,7 +145,9 @@ std::vector<Fragment> Tokenizer::Impl::Partition(std::string_view text, const En
 
 // llama.cpp's unicode_regex_split: each regex splits the pieces produced by the previous one;
 // matches and the unmatched text between them both become pieces. Lookarounds see only the
-// current piece. Pieces are (offset, length) in bytes of `text`.
+// current piece. An empty match splits the piece there (as std::regex_iterator's empty matches
+// do in llama.cpp); the search then retries a non-empty match at the same place before moving on
+// by one code point. Pieces are (offset, length) in bytes of `text`.
 Status Tokenizer::Impl::PreTokenize(std::string_view text, pcre2_match_data* md,
                                     std::vector<std::pair<size_t, size_t>>* pieces_out,
                                     std::vector<std::pair<size_t, size_t>>* scratch) const {
@@ -233,93 +161,31 @@ Status Tokenizer::Impl::PreTokenize(std::string_view text, pcre2_match_data* md,
       const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data() + off);
       size_t pos = 0;       // search start
       size_t emitted = 0;   // end of the last piece emitted
-      while (pos < len) {
-        const int rc = pcre2_match(re.get(), subject, len, pos, PCRE2_NO_UTF_CHECK, md, nullptr);
-        if (rc == PCRE2_ERROR_NOMATCH) break;
+      uint32_t flags = 0;   // after an empty match: PCRE2_NOTEMPTY_ATSTART | PCRE2_ANCHORED
+      while (pos <= len) {
+        const int rc = pcre2_match(re.get(), subject, len, pos, PCRE2_NO_UTF_CHECK | flags, md, nullptr);
+        if (rc == PCRE2_ERROR_NOMATCH) {
+          if (flags == 0 || pos >= len) break;
+          // No non-empty match at the empty match's place: move on by one code point.
+          flags = 0;
+          ++pos;
+          while (pos < len && (static_cast<unsigned char>(text[off + pos]) & 0xC0) == 0x80) ++pos;
+          continue;
+        }
         if (rc < 0) return InternalError("pre-tokenizer regex failed: " + Pcre2ErrorText(rc));
         const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
         const size_t ms = ov[0], me = ov[1];
-        if (me == ms) {  // empty match (none of our regexes has one): step one code point
-          size_t step = 1;
-          while (ms + step < len && (static_cast<unsigned char>(text[off + ms + step]) & 0xC0) == 0x80) ++step;
-          pos = ms + step;
-          continue;
-        }
         if (ms > emitted) nxt.emplace_back(off + emitted, ms - emitted);
-        nxt.emplace_back(off + ms, me - ms);
+        if (me > ms) nxt.emplace_back(off + ms, me - ms);
         emitted = pos = me;
+        flags = me == ms ? (PCRE2_NOTEMPTY_ATSTART | PCRE2_ANCHORED) : 0;
+        if (me == ms && pos >= len) break;
       }
       if (emitted < len) nxt.emplace_back(off + emitted, len - emitted);
     }
     cur.swap(nxt);
   }
   return OkStatus();
-}
-
-// Emits the token of a final symbol. llama.cpp: a merged string missing from the vocabulary
-// falls back to the tokens of its single bytes; bytes without such a token are dropped.
-void Tokenizer::Impl::EmitSymbol(int32_t sym, std::vector<int32_t>* out) const {
-  if (sym_token[sym] >= 0) {
-    out->push_back(sym_token[sym]);
-    return;
-  }
-  for (const char c : sym_text[sym]) {
-    const int32_t t = single_byte_token[static_cast<unsigned char>(c)];
-    if (t >= 0) out->push_back(t);
-  }
-}
-
-// llm_tokenizer_bpe_session::tokenize for one pre-tokenized piece (raw bytes): start from one
-// symbol per byte, repeatedly apply the lowest-ranked (then leftmost) adjacent merge.
-void Tokenizer::Impl::EncodePiece(std::string_view piece, BpeScratch* scratch, std::vector<int32_t>* out) const {
-  const int32_t n = static_cast<int32_t>(piece.size());
-  if (n == 0) return;
-  if (n == 1) {
-    EmitSymbol(byte_sym[static_cast<unsigned char>(piece[0])], out);
-    return;
-  }
-  if (ignore_merges) {
-    std::string mapped;
-    for (const char c : piece) mapped += sym_text[byte_sym[static_cast<unsigned char>(c)]];
-    auto it = token_to_id.find(mapped);
-    if (it != token_to_id.end()) {
-      out->push_back(it->second);
-      return;
-    }
-  }
-
-  auto& syms = scratch->syms;
-  auto& heap = scratch->heap;
-  syms.resize(n);
-  heap.clear();
-  for (int32_t i = 0; i < n; ++i) {
-    syms[i] = {byte_sym[static_cast<unsigned char>(piece[i])], i - 1, i + 1 < n ? i + 1 : -1};
-  }
-  auto add_bigram = [&](int32_t left, int32_t right) {
-    if (left < 0 || right < 0) return;
-    auto it = merges.find(PairKey(syms[left].sym, syms[right].sym));
-    if (it == merges.end()) return;
-    heap.push_back({it->second.rank, left, right, syms[left].sym, syms[right].sym, it->second.result});
-    std::push_heap(heap.begin(), heap.end(), BigramOrder{});
-  };
-  for (int32_t i = 1; i < n; ++i) add_bigram(i - 1, i);
-
-  while (!heap.empty()) {
-    std::pop_heap(heap.begin(), heap.end(), BigramOrder{});
-    const Bigram b = heap.back();
-    heap.pop_back();
-    BpeSymbol& l = syms[b.left];
-    BpeSymbol& r = syms[b.right];
-    // Stale entries: a side was merged away or has grown since the bigram was queued.
-    if (l.sym != b.left_sym || r.sym != b.right_sym) continue;
-    l.sym = b.result;
-    r.sym = -1;
-    l.next = r.next;
-    if (r.next >= 0) syms[r.next].prev = b.left;
-    add_bigram(l.prev, b.left);
-    add_bigram(b.left, l.next);
-  }
-  for (int32_t i = 0; i != -1; i = syms[i].next) EmitSymbol(syms[i].sym, out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -330,11 +196,12 @@ Tokenizer::~Tokenizer() = default;
 void Tokenizer::Impl::BuildPieces(const VocabData& vocab) {
   const size_t n = vocab.tokens.size();
   pieces.resize(n);
+  const bool unescape = kind == ModelKind::kSpm || escape_whitespace;
   for (size_t i = 0; i < n; ++i) {
     const std::string& t = vocab.tokens[i];
     switch (types[i]) {
       case TokenType::kNormal:
-        pieces[i] = UnmapBytes(t);
+        pieces[i] = unescape ? UnescapeSpmWhitespace(t) : UnmapBytes(t);
         break;
       case TokenType::kControl:
       case TokenType::kUnknown:
@@ -347,7 +214,7 @@ void Tokenizer::Impl::BuildPieces(const VocabData& vocab) {
             std::sscanf(t.c_str() + 3, "%2x", &v) == 1) {
           pieces[i] = std::string(1, static_cast<char>(v));
         } else {
-          pieces[i] = UnmapBytes(t);
+          pieces[i] = unescape ? t : UnmapBytes(t);
         }
         break;
       }
@@ -358,52 +225,65 @@ void Tokenizer::Impl::BuildPieces(const VocabData& vocab) {
   }
 }
 
-void Tokenizer::Impl::BuildBpe(const VocabData& vocab) {
+void Tokenizer::Impl::ComputeInputBound(const VocabData& vocab) {
+  // Each emitted token stands for at most the input bytes of its text (byte-mapped or escaped
+  // text counted as the input it stands for; special tokens: their text). BPE: a merge result
+  // that is no token falls back to single bytes, which can drop anything: then no bound holds.
+  // SentencePiece: a character that is no token becomes one token per byte (or nothing where
+  // the vocabulary has neither a byte token nor an unknown token).
+  const bool complete = kind == ModelKind::kSpm || bpe->merges_complete();
   for (int b = 0; b < 256; ++b) {
-    std::string s;
-    AppendUtf8(kByteMap.byte_to_cp[b], &s);
-    byte_sym[b] = Intern(s);
-    auto it = token_to_id.find(std::string(1, static_cast<char>(b)));
-    single_byte_token[b] = it == token_to_id.end() ? -1 : it->second;
+    uncovered[b] = kind == ModelKind::kSpm ? spm->ByteToken(static_cast<uint8_t>(b)) < 0
+                                           : bpe->ByteMayVanish(static_cast<uint8_t>(b));
   }
-  merges.reserve(vocab.merges.size());
-  for (size_t rank = 0; rank < vocab.merges.size(); ++rank) {
-    const std::string& m = vocab.merges[rank];
-    const size_t sp = m.find(' ', 1);  // as llama.cpp: the split is the first space after byte 0
-    if (sp == std::string::npos) continue;  // llama.cpp keeps it as an unmatchable ("", "") pair
-    const std::string left = m.substr(0, sp);
-    const std::string right = m.substr(sp + 1);
-    const int32_t l = Intern(left);
-    const int32_t r = Intern(right);
-    const int32_t result = Intern(left + right);
-    merges.emplace(PairKey(l, r), Merge{static_cast<int32_t>(rank), result});  // first rank wins
+  if (!complete) return;
+  size_t longest = 1;
+  for (const std::string& p : pieces) longest = std::max(longest, p.size());
+  if (kind == ModelKind::kSpm) {
+    // Any token text can be formed by merging (whatever its type): count every one.
+    for (const std::string& t : vocab.tokens) longest = std::max(longest, UnescapeSpmWhitespace(t).size());
+  } else {
+    longest = std::max(longest, bpe->longest_merge_input());
   }
+  // NFC may compose several input characters into one (Hangul L+V+T: 9 bytes into 3): the
+  // bound then holds for the input only with a margin of 4.
+  max_input_bytes_per_token = vocab.nfc ? 4 * longest : longest;
 }
 
-void Tokenizer::Impl::ComputeInputBound() {
-  // When every merge result is a token, each emitted token stands for exactly the input bytes its
-  // piece holds (special tokens: their text), so no token covers more input than the longest
-  // piece; only bytes whose own symbol is no token (control characters some vocabularies lack)
-  // may be dropped. A merge result that is no token falls back to single bytes, which can drop
-  // anything: then no bound holds.
-  bool complete = true;
-  for (const auto& [key, m] : merges) {
-    if (!complete) break;
-    complete = sym_token[m.result] >= 0;
+Status Tokenizer::Impl::BuildModel(const VocabData& v) {
+  if (kind == ModelKind::kSpm) {
+    if (!v.scores.empty() && v.scores.size() != v.tokens.size()) {
+      return InvalidArgumentError("vocabulary has " + std::to_string(v.tokens.size()) + " tokens but " +
+                                  std::to_string(v.scores.size()) + " scores");
+    }
+    spm = SpmModel::Build(v, &token_to_id);
+    return OkStatus();
   }
-  for (int b = 0; b < 256; ++b) uncovered[b] = sym_token[byte_sym[b]] < 0;
-  if (complete) {
-    size_t longest = 1;
-    for (const std::string& p : pieces) longest = std::max(longest, p.size());
-    max_input_bytes_per_token = longest;
+  PreTokenizerSpec spec;
+  if (v.hf_rules) {
+    spec.regexes = v.split_regexes;
+    spec.ignore_merges = v.ignore_merges;
+    spec.byte_encode = v.byte_level;
+    spec.escape_whitespace = v.escape_whitespace;
+  } else {
+    // llama.cpp names Gemma 4's pre-tokenizer after the model whatever tokenizer.ggml.pre says.
+    SLIM_ASSIGN_OR_RETURN(spec, PreTokenizerFor(v.model == "gemma4" ? "gemma4" : v.pre));
   }
+  for (const std::string& re : spec.regexes) {
+    SLIM_ASSIGN_OR_RETURN(Pcre2Code code, CompileRegex(re));
+    regexes.push_back(std::move(code));
+  }
+  escape_whitespace = spec.escape_whitespace;
+  BpeOptions bo;
+  bo.byte_encode = spec.byte_encode;
+  bo.ignore_merges = spec.ignore_merges;
+  bo.newline_pieces_whole = spec.newline_pieces_whole;
+  bpe = BpeModel::Build(v, &token_to_id, bo);
+  return OkStatus();
 }
 
 StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(VocabData vocab) {
-  if (vocab.model != "gpt2") {
-    return UnimplementedError("tokenizer model '" + vocab.model +
-                              "' is not supported (only byte-level BPE, tokenizer.ggml.model = gpt2)");
-  }
+  SLIM_ASSIGN_OR_RETURN(const ModelKind kind, KindOf(vocab.model, vocab.hf_rules));
   const size_t n = vocab.tokens.size();
   if (n == 0) return InvalidArgumentError("vocabulary has no tokens");
   if (n > static_cast<size_t>(INT32_MAX)) return InvalidArgumentError("vocabulary is too large");
@@ -422,20 +302,19 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(VocabData vocab) {
     }
   }
   if (vocab.add_bos && vocab.bos_id < 0) return InvalidArgumentError("add_bos is set but there is no bos token");
-
-  auto impl = std::make_unique<Impl>();
-  SLIM_ASSIGN_OR_RETURN(PreTokenizerSpec spec, PreTokenizerFor(vocab.pre));
-  impl->ignore_merges = spec.ignore_merges;
-  for (const std::string& re : spec.regexes) {
-    SLIM_ASSIGN_OR_RETURN(Pcre2Code code, CompileRegex(re));
-    impl->regexes.push_back(std::move(code));
+  for (const int32_t id : vocab.rstrip_ids) {
+    if (id < 0 || static_cast<size_t>(id) >= n) {
+      return InvalidArgumentError("rstrip token id " + std::to_string(id) + " is out of range");
+    }
   }
 
+  auto impl = std::make_unique<Impl>();
+  impl->kind = kind;
   impl->types = vocab.token_types;
   impl->token_to_id.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     const std::string& t = vocab.tokens[i];
-    if (t.empty()) continue;  // never produced by BPE, never matched as special text
+    if (t.empty()) continue;  // never produced by merging, never matched as special text
     auto [it, inserted] = impl->token_to_id.emplace(t, static_cast<int32_t>(i));
     if (!inserted) {
       return InvalidArgumentError("duplicate token in vocabulary: '" + t + "' has ids " +
@@ -443,6 +322,7 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(VocabData vocab) {
     }
     if (IsEogText(t) && impl->types[i] != TokenType::kControl) impl->types[i] = TokenType::kControl;
   }
+  SLIM_RETURN_IF_ERROR(impl->BuildModel(vocab));
 
   impl->eog.assign(n, false);
   for (size_t i = 0; i < n; ++i) {
@@ -450,6 +330,8 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(VocabData vocab) {
   }
   if (vocab.eos_id >= 0) impl->eog[vocab.eos_id] = true;
   if (vocab.eot_id >= 0) impl->eog[vocab.eot_id] = true;
+  impl->rstrip.assign(n, false);
+  for (const int32_t id : vocab.rstrip_ids) impl->rstrip[id] = true;
 
   for (size_t i = 0; i < n; ++i) {
     const TokenType t = impl->types[i];
@@ -463,31 +345,68 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(VocabData vocab) {
   });
 
   impl->BuildPieces(vocab);
-  impl->BuildBpe(vocab);
-  impl->ComputeInputBound();
-
+  impl->ComputeInputBound(vocab);
   impl->vocab = std::move(vocab);
   return std::unique_ptr<Tokenizer>(new Tokenizer(std::move(impl)));
 }
 
 StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, const EncodeOptions& opts) const {
   SLIM_RETURN_IF_ERROR(CheckUtf8(text));
+  const Impl& im = *impl_;
   std::vector<int32_t> out;
   out.reserve(text.size() / 3 + 2);
-  if (opts.add_bos && impl_->vocab.bos_id >= 0) out.push_back(impl_->vocab.bos_id);
+  if (opts.add_bos && im.vocab.bos_id >= 0) out.push_back(im.vocab.bos_id);
+  const std::vector<Fragment> frags = im.Partition(text, opts);
+
+  if (im.kind == ModelKind::kSpm) {
+    // llama.cpp: a space is prepended to the text at the start and after each special token.
+    SpmScratch scratch;
+    std::string buf;
+    bool prev_special = true;
+    for (const Fragment& f : frags) {
+      if (f.token >= 0) {
+        out.push_back(f.token);
+        prev_special = true;
+        continue;
+      }
+      buf.clear();
+      if (im.vocab.add_space_prefix && prev_special) buf.push_back(' ');
+      buf.append(text.substr(f.offset, f.length));
+      im.spm->Encode(buf, &scratch, &out);
+      prev_special = false;
+    }
+    return out;
+  }
 
   Pcre2MatchData md(pcre2_match_data_create(1, nullptr));
   if (md == nullptr) return ResourceExhaustedError("out of memory for regex match data");
   std::vector<std::pair<size_t, size_t>> pieces, scratch;
   BpeScratch bpe;
-  for (const Fragment& f : impl_->Partition(text, opts)) {
+  std::string escaped, normalized;
+  for (const Fragment& f : frags) {
     if (f.token >= 0) {
       out.push_back(f.token);
       continue;
     }
-    const std::string_view frag = text.substr(f.offset, f.length);
-    SLIM_RETURN_IF_ERROR(impl_->PreTokenize(frag, md.get(), &pieces, &scratch));
-    for (const auto& [off, len] : pieces) impl_->EncodePiece(frag.substr(off, len), &bpe, &out);
+    std::string_view frag = text.substr(f.offset, f.length);
+    if (im.vocab.nfc) {
+      SLIM_ASSIGN_OR_RETURN(normalized, NfcNormalize(frag));
+      frag = normalized;
+    }
+    if (im.escape_whitespace) {
+      escaped.clear();
+      using Prefix = VocabData::SpacePrefix;
+      const Prefix prefix = im.vocab.space_prefix;
+      const bool starts_escaped = frag.starts_with(' ') || frag.starts_with("\xE2\x96\x81");
+      if (prefix == Prefix::kAlways || (prefix == Prefix::kMetaspaceAlways && !starts_escaped) ||
+          (prefix == Prefix::kMetaspaceFirst && !starts_escaped && f.offset == 0)) {
+        escaped.append("\xE2\x96\x81");
+      }
+      EscapeSpmWhitespace(frag, &escaped);
+      frag = escaped;
+    }
+    SLIM_RETURN_IF_ERROR(im.PreTokenize(frag, md.get(), &pieces, &scratch));
+    for (const auto& [off, len] : pieces) im.bpe->EncodePiece(frag.substr(off, len), &bpe, &out);
   }
   return out;
 }

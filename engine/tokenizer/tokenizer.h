@@ -1,6 +1,8 @@
-// Byte-level BPE tokenizer (GPT-2 style) matching llama.cpp: pre-tokenizer regexes through
-// PCRE2, merges by rank, special/control tokens matched verbatim when asked. Thread-safety:
-// immutable after Create; Encode/Decode may be called from any thread.
+// The tokenizer matching llama.cpp (and HF tokenizers for tokenizer.json vocabularies): byte-level
+// BPE with pre-tokenizer regexes through PCRE2 and merges by rank, BPE over raw UTF-8 (Gemma 4,
+// SentencePiece-style tokenizer.json), SentencePiece by score; special/control tokens matched
+// verbatim when asked. Thread-safety: immutable after Create; Encode/Decode may be called from
+// any thread.
 #pragma once
 
 #include <cstdint>
@@ -28,9 +30,11 @@ struct EncodeOptions {
 
 class Tokenizer {
  public:
-  // Unimplemented for a model other than "gpt2" or an unknown pre-tokenizer name (llama.cpp
-  // refuses those too; "gpt2" is accepted as an alias of llama.cpp's "gpt-2"); InvalidArgument
-  // for inconsistent data (type count, ids out of range, duplicate token texts).
+  // Unimplemented naming the model for one other than "gpt2", "gemma4", "llama" (and "hf-bpe"
+  // from VocabFromHfDir), e.g. bert (WPM) or t5 (UGM), or an unknown pre-tokenizer name
+  // (llama.cpp refuses those too; "gpt2" is accepted as an alias of llama.cpp's "gpt-2");
+  // InvalidArgument for inconsistent data (type or score count, ids out of range, duplicate token
+  // texts).
   static StatusOr<std::unique_ptr<Tokenizer>> Create(VocabData vocab);
   ~Tokenizer();
 
@@ -39,7 +43,8 @@ class Tokenizer {
   // The pieces the pre-tokenizer regexes cut `text` into (no special-token handling, no BPE),
   // as raw bytes; for debugging tokenization differences. InvalidArgument on invalid UTF-8.
   StatusOr<std::vector<std::string>> PreTokenize(std::string_view text) const;
-  // Raw bytes of one token (GPT-2 byte mapping undone); control tokens decode to their text
+  // Raw bytes of one token (GPT-2 byte mapping undone, U+2581 -> ' ', <0xNN> -> the byte; a
+  // SentencePiece text decodes with the space prefix it was given); control tokens decode to their text
   // only when `render_special` is true, otherwise to "".
   std::string TokenBytes(int32_t id, bool render_special = false) const;
   // Concatenated bytes; may end in the middle of a UTF-8 sequence.
@@ -48,8 +53,9 @@ class Tokenizer {
   // A cheap lower bound on the length of an encoding, checked before encoding: a text encodes to
   // at least CoveredBytes(text) / max_input_bytes_per_token() tokens. The first is the most input
   // bytes one token can stand for (0 when no bound holds: some merge result is no token, and
-  // encoding can drop any byte); the second counts the bytes of `text` that its tokens must
-  // cover (all but those whose byte symbol is no token, which encode to nothing).
+  // encoding can drop any byte; NFC vocabularies allow for composition); the second counts the
+  // bytes of `text` that its tokens must cover (all but those whose byte symbol is no token,
+  // which encode to nothing).
   size_t max_input_bytes_per_token() const;
   size_t CoveredBytes(std::string_view text) const;
   int32_t vocab_size() const;

@@ -2,6 +2,7 @@
 // (array lengths, id ranges, token types). Every error names the key and the file.
 #include "engine/tokenizer/vocab.h"
 
+#include <cctype>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -55,8 +56,37 @@ StatusOr<bool> OptionalBool(const gguf::GgufFile& file, std::string_view key, bo
 
 // llama.cpp's pre-tokenizer names that make add_bos default to true when the key is absent.
 bool PreDefaultsToBos(const std::string& pre) {
-  return pre == "llama3" || pre == "llama-v3" || pre == "llama-bpe" || pre == "falcon3" ||
-         pre == "pixtral" || pre == "tekken" || pre == "chameleon";
+  return pre == "llama3" || pre == "llama-v3" || pre == "llama-bpe" || pre == "falcon3" || pre == "falcon-h1" ||
+         pre == "pixtral" || pre == "midm-2.0" || pre == "lfm2" || pre == "jina-v5-nano" || pre == "tekken" ||
+         pre == "chameleon";
+}
+
+// Optional token id with llama.cpp's per-model default: the default applies when the key is
+// absent and it lies inside the vocabulary.
+StatusOr<int32_t> IdWithDefault(const gguf::GgufFile& file, std::string_view key, size_t n_tokens, int32_t dflt) {
+  if (file.Find(key) == nullptr) return dflt >= 0 && static_cast<size_t>(dflt) < n_tokens ? dflt : -1;
+  return OptionalId(file, key, n_tokens);
+}
+
+// llama.cpp sets RSTRIP on Phi-3's special tokens (chosen by general.name): whitespace after
+// them is dropped when they are matched in text. All control, user-defined and unknown tokens
+// and </s>, but <unk>, <s> and <|endoftext|>.
+std::vector<int32_t> Phi3RstripIds(const gguf::GgufFile& file, const VocabData& v) {
+  auto name = file.GetString("general.name");
+  if (!name.ok()) return {};
+  std::string lower = *name;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower.find("phi-3") == std::string::npos && lower.find("phi3") == std::string::npos) return {};
+  std::vector<int32_t> ids;
+  for (size_t i = 0; i < v.tokens.size(); ++i) {
+    const std::string& t = v.tokens[i];
+    const TokenType ty = v.token_types[i];
+    const bool special = ty == TokenType::kControl || ty == TokenType::kUserDefined || ty == TokenType::kUnknown;
+    if ((special || t == "</s>") && t != "<unk>" && t != "<s>" && t != "<|endoftext|>") {
+      ids.push_back(static_cast<int32_t>(i));
+    }
+  }
+  return ids;
 }
 
 }  // namespace
@@ -104,15 +134,32 @@ StatusOr<VocabData> VocabFromGguf(const gguf::GgufFile& file) {
       auto merges = file.GetStringArray(kKey);
       if (!merges.ok()) return Wrap(file, kKey, merges.status());
       v.merges = std::move(merges).value();
-    } else if (v.model == "gpt2") {
+    } else if (v.model == "gpt2" || v.model == "gemma4") {
       return NotFoundError(file.path() + ": tokenizer metadata '" + std::string(kKey) +
-                           "' is missing (required by a byte-level BPE vocabulary)");
+                           "' is missing (required by a BPE vocabulary)");
     }
   }
 
-  SLIM_ASSIGN_OR_RETURN(v.bos_id, OptionalId(file, "tokenizer.ggml.bos_token_id", n));
-  SLIM_ASSIGN_OR_RETURN(v.eos_id, OptionalId(file, "tokenizer.ggml.eos_token_id", n));
-  SLIM_ASSIGN_OR_RETURN(v.unk_id, OptionalId(file, "tokenizer.ggml.unknown_token_id", n));
+  {
+    constexpr std::string_view kKey = "tokenizer.ggml.scores";
+    if (file.Find(kKey) != nullptr) {
+      auto scores = file.GetFloatArray(kKey);
+      if (!scores.ok()) return Wrap(file, kKey, scores.status());
+      if (scores->size() != n) {
+        return KeyError(file, kKey, "has " + std::to_string(scores->size()) + " entries but there are " +
+                                        std::to_string(n) + " tokens");
+      }
+      v.scores.assign(scores->begin(), scores->end());
+    }
+  }
+
+  // llama.cpp's defaults when the keys are absent: SentencePiece vocabularies have <unk> = 0,
+  // <s> = 1, </s> = 2, add BOS and prefix a space; BPE ones none of these.
+  const bool spm = v.model == "llama";
+  SLIM_ASSIGN_OR_RETURN(v.bos_id, IdWithDefault(file, "tokenizer.ggml.bos_token_id", n, spm ? 1 : -1));
+  SLIM_ASSIGN_OR_RETURN(v.eos_id, IdWithDefault(file, "tokenizer.ggml.eos_token_id", n, spm ? 2 : -1));
+  SLIM_ASSIGN_OR_RETURN(v.unk_id, IdWithDefault(file, "tokenizer.ggml.unknown_token_id", n, spm ? 0 : -1));
+  SLIM_ASSIGN_OR_RETURN(v.add_space_prefix, OptionalBool(file, "tokenizer.ggml.add_space_prefix", spm));
   SLIM_ASSIGN_OR_RETURN(v.pad_id, OptionalId(file, "tokenizer.ggml.padding_token_id", n));
   SLIM_ASSIGN_OR_RETURN(v.eot_id, OptionalId(file, "tokenizer.ggml.eot_token_id", n));
   if (v.eot_id < 0) {
@@ -125,7 +172,9 @@ StatusOr<VocabData> VocabFromGguf(const gguf::GgufFile& file) {
     }
   }
 
-  SLIM_ASSIGN_OR_RETURN(v.add_bos, OptionalBool(file, "tokenizer.ggml.add_bos_token", PreDefaultsToBos(v.pre)));
+  SLIM_ASSIGN_OR_RETURN(v.add_bos,
+                        OptionalBool(file, "tokenizer.ggml.add_bos_token", spm || PreDefaultsToBos(v.pre)));
+  if (v.model == "gemma4") v.add_bos = true;  // llama.cpp forces BOS for Gemma 4 whatever the key says
   SLIM_ASSIGN_OR_RETURN(v.add_eos, OptionalBool(file, "tokenizer.ggml.add_eos_token", false));
   if (v.add_bos && v.bos_id < 0) {
     return KeyError(file, "tokenizer.ggml.add_bos_token", "is true but tokenizer.ggml.bos_token_id is not set");
@@ -134,6 +183,7 @@ StatusOr<VocabData> VocabFromGguf(const gguf::GgufFile& file) {
     return KeyError(file, "tokenizer.ggml.add_eos_token", "is true but tokenizer.ggml.eos_token_id is not set");
   }
   SLIM_ASSIGN_OR_RETURN(v.chat_template, OptionalString(file, "tokenizer.chat_template"));
+  v.rstrip_ids = Phi3RstripIds(file, v);
   return v;
 }
 

@@ -1,5 +1,6 @@
-// The tokenizer's vocabulary as plain data (tokens, types, merges, special ids, chat template),
-// read from GGUF metadata. Separate from the tokenizer so tests can build small vocabularies.
+// The tokenizer's vocabulary as plain data (tokens, types, merges or scores, special ids, chat
+// template), read from GGUF metadata (here) or a Hugging Face tokenizer.json (hf_tokenizer.h).
+// Separate from the tokenizer so tests can build small vocabularies.
 #pragma once
 
 #include <cstdint>
@@ -17,11 +18,19 @@ enum class TokenType : int32_t {
 };
 
 struct VocabData {
-  std::string model = "gpt2";  // tokenizer.ggml.model; only byte-level BPE ("gpt2") is supported
-  std::string pre;             // tokenizer.ggml.pre: selects the pre-tokenizer regexes
-  std::vector<std::string> tokens;   // byte-level (GPT-2 unicode-mapped) token strings
+  // tokenizer.ggml.model: "gpt2" (byte-level BPE), "gemma4" (BPE over raw UTF-8), "llama"
+  // (SentencePiece), or "hf-bpe" (raw UTF-8 BPE of a tokenizer.json); others are refused.
+  std::string model = "gpt2";
+  std::string pre;             // tokenizer.ggml.pre: selects the pre-tokenizer regexes (BPE only)
+  // Token strings: GPT-2 unicode-mapped bytes for "gpt2", U+2581-escaped text otherwise.
+  std::vector<std::string> tokens;
   std::vector<TokenType> token_types;
-  std::vector<std::string> merges;   // "left right", rank = index
+  std::vector<std::string> merges;   // "left right", rank = index (BPE)
+  std::vector<float> scores;         // per token, SentencePiece merge priority; empty = all 0
+  bool add_space_prefix = false;     // SentencePiece: prepend ' ' to text that follows a special token or starts it
+  // Tokens whose following whitespace is stripped when they are matched as special text
+  // (llama.cpp's RSTRIP attribute, which it sets for Phi-3's special tokens).
+  std::vector<int32_t> rstrip_ids;
   int32_t bos_id = -1;
   int32_t eos_id = -1;
   int32_t unk_id = -1;
@@ -30,6 +39,22 @@ struct VocabData {
   bool add_bos = false;
   bool add_eos = false;
   std::string chat_template;         // Jinja source from tokenizer.chat_template, may be empty
+
+  // Text rules of a tokenizer.json BPE vocabulary (VocabFromHfDir), used instead of `pre` when
+  // `hf_rules` is set.
+  enum class SpacePrefix {
+    kNone,
+    kAlways,            // normalizer Prepend("\u2581"): every text segment
+    kMetaspaceAlways,   // Metaspace prepend_scheme "always": every segment not starting with U+2581
+    kMetaspaceFirst,    // Metaspace prepend_scheme "first": the same, only for a segment at offset 0
+  };
+  bool hf_rules = false;
+  bool byte_level = true;                  // GPT-2 byte mapping; false: raw UTF-8, <0xNN> fallback
+  bool nfc = false;                        // normalizer NFC
+  bool escape_whitespace = false;          // ' ' -> U+2581 (normalizer Replace or Metaspace)
+  SpacePrefix space_prefix = SpacePrefix::kNone;
+  std::vector<std::string> split_regexes;  // pre-tokenizer Split regexes in order; empty: one piece
+  bool ignore_merges = false;
 };
 
 StatusOr<VocabData> VocabFromGguf(const gguf::GgufFile& file);

@@ -308,7 +308,7 @@ TEST(BpeTest, CreateRejectsBadVocabularies) {
   }
   {
     TinyVocab v("gpt2", {}, {});
-    v.data.model = "llama";
+    v.data.model = "bert";
     EXPECT_EQ(Tokenizer::Create(v.data).status().code(), StatusCode::kUnimplemented);
   }
 }
