@@ -88,6 +88,12 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   // The tokenizer: the model file's own, or for synthetic weights an explicit vocabulary GGUF.
   const gguf::GgufFile* f = e->source_->gguf_file();
   std::unique_ptr<gguf::GgufFile> vocab_file;
+  if (const std::string hf_dir = e->source_->hf_checkpoint_dir(); !hf_dir.empty()) {
+    // TOKENIZER OF HF CHECKPOINTS: the one place VocabFromHfDir(hf_dir) (engine/tokenizer/
+    // hf_tokenizer.h: tokenizer.json + tokenizer_config.json) is to be called, building
+    // e->tokenizer_ and e->chat_ as the GGUF branch below does. Until then such a model runs
+    // token-id prompts only, as synthetic models do.
+  }
   if (!o.tokenizer.empty()) {
     if (f != nullptr) {
       return InvalidArgumentError("engine: a tokenizer file is for synthetic models; " + o.model +
@@ -120,6 +126,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
                                 std::to_string(o.context_length));
   }
   e->context_length_ = o.context_length > 0 ? o.context_length : trained;
+  SLIM_RETURN_IF_ERROR(e->model_->config().CheckSlidingWindow(e->context_length_).WithPrefix(e->source_->Describe()));
   SLIM_ASSIGN_OR_RETURN(e->kv_memory_, e->backend_->CreateKvMemory());
   SLIM_RETURN_IF_ERROR(SizeKvTiers(o, *e->model_, *e->kv_memory_, e->backend_->device(), e->context_length_, &ko));
   ko.memory = e->kv_memory_.get();
@@ -139,7 +146,7 @@ std::string Engine::Describe() const {
 }
 
 StatusOr<std::vector<int32_t>> Engine::Tokenize(std::string_view text, bool parse_special) const {
-  if (!tokenizer_) return FailedPreconditionError("this model has no tokenizer (synthetic weights)");
+  if (!tokenizer_) return FailedPreconditionError("this model has no tokenizer (synthetic weights, or a checkpoint without one)");
   EncodeOptions eo;
   eo.add_bos = tokenizer_->vocab().add_bos;
   eo.parse_special = parse_special;
@@ -148,7 +155,7 @@ StatusOr<std::vector<int32_t>> Engine::Tokenize(std::string_view text, bool pars
 
 StatusOr<std::vector<int32_t>> Engine::TokenizeChat(const std::vector<ChatMessage>& messages) const {
   if (!chat_) return FailedPreconditionError("this model has no known chat template");
-  if (!tokenizer_) return FailedPreconditionError("this model has no tokenizer (synthetic weights)");
+  if (!tokenizer_) return FailedPreconditionError("this model has no tokenizer (synthetic weights, or a checkpoint without one)");
   SLIM_ASSIGN_OR_RETURN(ChatRendering r, chat_->Render(messages, true));
   EncodeOptions eo;
   eo.add_bos = tokenizer_->vocab().add_bos;
