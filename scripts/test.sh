@@ -15,6 +15,9 @@ JOBS="${SLIM_JOBS:-$(nproc)}"
 bash scripts/setup.sh
 bash scripts/fetch-model.sh
 bash scripts/fetch-model.sh qwen2.5-coder-0.5b  # Qwen2 fixtures (tests/engine/qwen2_test.cpp)
+# The default model as a Hugging Face checkpoint (tests/engine/hf_smollm2_test.cpp); a no-op
+# when up to date.
+"${PYTHON:-python3}" scripts/make-hf-smollm2.py
 
 # Builds `targets` in a sanitizer build directory and runs each test binary in turn (a binary
 # at a time: sanitized servers are slow, and timing-based tests need their CPU).
