@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan, coverage in every library) and runs one
 # (or each) for SECONDS (default 600) from its seed corpus; new inputs go to build-fuzz/corpus/<target>.
-#   scripts/fuzz.sh [gguf|tokenizer|request|all] [SECONDS]
+#   scripts/fuzz.sh [gguf|safetensors|tokenizer|request|all] [SECONDS]
 # The request and tokenizer fuzzers load the default model (scripts/fetch-model.sh).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,8 +22,10 @@ run() {
 }
 case "$WHICH" in
   gguf|all) run gguf -dict=tests/fuzz/gguf.dict -max_len=65536 tests/fixtures/malformed tests/fixtures/gguf_seed ;;&
+  safetensors|all) run safetensors -dict=tests/fuzz/safetensors.dict -max_len=8192 tests/fixtures/malformed_safetensors \
+    tests/fixtures/safetensors_seed ;;&
   tokenizer|all) run tokenizer -max_len=4096 tests/fuzz/tokenizer_seeds ;;&
   request|all) run request -max_len=8192 tests/fuzz/request_seeds ;;&
-  gguf|tokenizer|request|all) ;;
-  *) echo "usage: scripts/fuzz.sh [gguf|tokenizer|request|all] [SECONDS]" >&2; exit 2 ;;
+  gguf|safetensors|tokenizer|request|all) ;;
+  *) echo "usage: scripts/fuzz.sh [gguf|safetensors|tokenizer|request|all] [SECONDS]" >&2; exit 2 ;;
 esac
