@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan, coverage in every library) and runs one
 # (or each) for SECONDS (default 600) from its seed corpus; new inputs go to build-fuzz/corpus/<target>.
-#   scripts/fuzz.sh [gguf|safetensors|tokenizer|request|all] [SECONDS]
+#   scripts/fuzz.sh [gguf|safetensors|hf_config|tokenizer|request|all] [SECONDS]
 # The request and tokenizer fuzzers load the default model (scripts/fetch-model.sh).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,8 +24,9 @@ case "$WHICH" in
   gguf|all) run gguf -dict=tests/fuzz/gguf.dict -max_len=65536 tests/fixtures/malformed tests/fixtures/gguf_seed ;;&
   safetensors|all) run safetensors -dict=tests/fuzz/safetensors.dict -max_len=8192 tests/fixtures/malformed_safetensors \
     tests/fixtures/safetensors_seed ;;&
+  hf_config|all) run hf_config -dict=tests/fuzz/hf_config.dict -max_len=4096 tests/fuzz/hf_config_seeds ;;&
   tokenizer|all) run tokenizer -max_len=4096 tests/fuzz/tokenizer_seeds ;;&
   request|all) run request -max_len=8192 tests/fuzz/request_seeds ;;&
-  gguf|safetensors|tokenizer|request|all) ;;
-  *) echo "usage: scripts/fuzz.sh [gguf|safetensors|tokenizer|request|all] [SECONDS]" >&2; exit 2 ;;
+  gguf|safetensors|hf_config|tokenizer|request|all) ;;
+  *) echo "usage: scripts/fuzz.sh [gguf|safetensors|hf_config|tokenizer|request|all] [SECONDS]" >&2; exit 2 ;;
 esac
