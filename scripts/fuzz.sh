@@ -13,12 +13,18 @@ bash scripts/fetch-model.sh
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
   -DCMAKE_CXX_COMPILER=clang++ -DSLIM_BUILD_FUZZERS=ON -DSLIM_WITH_CUDA=OFF -DSLIM_BUILD_TESTS=ON
 
+# run NAME [-flags...] [seed dirs...]: libFuzzer writes new inputs to the first corpus directory
+# it is given, so build-fuzz/corpus/NAME goes before the committed seed directories.
 run() {
   local name="$1"; shift
+  local flags=() seeds=()
+  for a in "$@"; do
+    case "$a" in -*) flags+=("$a") ;; *) seeds+=("$a") ;; esac
+  done
   cmake --build build-fuzz -j "$(nproc)" --target "${name}_fuzz"
   mkdir -p "build-fuzz/corpus/$name"
   ./build-fuzz/bin/"${name}_fuzz" -max_total_time="$SECONDS_TO_RUN" -rss_limit_mb=4096 -print_final_stats=1 \
-    "$@" "build-fuzz/corpus/$name"
+    "${flags[@]}" "build-fuzz/corpus/$name" "${seeds[@]}"
 }
 case "$WHICH" in
   gguf|all) run gguf -dict=tests/fuzz/gguf.dict -max_len=65536 tests/fixtures/malformed tests/fixtures/gguf_seed ;;&
