@@ -7,8 +7,10 @@
 #include <chrono>
 #include <fstream>
 #include <limits>
+#include <optional>
 
 #include "engine/gguf/gguf_file.h"
+#include "engine/tokenizer/hf_tokenizer.h"
 
 namespace slim {
 namespace {
@@ -85,24 +87,37 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   std::unique_ptr<Engine> e(new Engine());
   SLIM_ASSIGN_OR_RETURN(e->backend_, CreateBackend(o.backend));
   SLIM_ASSIGN_OR_RETURN(e->source_, OpenWeights(o.model, o.synthetic_seed));
-  // The tokenizer: the model file's own, or for synthetic weights an explicit vocabulary GGUF.
   const gguf::GgufFile* f = e->source_->gguf_file();
   std::unique_ptr<gguf::GgufFile> vocab_file;
-  if (!o.tokenizer.empty()) {
-    if (f != nullptr) {
-      return InvalidArgumentError("engine: a tokenizer file is for synthetic models; " + o.model +
-                                  " has its own vocabulary");
-    }
-    SLIM_ASSIGN_OR_RETURN(vocab_file, gguf::GgufFile::Open(o.tokenizer));
-    f = vocab_file.get();
+  // The tokenizer: a Hugging Face checkpoint's tokenizer.json, the GGUF's own metadata, or for
+  // synthetic weights an explicit vocabulary GGUF.
+  const int vocab_size = e->source_->config().vocab_size;
+  std::optional<VocabData> vocab_data;
+  if (!o.tokenizer.empty() && (f != nullptr || !e->source_->hf_checkpoint_dir().empty())) {
+    return InvalidArgumentError("engine: a tokenizer file is for synthetic models; " + o.model +
+                                " has its own vocabulary");
   }
-  if (f != nullptr) {
-    SLIM_ASSIGN_OR_RETURN(VocabData vocab, VocabFromGguf(*f));
-    const int vocab_size = e->source_->config().vocab_size;
-    if (vocab_file != nullptr && vocab.tokens.size() != static_cast<size_t>(vocab_size)) {
-      return InvalidArgumentError(f->path() + ": the vocabulary has " + std::to_string(vocab.tokens.size()) +
-                                  " tokens but " + o.model + " has " + std::to_string(vocab_size) + " embedding rows");
+  if (const std::string hf_dir = e->source_->hf_checkpoint_dir(); !hf_dir.empty()) {
+    SLIM_ASSIGN_OR_RETURN(vocab_data, VocabFromHfDir(hf_dir));
+    // Checkpoints often pad the embedding table past the tokenizer's ids; more ids than rows
+    // could not be embedded.
+    if (vocab_data->tokens.size() > static_cast<size_t>(vocab_size)) {
+      return InvalidArgumentError(hf_dir + ": the tokenizer has " + std::to_string(vocab_data->tokens.size()) +
+                                  " tokens but the model has " + std::to_string(vocab_size) + " embedding rows");
     }
+  } else if (!o.tokenizer.empty()) {
+    SLIM_ASSIGN_OR_RETURN(vocab_file, gguf::GgufFile::Open(o.tokenizer));
+    SLIM_ASSIGN_OR_RETURN(vocab_data, VocabFromGguf(*vocab_file));
+    if (vocab_data->tokens.size() != static_cast<size_t>(vocab_size)) {
+      return InvalidArgumentError(vocab_file->path() + ": the vocabulary has " +
+                                  std::to_string(vocab_data->tokens.size()) + " tokens but " + o.model + " has " +
+                                  std::to_string(vocab_size) + " embedding rows");
+    }
+  } else if (f != nullptr) {
+    SLIM_ASSIGN_OR_RETURN(vocab_data, VocabFromGguf(*f));
+  }
+  if (vocab_data.has_value()) {
+    VocabData vocab = std::move(*vocab_data);
     std::string tmpl = vocab.chat_template;
     SLIM_ASSIGN_OR_RETURN(e->tokenizer_, Tokenizer::Create(std::move(vocab)));
     if (!tmpl.empty()) {
@@ -120,6 +135,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
                                 std::to_string(o.context_length));
   }
   e->context_length_ = o.context_length > 0 ? o.context_length : trained;
+  SLIM_RETURN_IF_ERROR(e->model_->config().CheckSlidingWindow(e->context_length_).WithPrefix(e->source_->Describe()));
   SLIM_ASSIGN_OR_RETURN(e->kv_memory_, e->backend_->CreateKvMemory());
   SLIM_RETURN_IF_ERROR(SizeKvTiers(o, *e->model_, *e->kv_memory_, e->backend_->device(), e->context_length_, &ko));
   ko.memory = e->kv_memory_.get();
@@ -145,7 +161,7 @@ std::string Engine::Describe() const {
 }
 
 StatusOr<std::vector<int32_t>> Engine::Tokenize(std::string_view text, bool parse_special) const {
-  if (!tokenizer_) return FailedPreconditionError("this model has no tokenizer (synthetic weights)");
+  if (!tokenizer_) return FailedPreconditionError("this model has no tokenizer (synthetic weights, or a checkpoint without one)");
   EncodeOptions eo;
   eo.add_bos = tokenizer_->vocab().add_bos;
   eo.parse_special = parse_special;
@@ -154,7 +170,7 @@ StatusOr<std::vector<int32_t>> Engine::Tokenize(std::string_view text, bool pars
 
 StatusOr<std::vector<int32_t>> Engine::TokenizeChat(const std::vector<ChatMessage>& messages) const {
   if (!chat_) return FailedPreconditionError("this model has no known chat template");
-  if (!tokenizer_) return FailedPreconditionError("this model has no tokenizer (synthetic weights)");
+  if (!tokenizer_) return FailedPreconditionError("this model has no tokenizer (synthetic weights, or a checkpoint without one)");
   SLIM_ASSIGN_OR_RETURN(ChatRendering r, chat_->Render(messages, true));
   EncodeOptions eo;
   eo.add_bos = tokenizer_->vocab().add_bos;

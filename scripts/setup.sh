@@ -11,10 +11,12 @@ DEB_PACKAGES=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-dev prometheus openssl
 )
-# Import names; the loop below maps them to PyPI names where they differ. openai: the HTTP API
-# test (tests/server/openai_api_test.py) speaks through the official client. tokenizers and
-# transformers: the tokenizer.json references (scripts/make-hf-tokenizers.py).
-PIP_PACKAGES=(gguf numpy kubernetes_validate openai tokenizers transformers)
+# Import names; the loop below maps them to PyPI names (and versions) where they differ.
+# openai: the HTTP API test (tests/server/openai_api_test.py) speaks through the official client.
+# tokenizers, transformers: the tokenizer.json references (scripts/make-hf-tokenizers.py);
+# safetensors, transformers: scripts/make-hf-smollm2.py rebuilds the default model as a Hugging
+# Face checkpoint (no torch needed).
+PIP_PACKAGES=(gguf numpy kubernetes_validate openai tokenizers safetensors transformers)
 # --peers: also llama-cpp-python (compiles llama.cpp, ~15 min on 2 cores), for regenerating the
 # reference fixtures and running the llama.cpp benchmark peer. Not needed to build or test.
 if [ "${1:-}" = "--peers" ]; then PIP_PACKAGES+=(llama_cpp); fi
@@ -34,7 +36,13 @@ fi
 PY=${PYTHON:-python3}
 missing_py=()
 for p in "${PIP_PACKAGES[@]}"; do
-  "$PY" -c "import ${p}" 2>/dev/null || missing_py+=("${p/llama_cpp/llama-cpp-python}")
+  if ! "$PY" -c "import ${p}" 2>/dev/null; then
+    case "$p" in
+      llama_cpp) missing_py+=(llama-cpp-python) ;;
+      transformers) missing_py+=("transformers>=5,<6") ;;  # its GGUF tokenizer converter's v5 layout
+      *) missing_py+=("$p") ;;
+    esac
+  fi
 done
 if ((${#missing_py[@]})); then
   echo "setup: installing PyPI packages: ${missing_py[*]}"

@@ -24,6 +24,9 @@ bash scripts/fetch-model.sh qwen2.5-coder-0.5b  # Qwen2 fixtures (tests/engine/q
 # The default model re-quantized to Q2_K/Q3_K/IQ4_XS/IQ4_NL (tests/engine/kquant_model_test.cpp);
 # ~15 s the first time, skipped when the file's sha256 already matches the fixture.
 "${PYTHON:-python3}" scripts/make-kquant-model.py
+# The default model as a Hugging Face checkpoint (tests/engine/hf_smollm2_test.cpp); a no-op
+# when up to date.
+"${PYTHON:-python3}" scripts/make-hf-smollm2.py
 
 # Builds `targets` in a sanitizer build directory and runs each test binary in turn (a binary
 # at a time: sanitized servers are slow, and timing-based tests need their CPU).

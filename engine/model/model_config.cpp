@@ -17,24 +17,6 @@ namespace {
 // tensors (QKV biases) and RoPE pairing, both flagged in the config for the loader.
 constexpr std::string_view kSupportedArchs[] = {"llama", "mistral", "qwen2"};
 
-// What each field is called in error messages: struct field names, or GGUF keys.
-struct FieldNames {
-  std::string n_layers = "n_layers";
-  std::string n_heads = "n_heads";
-  std::string n_kv_heads = "n_kv_heads";
-  std::string d_model = "d_model";
-  std::string d_ff = "d_ff";
-  std::string head_dim = "head_dim";
-  std::string rope_dim = "rope_dim";
-  std::string vocab_size = "vocab_size";
-  std::string context_length = "context_length";
-  std::string rope_theta = "rope_theta";
-  std::string rms_eps = "rms_eps";
-  std::string rope_factor = "rope_scaling.factor";
-  std::string rope_low = "rope_scaling.low_freq_factor";
-  std::string rope_high = "rope_scaling.high_freq_factor";
-  std::string rope_orig_ctx = "rope_scaling.original_context";
-};
 
 std::string Q(const std::string& name) { return "'" + name + "'"; }
 
@@ -59,7 +41,9 @@ Status CheckPositiveFinite(const std::string& name, double v) {
   return OkStatus();
 }
 
-Status ValidateNamed(const ModelConfig& c, const FieldNames& n) {
+}  // namespace
+
+Status ValidateConfig(const ModelConfig& c, const ConfigFieldNames& n) {
   SLIM_RETURN_IF_ERROR(CheckRange(n.n_layers, c.n_layers, 1, 512));
   SLIM_RETURN_IF_ERROR(CheckRange(n.n_heads, c.n_heads, 1, 1024));
   SLIM_RETURN_IF_ERROR(CheckRange(n.n_kv_heads, c.n_kv_heads, 1, c.n_heads));
@@ -110,6 +94,8 @@ Status ValidateNamed(const ModelConfig& c, const FieldNames& n) {
   return OkStatus();
 }
 
+namespace {
+
 // Reads GGUF metadata for one file, turning "absent" into defaults or errors naming the key.
 class KeyReader {
  public:
@@ -156,7 +142,18 @@ class KeyReader {
 
 }  // namespace
 
-Status ModelConfig::Validate() const { return ValidateNamed(*this, FieldNames{}); }
+Status ModelConfig::Validate() const {
+  if (sliding_window < 0) return InvalidArgumentError("'sliding_window' = " + std::to_string(sliding_window) + " is negative");
+  return ValidateConfig(*this, ConfigFieldNames{});
+}
+
+Status ModelConfig::CheckSlidingWindow(int64_t context) const {
+  if (sliding_window == 0 || context <= sliding_window) return OkStatus();
+  return InvalidArgumentError("sliding-window attention ('sliding_window' = " + std::to_string(sliding_window) +
+                              ") is active for a " + std::to_string(context) +
+                              "-token context, and this engine implements full attention only (a context of at most " +
+                              std::to_string(sliding_window) + " tokens runs)");
+}
 
 StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& file) {
   SLIM_RETURN_IF_ERROR(CheckKnownMetadata(file));
@@ -173,7 +170,7 @@ StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& file) {
   SLIM_RETURN_IF_ERROR(keys.String("general.name", false, &c.name));
 
   const std::string p = c.arch + ".";
-  FieldNames n;
+  ConfigFieldNames n;
   n.n_layers = p + "block_count";
   n.d_model = p + "embedding_length";
   n.d_ff = p + "feed_forward_length";
@@ -268,7 +265,7 @@ StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& file) {
                file.FindTensor("blk.0.attn_k.bias") != nullptr || file.FindTensor("blk.0.attn_v.bias") != nullptr;
   c.rope_neox = c.arch == "qwen2";
 
-  Status s = ValidateNamed(c, n);
+  Status s = ValidateConfig(c, n);
   if (!s.ok()) return s.WithPrefix(path);
   return c;
 }

@@ -45,10 +45,39 @@ struct ModelConfig {
   // for that). The loader permutes such Q/K rows into the adjacent-pair layout, so every backend
   // runs one RoPE: scores q.k are unchanged by the same permutation of q and k.
   bool rope_neox = false;
+  // > 0: some layers attend only to the last sliding_window positions (Hugging Face mistral and
+  // qwen2 configs). The layer loop attends to the whole context, which is the same only while
+  // the context is at most this long: CheckSlidingWindow refuses longer ones.
+  int sliding_window = 0;
 
   // InvalidArgument naming the first field out of range.
   Status Validate() const;
+  // InvalidArgument naming sliding_window when a sliding window is shorter than `context` tokens.
+  Status CheckSlidingWindow(int64_t context) const;
 };
+
+// What each field is called in Validate's messages: struct field names by default; the
+// readers of GGUF metadata and config.json substitute their keys.
+struct ConfigFieldNames {
+  std::string n_layers = "n_layers";
+  std::string n_heads = "n_heads";
+  std::string n_kv_heads = "n_kv_heads";
+  std::string d_model = "d_model";
+  std::string d_ff = "d_ff";
+  std::string head_dim = "head_dim";
+  std::string rope_dim = "rope_dim";
+  std::string vocab_size = "vocab_size";
+  std::string context_length = "context_length";
+  std::string rope_theta = "rope_theta";
+  std::string rms_eps = "rms_eps";
+  std::string rope_factor = "rope_scaling.factor";
+  std::string rope_low = "rope_scaling.low_freq_factor";
+  std::string rope_high = "rope_scaling.high_freq_factor";
+  std::string rope_orig_ctx = "rope_scaling.original_context";
+};
+
+// ModelConfig::Validate's range rules, naming fields by `names`.
+Status ValidateConfig(const ModelConfig& c, const ConfigFieldNames& names);
 
 // Reads `<arch>.*` keys; arch must be "llama" (or another LLaMA-family arch we support).
 // The error names the key and the file.

@@ -1,7 +1,8 @@
-// GGUF and synthetic weight sources.
+// GGUF and synthetic weight sources, and the dispatch of OpenWeights (HF checkpoints: hf_weights.cpp).
 #include "engine/model/weight_source.h"
 
 #include <cmath>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -164,6 +165,8 @@ StatusOr<std::unique_ptr<WeightSource>> MakeSyntheticWeights(const std::string& 
 
 StatusOr<std::unique_ptr<WeightSource>> OpenWeights(const std::string& model, uint64_t seed) {
   if (model.rfind("synthetic:", 0) == 0) return MakeSyntheticWeights(model, seed);
+  std::error_code ec;
+  if (std::filesystem::is_directory(model, ec)) return OpenHfWeights(model);
   return OpenGgufWeights(model);
 }
 

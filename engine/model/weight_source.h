@@ -1,5 +1,6 @@
-// Where model weights come from: a GGUF file (dequantized to fp32 on read) or a synthetic
-// model (seeded random weights of a named shape). Weights are read by name with their shape
+// Where model weights come from: a GGUF file (dequantized to fp32 on read), a Hugging Face
+// safetensors checkpoint directory (converted to fp32 on read) or a synthetic model (seeded
+// random weights of a named shape). Weights are read by name with their shape
 // checked; every failure names the tensor and the file.
 #pragma once
 
@@ -39,8 +40,10 @@ class WeightSource {
   virtual std::optional<SyntheticFill> SyntheticSpec(const std::string& name, int64_t cols) const {
     return std::nullopt;
   }
-  // The underlying GGUF file (tokenizer metadata), or nullptr for synthetic models.
+  // The underlying GGUF file (tokenizer metadata), or nullptr for the other sources.
   virtual const gguf::GgufFile* gguf_file() const { return nullptr; }
+  // A Hugging Face checkpoint's directory (tokenizer.json lies there), or empty.
+  virtual std::string hf_checkpoint_dir() const { return {}; }
 };
 
 StatusOr<std::unique_ptr<WeightSource>> OpenGgufWeights(const std::string& path);
@@ -50,7 +53,13 @@ StatusOr<std::unique_ptr<WeightSource>> MakeSyntheticWeights(const std::string& 
 // The config of a synthetic model, NotFound for unknown names.
 StatusOr<ModelConfig> SyntheticConfig(const std::string& name);
 
-// "synthetic:NAME" -> synthetic, anything else -> GGUF path.
+// A Hugging Face checkpoint directory: config.json (model_type llama, qwen2 or mistral) and
+// model.safetensors, or shards listed by model.safetensors.index.json. Tensors are mapped onto
+// the GGUF names Model::Load reads; Q/K rows are in the rotate-half layout (rope_neox). Every
+// failure names the key or tensor and the file.
+StatusOr<std::unique_ptr<WeightSource>> OpenHfWeights(const std::string& dir);
+
+// "synthetic:NAME" -> synthetic, a directory -> Hugging Face checkpoint, anything else -> GGUF path.
 StatusOr<std::unique_ptr<WeightSource>> OpenWeights(const std::string& model, uint64_t seed = 0);
 
 }  // namespace slim

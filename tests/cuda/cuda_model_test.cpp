@@ -1,6 +1,7 @@
 // The whole forward pass on the CUDA backend against the CPU backend: synthetic:smollm2-135m and
 // synthetic:tiny (every row through the decode kernel), the real default and Qwen2 GGUF models
-// when they are present, and the pruning invariants on the GPU. Skipped where no CUDA device is present.
+// when they are present, Hugging Face checkpoints, and the pruning invariants on the GPU.
+// Skipped where no CUDA device is present.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -126,6 +127,18 @@ TEST(CudaModel, Qwen2GgufModelsMatchCpu) {
     PrefillAndDecodeAgree(path, 500, 0.05);
   }
   if (ran == 0) GTEST_SKIP() << "no Qwen2 model present";
+}
+
+// Hugging Face checkpoints (bf16/fp16/fp32 safetensors, no quantized copies): the tiny
+// fixtures of scripts/make-hf-fixtures.py (the CPU matches transformers on them,
+// tests/engine/hf_model_test.cpp) and the default model rebuilt by scripts/make-hf-smollm2.py.
+TEST(CudaModel, HfCheckpointsMatchCpu) {
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device";
+  const std::filesystem::path hf = std::filesystem::path(SLIM_SOURCE_DIR) / "tests/fixtures/hf";
+  for (const char* name : {"llama3_tied", "llama2_untied", "qwen2_tied", "mistral_window"}) {
+    PrefillAndDecodeAgree((hf / name).string(), 150, 0.05);
+  }
+  if (std::filesystem::exists(SLIM_DEFAULT_HF_MODEL)) PrefillAndDecodeAgree(SLIM_DEFAULT_HF_MODEL, 500, 0.05);
 }
 
 TEST(CudaModel, BatchedDecodeEqualsSingleSequences) {
