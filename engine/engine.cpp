@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <optional>
@@ -97,7 +98,10 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
     return InvalidArgumentError("engine: a tokenizer file is for synthetic models; " + o.model +
                                 " has its own vocabulary");
   }
-  if (const std::string hf_dir = e->source_->hf_checkpoint_dir(); !hf_dir.empty()) {
+  const std::string hf_dir = e->source_->hf_checkpoint_dir();
+  if (!hf_dir.empty() && std::filesystem::exists(std::filesystem::path(hf_dir) / "tokenizer.json")) {
+    // (A checkpoint without tokenizer.json runs token-id prompts only, as synthetic weights do;
+    // text and chat requests are refused naming the missing tokenizer.)
     SLIM_ASSIGN_OR_RETURN(vocab_data, VocabFromHfDir(hf_dir));
     // Checkpoints often pad the embedding table past the tokenizer's ids; more ids than rows
     // could not be embedded.

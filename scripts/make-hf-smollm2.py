@@ -28,6 +28,9 @@ from gguf import GGUFReader
 from gguf.quants import dequantize
 from safetensors import TensorSpec, serialize_file
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hf_gguf_tokenizer import metadata_value, write_hf_tokenizer  # noqa: E402
+
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 OUT_NAME = os.path.join("hf", "SmolLM2-135M-Instruct")
 
@@ -121,44 +124,6 @@ def write_config(reader, out, n_tensors_has_output):
     return config
 
 
-def metadata_value(reader, key):
-    """A GGUF metadata value as transformers' GGUF reader returns it: str, number, bool, or list."""
-    f = reader.fields[key]
-    kind = f.types[0].name
-    if kind == "STRING":
-        return bytes(f.parts[f.data[0]]).decode("utf-8")
-    if kind == "ARRAY":
-        if f.types[1].name == "STRING":
-            return [bytes(f.parts[i]).decode("utf-8") for i in f.data]
-        return [f.parts[i].tolist()[0] for i in f.data]
-    v = f.parts[f.data[0]].tolist()[0]
-    return bool(v) if kind == "BOOL" else v
-
-
-def write_tokenizer(reader, out):
-    """transformers' GGUF tokenizer conversion (what AutoTokenizer.from_pretrained(dir,
-    gguf_file=...) runs), fed from the `gguf` package: transformers' own GGUF reader imports
-    torch, which CI does not have. The grouping below is get_gguf_tokenizer's."""
-    import transformers
-    from transformers import TokenizersBackend
-    from transformers.integrations.gguf import gguf_tokenizer_mapping as tm
-
-    if int(transformers.__version__.split(".")[0]) < 5:
-        sys.exit("make-hf-smollm2: needs transformers >= 5 (found %s)" % transformers.__version__)
-    metadata = {k: metadata_value(reader, k) for k in reader.fields if k.startswith("tokenizer.")}
-    architecture = metadata_value(reader, "general.architecture")
-    grouped = {group: {name: metadata["tokenizer." + key] for key, name in renames.items() if "tokenizer." + key in metadata}
-               for group, renames in tm.GGUF_TOKENIZER_MAPPING.items()}
-    tokenizer, tokenizer_config = grouped["tokenizer"], grouped["tokenizer_config"]
-    if tokenizer.get("tokenizer_type") == "llama":
-        tokenizer_config.setdefault("add_bos_token", True)
-    for name, key in tm._SPECIAL_TOKENS.items():
-        token_id = metadata.get("tokenizer.ggml." + key)
-        tokenizer_config[name] = tokenizer["tokens"][token_id] if token_id is not None else None
-    fast, extra = tm.convert_gguf_tokenizer(architecture, tokenizer)
-    TokenizersBackend(tokenizer_object=fast, **tokenizer_config, **extra).save_pretrained(out)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default=os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models")))
@@ -172,8 +137,12 @@ def main():
     with open(src, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    with open(__file__, "rb") as f:
-        stamp = {"gguf": GGUF_NAME, "gguf_sha256": h.hexdigest(), "script_sha256": hashlib.sha256(f.read()).hexdigest()}
+    scripts = [__file__, os.path.join(os.path.dirname(os.path.abspath(__file__)), "hf_gguf_tokenizer.py")]
+    digest = hashlib.sha256()
+    for path in scripts:
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    stamp = {"gguf": GGUF_NAME, "gguf_sha256": h.hexdigest(), "scripts_sha256": digest.hexdigest()}
     stamp_path = os.path.join(out, "source.json")
     if not args.force and os.path.exists(stamp_path):
         with open(stamp_path) as f:
@@ -187,7 +156,7 @@ def main():
     has_output = any(t.name == "output.weight" for t in reader.tensors)
     config = write_config(reader, tmp, has_output)
     n = write_weights(reader, tmp, config["num_attention_heads"], config["num_key_value_heads"])
-    write_tokenizer(reader, tmp)
+    write_hf_tokenizer(reader, tmp)
     with open(os.path.join(tmp, "source.json"), "w") as f:
         json.dump(stamp, f, indent=2)
         f.write("\n")

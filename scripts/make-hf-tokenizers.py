@@ -34,15 +34,6 @@ FAMILIES = {
     "deepseek-llm": "llamacpp-vocab/ggml-vocab-deepseek-llm.gguf",
 }
 
-# transformers' GGUF conversion writes a plain ByteLevel pre-tokenizer for every byte-level vocabulary
-# whatever tokenizer.ggml.pre says. SmolLM2's own tokenizer.json splits digits first (as llama.cpp's
-# "smollm" pre-tokenizer does): restore that, so the folder is the model's real tokenizer.
-PRE_TOKENIZER_FIXES = {
-    "smollm2": {"type": "Sequence", "pretokenizers": [
-        {"type": "Digits", "individual_digits": True},
-        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}]},
-}
-
 CHAT_STRINGS = [
     "<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n",
     "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|>"
@@ -110,12 +101,13 @@ def main():
     models = os.path.abspath(args.models_dir)
     out_dir = os.path.join(models, "hf-tokenizers")
     inp = os.path.join(models, "llamacpp-vocab", "ggml-vocab-llama-bpe.gguf.inp")
-    inputs = [os.path.abspath(__file__), inp] + [os.path.join(models, g) for g in FAMILIES.values()]
+    module = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hf_gguf_tokenizer.py")
+    inputs = [os.path.abspath(__file__), module, inp] + [os.path.join(models, g) for g in FAMILIES.values()]
     for p in inputs:
         if not os.path.exists(p):
             sys.exit(f"make-hf-tokenizers: {p} is missing (run scripts/fetch-model.sh and "
                      "scripts/fetch-llamacpp-vocabs.sh)")
-    stamp = sha256_of(inputs[:2]) + " " + " ".join(str(os.path.getsize(p)) for p in inputs[2:])
+    stamp = sha256_of(inputs[:3]) + " " + " ".join(str(os.path.getsize(p)) for p in inputs[3:])
     expected_path = os.path.join(out_dir, "expected.json")
     if os.path.exists(expected_path):
         with open(expected_path, encoding="utf-8") as f:
@@ -125,22 +117,15 @@ def main():
 
     import tokenizers
     import transformers
-    from transformers import AutoTokenizer
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from hf_gguf_tokenizer import write_hf_tokenizer_of
 
     transformers.logging.set_verbosity_error()
     shutil.rmtree(out_dir, ignore_errors=True)
     os.makedirs(out_dir)
     for name, gguf in FAMILIES.items():
         path = os.path.join(models, gguf)
-        tok = AutoTokenizer.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path))
-        tok.save_pretrained(os.path.join(out_dir, name))
-        if name in PRE_TOKENIZER_FIXES:
-            tj_path = os.path.join(out_dir, name, "tokenizer.json")
-            with open(tj_path, encoding="utf-8") as f:
-                tj = json.load(f)
-            tj["pre_tokenizer"] = PRE_TOKENIZER_FIXES[name]
-            with open(tj_path, "w", encoding="utf-8") as f:
-                json.dump(tj, f, ensure_ascii=False)
+        write_hf_tokenizer_of(path, os.path.join(out_dir, name))
     make_variant(os.path.join(out_dir, "qwen2"), os.path.join(out_dir, "qwen2-variant"))
     make_ignore_merges_variant(os.path.join(out_dir, "llama-bpe"), os.path.join(out_dir, "llama-bpe-variant"))
 

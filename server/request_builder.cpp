@@ -78,7 +78,7 @@ StatusOr<std::vector<int32_t>> TokenizeText(const std::string& text, bool parse_
                                             const std::string& limit_name) {
   if (text.empty()) return InvalidArgumentError(field + ": is empty");
   if (engine.tokenizer() == nullptr) {
-    return InvalidArgumentError(field + ": this model has no tokenizer (synthetic weights); send token_ids");
+    return InvalidArgumentError(field + ": this model has no tokenizer (synthetic weights, or a checkpoint without tokenizer.json); send token_ids");
   }
   SLIM_RETURN_IF_ERROR(CheckTextBytes({text}, max_tokens, engine, field, limit_name));
   StatusOr<std::vector<int32_t>> ids = engine.Tokenize(text, parse_special);

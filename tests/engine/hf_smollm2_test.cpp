@@ -152,4 +152,27 @@ TEST(HfSmolLM2, GreedyTokensAsTheGguf) {
 }
 
 }  // namespace
+// The checkpoint's tokenizer.json (VocabFromHfDir) encodes text and chats as the GGUF's
+// vocabulary does, and decodes to the same text.
+TEST(HfSmolLM2, TokenizerJsonEncodesAsTheGguf) {
+  Engines& e = Shared();
+  ASSERT_TRUE(e.gguf && e.hf);
+  ASSERT_NE(e.hf->tokenizer(), nullptr);
+  for (const std::string text : {"Hello world", "The capital of France is", "ied 4 ½ months, 1234567 + x",
+                                 " leading spaces\n\ttabs <|im_start|> and émigré"}) {
+    auto g = e.gguf->Tokenize(text, false);
+    auto h = e.hf->Tokenize(text, false);
+    ASSERT_TRUE(g.ok() && h.ok()) << text;
+    EXPECT_EQ(*g, *h) << text;
+    EXPECT_EQ(e.hf->tokenizer()->Decode(*h), e.gguf->tokenizer()->Decode(*g)) << text;
+  }
+  const std::vector<ChatMessage> chat = {{"system", "Be brief."}, {"user", "What is 2 + 2?"}};
+  auto g = e.gguf->TokenizeChat(chat);
+  auto h = e.hf->TokenizeChat(chat);
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  EXPECT_EQ(*g, *h);
+  EXPECT_EQ(e.hf->tokenizer()->eos_id(), e.gguf->tokenizer()->eos_id());
+}
+
 }  // namespace slim
