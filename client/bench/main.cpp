@@ -149,7 +149,7 @@ Status CmdTokenize(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(VocabData vocab, VocabFromGguf(*file));
   std::optional<ChatTemplate> chat;
   if (a.Flag("chat")) {
-    SLIM_ASSIGN_OR_RETURN(chat, ChatTemplate::Detect(vocab.chat_template));
+    SLIM_ASSIGN_OR_RETURN(chat, ChatTemplate::Create(vocab.chat_template));
   }
   const bool add_bos = vocab.add_bos;
   SLIM_ASSIGN_OR_RETURN(auto tok, Tokenizer::Create(std::move(vocab)));
