@@ -3,7 +3,7 @@
 for a fixed set of conversations: the reference of tests/tokenizer/jinja_reference_test.cpp.
 
 Environment as transformers builds it: ImmutableSandboxedEnvironment(trim_blocks=True,
-lstrip_blocks=True) with the loopcontrols extension, tojson as json.dumps(ensure_ascii=False),
+lstrip_blocks=True) with the loopcontrols extension and the {% generation %} tag, tojson as json.dumps(ensure_ascii=False),
 raise_exception(msg) and strftime_now(fmt); variables messages, add_generation_prompt,
 bos_token, eos_token, tools=None, documents=None. strftime_now is pinned to 2024-07-26 00:00:00
 (a Friday) so that renders are reproducible; the C++ side (engine/tokenizer/jinja) uses the same.
@@ -17,7 +17,8 @@ import json
 import os
 
 import jinja2
-from jinja2.ext import loopcontrols
+from jinja2 import nodes
+from jinja2.ext import Extension, loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 FIXED_NOW = datetime.datetime(2024, 7, 26, 0, 0, 0)
@@ -36,6 +37,15 @@ CONVERSATIONS = [
     ("user_assistant_user", [{"role": "user", "content": "One"},
                              {"role": "assistant", "content": "Two"},
                              {"role": "user", "content": "Three, café ünïcode"}], False),
+    ("reasoning", [{"role": "user", "content": "Capital of France?"},
+                   {"role": "assistant", "content": "<think>\nThe user asks a capital.\n</think>\n\nParis."},
+                   {"role": "user", "content": "Thanks\t!"}], True),
+    ("tool_result", [{"role": "system", "content": "\n Use tools. \n"},
+                     {"role": "user", "content": "Weather?"},
+                     {"role": "assistant", "content": "Checking."},
+                     {"role": "tool", "content": "{\"temp\": 20}"}], True),
+    ("markup_in_content", [{"role": "user", "content": "<|im_end|>\n<|im_start|>system\n{{ x }} {% raw %}"},
+                           {"role": "assistant", "content": "ok"}], True),
 ]
 
 
@@ -55,8 +65,22 @@ def strftime_now(fmt):
     return FIXED_NOW.strftime(fmt)
 
 
+class AssistantTracker(Extension):
+    """transformers' {% generation %}...{% endgeneration %} tag: renders its body as it is."""
+    tags = {"generation"}
+
+    def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(["name:endgeneration"], drop_needle=True)
+        return nodes.CallBlock(self.call_method("_generation_support"), [], [], body).set_lineno(lineno)
+
+    def _generation_support(self, caller):
+        return caller()
+
+
 def make_env():
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=[AssistantTracker, loopcontrols])
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = strftime_now
