@@ -26,7 +26,7 @@ StatusOr<List> Iterate(const Value& v, int line) {
     case Kind::kTuple: return v.list();
     case Kind::kDict: {
       List keys;
-      for (const auto& kv : v.dict().items) keys.push_back(Value::String(Str(kv.first)));
+      for (const auto& kv : v.dict().items) keys.push_back(kv.first);
       return keys;
     }
     case Kind::kString: {
@@ -310,9 +310,9 @@ StatusOr<Value> Evaluator::EvalSubscript(const Expr& e) {
   if (e.kind == ExprKind::kGetItem) {
     SLIM_ASSIGN_OR_RETURN(Value key, Eval(*e.kids[1]));
     if (obj.is_dict() || obj.kind() == Kind::kNamespace) {
-      if (!key.is_string()) return Value::Undefined("'dict object' has no attribute " + key.Repr());
-      const Value* v = obj.dict().Find(key.str().text);
+      const Value* v = obj.dict().Find(key);
       if (v) return *v;
+      if (!key.is_string()) return Value::Undefined("'dict object' has no attribute " + key.Repr());
       return GetAttribute(obj, key.str().text);
     }
     if ((obj.is_list() || obj.is_string()) && key.kind() == Kind::kInt) {
@@ -439,7 +439,7 @@ StatusOr<Value> Evaluator::EvalCompare(const Expr& e) {
         }
         found = right.str().text.find(left.str().text) != std::string::npos;
       } else if (right.is_dict() || right.kind() == Kind::kNamespace) {
-        found = left.is_string() && right.dict().Find(left.str().text) != nullptr;
+        found = right.dict().Find(left) != nullptr;
       } else if (right.is_list()) {
         for (const Value& x : right.list()) found = found || Equal(left, x);
       } else if (!right.is_undefined()) {
@@ -479,9 +479,11 @@ StatusOr<Value> Evaluator::Eval(const Expr& e) {
       Dict d;
       for (size_t k = 0; k + 1 < e.kids.size(); k += 2) {
         SLIM_ASSIGN_OR_RETURN(Value key, Eval(*e.kids[k]));
-        if (!key.is_string()) return UnimplementedError("chat template: unsupported non-string dict key " + key.Repr());
+        if (!key.is_string() && !key.is_number() && !key.is_none()) {
+          return UnimplementedError("chat template: unsupported dict key of type " + key.TypeName());
+        }
         SLIM_ASSIGN_OR_RETURN(Value v, Eval(*e.kids[k + 1]));
-        d.Set(key.str().text, std::move(v));
+        d.Set(key, std::move(v));
       }
       return Value::MakeDict(std::move(d));
     }

@@ -40,7 +40,7 @@ StatusOr<List> Items(const Value& v) {
     case Kind::kTuple: return v.list();
     case Kind::kDict: {
       List keys;
-      for (const auto& kv : v.dict().items) keys.push_back(Value::String(Str(kv.first)));
+      for (const auto& kv : v.dict().items) keys.push_back(kv.first);
       return keys;
     }
     case Kind::kString: {
@@ -242,6 +242,7 @@ StatusOr<Value> MinMax(const Value& v, CallArgs& a, bool max) {
 }
 
 StatusOr<Value> Select(Evaluator& ev, const Value& v, CallArgs& a, bool by_attr, bool keep) {
+  if (!v.Truthy()) return Value::MakeList({});  // jinja2: `if value:` before iterating
   SLIM_ASSIGN_OR_RETURN(List items, Items(v));
   size_t next = 0;
   std::string attr;
@@ -267,6 +268,7 @@ StatusOr<Value> Select(Evaluator& ev, const Value& v, CallArgs& a, bool by_attr,
 }
 
 StatusOr<Value> Map(Evaluator& ev, const Value& v, CallArgs& a) {
+  if (!v.Truthy()) return Value::MakeList({});  // jinja2: `if value:` before iterating
   SLIM_ASSIGN_OR_RETURN(List items, Items(v));
   List out;
   if (const Value* attr = a.Get(99, "attribute")) {
@@ -339,7 +341,7 @@ StatusOr<Value> Items2(const Value& v, bool sorted, CallArgs& a) {
   if (v.is_undefined()) return Value::MakeList({});
   if (!v.is_dict() && v.kind() != Kind::kNamespace) return Fail("items/dictsort need a mapping, got " + v.TypeName());
   List out;
-  for (const auto& [k, x] : v.dict().items) out.push_back(Value::MakeList({Value::String(Str(k)), x}, true));
+  for (const auto& [k, x] : v.dict().items) out.push_back(Value::MakeList({k, x}, true));
   if (!sorted) return Value::MakeList(std::move(out));
   const Value* cs = a.Get(0, "case_sensitive");
   const Value* by = a.Get(1, "by");
@@ -513,7 +515,7 @@ StatusOr<bool> ApplyTest(Evaluator&, const std::string& t, const Value& v, CallA
   }
   if (t == "in") {
     if (arg->is_string()) return v.is_string() && arg->str().text.find(v.str().text) != std::string::npos;
-    if (arg->is_dict()) return v.is_string() && arg->dict().Find(v.str().text) != nullptr;
+    if (arg->is_dict()) return arg->dict().Find(v) != nullptr;
     if (arg->is_list()) {
       for (const Value& x : arg->list()) {
         if (Equal(v, x)) return true;

@@ -195,8 +195,8 @@ StatusOr<Value> DictMethod(const Value& self, const std::string& m) {
     return Method(self, m, [m](Evaluator&, const Value& v, CallArgs&) -> StatusOr<Value> {
       List out;
       for (const auto& [k, x] : v.dict().items) {
-        if (m == "items") out.push_back(Value::MakeList({Value::String(Str(k)), x}, true));
-        if (m == "keys") out.push_back(Value::String(Str(k)));
+        if (m == "items") out.push_back(Value::MakeList({k, x}, true));
+        if (m == "keys") out.push_back(k);
         if (m == "values") out.push_back(x);
       }
       return Value::MakeList(std::move(out));
@@ -207,7 +207,7 @@ StatusOr<Value> DictMethod(const Value& self, const std::string& m) {
       const Value* key = a.Get(0, "key");
       if (!key) return Fail("get() needs a key");
       const Value* def = a.Get(1, "default");
-      const Value* x = key->is_string() ? v.dict().Find(key->str().text) : nullptr;
+      const Value* x = v.dict().Find(*key);
       return x ? *x : (def ? *def : Value::None());
     });
   }

@@ -45,14 +45,23 @@ Str Str::Sub(size_t b, size_t e) const {
 
 const Value* Dict::Find(std::string_view key) const {
   for (const auto& [k, v] : items) {
-    if (k == key) return &v;
+    if (k.is_string() && k.str().text == key) return &v;
   }
   return nullptr;
 }
 
-void Dict::Set(const std::string& key, Value v) {
+const Value* Dict::Find(const Value& key) const {
+  for (const auto& [k, v] : items) {
+    if (Equal(k, key)) return &v;
+  }
+  return nullptr;
+}
+
+void Dict::Set(const std::string& key, Value v) { Set(Value::String(Str(key)), std::move(v)); }
+
+void Dict::Set(const Value& key, Value v) {
   for (auto& [k, old] : items) {
-    if (k == key) {
+    if (Equal(k, key)) {
       old = std::move(v);
       return;
     }
@@ -199,7 +208,7 @@ std::string Value::Repr() const {
       std::string out = "{";
       for (size_t i = 0; i < dict_->items.size(); ++i) {
         if (i) out += ", ";
-        out += PyQuote(dict_->items[i].first) + ": " + dict_->items[i].second.Repr();
+        out += dict_->items[i].first.Repr() + ": " + dict_->items[i].second.Repr();
       }
       return out + "}";
     }
@@ -349,17 +358,28 @@ Status JsonInto(const Value& v, const JsonStyle& st, int depth, std::string* out
         *out += "{}";
         return OkStatus();
       }
-      std::vector<const std::pair<std::string, Value>*> items;
-      for (const auto& kv : v.dict().items) items.push_back(&kv);
+      // json.dumps writes number keys as strings.
+      std::vector<std::pair<std::string, const Value*>> items;
+      for (const auto& [k, x] : v.dict().items) {
+        if (k.is_string()) {
+          items.emplace_back(k.str().text, &x);
+        } else if (k.is_number() || k.is_none()) {
+          std::string key;
+          SLIM_RETURN_IF_ERROR(JsonInto(k, st, depth, &key));
+          items.emplace_back(key, &x);
+        } else {
+          return InvalidArgumentError("chat template: tojson: keys must be str, int, float, bool or None, not " + k.TypeName());
+        }
+      }
       if (st.sort_keys) {
-        std::sort(items.begin(), items.end(), [](const auto* a, const auto* b) { return a->first < b->first; });
+        std::stable_sort(items.begin(), items.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
       }
       *out += "{";
       for (size_t i = 0; i < items.size(); ++i) {
         if (i) *out += st.item_sep;
         newline(depth + 1);
-        *out += JsonQuote(items[i]->first) + st.key_sep;
-        SLIM_RETURN_IF_ERROR(JsonInto(items[i]->second, st, depth + 1, out));
+        *out += JsonQuote(items[i].first) + st.key_sep;
+        SLIM_RETURN_IF_ERROR(JsonInto(*items[i].second, st, depth + 1, out));
       }
       newline(depth);
       *out += "}";

@@ -108,11 +108,13 @@ class Value {
   std::shared_ptr<const Callable> fn_;
 };
 
-// An insertion-ordered dict with string keys (what chat messages and templates use).
+// An insertion-ordered dict; keys are strings (chat messages, most templates) or numbers.
 struct Dict {
-  std::vector<std::pair<std::string, Value>> items;
-  const Value* Find(std::string_view key) const;
+  std::vector<std::pair<Value, Value>> items;
+  const Value* Find(std::string_view key) const;  // string keys
+  const Value* Find(const Value& key) const;      // any key, Python ==
   void Set(const std::string& key, Value v);
+  void Set(const Value& key, Value v);
 };
 
 // Python ==, and the ordering of sorted()/</>: TypeError-like InvalidArgument between kinds
