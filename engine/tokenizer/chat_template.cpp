@@ -27,6 +27,22 @@ std::vector<std::pair<size_t, size_t>> MarkupOf(const jinja::Str& s) {
 
 }  // namespace
 
+ChatTemplateOptions ChatTemplateOptionsFor(const VocabData& vocab) {
+  ChatTemplateOptions o;
+  auto text = [&](int32_t id) {
+    return id >= 0 && static_cast<size_t>(id) < vocab.tokens.size() ? vocab.tokens[static_cast<size_t>(id)] : "";
+  };
+  o.bos_token = text(vocab.bos_id);
+  o.eos_token = text(vocab.eos_id);
+  return o;
+}
+
+bool RenderingStartsWithBos(const ChatRendering& r, const ChatTemplateOptions& o) {
+  const size_t n = o.bos_token.size();
+  return n > 0 && r.text.compare(0, n, o.bos_token) == 0 && !r.markup.empty() && r.markup.front().first == 0 &&
+         r.markup.front().second >= n;
+}
+
 StatusOr<ChatTemplate> ChatTemplate::Create(std::string_view source, const ChatTemplateOptions& options) {
   if (source.empty()) return FailedPreconditionError("the model has no chat template");
   SLIM_ASSIGN_OR_RETURN(jinja::Template t, jinja::Template::Parse(source));

@@ -11,6 +11,7 @@
 
 #include "engine/core/status.h"
 #include "engine/tokenizer/jinja/template.h"
+#include "engine/tokenizer/vocab.h"
 
 namespace slim {
 
@@ -63,5 +64,13 @@ class ChatTemplate {
   ChatTemplateKind kind_ = ChatTemplateKind::kOther;
   std::string default_system_;
 };
+
+// bos_token / eos_token as transformers passes them: the vocabulary's BOS and EOS token texts
+// ("" when it has none).
+ChatTemplateOptions ChatTemplateOptionsFor(const VocabData& vocab);
+
+// Whether the rendering starts with the BOS token the template wrote itself ({{ bos_token }},
+// as markup): the tokenizer must then not add a second one.
+bool RenderingStartsWithBos(const ChatRendering& r, const ChatTemplateOptions& o);
 
 }  // namespace slim
