@@ -20,7 +20,7 @@
 namespace slim {
 namespace {
 
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;
 
 const std::string kDir = std::string(SLIM_SOURCE_DIR) + "/models/templates/";
 

@@ -419,7 +419,7 @@ StatusOr<Value> ApplyFilter(Evaluator& ev, const std::string& f, const Value& v,
     const double scale = std::pow(10.0, p ? static_cast<double>(p->as_int()) : 0.0);
     const std::string method = m ? m->str().text : "common";
     const double x = v.as_float() * scale;
-    const double r = method == "ceil" ? std::ceil(x) : method == "floor" ? std::floor(x) : std::round(x);
+    const double r = method == "ceil" ? std::ceil(x) : method == "floor" ? std::floor(x) : std::nearbyint(x);  // Python rounds half to even
     return Value::Float(r / scale);
   }
   if (f == "batch") {

@@ -181,6 +181,8 @@ void LstripBlock(std::string* text, bool line_starting) {
 }  // namespace
 
 StatusOr<std::vector<Token>> Lex(std::string_view src, const LexOptions& options) {
+  // jinja2 (keep_trailing_newline=False) drops one newline at the end of the source.
+  if (!src.empty() && src.back() == '\n') src.remove_suffix(1);
   std::vector<Token> out;
   size_t i = 0;
   int line = 1;

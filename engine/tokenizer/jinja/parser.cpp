@@ -73,7 +73,8 @@ class Parser {
   StatusOr<ExprPtr> Primary();
   StatusOr<ExprPtr> Postfix(ExprPtr e);
   StatusOr<ExprPtr> FilterExpr(ExprPtr e);
-  StatusOr<ExprPtr> Filter(ExprPtr e);
+  // `| name(args)`; `pipe` false: the name without the bar ({% filter name %}).
+  StatusOr<ExprPtr> Filter(ExprPtr e, bool pipe = true);
   Status CallArgsInto(Expr* e);
 
   const std::vector<Token>& t_;
@@ -287,7 +288,7 @@ StatusOr<std::unique_ptr<Stmt>> Parser::ParseFilterBlock() {
   s->line = Cur().line;
   auto body = Node(ExprKind::kName);
   body->name = "__body__";
-  SLIM_ASSIGN_OR_RETURN(s->expr, Filter(std::move(body)));
+  SLIM_ASSIGN_OR_RETURN(s->expr, Filter(std::move(body), /*pipe=*/false));
   while (IsOp("|")) {
     SLIM_ASSIGN_OR_RETURN(s->expr, Filter(std::move(s->expr)));
   }
@@ -586,8 +587,8 @@ StatusOr<ExprPtr> Parser::Postfix(ExprPtr e) {
   }
 }
 
-StatusOr<ExprPtr> Parser::Filter(ExprPtr e) {
-  SLIM_RETURN_IF_ERROR(Expect(Tok::kOp, "|", "'|'"));
+StatusOr<ExprPtr> Parser::Filter(ExprPtr e, bool pipe) {
+  if (pipe) SLIM_RETURN_IF_ERROR(Expect(Tok::kOp, "|", "'|'"));
   if (Cur().type != Tok::kName) return Err("expected a filter name after '|'");
   auto f = Node(ExprKind::kFilter);
   f->name = Cur().value;
