@@ -12,8 +12,9 @@ DEB_PACKAGES=(
   clang libclang-rt-dev prometheus openssl
 )
 # Import names; the loop below maps them to PyPI names where they differ. openai: the HTTP API
-# test (tests/server/openai_api_test.py) speaks through the official client.
-PIP_PACKAGES=(gguf numpy kubernetes_validate openai)
+# test (tests/server/openai_api_test.py) speaks through the official client. jinja2: the
+# reference renders of the chat templates (scripts/render_templates.py, make_jinja_cases.py).
+PIP_PACKAGES=(gguf numpy kubernetes_validate openai jinja2)
 # --peers: also llama-cpp-python (compiles llama.cpp, ~15 min on 2 cores), for regenerating the
 # reference fixtures and running the llama.cpp benchmark peer. Not needed to build or test.
 if [ "${1:-}" = "--peers" ]; then PIP_PACKAGES+=(llama_cpp); fi

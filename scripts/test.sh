@@ -15,6 +15,7 @@ JOBS="${SLIM_JOBS:-$(nproc)}"
 bash scripts/setup.sh
 bash scripts/fetch-model.sh
 bash scripts/fetch-model.sh qwen2.5-coder-0.5b  # Qwen2 fixtures (tests/engine/qwen2_test.cpp)
+bash scripts/fetch-templates.sh  # llama.cpp's chat templates + jinja2 renders (jinja_reference_test)
 
 # Builds `targets` in a sanitizer build directory and runs each test binary in turn (a binary
 # at a time: sanitized servers are slow, and timing-based tests need their CPU).
