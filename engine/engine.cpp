@@ -178,13 +178,9 @@ Status Engine::LoadChatTemplate(const std::string& file, const std::string& mode
 StatusOr<std::vector<int32_t>> Engine::TokenizeChat(const std::vector<ChatMessage>& messages) const {
   if (!chat_) return chat_status_;
   if (!tokenizer_) return FailedPreconditionError("this model has no tokenizer (synthetic weights)");
-  SLIM_ASSIGN_OR_RETURN(ChatRendering r, chat_->Render(messages, true));
-  EncodeOptions eo;
-  // A template that writes {{ bos_token }} itself gets no second BOS from the tokenizer.
-  eo.add_bos = tokenizer_->vocab().add_bos && !RenderingStartsWithBos(r, chat_->options());
-  eo.parse_special = true;
-  if (!chat_content_specials_) eo.special_ranges = std::move(r.markup);
-  return tokenizer_->Encode(r.text, eo);
+  ChatEncodeOptions co;
+  co.content_specials = chat_content_specials_;
+  return EncodeChat(*tokenizer_, *chat_, messages, co);
 }
 
 int32_t Engine::SequenceLength(kv::SeqId seq) const {

@@ -21,6 +21,7 @@
 #include "engine/sampler/sampler.h"
 #include "engine/sampler/stop_checker.h"
 #include "engine/tokenizer/chat_template.h"
+#include "engine/tokenizer/chat_tokens.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "kvstore/kv_store.h"
 

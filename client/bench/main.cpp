@@ -163,13 +163,7 @@ Status CmdTokenize(int argc, char** argv) {
     EncodeOptions eo;
     eo.add_bos = add_bos;
     eo.parse_special = a.Flag("special") || chat.has_value();
-    if (chat) {
-      // As Engine::TokenizeChat: special tokens only in the template's markup, one BOS.
-      SLIM_ASSIGN_OR_RETURN(ChatRendering r, chat->Render({{"user", text}}, true));
-      eo.add_bos = add_bos && !RenderingStartsWithBos(r, chat->options());
-      eo.special_ranges = std::move(r.markup);
-      return tok->Encode(r.text, eo);
-    }
+    if (chat) return EncodeChat(*tok, *chat, {{"user", text}});  // as Engine::TokenizeChat
     return tok->Encode(text, eo);
   };
   if (a.Flag("lines")) {
