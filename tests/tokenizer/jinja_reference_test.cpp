@@ -193,5 +193,32 @@ TEST(JinjaReference, TemplatesRenderAsJinja2Does) {
   }
 }
 
+// Truncated real templates (malformed input of realistic shape) are errors or renders, never
+// crashes; the errors are syntax (InvalidArgument), refusals (Unimplemented) or probe failures.
+TEST(JinjaReference, TruncatedTemplatesFailCleanly) {
+  std::ifstream f(kDir + "reference.json");
+  ASSERT_TRUE(f.good()) << kDir << "reference.json is missing: run scripts/fetch-templates.sh";
+  const json ref = json::parse(f);
+  int failed = 0, cuts = 0;
+  for (const auto& [name, refs] : ref["templates"].items()) {
+    const std::string src = ReadFile(kDir + name);
+    for (int k = 1; k < 40; ++k) {
+      const size_t cut = src.size() * static_cast<size_t>(k) / 40;
+      auto t = ChatTemplate::Create(src.substr(0, cut), {"<s>", "</s>"});
+      ++cuts;
+      if (t.ok()) {
+        (void)t->Apply({{"system", "s"}, {"user", "u"}, {"assistant", "a"}});
+        continue;
+      }
+      ++failed;
+      const StatusCode c = t.status().code();
+      EXPECT_TRUE(c == StatusCode::kInvalidArgument || c == StatusCode::kUnimplemented ||
+                  c == StatusCode::kFailedPrecondition)
+          << name << " cut at " << cut << ": " << t.status().ToString();
+    }
+  }
+  EXPECT_GT(failed, cuts / 2);  // most truncations are syntax errors
+}
+
 }  // namespace
 }  // namespace slim

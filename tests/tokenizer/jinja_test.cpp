@@ -152,5 +152,21 @@ TEST(Jinja, DeepMacroRecursionIsAnError) {
   EXPECT_NE(r.status().message().find("recursion"), std::string::npos) << r.status().message();
 }
 
+TEST(Jinja, DeepNestingIsAnErrorNotACrash) {
+  std::string nots;
+  for (int i = 0; i < 5000; ++i) nots += "not ";
+  for (const std::string bad : {std::string(100000, '('), std::string(50000, '[') + "1", nots + "x",
+                                std::string(5000, '-') + "1"}) {
+    auto t = Template::Parse("{{ " + bad + " }}");
+    ASSERT_FALSE(t.ok());
+    EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument) << t.status().ToString();
+  }
+  std::string blocks;
+  for (int i = 0; i < 5000; ++i) blocks += "{% if x %}";
+  auto t = Template::Parse(blocks);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("nested too deeply"), std::string::npos) << t.status().message();
+}
+
 }  // namespace
 }  // namespace slim::jinja

@@ -392,6 +392,10 @@ StatusOr<Value> Evaluator::EvalBinary(const Expr& e) {
   }
   if (op == "*" && ((a.is_string() && b.kind() == Kind::kInt) || (a.kind() == Kind::kInt && b.is_string()))) {
     const Value& s = a.is_string() ? a : b;
+    const int64_t times = (a.is_string() ? b : a).as_int();
+    if (times > 0 && s.str().text.size() * static_cast<size_t>(times) > (size_t{64} << 20)) {
+      return RuntimeError(e.line, "string repetition over 64 MiB");
+    }
     Str out;
     for (int64_t k = 0; k < (a.is_string() ? b : a).as_int(); ++k) out.Append(s.str());
     return Value::String(std::move(out));

@@ -80,9 +80,26 @@ class Parser {
   const std::vector<Token>& t_;
   size_t pos_ = 0;
   int if_depth_ = 0;  // unknown filters/tests inside an {% if %} fail only when run, as in jinja2
+  int depth_ = 0;     // nesting of expressions and blocks, bounded so the stack is
+};
+
+constexpr int kMaxDepth = 200;
+
+// Counts one level of nesting for its scope.
+class DepthGuard {
+ public:
+  explicit DepthGuard(int* d) : d_(d) { ++*d_; }
+  ~DepthGuard() { --*d_; }
+  DepthGuard(const DepthGuard&) = delete;
+  DepthGuard& operator=(const DepthGuard&) = delete;
+
+ private:
+  int* d_;
 };
 
 StatusOr<Body> Parser::ParseBody(const std::set<std::string>& ends, std::string* end) {
+  DepthGuard guard(&depth_);
+  if (depth_ > kMaxDepth) return Err("blocks nested too deeply");
   Body body;
   while (true) {
     const Token& tok = Cur();
@@ -315,6 +332,8 @@ StatusOr<ExprPtr> Parser::Tuple(bool with_cond) {
 }
 
 StatusOr<ExprPtr> Parser::Expression(bool with_cond) {
+  DepthGuard guard(&depth_);
+  if (depth_ > kMaxDepth) return Err("expression nested too deeply");
   SLIM_ASSIGN_OR_RETURN(ExprPtr e, Or());
   if (!with_cond) return e;
   while (IsName("if")) {
@@ -363,6 +382,8 @@ StatusOr<ExprPtr> Parser::And() {
 }
 
 StatusOr<ExprPtr> Parser::Not() {
+  DepthGuard guard(&depth_);
+  if (depth_ > kMaxDepth) return Err("expression nested too deeply");
   if (IsName("not")) {
     ++pos_;
     auto u = Node(ExprKind::kUnary);
@@ -429,6 +450,8 @@ SLIM_JINJA_BINARY_LEVEL(Pow, Unary(true), "**")
 #undef SLIM_JINJA_BINARY_LEVEL
 
 StatusOr<ExprPtr> Parser::Unary(bool with_filter) {
+  DepthGuard guard(&depth_);
+  if (depth_ > kMaxDepth) return Err("expression nested too deeply");
   ExprPtr e;
   if (IsOp("-") || IsOp("+")) {
     auto u = Node(ExprKind::kUnary);
