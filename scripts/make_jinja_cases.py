@@ -50,6 +50,7 @@ CASES = [
     # filters.
     ("filter_strings", "{{ ' a B c ' | trim }}|{{ 'ab' | upper }}|{{ 'AB' | lower }}|{{ 'hello world' | capitalize }}|{{ 'hello wORLD' | title }}|{{ 'aXbX' | replace('X', '-') }}|{{ 'xxx' | replace('x', 'y', 2) }}", {}),
     ("filter_trim_chars", "{{ '--a--' | trim('-') }}", {}),
+    ("trim_unicode_space", "[{{ c | trim }}][{{ c.strip() }}][{{ c.rstrip() }}][{{ 'ééaé' | trim('é') }}]", {"c": "\u3000\xa0 x\u2009y \xa0\u3000"}),
     ("filter_length", "{{ [1,2,3] | length }} {{ 'héllo' | length }} {{ {'a': 1} | length }} {{ 'abc' | count }}", {}),
     ("filter_default", "{{ missing | default('d') }} {{ '' | default('e') }} {{ '' | default('f', true) }} {{ none | d('g') }}", {}),
     ("filter_join", "{{ [1, 'a', none] | join(', ') }} {{ messages | map(attribute='role') | join }}", {"messages": MSGS}),

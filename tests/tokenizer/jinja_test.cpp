@@ -155,7 +155,7 @@ TEST(Jinja, DeepMacroRecursionIsAnError) {
 TEST(Jinja, DeepNestingIsAnErrorNotACrash) {
   std::string nots;
   for (int i = 0; i < 5000; ++i) nots += "not ";
-  for (const std::string bad : {std::string(100000, '('), std::string(50000, '[') + "1", nots + "x",
+  for (const std::string& bad : {std::string(100000, '('), std::string(50000, '[') + "1", nots + "x",
                                 std::string(5000, '-') + "1"}) {
     auto t = Template::Parse("{{ " + bad + " }}");
     ASSERT_FALSE(t.ok());

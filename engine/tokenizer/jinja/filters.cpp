@@ -30,7 +30,6 @@ const std::set<std::string, std::less<>>& TestNames() {
   return k;
 }
 
-bool IsWs(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r') || c == 0x1c || c == 0x1d || c == 0x1e || c == 0x1f; }
 
 // Items of a list-like value (lists, dict keys, string characters), as for-loops see them.
 StatusOr<List> Items(const Value& v) {
@@ -101,21 +100,6 @@ Str Title(const Str& s) {
   return out;
 }
 
-Str Strip(const Str& s, const Value* chars, bool left, bool right) {
-  const std::string& t = s.text;
-  auto strip = [&](unsigned char c) {
-    if (chars == nullptr || chars->is_none()) return IsWs(c);
-    return chars->str().text.find(static_cast<char>(c)) != std::string::npos;
-  };
-  size_t b = 0, e = t.size();
-  if (left) {
-    while (b < e && strip(static_cast<unsigned char>(t[b]))) ++b;
-  }
-  if (right) {
-    while (e > b && strip(static_cast<unsigned char>(t[e - 1]))) --e;
-  }
-  return s.Sub(b, e);
-}
 
 StatusOr<Value> ToJsonFilter(const Value& v, CallArgs& a) {
   JsonStyle st;
@@ -310,7 +294,7 @@ StatusOr<Value> ToInt(const Value& v, CallArgs& a) {
   if (v.kind() == Kind::kInt || v.kind() == Kind::kBool) return Value::Int(v.as_int());
   if (v.kind() == Kind::kFloat) return Value::Int(static_cast<int64_t>(v.as_float()));
   if (!v.is_string()) return fallback;
-  const Str t = Strip(v.str(), nullptr, true, true);
+  const Str t = PyStrip(v.str(), nullptr, true, true);
   try {
     size_t used = 0;
     const int64_t i = std::stoll(t.text, &used);
@@ -327,7 +311,7 @@ StatusOr<Value> ToFloat(const Value& v, CallArgs& a) {
   const Value fallback = def ? *def : Value::Float(0.0);
   if (v.is_number()) return Value::Float(v.as_float());
   if (!v.is_string()) return fallback;
-  const Str t = Strip(v.str(), nullptr, true, true);
+  const Str t = PyStrip(v.str(), nullptr, true, true);
   try {
     size_t used = 0;
     const double f = std::stod(t.text, &used);
@@ -441,7 +425,7 @@ StatusOr<Value> ApplyFilter(Evaluator& ev, const std::string& f, const Value& v,
   // String filters: soft_str() of the value first (undefined -> "").
   const Str s = v.ToStr();
   if (f == "string") return Value::String(s);
-  if (f == "trim") return Value::String(Strip(s, a.Get(0, "chars"), true, true));
+  if (f == "trim") return Value::String(PyStrip(s, a.Get(0, "chars"), true, true));
   if (f == "upper") return Value::String(MapAscii(s, ::toupper));
   if (f == "lower") return Value::String(MapAscii(s, ::tolower));
   if (f == "title") return Value::String(Title(s));

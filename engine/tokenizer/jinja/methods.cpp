@@ -2,6 +2,7 @@
 // sandbox's refusal of mutating methods, str.format, and the globals transformers provides.
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <set>
 
 #include "engine/tokenizer/jinja/evaluator.h"
@@ -14,21 +15,6 @@ Status Fail(const std::string& what) { return InvalidArgumentError("chat templat
 
 bool IsWs(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
-Str StripChars(const Str& s, const Value* chars, bool left, bool right) {
-  const std::string& t = s.text;
-  auto strip = [&](unsigned char c) {
-    if (chars == nullptr || chars->is_none()) return IsWs(c);
-    return chars->str().text.find(static_cast<char>(c)) != std::string::npos;
-  };
-  size_t b = 0, e = t.size();
-  if (left) {
-    while (b < e && strip(static_cast<unsigned char>(t[b]))) ++b;
-  }
-  if (right) {
-    while (e > b && strip(static_cast<unsigned char>(t[e - 1]))) --e;
-  }
-  return s.Sub(b, e);
-}
 
 StatusOr<Value> Split(const Str& s, const CallArgs& a, bool from_right) {
   const Value* sep = a.Get(0, "sep");
@@ -121,7 +107,7 @@ StatusOr<Value> StringMethod(const Value& self, const std::string& m) {
     const Str& s = v.str();
     const std::string& t = s.text;
     if (m == "strip" || m == "lstrip" || m == "rstrip") {
-      return Value::String(StripChars(s, a.Get(0, "chars"), m != "rstrip", m != "lstrip"));
+      return Value::String(PyStrip(s, a.Get(0, "chars"), m != "rstrip", m != "lstrip"));
     }
     if (m == "split" || m == "rsplit") return Split(s, a, m == "rsplit");
     if (m == "startswith" || m == "endswith") {
@@ -241,7 +227,10 @@ StatusOr<Value> GetAttribute(const Value& obj, const std::string& name) {
       });
     }
   }
-  return Value::Undefined("'" + obj.TypeName() + " object' has no attribute '" + name + "'");
+  std::string hint = "'";  // built in steps: GCC 12 warns falsely on "'" + std::string&&
+  hint += obj.TypeName();
+  hint += " object' has no attribute '" + name + "'";
+  return Value::Undefined(std::move(hint));
 }
 
 StatusOr<Str> PyFormat(const Str& fmt, const CallArgs& args) {
@@ -297,7 +286,11 @@ StatusOr<std::string> FixedStrftime(const std::string& fmt) {
   constexpr int kWeekday = 4;    // 2024-07-26 is a Friday (Monday = 0)
   constexpr int kYearDay = 208;  // day of the year
   const std::string month = kMonths[kFixedMonth - 1], day = kDays[kWeekday];
-  auto two = [](int v) { return (v < 10 ? "0" : "") + std::to_string(v); };
+  auto two = [](int v) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "%02d", v);
+    return std::string(buf);
+  };
   std::string out;
   for (size_t i = 0; i < fmt.size(); ++i) {
     if (fmt[i] != '%' || i + 1 >= fmt.size()) {

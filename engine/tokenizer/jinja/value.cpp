@@ -399,6 +399,62 @@ StatusOr<std::string> ToJson(const Value& v, const JsonStyle& style) {
   return out;
 }
 
+namespace {
+
+// The code point at s[i] and its byte length (invalid bytes: themselves, length 1).
+uint32_t DecodeAt(std::string_view s, size_t i, size_t* len) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = b(i);
+  size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+  if (i + n > s.size()) n = 1;
+  for (size_t k = 1; k < n; ++k) {
+    if ((b(i + k) & 0xC0) != 0x80) n = 1;
+  }
+  *len = n;
+  if (n == 1) return c;
+  uint32_t cp = c & (0x7F >> n);
+  for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (b(i + k) & 0x3F);
+  return cp;
+}
+
+bool IsPySpace(uint32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+         cp == 0x3000;
+}
+
+}  // namespace
+
+Str PyStrip(const Str& s, const Value* chars, bool left, bool right) {
+  const std::string& t = s.text;
+  std::vector<uint32_t> set;
+  const bool ws = chars == nullptr || chars->is_none();
+  if (!ws) {
+    const std::string& c = chars->ToStr().text;
+    for (size_t i = 0, n = 0; i < c.size(); i += n) set.push_back(DecodeAt(c, i, &n));
+  }
+  const auto strip = [&](uint32_t cp) {
+    return ws ? IsPySpace(cp) : std::find(set.begin(), set.end(), cp) != set.end();
+  };
+  // Code point boundaries, so that the right end can step back one code point at a time.
+  std::vector<size_t> starts;
+  for (size_t i = 0, n = 0; i < t.size(); i += n) {
+    starts.push_back(i);
+    DecodeAt(t, i, &n);
+  }
+  size_t b = 0, e = starts.size();  // in code points
+  size_t n = 0;
+  if (left) {
+    while (b < e && strip(DecodeAt(t, starts[b], &n))) ++b;
+  }
+  if (right) {
+    while (e > b && strip(DecodeAt(t, starts[e - 1], &n))) --e;
+  }
+  const size_t bb = b < starts.size() ? starts[b] : t.size();
+  const size_t eb = e < starts.size() ? starts[e] : t.size();
+  return s.Sub(bb, eb);
+}
+
 size_t Utf8Length(std::string_view s) {
   size_t n = 0;
   for (unsigned char c : s) n += (c & 0xC0) != 0x80;

@@ -134,6 +134,10 @@ struct JsonStyle {
 };
 StatusOr<std::string> ToJson(const Value& v, const JsonStyle& style);
 
+// Python's str.strip/lstrip/rstrip: Unicode whitespace (str.isspace) when `chars` is null or
+// None, else the code points of `chars`; provenance of the kept bytes is kept.
+Str PyStrip(const Str& s, const Value* chars, bool left, bool right);
+
 // Code point count of UTF-8 text, and the byte offset of code point `cp` (clamped to the end).
 size_t Utf8Length(std::string_view s);
 size_t Utf8Offset(std::string_view s, size_t cp);
