@@ -152,6 +152,17 @@ TEST(Jinja, DeepMacroRecursionIsAnError) {
   EXPECT_NE(r.status().message().find("recursion"), std::string::npos) << r.status().message();
 }
 
+TEST(Jinja, HugeNumbersAreErrorsNotCrashes) {
+  EXPECT_FALSE(Template::Parse("{{ 99999999999999999999999 }}").ok());
+  EXPECT_FALSE(Template::Parse("{{ x.99999999999999999999999 }}").ok());
+  EXPECT_FALSE(RenderSource("{{ '{99999999999999999999}'.format(1) }}", {}).ok());
+  Dict vars;
+  vars.Set("l", Value::MakeList({Value::MakeList({Value::Int(1)})}));
+  auto r = RenderSource("{{ l | map(attribute='99999999999999999999') | list }}", vars);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->text, "[Undefined]") << "jinja2 prints the undefined list item as Undefined";
+}
+
 TEST(Jinja, DeepNestingIsAnErrorNotACrash) {
   std::string nots;
   for (int i = 0; i < 5000; ++i) nots += "not ";

@@ -68,7 +68,7 @@ Value GetPath(const Value& v, const std::string& path) {
     if (cur.is_dict() || cur.kind() == Kind::kNamespace) {
       const Value* x = cur.dict().Find(part);
       cur = x ? *x : Value::Undefined("'dict object' has no attribute '" + part + "'");
-    } else if (cur.is_list() && !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit)) {
+    } else if (cur.is_list() && !part.empty() && part.size() < 10 && std::all_of(part.begin(), part.end(), ::isdigit)) {
       const size_t i = std::stoul(part);
       cur = i < cur.list().size() ? cur.list()[i] : Value::Undefined("list index out of range");
     } else {

@@ -261,7 +261,7 @@ StatusOr<Str> PyFormat(const Str& fmt, const CallArgs& args) {
     if (field.empty()) {
       v = auto_index < args.args.size() ? &args.args[auto_index] : nullptr;
       ++auto_index;
-    } else if (std::all_of(field.begin(), field.end(), ::isdigit)) {
+    } else if (field.size() < 10 && std::all_of(field.begin(), field.end(), ::isdigit)) {
       const size_t k = std::stoul(field);
       v = k < args.args.size() ? &args.args[k] : nullptr;
     } else {

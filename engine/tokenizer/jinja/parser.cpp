@@ -564,6 +564,7 @@ StatusOr<ExprPtr> Parser::Postfix(ExprPtr e) {
         a->name = Cur().value;
       } else if (Cur().type == Tok::kInt) {
         a->kind = ExprKind::kGetItem;  // x.0 is x[0]
+        if (Cur().value.size() > 18) return Err("index out of range: " + Cur().value);
         auto idx = Node(ExprKind::kLiteral);
         idx->value = Value::Int(std::stoll(Cur().value));
         a->kids.push_back(std::move(e));

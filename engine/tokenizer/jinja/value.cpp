@@ -212,6 +212,7 @@ std::string Value::Repr() const {
       }
       return out + "}";
     }
+    case Kind::kUndefined: return "Undefined";  // jinja2's Undefined.__repr__
     case Kind::kNamespace: return "<Namespace>";
     case Kind::kCallable: return "<function " + fn_->name + ">";
     default: return ToStr().text;
@@ -325,7 +326,9 @@ std::string JsonQuote(std::string_view s) {
 
 Status JsonInto(const Value& v, const JsonStyle& st, int depth, std::string* out) {
   const auto newline = [&](int d) {
-    if (st.indent >= 0) *out += "\n" + std::string(static_cast<size_t>(st.indent * d), ' ');
+    if (st.indent < 0) return;
+    out->push_back('\n');
+    out->append(static_cast<size_t>(st.indent * d), ' ');
   };
   switch (v.kind()) {
     case Kind::kNone: *out += "null"; return OkStatus();
