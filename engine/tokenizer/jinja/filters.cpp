@@ -108,7 +108,8 @@ StatusOr<Value> ToJsonFilter(const Value& v, CallArgs& a) {
   }
   if (const Value* x = a.Get(1, "indent"); x && !x->is_none()) {
     if (x->kind() != Kind::kInt) return UnimplementedError("chat template: unsupported non-integer tojson indent");
-    st.indent = static_cast<int>(x->as_int());
+    if (x->as_int() > 1024) return Fail("tojson indent over 1024");
+    st.indent = static_cast<int>(std::max<int64_t>(x->as_int(), 0));  // json.dumps: negative = 0
     st.item_sep = ",";
   }
   if (const Value* x = a.Get(2, "separators"); x && !x->is_none()) {
@@ -160,7 +161,10 @@ StatusOr<Value> Join(const Value& v, CallArgs& a) {
 StatusOr<Value> Indent(const Value& v, CallArgs& a) {
   const Str s = v.ToStr();
   std::string ind = "    ";
-  if (const Value* w = a.Get(0, "width")) ind = w->is_string() ? w->str().text : std::string(static_cast<size_t>(w->as_int()), ' ');
+  if (const Value* w = a.Get(0, "width")) {
+    if (!w->is_string() && (w->as_int() < 0 || w->as_int() > 1024)) return Fail("indent width must be in [0, 1024]");
+    ind = w->is_string() ? w->str().text : std::string(static_cast<size_t>(w->as_int()), ' ');
+  }
   const Value* first = a.Get(1, "first");
   const Value* blank = a.Get(2, "blank");
   std::vector<std::string> lines;  // str.splitlines() on s + "\n" (\n, \r\n, \r)
