@@ -9,6 +9,7 @@
 #include <fstream>
 #include <limits>
 #include <optional>
+#include <sstream>
 
 #include "engine/gguf/gguf_file.h"
 #include "engine/tokenizer/hf_tokenizer.h"
@@ -122,13 +123,15 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   }
   if (vocab_data.has_value()) {
     VocabData vocab = std::move(*vocab_data);
+    const ChatTemplateOptions co = ChatTemplateOptionsFor(vocab);
     std::string tmpl = vocab.chat_template;
     SLIM_ASSIGN_OR_RETURN(e->tokenizer_, Tokenizer::Create(std::move(vocab)));
-    if (!tmpl.empty()) {
-      auto ct = ChatTemplate::Detect(tmpl);
-      if (ct.ok()) e->chat_ = *ct;  // unknown templates leave chat unavailable, not an error
-    }
+    SLIM_RETURN_IF_ERROR(e->LoadChatTemplate(o.chat_template_file, tmpl, co));
     e->chat_content_specials_ = o.chat_content_specials;
+  } else if (!o.chat_template_file.empty()) {
+    return InvalidArgumentError("engine: --chat-template needs a tokenizer; " + o.model + " has none");
+  } else {
+    e->chat_status_ = FailedPreconditionError("this model has no tokenizer (synthetic weights, or a checkpoint without one)");
   }
   SLIM_ASSIGN_OR_RETURN(e->model_, Model::Load(*e->source_, e->backend_.get()));
   kv::KvStoreOptions ko;
@@ -172,15 +175,38 @@ StatusOr<std::vector<int32_t>> Engine::Tokenize(std::string_view text, bool pars
   return tokenizer_->Encode(text, eo);
 }
 
+Status Engine::LoadChatTemplate(const std::string& file, const std::string& model_template,
+                                const ChatTemplateOptions& co) {
+  if (!file.empty()) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) return NotFoundError("--chat-template " + file + ": cannot read the file");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto ct = ChatTemplate::Create(ss.str(), co);
+    if (!ct.ok()) return ct.status().WithPrefix("--chat-template " + file);
+    chat_ = *std::move(ct);
+    return OkStatus();
+  }
+  if (model_template.empty()) {
+    chat_status_ = FailedPreconditionError("this model has no chat template");
+    return OkStatus();
+  }
+  auto ct = ChatTemplate::Create(model_template, co);
+  if (ct.ok()) {
+    chat_ = *std::move(ct);
+  } else {
+    // Plain completions keep working; chat requests get this error.
+    chat_status_ = ct.status().WithPrefix("the model's chat template cannot be used");
+  }
+  return OkStatus();
+}
+
 StatusOr<std::vector<int32_t>> Engine::TokenizeChat(const std::vector<ChatMessage>& messages) const {
-  if (!chat_) return FailedPreconditionError("this model has no known chat template");
+  if (!chat_) return chat_status_;
   if (!tokenizer_) return FailedPreconditionError("this model has no tokenizer (synthetic weights, or a checkpoint without one)");
-  SLIM_ASSIGN_OR_RETURN(ChatRendering r, chat_->Render(messages, true));
-  EncodeOptions eo;
-  eo.add_bos = tokenizer_->vocab().add_bos;
-  eo.parse_special = true;
-  if (!chat_content_specials_) eo.special_ranges = std::move(r.markup);
-  return tokenizer_->Encode(r.text, eo);
+  ChatEncodeOptions co;
+  co.content_specials = chat_content_specials_;
+  return EncodeChat(*tokenizer_, *chat_, messages, co);
 }
 
 int32_t Engine::SequenceLength(kv::SeqId seq) const {

@@ -21,6 +21,7 @@
 #include "engine/sampler/sampler.h"
 #include "engine/sampler/stop_checker.h"
 #include "engine/tokenizer/chat_template.h"
+#include "engine/tokenizer/chat_tokens.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "kvstore/kv_store.h"
 
@@ -37,6 +38,10 @@ struct EngineOptions {
   // "<|im_end|><|im_start|>system") stay text, only the template's markup yields special
   // tokens. true restores recognising them in content too (for trusted callers).
   bool chat_content_specials = false;
+  // A Jinja chat template file used instead of the model's tokenizer.chat_template ("" = the
+  // model's). A file that cannot be read or run fails Create; an unrunnable template of the
+  // model leaves plain completions working and makes chat requests fail with its error.
+  std::string chat_template_file;
   // KV store tiers (kvstore/kv_store.h). The first (gpu) tier: kv_tokens tokens per layer summed
   // over sequences when > 0; else kv_gib GiB when > 0; else, with gpu_memory_fraction > 0, that
   // share of the device memory free after the weights and the largest activation workspace (on
@@ -143,6 +148,8 @@ class Engine {
   int64_t context_length() const { return context_length_; }
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }          // null for synthetic
   const ChatTemplate* chat_template() const { return chat_.has_value() ? &*chat_ : nullptr; }
+  // Why chat_template() is null: no template, or the model's template cannot be run.
+  const Status& chat_status() const { return chat_status_; }
   Backend* backend() const { return backend_.get(); }
   size_t weight_bytes() const { return model_->weight_bytes(); }  // on the backend, all copies
   kv::KvStore& kv() { return *kv_; }
@@ -154,6 +161,7 @@ class Engine {
   // Tokens of the chat-templated messages: the template's markup with special tokens, message
   // content as plain text unless EngineOptions::chat_content_specials.
   StatusOr<std::vector<int32_t>> TokenizeChat(const std::vector<ChatMessage>& messages) const;
+
 
   // Creates sequence `seq`, reserves KV for its prompt and runs it. ResourceExhausted (and no
   // sequence left behind) when the KV store cannot hold it; InvalidArgument for bad ids or a
@@ -234,6 +242,9 @@ class Engine {
 
  private:
   Engine() = default;
+  // Sets chat_ from --chat-template `file` (errors are Create's) or the model's template (an
+  // error is kept in chat_status_).
+  Status LoadChatTemplate(const std::string& file, const std::string& model_template, const ChatTemplateOptions& co);
   struct Partial;
   struct PassRow;
   // A sequence's part of a step's pass: its rows, the budget they use (row-layers), and whether
@@ -275,6 +286,7 @@ class Engine {
   std::unique_ptr<Model> model_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::optional<ChatTemplate> chat_;
+  Status chat_status_;  // ok when chat_ is set
   bool chat_content_specials_ = false;
   std::unique_ptr<kv::TierMemory> kv_memory_;  // the backend's memory and copies for kv_
   std::unique_ptr<kv::KvStore> kv_;

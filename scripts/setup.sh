@@ -15,8 +15,9 @@ DEB_PACKAGES=(
 # openai: the HTTP API test (tests/server/openai_api_test.py) speaks through the official client.
 # tokenizers, transformers: the tokenizer.json references (scripts/make-hf-tokenizers.py);
 # safetensors, transformers: scripts/make-hf-smollm2.py rebuilds the default model as a Hugging
-# Face checkpoint (no torch needed).
-PIP_PACKAGES=(gguf numpy kubernetes_validate openai tokenizers safetensors transformers)
+# Face checkpoint (no torch needed). jinja2: the reference renders of the chat templates
+# (scripts/render_templates.py, make_jinja_cases.py).
+PIP_PACKAGES=(gguf numpy kubernetes_validate openai tokenizers safetensors transformers jinja2)
 # --peers: also llama-cpp-python (compiles llama.cpp, ~15 min on 2 cores), for regenerating the
 # reference fixtures and running the llama.cpp benchmark peer. Not needed to build or test.
 if [ "${1:-}" = "--peers" ]; then PIP_PACKAGES+=(llama_cpp); fi

@@ -27,6 +27,7 @@ bash scripts/fetch-model.sh qwen2.5-coder-0.5b  # Qwen2 fixtures (tests/engine/q
 # The default model as a Hugging Face checkpoint (tests/engine/hf_smollm2_test.cpp); a no-op
 # when up to date.
 "${PYTHON:-python3}" scripts/make-hf-smollm2.py
+bash scripts/fetch-templates.sh  # llama.cpp's chat templates + jinja2 renders (jinja_reference_test)
 
 # Builds `targets` in a sanitizer build directory and runs each test binary in turn (a binary
 # at a time: sanitized servers are slow, and timing-based tests need their CPU).

@@ -66,7 +66,7 @@ StatusOr<std::vector<int32_t>> TokenizeChatField(const v1::ChatMessages& chat, c
   SLIM_RETURN_IF_ERROR(CheckTextBytes(contents, max_tokens, engine, field + ".messages[*].content", limit_name));
   SLIM_ASSIGN_OR_RETURN(std::vector<ChatMessage> messages, ChatFromProto(chat, field));
   if (engine.chat_template() == nullptr) {
-    return InvalidArgumentError(field + ": this model has no chat template; send prompt or token_ids");
+    return InvalidArgumentError(field + ": " + engine.chat_status().message() + "; send prompt or token_ids");
   }
   StatusOr<std::vector<int32_t>> ids = engine.TokenizeChat(messages);
   if (!ids.ok()) return Status(StatusCode::kInvalidArgument, field + ": " + ids.status().message());

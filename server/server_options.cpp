@@ -22,6 +22,9 @@ ABSL_FLAG(std::string, kv_dtype, "auto", "KV cache type: auto (cpu f32, cuda bf1
 ABSL_FLAG(bool, chat_content_specials, false,
           "recognise special-token texts (<|im_start|> ...) inside chat message content too; off: content "
           "is plain text and only the chat template's markup yields special tokens (for trusted callers only)");
+ABSL_FLAG(std::string, chat_template, "",
+          "a Jinja chat template file used instead of the model's tokenizer.chat_template (a file that "
+          "cannot be read or run is a start-up error)");
 ABSL_FLAG(std::string, host, "0.0.0.0", "address the gRPC server binds");
 ABSL_FLAG(int, port, 50051, "gRPC port (0 = any free port)");
 ABSL_FLAG(std::string, http_host, "0.0.0.0", "address the HTTP listener (OpenAI API, /health, /metrics) binds");
@@ -96,7 +99,7 @@ const char* const kFlagNames[] = {
     "metrics_host",   "metrics_port",    "max_seqs",          "max_queue",     "max_prompt_tokens", "max_prefill_tokens_per_step",
     "max_total_tokens", "default_max_tokens", "context_length", "kv_tokens", "kv_gib", "gpu_memory_fraction", "host_kv_tokens", "host_kv_gib",    "pruning",       "pruning_schedule", "decode_kv_budget", "decode_kv_gamma",
     "log_format",     "log_level",       "drain_grace_s",     "keepalive_time_ms", "keepalive_timeout_ms",
-    "max_message_bytes", "warmup", "warmup_tokens", "chat_content_specials", "stream_write_timeout_s",
+    "max_message_bytes", "warmup", "warmup_tokens", "chat_content_specials", "chat_template", "stream_write_timeout_s",
     "tls_cert", "tls_key", "reflection"};
 
 }  // namespace
@@ -244,6 +247,7 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   if (!kv_cache.ok()) return kv_cache.status().WithPrefix("--kv-dtype");
   e.backend.kv_cache = *kv_cache;
   e.chat_content_specials = absl::GetFlag(FLAGS_chat_content_specials);
+  e.chat_template_file = absl::GetFlag(FLAGS_chat_template);
   o.host = absl::GetFlag(FLAGS_host);
   o.port = absl::GetFlag(FLAGS_port);
   o.http_host = absl::GetFlag(FLAGS_http_host);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "client/bench/args.h"
+#include "client/bench/chat_template_cmd.h"
 #include "client/bench/kv_transfer.h"
 #include "client/bench/quality.h"
 #include "engine/engine.h"
@@ -25,11 +26,14 @@ namespace {
 using json = nlohmann::json;
 
 const char* kUsage = R"(usage:
-  sliminfer-bench generate --model M --prompt TEXT [--chat] [--max-tokens N] [--temperature T]
+  sliminfer-bench generate --model M --prompt TEXT [--chat [--chat-template FILE.jinja]] [--max-tokens N] [--temperature T]
                            [--top-k K] [--top-p P] [--seed S] [--device cpu|cuda] [--threads N]
                            [--kv-dtype auto|f32|f16|bf16] [--json]
   sliminfer-bench tokenize --model M --text TEXT [--special] [--chat] [--json]
   sliminfer-bench tokenize --model M --lines [--chat]   (JSON strings on stdin -> token counts)
+  sliminfer-bench chat-template (--model M | --template-file T [--bos-token B] [--eos-token E])
+                           --messages FILE.json [--no-generation-prompt]
+     prints exactly the text the Jinja chat template renders for the messages ([{role, content}])
   sliminfer-bench engine   --model M [--device cpu|cuda] [--lengths 512,2048,8192] [--modes dense]
                            [--decode-tokens N] [--repeat N] [--text-file F] [--prompt-ids-dir D]
                            [--schedule LAYER:KEEP,...] [--prune-after-attention] [--threads N]
@@ -81,6 +85,7 @@ StatusOr<std::unique_ptr<Engine>> MakeEngine(const Args& a, int64_t kv_tokens, i
   SLIM_ASSIGN_OR_RETURN(bo.cuda_gemv, ParseToggle("cuda GEMV mode", a.Str("cuda-gemv", "auto")));
   SLIM_ASSIGN_OR_RETURN(bo.cuda_gemm_tune, ParseToggle("cuda GEMM tuning mode", a.Str("cuda-gemm-tune", "auto")));
   o.kv_tokens = kv_tokens;
+  o.chat_template_file = a.Str("chat-template");  // only commands that list it take it
   // Only commands that list --gpu-memory-fraction take it (the KV tier sized from the device).
   SLIM_ASSIGN_OR_RETURN(o.gpu_memory_fraction, a.Float("gpu-memory-fraction", 0.0, 0.0, 1.0));
   SLIM_ASSIGN_OR_RETURN(o.context_length, a.Int("context", 0, 0, 1 << 22));
@@ -95,7 +100,8 @@ StatusOr<std::unique_ptr<Engine>> MakeEngine(const Args& a, int64_t kv_tokens, i
 Status CmdGenerate(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
                                             {"model", "prompt", "max-tokens", "temperature", "top-k", "top-p",
-                                             "seed", "device", "threads", "repetition-penalty", "context", "kv-dtype"},
+                                             "seed", "device", "threads", "repetition-penalty", "context", "kv-dtype",
+                                             "chat-template"},
                                             {"chat", "json"}));
   if (!a.Has("prompt")) return InvalidArgumentError("--prompt is required");
   SLIM_ASSIGN_OR_RETURN(auto engine, MakeEngine(a, 0));
@@ -149,7 +155,7 @@ Status CmdTokenize(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(VocabData vocab, VocabFromGguf(*file));
   std::optional<ChatTemplate> chat;
   if (a.Flag("chat")) {
-    SLIM_ASSIGN_OR_RETURN(chat, ChatTemplate::Detect(vocab.chat_template));
+    SLIM_ASSIGN_OR_RETURN(chat, ChatTemplate::Create(vocab.chat_template, ChatTemplateOptionsFor(vocab)));
   }
   const bool add_bos = vocab.add_bos;
   SLIM_ASSIGN_OR_RETURN(auto tok, Tokenizer::Create(std::move(vocab)));
@@ -157,10 +163,7 @@ Status CmdTokenize(int argc, char** argv) {
     EncodeOptions eo;
     eo.add_bos = add_bos;
     eo.parse_special = a.Flag("special") || chat.has_value();
-    if (chat) {
-      SLIM_ASSIGN_OR_RETURN(std::string t, chat->Apply({{"user", text}}, true));
-      return tok->Encode(t, eo);
-    }
+    if (chat) return EncodeChat(*tok, *chat, {{"user", text}});  // as Engine::TokenizeChat
     return tok->Encode(text, eo);
   };
   if (a.Flag("lines")) {
@@ -501,6 +504,7 @@ int main(int argc, char** argv) {
   slim::Status s;
   if (cmd == "generate") s = CmdGenerate(argc, argv);
   else if (cmd == "tokenize") s = CmdTokenize(argc, argv);
+  else if (cmd == "chat-template") s = CmdChatTemplate(argc, argv);
   else if (cmd == "engine") s = CmdEngine(argc, argv);
   else if (cmd == "kv-transfer") s = CmdKvTransfer(argc, argv);
   else if (cmd == "decode-batch") s = CmdDecodeBatch(argc, argv);

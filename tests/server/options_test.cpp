@@ -34,6 +34,17 @@ TEST(ServerOptions, FlagsEnvironmentAndPrecedence) {
   EXPECT_EQ(o->drain_grace_s, 30.0) << "defaults stay";
 }
 
+TEST(ServerOptions, ChatTemplateFileReachesTheEngineOptions) {
+  for (const std::string file : {"my-template.jinja", ""}) {  // "" also resets the global flag
+    std::vector<std::string> args = {"sliminfer-server", "--chat-template=" + file, "--port", "0"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    auto o = ParseServerOptions(static_cast<int>(argv.size()), argv.data());
+    ASSERT_TRUE(o.ok()) << o.status().ToString();
+    EXPECT_EQ(o->engine.chat_template_file, file);
+  }
+}
+
 TEST(ServerOptions, ValidateNamesTheFlag) {
   auto expect = [](ServerOptions o, const std::string& flag) {
     Status s = o.Validate();

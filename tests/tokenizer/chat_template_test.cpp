@@ -1,5 +1,5 @@
 // Chat templates: family detection from Jinja sources, default system prompt extraction, and
-// rendering of ChatML and Llama-3 prompts; errors for unknown templates, roles and empty chats.
+// rendering of ChatML and Llama-3 prompts; errors for unrunnable templates, roles and empty chats.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -39,9 +39,9 @@ constexpr const char* kLlama3Template =
     "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
 
 ChatTemplate DetectOrDie(const char* src) {
-  auto t = ChatTemplate::Detect(src);
+  auto t = ChatTemplate::Create(src);
   EXPECT_TRUE(t.ok()) << t.status().ToString();
-  return t.ok() ? *t : ChatTemplate(ChatTemplateKind::kChatML);
+  return t.ok() ? *t : *ChatTemplate::Create("{{ 'unreachable' }}");
 }
 
 TEST(ChatTemplateTest, DetectsFamilies) {
@@ -51,8 +51,8 @@ TEST(ChatTemplateTest, DetectsFamilies) {
 }
 
 TEST(ChatTemplateTest, UnknownOrEmptyTemplateIsFailedPrecondition) {
-  EXPECT_EQ(ChatTemplate::Detect("").status().code(), StatusCode::kFailedPrecondition);
-  EXPECT_EQ(ChatTemplate::Detect("{{ '[INST] ' + message['content'] + ' [/INST]' }}").status().code(),
+  EXPECT_EQ(ChatTemplate::Create("").status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ChatTemplate::Create("{{ '[INST] ' + message['content'] + ' [/INST]' }}").status().code(),
             StatusCode::kFailedPrecondition);
 }
 

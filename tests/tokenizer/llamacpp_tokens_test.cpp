@@ -83,7 +83,7 @@ TEST_F(LlamaCppTokensTest, VocabularyFromGguf) {
   EXPECT_TRUE(tok_->IsEndOfGeneration(tok_->FindToken("<|endoftext|>")));
   EXPECT_FALSE(tok_->IsEndOfGeneration(tok_->FindToken("<|im_start|>")));
 
-  auto tmpl = ChatTemplate::Detect(v.chat_template);
+  auto tmpl = ChatTemplate::Create(v.chat_template);
   ASSERT_TRUE(tmpl.ok()) << tmpl.status().ToString();
   EXPECT_EQ(tmpl->kind(), ChatTemplateKind::kChatML);
   EXPECT_EQ(tmpl->default_system(), "You are a helpful AI assistant named SmolLM, trained by Hugging Face");
@@ -154,7 +154,7 @@ TEST_F(LlamaCppTokensTest, DecodeRoundTripsFixtureStrings) {
 }
 
 TEST_F(LlamaCppTokensTest, ChatPromptTokenizesWithControlTokens) {
-  auto tmpl = ChatTemplate::Detect(tok_->vocab().chat_template);
+  auto tmpl = ChatTemplate::Create(tok_->vocab().chat_template);
   ASSERT_TRUE(tmpl.ok());
   auto prompt = tmpl->Apply({{"user", "Hi"}});
   ASSERT_TRUE(prompt.ok());
