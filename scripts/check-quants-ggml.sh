@@ -12,7 +12,6 @@ cd "$ROOT"
 BUILD_DIR="${1:-build-cpu}"
 MODELS_DIR="${SLIM_MODELS_DIR:-$ROOT/models}"
 SDIST_NAME="llama_cpp_python-0.3.36.tar.gz"
-SDIST_SHA256="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 SDIST="$MODELS_DIR/$SDIST_NAME"
 MODEL="$MODELS_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -21,16 +20,7 @@ for lib in engine/libslim_gguf.a engine/libslim_core.a; do
 done
 [ -f "$MODEL" ] || { echo "check-quants-ggml: $MODEL is missing: run scripts/fetch-model.sh" >&2; exit 2; }
 
-if ! { [ -f "$SDIST" ] && echo "$SDIST_SHA256  $SDIST" | sha256sum --check --status; }; then
-  echo "check-quants-ggml: downloading the llama-cpp-python 0.3.36 source distribution from PyPI"
-  mkdir -p "$MODELS_DIR"
-  TMP="$(mktemp -d "$MODELS_DIR/.sdist.XXXXXX")"
-  trap 'rm -rf "$TMP"' EXIT
-  "${PYTHON:-python3}" -m pip download --no-deps --no-binary :all: --quiet -d "$TMP" "llama-cpp-python==0.3.36"
-  echo "$SDIST_SHA256  $TMP/$SDIST_NAME" | sha256sum --check --status ||
-    { echo "check-quants-ggml: $SDIST_NAME failed its sha256 check" >&2; exit 3; }
-  mv "$TMP/$SDIST_NAME" "$SDIST"
-fi
+bash "$ROOT/scripts/fetch-model.sh" llamacpp-sdist  # $SDIST, size and sha256 checked
 
 OUT="$BUILD_DIR/ggml-oracle"
 GGML="llama_cpp_python-0.3.36/vendor/llama.cpp/ggml"

