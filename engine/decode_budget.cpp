@@ -24,32 +24,35 @@ Status Engine::StartSelection(kv::SeqId seq, const std::vector<int>& bounds, int
   SLIM_ASSIGN_OR_RETURN(DecodeSelection sel, DecodeSelection::Create(o, bounds, prompt_tokens));
   if (sel.segments().empty()) return OkStatus();  // every segment's prompt fits the budget
   // Unit-mean keys of each selecting segment's prompt, at its first layer, read from the KV
-  // blocks (K of KV head g at block offset g * HeadBytes, block_tokens rows of head_dim).
-  const int hd = L.head_dim, kvh = L.n_kv_heads, kv_dim = kvh * hd;
-  std::vector<float> head(static_cast<size_t>(L.block_tokens) * hd);
+  // blocks (K of KV head g: rows [g * block_tokens, (g + 1) * block_tokens) of head_dim at the
+  // block's start, one download per block) and kept on the backend for its block scorer.
+  const int hd = L.head_dim, kvh = L.n_kv_heads, kv_dim = kvh * hd, bt = L.block_tokens;
+  std::vector<float> block(static_cast<size_t>(kvh) * bt * hd);
   for (SegmentSelection& seg : sel.segments()) {
     const kv::LayerTable* t = kv_->TablePtr(seq, seg.first_layer);
     if (t == nullptr) return NotFoundError("no KV table for layer " + std::to_string(seg.first_layer));
     std::vector<float> keys(static_cast<size_t>(seg.prompt_tokens) * kv_dim);
     for (int64_t b = 0; b < seg.prompt_blocks; ++b) {
-      const int64_t rows = std::min<int64_t>(L.block_tokens, seg.prompt_tokens - b * L.block_tokens);
+      TensorView v;
+      v.data = kv_->Data(t->blocks[static_cast<size_t>(b)]);
+      v.dtype = backend_->kv_dtype();
+      v.device = backend_->device();
+      v.rows = int64_t{kvh} * bt;
+      v.cols = hd;
+      v.stride = hd;
+      SLIM_RETURN_IF_ERROR(backend_->Download(v, block.data()));
+      const int64_t rows = std::min<int64_t>(bt, seg.prompt_tokens - b * bt);
       for (int g = 0; g < kvh; ++g) {
-        TensorView v;
-        v.data = kv_->Data(t->blocks[static_cast<size_t>(b)]) + static_cast<size_t>(g) * L.HeadBytes();
-        v.dtype = backend_->kv_dtype();
-        v.device = backend_->device();
-        v.rows = rows;
-        v.cols = hd;
-        v.stride = hd;
-        SLIM_RETURN_IF_ERROR(backend_->Download(v, head.data()));
         for (int64_t r = 0; r < rows; ++r) {
-          std::copy_n(&head[static_cast<size_t>(r * hd)], hd,
-                      &keys[static_cast<size_t>((b * L.block_tokens + r) * kv_dim + g * hd)]);
+          std::copy_n(&block[static_cast<size_t>((int64_t{g} * bt + r) * hd)], hd,
+                      &keys[static_cast<size_t>((b * bt + r) * kv_dim + g * hd)]);
         }
       }
     }
     seg.n_units = (seg.prompt_tokens + o.unit_tokens - 1) / o.unit_tokens;
-    seg.unit_keys = UnitMeanKeys(keys, seg.prompt_tokens, kv_dim, o.unit_tokens);
+    const std::vector<float> unit_keys = UnitMeanKeys(keys, seg.prompt_tokens, kv_dim, o.unit_tokens);
+    SLIM_ASSIGN_OR_RETURN(seg.unit_keys, backend_->Alloc(backend_->act_dtype(), seg.n_units, kv_dim));
+    SLIM_RETURN_IF_ERROR(backend_->Upload(unit_keys.data(), seg.unit_keys.view()));
   }
   selections_.insert_or_assign(seq, std::move(sel));
   return OkStatus();

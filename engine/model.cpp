@@ -308,7 +308,7 @@ struct Model::BatchState {
   bool tail_done = false;          // the last layer ran on the last rows only, leaving them in last_
   bool any_select = false;         // some sequence decodes under a decode KV budget
   std::vector<AttnSeq> attn_view;  // per sequence: what attention reads (ApplySelections)
-  std::vector<float> query;        // scratch: one row of q on the host
+  std::vector<float> scores;       // scratch: a decode selection's block scores
   std::vector<int32_t> ids;        // [n_rows at the start] token ids
   std::vector<int32_t> pos;        // [n_rows] positions
   std::vector<AttnSeq> attn;       // per sequence: its rows
@@ -689,12 +689,22 @@ Status Model::ApplySelections(int layer, std::span<const ForwardSeq> seqs, Tenso
     }
     a.table = &seqs[i].select->ViewAt(*seg, layer, *a.table, &a.n_past);
     if (layer == seg->first_layer) {
-      // The new token's rotated query chooses what the segment's later layers read.
-      b.query.resize(static_cast<size_t>(q.cols));
-      SLIM_RETURN_IF_ERROR(backend_->Download(q.Rows(a.row_begin, 1), b.query.data()));
+      // The new token's rotated query chooses what the segment's later layers read: the
+      // backend's block scorer over the unit-mean keys, the query as the last row of a window
+      // of one (rows before it are not read).
+      const int64_t nu = seg->n_units;
+      if (select_q_rows_ < nu || select_q_.view().cols != q.cols || select_q_.view().dtype != q.dtype) {
+        select_q_ = Buffer();
+        SLIM_ASSIGN_OR_RETURN(select_q_, backend_->Alloc(q.dtype, std::max(nu, 2 * select_q_rows_), q.cols));
+        select_q_rows_ = select_q_.view().rows;
+      }
+      const int32_t row = a.row_begin;
+      backend_->GatherRows(q, std::span<const int32_t>(&row, 1), select_q_.Rows(nu - 1, 1));
+      SLIM_RETURN_IF_ERROR(backend_->ScoreBlocks(select_q_.Rows(0, nu), seg->unit_keys.view(), shape_, 0,
+                                                 static_cast<int32_t>(nu), seqs[i].select->units_per_block(), 1, 1,
+                                                 false, &b.scores));
       DecodeSelectionStats unused;
-      seqs[i].select->Select(*seg, b.query.data(), shape_.n_heads, shape_.n_kv_heads, shape_.head_dim,
-                             seqs[i].select_stats != nullptr ? seqs[i].select_stats : &unused);
+      seqs[i].select->Select(*seg, b.scores, seqs[i].select_stats != nullptr ? seqs[i].select_stats : &unused);
     }
   }
   return OkStatus();

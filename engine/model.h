@@ -140,6 +140,9 @@ class Model {
   int64_t ws_rows_ = 0, ws_seqs_ = 0;
   Buffer x_, h_, qkv_, attn_, proj_, gate_up_, act_, last_, last_norm_, logits_;
   int64_t last_rows_ = 0;  // rows of logits_ the last pass left (one per sequence)
+  // Decode selections: the query as the last row of a scoring window (ApplySelections).
+  Buffer select_q_;
+  int64_t select_q_rows_ = 0;
 };
 
 }  // namespace slim

@@ -5,6 +5,9 @@
 # `sliminfer-server --device cuda` there:
 #   scripts/bundle-gpu.sh BUILD_DIR OUT_DIR [extra binary names...]
 #   OUT_DIR/run.sh sliminfer-server --device cuda ...   (sets LD_LIBRARY_PATH to OUT_DIR/lib)
+# It also writes OUT_DIR.tar.xz (about a quarter of the folder: ICU's 30 MB data library
+# compresses well), the form to carry when the folder itself is over a transfer limit:
+#   tar -xJf OUT_DIR.tar.xz && OUT_DIR/run.sh ...
 # Left out: the C runtime, libstdc++/libgcc, the CUDA libraries and OpenBLAS (with its Fortran
 # runtime), which that machine has.
 set -euo pipefail
@@ -34,4 +37,5 @@ bin="$1"; shift
 LD_LIBRARY_PATH="$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "$here/bin/$bin" "$@"
 SH
 chmod +x "$OUT/run.sh"
-echo "bundle-gpu: $OUT: $(du -sh "$OUT" | cut -f1) ($(ls "$OUT/lib" | wc -l) libraries)"
+tar -C "$(dirname "$OUT")" -cJf "$OUT.tar.xz" "$(basename "$OUT")"
+echo "bundle-gpu: $OUT: $(du -sh "$OUT" | cut -f1) ($(ls "$OUT/lib" | wc -l) libraries); $OUT.tar.xz: $(du -sh "$OUT.tar.xz" | cut -f1)"

@@ -38,7 +38,7 @@ const char* kUsage = R"(usage:
                            [--decode-tokens N] [--repeat N] [--text-file F] [--prompt-ids-dir D]
                            [--schedule LAYER:KEEP,...] [--prune-after-attention] [--threads N]
                            [--context N (up to 4x the trained context)] [--json]
-                           [--profile] [--kv-dtype auto|f32|f16|bf16] [--cuda-attention auto|mma|wgmma]
+                           [--profile] [--kv-dtype auto|f32|f16|bf16] [--cuda-attention auto|mma|wgmma] [--decode-kv-budget N]
                            [--cuda-gemv auto|on|off] [--cuda-gemm-tune auto|on|off]
                            [--warm-up-tokens N]
      modes: dense, pruned (the model's default schedule, or --schedule); --profile adds per-op
@@ -61,6 +61,7 @@ const char* kUsage = R"(usage:
   sliminfer-bench quality  --model M --tasks bench/quality/tasks.jsonl [--docs docs.jsonl]
                            [--schedules "name=L:K,...;name2=..."] [--include-after-attention]
                            [--max-tokens 24] [--limit N] [--out results.json] [--device cpu|cuda]
+                           [--decode-budgets 512,1024,2048]   (each schedule also under these decode KV budgets)
 )";
 
 StatusOr<Device> ParseDevice(const std::string& s) {
@@ -89,6 +90,8 @@ StatusOr<std::unique_ptr<Engine>> MakeEngine(const Args& a, int64_t kv_tokens, i
   // Only commands that list --gpu-memory-fraction take it (the KV tier sized from the device).
   SLIM_ASSIGN_OR_RETURN(o.gpu_memory_fraction, a.Float("gpu-memory-fraction", 0.0, 0.0, 1.0));
   SLIM_ASSIGN_OR_RETURN(o.context_length, a.Int("context", 0, 0, 1 << 22));
+  // Only commands that list --decode-kv-budget take it.
+  SLIM_ASSIGN_OR_RETURN(o.decode_kv_budget, a.Int("decode-kv-budget", 0, 0, int64_t{1} << 32));
   if (!a.Has("context") && min_context > 0) {
     // Only the config is read here (GGUF metadata, or the synthetic shape), no weights.
     SLIM_ASSIGN_OR_RETURN(std::unique_ptr<WeightSource> src, OpenWeights(o.model));
@@ -272,11 +275,25 @@ StatusOr<json> ProfileRun(Engine& engine, const std::vector<int32_t>& prompt, co
   return json{{"prefill", ProfileJson(prefill, 1.0)}, {"decode_per_token", ProfileJson(decode, kSteps)}};
 }
 
+// What the decode KV budget chose between two readings of the engine's totals
+// (engine/pruning/decode_selection.h), into row.
+void AddSelectionStats(const DecodeSelectionStats& s0, const DecodeSelectionStats& s1, json* row) {
+  const int64_t n = s1.selections - s0.selections;
+  (*row)["selections"] = n;
+  (*row)["kept_by_gamma"] = s1.kept_by_gamma - s0.kept_by_gamma;
+  (*row)["blocks_entering_per_selection"] =
+      n > 0 ? static_cast<double>(s1.blocks_swapped_in - s0.blocks_swapped_in) / static_cast<double>(n) : 0.0;
+  const int64_t stored = s1.stored_block_layers - s0.stored_block_layers;
+  (*row)["attended_over_stored_prompt_blocks"] =
+      stored > 0 ? static_cast<double>(s1.attended_block_layers - s0.attended_block_layers) / static_cast<double>(stored)
+                 : 1.0;
+}
+
 Status CmdEngine(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
                                             {"model", "device", "lengths", "modes", "decode-tokens", "repeat",
                                              "text-file", "prompt-ids-dir", "threads", "schedule", "context", "cuda-attention",
-                                             "kv-dtype", "cuda-gemv", "cuda-gemm-tune", "warm-up-tokens"},
+                                             "kv-dtype", "cuda-gemv", "cuda-gemm-tune", "warm-up-tokens", "decode-kv-budget"},
                                             {"json", "prune-after-attention", "profile"}));
   SLIM_ASSIGN_OR_RETURN(std::vector<int64_t> lengths, a.IntList("lengths", "512,2048,8192"));
   const std::vector<std::string> modes = a.StrList("modes", "dense");
@@ -339,6 +356,7 @@ Status CmdEngine(int argc, char** argv) {
       size_t kv_bytes = 0;
       PruningSummary summary;
       const PruningRequest req = mode == "pruned" ? pruned : PruningRequest{};
+      const DecodeSelectionStats sel0 = engine->decode_selection_stats();
       for (int64_t r = 0; r < repeat; ++r) {
         SamplingParams sp;  // greedy
         StopParams st;
@@ -363,6 +381,10 @@ Status CmdEngine(int argc, char** argv) {
                   {"kv_bytes", kv_bytes}, {"dense_kv_bytes", summary.dense_kv_bytes}, {"kept_tokens", kept},
                       {"past_trained_context", len + decode_tokens > c.context_length},
                   {"schedule", mode == "pruned" ? pruned.config.ToString() : ""}};
+      if (engine->default_decode_kv_budget() > 0) {
+        AddSelectionStats(sel0, engine->decode_selection_stats(), &row);
+        row["decode_kv_budget"] = engine->default_decode_kv_budget();
+      }
       if (a.Flag("profile")) {
         SLIM_ASSIGN_OR_RETURN(json prof, ProfileRun(*engine, prompt, req));
         row["profile"] = std::move(prof);

@@ -136,7 +136,7 @@ StatusOr<json> DocAgreement(Engine& engine, const std::string& docs_path, const 
 Status CmdQuality(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
                                             {"model", "device", "threads", "tasks", "docs", "schedules",
-                                             "max-tokens", "limit", "out", "kv-tokens"},
+                                             "max-tokens", "limit", "out", "kv-tokens", "decode-budgets"},
                                             {"include-after-attention", "quiet"}));
   EngineOptions o;
   o.model = a.Str("model");
@@ -155,6 +155,20 @@ Status CmdQuality(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(std::vector<Schedule> schedules,
                         ParseSchedules(a.Str("schedules", "default=" + engine->default_pruning().ToString()),
                                        n_layers, a.Flag("include-after-attention")));
+  // --decode-budgets 512,1024: each schedule also decodes under those KV budgets ("name/kvN");
+  // the document agreement compares prefills only, so the variants do not enter it.
+  SLIM_ASSIGN_OR_RETURN(std::vector<int64_t> budgets, a.IntList("decode-budgets", ""));
+  std::vector<Schedule> with_budgets;
+  for (const Schedule& s : schedules) {
+    with_budgets.push_back(s);
+    for (int64_t b : budgets) {
+      if (b <= 0) return InvalidArgumentError("--decode-budgets: budgets must be > 0 (0 is the plain run)");
+      Schedule v = s;
+      v.name += "/kv" + std::to_string(b);
+      v.request.decode_kv_budget = b;
+      with_budgets.push_back(v);
+    }
+  }
 
   SLIM_ASSIGN_OR_RETURN(std::vector<json> tasks, ReadJsonl(a.Str("tasks")));
   if (limit > 0 && static_cast<int64_t>(tasks.size()) > limit) tasks.resize(static_cast<size_t>(limit));
@@ -174,7 +188,7 @@ Status CmdQuality(int argc, char** argv) {
     const std::string answer = row["answer"].get<std::string>();
     json out = {{"id", row["id"]}, {"task", row["task"]}, {"length", row["length"]}, {"depth", row["depth"]},
                 {"prompt_tokens", ids.size()}, {"answer", answer}};
-    for (const Schedule& s : schedules) {
+    for (const Schedule& s : with_budgets) {
       SamplingParams sp;
       StopParams st;
       st.max_tokens = static_cast<int32_t>(max_tokens);
@@ -212,9 +226,10 @@ Status CmdQuality(int argc, char** argv) {
                        {"mean_prompt_tokens", static_cast<double>(acc.tokens) / acc.total},
                        {"mean_kv_bytes", acc.kv_bytes / acc.total}});
   json sched = json::array();
-  for (const Schedule& s : schedules)
+  for (const Schedule& s : with_budgets)
     sched.push_back({{"name", s.name}, {"schedule", s.request.mode == PruningMode::kOff ? "" : s.request.config.ToString()},
-                     {"after_attention", s.request.config.after_attention}});
+                     {"after_attention", s.request.config.after_attention},
+                     {"decode_kv_budget", std::max<int64_t>(0, s.request.decode_kv_budget)}});
   json result = {{"engine", engine->Describe()}, {"schedules", sched}, {"summary", sum},
                  {"agreement", agreement}, {"cases", cases}};
   if (a.Has("out")) {

@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-#include "engine/pruning/block_scorer.h"
+#include "engine/pruning/block_scorer.h"  // SelectBlocks
 
 namespace slim {
 
@@ -75,19 +75,7 @@ SegmentSelection* DecodeSelection::SegmentAt(int layer) {
   return nullptr;
 }
 
-void DecodeSelection::Select(SegmentSelection& s, const float* query, int n_heads, int n_kv_heads, int head_dim,
-                             DecodeSelectionStats* stats) {
-  // Every unit-mean key is one "row" of a unit of one: the prefill scorer's |q . mean k| per
-  // unit and max per block, with the query as a window of one row (stride 0).
-  BlockScoreParams p;
-  p.n_heads = n_heads;
-  p.n_kv_heads = n_kv_heads;
-  p.head_dim = head_dim;
-  p.block_tokens = o_.block_tokens / o_.unit_tokens;
-  p.unit_tokens = 1;
-  p.query_window = 1;
-  const int64_t kv_dim = int64_t{n_kv_heads} * head_dim;
-  const std::vector<float> scores = ScoreBlocksRef(query, 0, s.unit_keys.data(), kv_dim, s.n_units, p);
+void DecodeSelection::Select(SegmentSelection& s, const std::vector<float>& scores, DecodeSelectionStats* stats) {
   SelectionDecision d = Reselect(scores, budget_blocks(), s.rest_set, o_.gamma);
   if (static_cast<int64_t>(s.rest_set.size()) > budget_blocks()) {
     // Every block, as after the prefill, is no set to keep: the first choice always applies.

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "engine/core/status.h"
+#include "engine/core/tensor.h"
 #include "kvstore/kv_store.h"
 
 namespace slim {
@@ -42,7 +43,7 @@ struct SegmentSelection {
   int32_t prompt_tokens = 0;           // prompt tokens stored at these layers
   int64_t prompt_blocks = 0;
   int64_t n_units = 0;
-  std::vector<float> unit_keys;        // [n_units, n_kv_heads * head_dim]
+  Buffer unit_keys;                    // on the backend, activation dtype: [n_units, n_kv_heads * head_dim]
   std::vector<int32_t> first_set;      // what layer first_layer attends over this step
   std::vector<int32_t> rest_set;       // what the segment's later layers attend over this step
   kv::LayerTable view;                 // scratch: the block table handed to attention
@@ -91,10 +92,12 @@ class DecodeSelection {
   SegmentSelection* SegmentAt(int layer);
   int64_t budget_blocks() const { return (o_.budget_tokens + o_.block_tokens - 1) / o_.block_tokens; }
 
-  // At the segment's first layer: scores with the new token's query [n_heads * head_dim] and
-  // sets rest_set by the rule above; counts into *stats.
-  void Select(SegmentSelection& s, const float* query, int n_heads, int n_kv_heads, int head_dim,
-              DecodeSelectionStats* stats);
+  // At the segment's first layer: from the block scores of the new token's query against the
+  // unit-mean keys (Backend::ScoreBlocks over unit_keys with units of one row, blocks of
+  // block_tokens / unit_tokens units, a query window of one row), sets rest_set by the rule
+  // above; counts into *stats.
+  void Select(SegmentSelection& s, const std::vector<float>& block_scores, DecodeSelectionStats* stats);
+  int units_per_block() const { return o_.block_tokens / o_.unit_tokens; }
   // After a step: each segment's first layer takes the set its later layers used.
   void EndStep();
   // The block table attention reads at `layer` of segment `s` over the real table `t`: the

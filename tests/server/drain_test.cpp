@@ -37,9 +37,14 @@ struct LaunchedServer {
   }
   ~LaunchedServer() { std::filesystem::remove_all(dir); }
 
-  // SERVING, NOT_SERVING, or "" when the call failed.
+  // SERVING, NOT_SERVING, or "" when the call failed. A channel of its own each time (its own
+  // subchannel too): a channel that first tried before the server listened would wait out
+  // gRPC's reconnect backoff (1 s, 1.6 s, 2.6 s, ...), longer than a fast model load.
   std::string Health() {
-    auto stub = grpc::health::v1::Health::NewStub(channel);
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    auto stub = grpc::health::v1::Health::NewStub(grpc::CreateCustomChannel(
+        "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials(), args));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + 2s);
     grpc::health::v1::HealthCheckResponse resp;
