@@ -296,19 +296,13 @@ struct RefResult {
   std::vector<std::vector<std::vector<int>>> decode_sets;
 };
 
-// The reference's pruning decision: the alive prompt tokens kept when `keep` blocks survive,
-// scored by plain loops over the window-mean query and unit-mean keys (blocks 0 and the last
-// always kept).
-std::vector<int> RefKeptTokens(const std::vector<std::vector<double>>& q, const std::vector<std::vector<double>>& k,
-                               const std::vector<int>& alive, int keep, int block, int unit, int window, int H,
-                               int hd, int G) {
-  // Plain scoring over the alive prompt tokens, cut into blocks again.
+// The reference's block choice: per unit of the alive tokens (1/H) sum_h |qm[h] . mean k[h / G]|,
+// the maximum per block; blocks 0 and the last, then the `keep` - 2 best others (ties: lower
+// index first).
+std::set<int> RefTopBlocks(const std::vector<double>& qm, const std::vector<std::vector<double>>& k,
+                           const std::vector<int>& alive, int keep, int block, int unit, int H, int hd, int G) {
   const int na = static_cast<int>(alive.size());
   const int nb = (na + block - 1) / block;
-  std::vector<double> qm(static_cast<size_t>(H * hd), 0.0);
-  const int w = std::min(window, na);
-  for (int i = na - w; i < na; ++i)
-    for (int j = 0; j < H * hd; ++j) qm[static_cast<size_t>(j)] += q[static_cast<size_t>(alive[static_cast<size_t>(i)])][static_cast<size_t>(j)] / w;
   std::vector<double> bs(static_cast<size_t>(nb), 0.0);
   for (int u0 = 0; u0 < na; u0 += unit) {
     const int u1 = std::min(u0 + unit, na);
@@ -329,6 +323,22 @@ std::vector<int> RefKeptTokens(const std::vector<std::vector<double>>& q, const 
   std::stable_sort(order.begin(), order.end(), [&](int a, int b2) { return bs[static_cast<size_t>(a)] > bs[static_cast<size_t>(b2)]; });
   std::set<int> keep_blocks = {0, nb - 1};
   for (int i = 0; i < keep - 2; ++i) keep_blocks.insert(order[static_cast<size_t>(i)]);
+  return keep_blocks;
+}
+
+// The reference's pruning decision: the alive prompt tokens kept when `keep` blocks survive,
+// scored by plain loops over the window-mean query and unit-mean keys (blocks 0 and the last
+// always kept).
+std::vector<int> RefKeptTokens(const std::vector<std::vector<double>>& q, const std::vector<std::vector<double>>& k,
+                               const std::vector<int>& alive, int keep, int block, int unit, int window, int H,
+                               int hd, int G) {
+  // Plain scoring over the alive prompt tokens, cut into blocks again.
+  const int na = static_cast<int>(alive.size());
+  std::vector<double> qm(static_cast<size_t>(H * hd), 0.0);
+  const int w = std::min(window, na);
+  for (int i = na - w; i < na; ++i)
+    for (int j = 0; j < H * hd; ++j) qm[static_cast<size_t>(j)] += q[static_cast<size_t>(alive[static_cast<size_t>(i)])][static_cast<size_t>(j)] / w;
+  const std::set<int> keep_blocks = RefTopBlocks(qm, k, alive, keep, block, unit, H, hd, G);
   std::vector<int> next;
   for (int i = 0; i < na; ++i)
     if (keep_blocks.count(i / block)) next.push_back(alive[static_cast<size_t>(i)]);
@@ -351,26 +361,7 @@ RefSegmentSets RefDecodeSets(const std::vector<std::vector<double>>& q, const st
   std::vector<int> in_force(static_cast<size_t>(nb));
   std::iota(in_force.begin(), in_force.end(), 0);
   for (int t = n_prompt; t < total; ++t) {
-    std::vector<double> bs(static_cast<size_t>(nb), 0.0);
-    for (int u0 = 0; u0 < na; u0 += unit) {
-      const int u1 = std::min(u0 + unit, na);
-      double sc = 0.0;
-      for (int h = 0; h < H; ++h) {
-        double dot = 0.0;
-        for (int dd = 0; dd < hd; ++dd) {
-          double km = 0.0;
-          for (int i = u0; i < u1; ++i) km += k[static_cast<size_t>(alive[static_cast<size_t>(i)])][static_cast<size_t>((h / G) * hd + dd)];
-          dot += q[static_cast<size_t>(t)][static_cast<size_t>(h * hd + dd)] * km / (u1 - u0);
-        }
-        sc += std::fabs(dot);
-      }
-      bs[static_cast<size_t>(u0 / block)] = std::max(bs[static_cast<size_t>(u0 / block)], sc / H);
-    }
-    std::vector<int> order;
-    for (int b = 1; b < nb - 1; ++b) order.push_back(b);
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b2) { return bs[static_cast<size_t>(a)] > bs[static_cast<size_t>(b2)]; });
-    std::set<int> chosen = {0, nb - 1};
-    for (int i = 0; i < budget_blocks - 2; ++i) chosen.insert(order[static_cast<size_t>(i)]);
+    const std::set<int> chosen = RefTopBlocks(q[static_cast<size_t>(t)], k, alive, budget_blocks, block, unit, H, hd, G);
     int common = 0;
     for (int b : chosen) common += std::count(in_force.begin(), in_force.end(), b) > 0 ? 1 : 0;
     r.first.push_back(in_force);

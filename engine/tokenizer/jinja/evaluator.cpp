@@ -20,29 +20,9 @@ Status TypeErr(int line, const std::string& op, const Value& a, const Value& b) 
 
 // Items a for-loop (or list filter) sees: list items, dict keys, string characters.
 StatusOr<List> Iterate(const Value& v, int line) {
-  switch (v.kind()) {
-    case Kind::kUndefined: return List{};
-    case Kind::kList:
-    case Kind::kTuple: return v.list();
-    case Kind::kDict: {
-      List keys;
-      for (const auto& kv : v.dict().items) keys.push_back(kv.first);
-      return keys;
-    }
-    case Kind::kString: {
-      List chars;
-      const std::string& t = v.str().text;
-      for (size_t i = 0; i < t.size();) {
-        size_t j = i + 1;
-        while (j < t.size() && (static_cast<unsigned char>(t[j]) & 0xC0) == 0x80) ++j;
-        chars.push_back(Value::String(v.str().Sub(i, j)));
-        i = j;
-      }
-      return chars;
-    }
-    default:
-      return RuntimeError(line, "'" + v.TypeName() + "' object is not iterable");
-  }
+  List items;
+  if (!IterItems(v, &items)) return RuntimeError(line, "'" + v.TypeName() + "' object is not iterable");
+  return items;
 }
 
 }  // namespace

@@ -33,28 +33,9 @@ const std::set<std::string, std::less<>>& TestNames() {
 
 // Items of a list-like value (lists, dict keys, string characters), as for-loops see them.
 StatusOr<List> Items(const Value& v) {
-  switch (v.kind()) {
-    case Kind::kUndefined: return List{};
-    case Kind::kList:
-    case Kind::kTuple: return v.list();
-    case Kind::kDict: {
-      List keys;
-      for (const auto& kv : v.dict().items) keys.push_back(kv.first);
-      return keys;
-    }
-    case Kind::kString: {
-      List chars;
-      const std::string& t = v.str().text;
-      for (size_t i = 0; i < t.size();) {
-        size_t j = i + 1;
-        while (j < t.size() && (static_cast<unsigned char>(t[j]) & 0xC0) == 0x80) ++j;
-        chars.push_back(Value::String(v.str().Sub(i, j)));
-        i = j;
-      }
-      return chars;
-    }
-    default: return Fail("'" + v.TypeName() + "' object is not iterable");
-  }
+  List items;
+  if (!IterItems(v, &items)) return Fail("'" + v.TypeName() + "' object is not iterable");
+  return items;
 }
 
 // jinja2's attribute getter for filters ("a.b" walks dicts; a missing key is undefined).

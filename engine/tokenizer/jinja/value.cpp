@@ -475,4 +475,28 @@ size_t Utf8Offset(std::string_view s, size_t cp) {
   return s.size();
 }
 
+bool IterItems(const Value& v, List* out) {
+  out->clear();
+  switch (v.kind()) {
+    case Kind::kUndefined: return true;
+    case Kind::kList:
+    case Kind::kTuple: *out = v.list(); return true;
+    case Kind::kDict:
+      for (const auto& kv : v.dict().items) out->push_back(kv.first);
+      return true;
+    case Kind::kString: {
+      const std::string& t = v.str().text;
+      for (size_t i = 0; i < t.size();) {
+        size_t j = i + 1;
+        while (j < t.size() && (static_cast<unsigned char>(t[j]) & 0xC0) == 0x80) ++j;
+        out->push_back(Value::String(v.str().Sub(i, j)));
+        i = j;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
 }  // namespace slim::jinja

@@ -138,6 +138,10 @@ StatusOr<std::string> ToJson(const Value& v, const JsonStyle& style);
 // None, else the code points of `chars`; provenance of the kept bytes is kept.
 Str PyStrip(const Str& s, const Value* chars, bool left, bool right);
 
+// The items a for-loop (or a list filter) sees: list and tuple items, dict keys, the characters
+// (code points) of a string, nothing for undefined; false for a value that is not iterable.
+bool IterItems(const Value& v, List* out);
+
 // Code point count of UTF-8 text, and the byte offset of code point `cp` (clamped to the end).
 size_t Utf8Length(std::string_view s);
 size_t Utf8Offset(std::string_view s, size_t cp);
