@@ -19,6 +19,7 @@ Status Engine::StartSelection(kv::SeqId seq, const std::vector<int>& bounds, int
   o.gamma = decode_kv_gamma_;
   o.block_tokens = L.block_tokens;
   o.unit_tokens = default_pruning_.unit_tokens;
+  o.select_layer = decode_kv_select_layer_;
   std::vector<int32_t> prompt_tokens;
   for (size_t s = 0; s + 1 < bounds.size(); ++s) prompt_tokens.push_back(kv_->Tokens(seq, bounds[s]));
   SLIM_ASSIGN_OR_RETURN(DecodeSelection sel, DecodeSelection::Create(o, bounds, prompt_tokens));
@@ -29,8 +30,8 @@ Status Engine::StartSelection(kv::SeqId seq, const std::vector<int>& bounds, int
   const int hd = L.head_dim, kvh = L.n_kv_heads, kv_dim = kvh * hd, bt = L.block_tokens;
   std::vector<float> block(static_cast<size_t>(kvh) * bt * hd);
   for (SegmentSelection& seg : sel.segments()) {
-    const kv::LayerTable* t = kv_->TablePtr(seq, seg.first_layer);
-    if (t == nullptr) return NotFoundError("no KV table for layer " + std::to_string(seg.first_layer));
+    const kv::LayerTable* t = kv_->TablePtr(seq, seg.choose_layer);
+    if (t == nullptr) return NotFoundError("no KV table for layer " + std::to_string(seg.choose_layer));
     std::vector<float> keys(static_cast<size_t>(seg.prompt_tokens) * kv_dim);
     for (int64_t b = 0; b < seg.prompt_blocks; ++b) {
       TensorView v;

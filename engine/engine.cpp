@@ -159,6 +159,11 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   }
   e->decode_kv_budget_ = o.decode_kv_budget;
   e->decode_kv_gamma_ = o.decode_kv_gamma;
+  if (o.decode_kv_select_layer < 0 || o.decode_kv_select_layer >= e->model_->config().n_layers) {
+    return InvalidArgumentError("engine: decode_kv_select_layer must be in [0, " +
+                                std::to_string(e->model_->config().n_layers) + ")");
+  }
+  e->decode_kv_select_layer_ = o.decode_kv_select_layer;
   SLIM_RETURN_IF_ERROR(e->default_pruning_.Validate(e->model_->config().n_layers).WithPrefix("default pruning schedule"));
   return e;
 }

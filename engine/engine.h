@@ -68,6 +68,9 @@ struct EngineOptions {
   // at or above which a segment keeps the blocks in force.
   int64_t decode_kv_budget = 0;
   double decode_kv_gamma = 0.9;
+  // The layer at which segment 0 (and any segment it falls inside) chooses; 0 = each segment's
+  // first layer. The layers before it attend over every block.
+  int decode_kv_select_layer = 0;
 };
 
 // What the KV store's tiers hold (GetModelInfo, sliminfer-cli info).
@@ -295,6 +298,7 @@ class Engine {
   PruningConfig default_pruning_;
   int64_t decode_kv_budget_ = 0;
   double decode_kv_gamma_ = 0.9;
+  int decode_kv_select_layer_ = 0;
   std::map<kv::SeqId, DecodeSelection> selections_;
   DecodeSelectionStats selection_stats_;
   int64_t context_length_ = 0;

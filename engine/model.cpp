@@ -682,13 +682,16 @@ Status Model::ApplySelections(int layer, std::span<const ForwardSeq> seqs, Tenso
     if (seg == nullptr) continue;
     AttnSeq& a = b.attn_view[i];
     if (a.n_rows != 1) return InvalidArgumentError("decode KV budget: a selection applies to one-token decodes");
-    const std::vector<int32_t>& in_force = layer == seg->first_layer ? seg->first_set : seg->rest_set;
+    // Up to the choosing layer every block (the choosing layer itself: the set in force, when
+    // it is the segment's first layer); after it the blocks chosen there.
+    const bool whole = layer < seg->choose_layer || (layer == seg->choose_layer && layer != seg->first_layer);
+    const std::vector<int32_t>& in_force = layer == seg->choose_layer ? seg->first_set : seg->rest_set;
     if (seqs[i].select_stats != nullptr) {
-      seqs[i].select_stats->attended_block_layers += static_cast<int64_t>(in_force.size());
+      seqs[i].select_stats->attended_block_layers += whole ? seg->prompt_blocks : static_cast<int64_t>(in_force.size());
       seqs[i].select_stats->stored_block_layers += seg->prompt_blocks;
     }
-    a.table = &seqs[i].select->ViewAt(*seg, layer, *a.table, &a.n_past);
-    if (layer == seg->first_layer) {
+    if (!whole) a.table = &seqs[i].select->ViewAt(*seg, layer, *a.table, &a.n_past);
+    if (layer == seg->choose_layer) {
       // The new token's rotated query chooses what the segment's later layers read: the
       // backend's block scorer over the unit-mean keys, the query as the last row of a window
       // of one (rows before it are not read).

@@ -69,6 +69,9 @@ ABSL_FLAG(std::string, pruning_schedule, "", "the model's default pruning schedu
 ABSL_FLAG(int64_t, decode_kv_budget, 0,
           "decode KV budget: prompt tokens per layer each segment of layers attends over while decoding, chosen per "
           "step from the new token's query (0 = every token; requests may set their own)");
+ABSL_FLAG(int, decode_kv_select_layer, 0,
+          "decode KV selection: the layer at which the first segment chooses its blocks (0 = its first layer; "
+          "the layers before it attend over every block)");
 ABSL_FLAG(double, decode_kv_gamma, 0.9,
           "decode KV selection: overlap with the blocks in force at or above which a segment keeps them, in [0, 1]");
 ABSL_FLAG(std::string, log_format, "text", "text or json (one JSON object per line)");
@@ -97,7 +100,7 @@ const char* const kFlagNames[] = {
     "http_host", "http_port", "http_max_connections", "http_read_timeout_s", "http_idle_timeout_s",
     "http_write_timeout_s", "http_max_body_bytes", "served_model_name", "api_key", "api_key_file",
     "metrics_host",   "metrics_port",    "max_seqs",          "max_queue",     "max_prompt_tokens", "max_prefill_tokens_per_step",
-    "max_total_tokens", "default_max_tokens", "context_length", "kv_tokens", "kv_gib", "gpu_memory_fraction", "host_kv_tokens", "host_kv_gib",    "pruning",       "pruning_schedule", "decode_kv_budget", "decode_kv_gamma",
+    "max_total_tokens", "default_max_tokens", "context_length", "kv_tokens", "kv_gib", "gpu_memory_fraction", "host_kv_tokens", "host_kv_gib",    "pruning",       "pruning_schedule", "decode_kv_budget", "decode_kv_gamma", "decode_kv_select_layer",
     "log_format",     "log_level",       "drain_grace_s",     "keepalive_time_ms", "keepalive_timeout_ms",
     "max_message_bytes", "warmup", "warmup_tokens", "chat_content_specials", "chat_template", "stream_write_timeout_s",
     "tls_cert", "tls_key", "reflection"};
@@ -178,6 +181,7 @@ Status ServerOptions::Validate() const {
   if (pruning == PruningMode::kExplicit) return bad("pruning", "must be off or default");
   if (e.decode_kv_budget < 0) return bad("decode-kv-budget", "must be >= 0 (0 = every token)");
   if (!(e.decode_kv_gamma >= 0.0 && e.decode_kv_gamma <= 1.0)) return bad("decode-kv-gamma", "must be in [0, 1]");
+  if (e.decode_kv_select_layer < 0) return bad("decode-kv-select-layer", "must be >= 0");
   if (log_level != "trace" && log_level != "debug" && log_level != "info" && log_level != "warn" &&
       log_level != "error" && log_level != "off") {
     return bad("log-level", "must be trace, debug, info, warn, error or off");
@@ -287,6 +291,7 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   e.default_pruning = absl::GetFlag(FLAGS_pruning_schedule);
   e.decode_kv_budget = absl::GetFlag(FLAGS_decode_kv_budget);
   e.decode_kv_gamma = absl::GetFlag(FLAGS_decode_kv_gamma);
+  e.decode_kv_select_layer = absl::GetFlag(FLAGS_decode_kv_select_layer);
   const std::string fmt = absl::GetFlag(FLAGS_log_format);
   if (fmt == "text") o.log_format = LogFormat::kText;
   else if (fmt == "json") o.log_format = LogFormat::kJson;

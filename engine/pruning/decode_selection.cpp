@@ -43,6 +43,7 @@ std::vector<float> UnitMeanKeys(const std::vector<float>& keys, int64_t n_tokens
 StatusOr<DecodeSelection> DecodeSelection::Create(const DecodeSelectionOptions& o, const std::vector<int>& bounds,
                                                   const std::vector<int32_t>& prompt_tokens) {
   if (o.budget_tokens < 0) return InvalidArgumentError("decode KV budget: must be >= 0");
+  if (o.select_layer < 0) return InvalidArgumentError("decode KV selection layer: must be >= 0");
   if (!(o.gamma >= 0.0 && o.gamma <= 1.0)) return InvalidArgumentError("decode KV gamma: must be in [0, 1]");
   if (o.unit_tokens <= 0 || o.block_tokens % o.unit_tokens != 0) {
     return InvalidArgumentError("decode KV selection: the block size must be a multiple of the unit size");
@@ -57,6 +58,7 @@ StatusOr<DecodeSelection> DecodeSelection::Create(const DecodeSelectionOptions& 
     SegmentSelection seg;
     seg.first_layer = bounds[s];
     seg.end_layer = bounds[s + 1];
+    seg.choose_layer = o.select_layer > seg.first_layer && o.select_layer < seg.end_layer ? o.select_layer : seg.first_layer;
     seg.prompt_tokens = prompt_tokens[s];
     seg.prompt_blocks = (prompt_tokens[s] + o.block_tokens - 1) / o.block_tokens;
     if (seg.prompt_blocks <= sel.budget_blocks()) continue;  // everything fits: attended whole
@@ -98,7 +100,7 @@ void DecodeSelection::EndStep() {
 
 const kv::LayerTable& DecodeSelection::ViewAt(SegmentSelection& s, int layer, const kv::LayerTable& t,
                                               int32_t* n_past) {
-  const std::vector<int32_t>& set = layer == s.first_layer ? s.first_set : s.rest_set;
+  const std::vector<int32_t>& set = layer == s.choose_layer ? s.first_set : s.rest_set;
   kv::LayerTable& v = s.view;
   v.blocks.clear();
   v.host.clear();

@@ -34,17 +34,21 @@ struct DecodeSelectionOptions {
   double gamma = 0.9;         // overlap at or above which the set in force is kept
   int block_tokens = 64;
   int unit_tokens = 8;        // the key summaries' unit (the pruning scorer's)
+  // A segment chooses at its first layer, or at this layer when it lies inside the segment:
+  // then the layers from the first up to and including it attend over every block.
+  int select_layer = 0;
 };
 
 // One segment's state: its layers, the unit-mean keys of its prompt blocks at its first layer,
 // and the block sets in force (prompt block indices, increasing).
 struct SegmentSelection {
   int first_layer = 0, end_layer = 0;  // layers [first_layer, end_layer)
+  int choose_layer = 0;                // where the segment chooses (DecodeSelectionOptions::select_layer)
   int32_t prompt_tokens = 0;           // prompt tokens stored at these layers
   int64_t prompt_blocks = 0;
   int64_t n_units = 0;
   Buffer unit_keys;                    // on the backend, activation dtype: [n_units, n_kv_heads * head_dim]
-  std::vector<int32_t> first_set;      // what layer first_layer attends over this step
+  std::vector<int32_t> first_set;      // what layer choose_layer attends over this step (when it is first_layer)
   std::vector<int32_t> rest_set;       // what the segment's later layers attend over this step
   kv::LayerTable view;                 // scratch: the block table handed to attention
 };

@@ -379,6 +379,7 @@ RefSegmentSets RefDecodeSets(const std::vector<std::vector<double>>& q, const st
 struct RefBudget {
   int budget_blocks = 0;
   double gamma = 0.9;
+  int select_layer = 0;  // a segment chooses here when it lies inside it, else at its first layer
 };
 
 RefResult RunReference(const RefModel& m, const std::vector<int32_t>& prompt, const std::vector<int32_t>& gen,
@@ -398,7 +399,8 @@ RefResult RunReference(const RefModel& m, const std::vector<int32_t>& prompt, co
   }
   RefResult res;
   RefSegmentSets seg;  // the current segment's decode sets (empty: every block)
-  int seg_first = 0;
+  int seg_first = 0, seg_choose = 0;
+  bool seg_selects = false;
   std::vector<int> alive(static_cast<size_t>(n));
   std::iota(alive.begin(), alive.end(), 0);
   for (int l = 0; l < c.n_layers; ++l) {
@@ -434,13 +436,21 @@ RefResult RunReference(const RefModel& m, const std::vector<int32_t>& prompt, co
     for (const auto& st : stages) starts = starts || st.first == l;
     if (starts) {
       seg = {};
-      seg_first = l;
+      seg_first = seg_choose = l;
+      int end = c.n_layers;
+      for (const auto& st : stages)
+        if (st.first > l) end = std::min(end, st.first);
+      if (budget.select_layer > l && budget.select_layer < end) seg_choose = budget.select_layer;
       const int nb = (static_cast<int>(alive.size()) + block - 1) / block;
-      if (budget.budget_blocks > 0 && nb > budget.budget_blocks) {
-        seg = RefDecodeSets(q, k, alive, n, total, budget.budget_blocks, budget.gamma, block, unit, H, hd, G);
-        res.decode_sets.push_back(seg.rest);
-      }
+      seg_selects = budget.budget_blocks > 0 && nb > budget.budget_blocks;
     }
+    if (seg_selects && l == seg_choose) {
+      seg = RefDecodeSets(q, k, alive, n, total, budget.budget_blocks, budget.gamma, block, unit, H, hd, G);
+      res.decode_sets.push_back(seg.rest);
+    }
+    // Up to the choosing layer every block (the choosing layer: the set in force, when it is the
+    // segment's first layer).
+    const bool whole = seg.rest.empty() || (l == seg_choose && l != seg_first);
     // Attention: token t sees the active tokens with index <= t (a generated token under a
     // budget: only the prompt tokens of its blocks).
     std::vector<std::vector<double>> out(static_cast<size_t>(total));
@@ -451,15 +461,15 @@ RefResult RunReference(const RefModel& m, const std::vector<int32_t>& prompt, co
         std::vector<double> sc;
         std::vector<int> keys;
         std::set<int> attended;
-        if (!seg.rest.empty() && t >= n) {
-          const std::vector<int>& blocks = (l == seg_first ? seg.first : seg.rest)[static_cast<size_t>(t - n)];
+        if (!whole && t >= n) {
+          const std::vector<int>& blocks = (l == seg_choose ? seg.first : seg.rest)[static_cast<size_t>(t - n)];
           for (int b : blocks)
             for (int i = b * block; i < std::min<int>((b + 1) * block, static_cast<int>(alive.size())); ++i)
               attended.insert(alive[static_cast<size_t>(i)]);
         }
         for (int s : active) {
           if (s > t) continue;
-          if (!seg.rest.empty() && t >= n && s < n && attended.count(s) == 0) continue;
+          if (!whole && t >= n && s < n && attended.count(s) == 0) continue;
           double dot = 0.0;
           for (int dd = 0; dd < hd; ++dd) dot += q[static_cast<size_t>(t)][static_cast<size_t>(h * hd + dd)] * k[static_cast<size_t>(s)][static_cast<size_t>(g * hd + dd)];
           sc.push_back(dot / std::sqrt(static_cast<double>(hd)));
@@ -628,20 +638,21 @@ TEST(PrunedForward, InvalidExplicitScheduleIsRejectedAndLeavesNothing) {
 // Decode under a KV budget (engine/pruning/decode_selection.h) against the reference's own
 // rule in plain loops: the blocks each segment chooses at every step, and the logits of
 // attention over them.
-std::unique_ptr<Engine> BudgetEngine(int64_t budget, double gamma) {
+std::unique_ptr<Engine> BudgetEngine(int64_t budget, double gamma, int select_layer = 0) {
   EngineOptions o;
   o.model = "synthetic:tiny";
   o.kv_tokens = 4096;
   o.backend.threads = 2;
   o.decode_kv_budget = budget;
   o.decode_kv_gamma = gamma;
+  o.decode_kv_select_layer = select_layer;
   auto e = Engine::Create(o);
   EXPECT_TRUE(e.ok()) << e.status().ToString();
   return e.ok() ? std::move(e).value() : nullptr;
 }
 
-void CheckBudgetAgainstReference(bool pruned, double gamma) {
-  auto e = BudgetEngine(192, gamma);  // 3 blocks per segment: the sink, the last, one chosen
+void CheckBudgetAgainstReference(bool pruned, double gamma, int select_layer = 0) {
+  auto e = BudgetEngine(192, gamma, select_layer);  // 3 blocks per segment: the sink, the last, one chosen
   ASSERT_NE(e, nullptr);
   auto src = OpenWeights("synthetic:tiny", 1234);
   ASSERT_TRUE(src.ok());
@@ -674,7 +685,7 @@ void CheckBudgetAgainstReference(bool pruned, double gamma) {
       sets[s].emplace_back(r.begin(), r.end());
     }
   }
-  RefResult r = RunReference(ref, ids, gen, stages, 64, 8, 4, false, {3, gamma});
+  RefResult r = RunReference(ref, ids, gen, stages, 64, 8, 4, false, {3, gamma, select_layer});
   ASSERT_EQ(r.decode_sets.size(), n_seg);
   for (size_t s = 0; s < n_seg; ++s) EXPECT_EQ(sets[s], r.decode_sets[s]) << "segment " << s;
   double worst = 0.0;
@@ -710,6 +721,8 @@ TEST(DecodeBudget, DenseDecodeMatchesTheReferenceRule) { CheckBudgetAgainstRefer
 TEST(DecodeBudget, PrunedDecodeMatchesTheReferenceRule) { CheckBudgetAgainstReference(true, 0.9); }
 TEST(DecodeBudget, GammaOneFollowsEveryChoice) { CheckBudgetAgainstReference(true, 1.0); }
 TEST(DecodeBudget, GammaZeroKeepsTheFirstChoice) { CheckBudgetAgainstReference(true, 0.0); }
+// Segment 0 (layers 0-2 dense) chooses at layer 1: layers 0 and 1 read every block, layer 2 the choice.
+TEST(DecodeBudget, ALaterSelectLayerChoosesThere) { CheckBudgetAgainstReference(false, 0.9, 1); }
 
 // Decode logits of `gen` after `ids` (pruned or not) on an engine with that budget and gamma.
 std::vector<std::vector<float>> DecodeLogits(int64_t budget, double gamma, bool pruned) {
