@@ -3,10 +3,6 @@
 // Every malformed input is an InvalidArgument naming the file and the problem.
 #include "engine/gguf/gguf_file.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <bit>
 #include <cerrno>
@@ -279,41 +275,12 @@ const char* ValueTypeName(ValueType t) {
 }
 
 StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    std::string msg = path + ": cannot open: " + std::strerror(err);
-    if (err == ENOENT) return NotFoundError(msg);
-    if (err == EACCES) return Status(StatusCode::kPermissionDenied, msg);
-    return InvalidArgumentError(msg);
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return InternalError(path + ": fstat failed: " + std::strerror(err));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return InvalidArgumentError(path + ": not a regular file");
-  }
-  if (st.st_size == 0) {
-    ::close(fd);
-    return InvalidArgumentError(path + ": file is empty (expected a GGUF file)");
-  }
-  const auto size = static_cast<size_t>(st.st_size);
-  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int map_err = errno;
-  ::close(fd);  // the mapping keeps the file alive
-  if (map == MAP_FAILED) {
-    return ResourceExhaustedError(path + ": mmap of " + std::to_string(size) +
-                                  " bytes failed: " + std::strerror(map_err));
-  }
+  SLIM_ASSIGN_OR_RETURN(MappedFile map, MappedFile::Open(path));
+  if (map.bytes().empty()) return InvalidArgumentError(path + ": file is empty (expected a GGUF file)");
   std::unique_ptr<GgufFile> file(new GgufFile());
   file->path_ = path;
-  file->map_ = map;  // owned from here: the destructor unmaps it on every path
-  file->map_size_ = size;
-  SLIM_RETURN_IF_ERROR(file->Parse({static_cast<const uint8_t*>(map), size}));
+  file->map_ = std::move(map);
+  SLIM_RETURN_IF_ERROR(file->Parse(file->map_.bytes()));
   return file;
 }
 
@@ -325,9 +292,7 @@ StatusOr<std::unique_ptr<GgufFile>> GgufFile::FromBuffer(std::span<const uint8_t
   return file;
 }
 
-GgufFile::~GgufFile() {
-  if (map_ != nullptr) ::munmap(map_, map_size_);
-}
+GgufFile::~GgufFile() = default;
 
 namespace {
 

@@ -12,6 +12,7 @@
 #include <variant>
 #include <vector>
 
+#include "engine/core/mapped_file.h"
 #include "engine/core/status.h"
 
 namespace slim::gguf {
@@ -95,8 +96,7 @@ class GgufFile {
   std::unordered_map<std::string, size_t> kv_index_;
   std::vector<TensorInfo> tensors_;
   std::unordered_map<std::string, size_t> tensor_index_;
-  void* map_ = nullptr;  // mmap base when opened from a path
-  size_t map_size_ = 0;
+  MappedFile map_;  // the file's bytes when opened from a path
 };
 
 }  // namespace slim::gguf

@@ -3,10 +3,6 @@
 // Every malformed input is an InvalidArgument naming the file and, where one is at fault, the tensor.
 #include "engine/model/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <bit>
@@ -311,35 +307,11 @@ Status SafetensorsFile::Parse(std::span<const uint8_t> bytes) {
 }
 
 StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return NotFoundError(path + ": cannot open: " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return InvalidArgumentError(path + ": cannot stat: " + std::strerror(err));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return InvalidArgumentError(path + ": not a regular file");
-  }
-  const size_t size = static_cast<size_t>(st.st_size);
+  SLIM_ASSIGN_OR_RETURN(MappedFile map, MappedFile::Open(path));
   std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
   file->path_ = path;
-  if (size == 0) {
-    ::close(fd);
-    SLIM_RETURN_IF_ERROR(file->Parse({}));
-    return file;
-  }
-  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int map_err = errno;
-  ::close(fd);  // the mapping keeps the file alive
-  if (map == MAP_FAILED) {
-    return ResourceExhaustedError(path + ": mmap of " + std::to_string(size) + " bytes failed: " + std::strerror(map_err));
-  }
-  file->map_ = map;  // owned from here: the destructor unmaps it on every path
-  file->map_size_ = size;
-  SLIM_RETURN_IF_ERROR(file->Parse({static_cast<const uint8_t*>(map), size}));
+  file->map_ = std::move(map);
+  SLIM_RETURN_IF_ERROR(file->Parse(file->map_.bytes()));
   return file;
 }
 
@@ -351,9 +323,7 @@ StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::FromBuffer(std::span
   return file;
 }
 
-SafetensorsFile::~SafetensorsFile() {
-  if (map_ != nullptr) ::munmap(map_, map_size_);
-}
+SafetensorsFile::~SafetensorsFile() = default;
 
 const TensorInfo* SafetensorsFile::FindTensor(std::string_view name) const {
   auto it = index_.find(std::string(name));

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/core/mapped_file.h"
 #include "engine/core/status.h"
 
 namespace slim::safetensors {
@@ -64,8 +65,7 @@ class SafetensorsFile {
   std::vector<std::pair<std::string, std::string>> metadata_;
   std::vector<TensorInfo> tensors_;
   std::unordered_map<std::string, size_t> index_;
-  void* map_ = nullptr;  // mmap base when opened from a path
-  size_t map_size_ = 0;
+  MappedFile map_;  // the file's bytes when opened from a path
 };
 
 }  // namespace slim::safetensors

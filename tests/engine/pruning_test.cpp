@@ -531,6 +531,20 @@ TEST(PrunedForward, KeepEverythingIsDenseBitForBit) {
   EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
 }
 
+// The largest |ours - reference| over the steps' logits, each step's own maximum expected under
+// `tol`.
+double WorstStepDiff(const std::vector<std::vector<float>>& ours, const std::vector<std::vector<double>>& ref,
+                     double tol) {
+  double worst = 0.0;
+  for (size_t s = 0; s < ours.size(); ++s) {
+    double max_diff = 0.0;
+    for (size_t i = 0; i < ours[s].size(); ++i) max_diff = std::max(max_diff, std::fabs(ours[s][i] - ref[s][i]));
+    EXPECT_LT(max_diff, tol) << "step " << s;
+    worst = std::max(worst, max_diff);
+  }
+  return worst;
+}
+
 void CheckAgainstReference(bool after_attention) {
   auto e = TinyEngine();
   auto src = OpenWeights("synthetic:tiny", 1234);
@@ -573,14 +587,7 @@ void CheckAgainstReference(bool after_attention) {
   ASSERT_EQ(r.alive[2].size(), kv2);
   EXPECT_EQ(r.alive[2].front(), 0);
   EXPECT_EQ(r.alive[2].back(), 599);
-  double worst = 0.0;
-  for (size_t s = 0; s < ours.size(); ++s) {
-    double max_diff = 0.0;
-    for (int i = 0; i < vocab; ++i)
-      max_diff = std::max(max_diff, std::fabs(ours[s][static_cast<size_t>(i)] - r.logits[s][static_cast<size_t>(i)]));
-    EXPECT_LT(max_diff, 1e-4) << "step " << s;
-    worst = std::max(worst, max_diff);
-  }
+  const double worst = WorstStepDiff(ours, r.logits, 1e-4);
   // And pruning really changed the logits: the comparison above is not dense vs dense.
   RefResult dense = RunReference(ref, ids, {}, {}, 64, 8, 4);
   double dd = 0.0;
@@ -688,14 +695,7 @@ void CheckBudgetAgainstReference(bool pruned, double gamma, int select_layer = 0
   RefResult r = RunReference(ref, ids, gen, stages, 64, 8, 4, false, {3, gamma, select_layer});
   ASSERT_EQ(r.decode_sets.size(), n_seg);
   for (size_t s = 0; s < n_seg; ++s) EXPECT_EQ(sets[s], r.decode_sets[s]) << "segment " << s;
-  double worst = 0.0;
-  for (size_t s = 0; s < ours.size(); ++s) {
-    double max_diff = 0.0;
-    for (int i = 0; i < vocab; ++i)
-      max_diff = std::max(max_diff, std::fabs(ours[s][static_cast<size_t>(i)] - r.logits[s][static_cast<size_t>(i)]));
-    EXPECT_LT(max_diff, 1e-4) << "step " << s;
-    worst = std::max(worst, max_diff);
-  }
+  const double worst = WorstStepDiff(ours, r.logits, 1e-4);
   // The budget changed the decode: the comparison is not all blocks against all blocks.
   RefResult all = RunReference(ref, ids, gen, stages, 64, 8, 4);
   double dd = 0.0;
