@@ -55,8 +55,37 @@ Status Engine::StartSelection(kv::SeqId seq, const std::vector<int>& bounds, int
     SLIM_ASSIGN_OR_RETURN(seg.unit_keys, backend_->Alloc(backend_->act_dtype(), seg.n_units, kv_dim));
     SLIM_RETURN_IF_ERROR(backend_->Upload(unit_keys.data(), seg.unit_keys.view()));
   }
+  // With a host tier: the selectable prompt blocks of the tiered layers are written through
+  // now, in the background; their gpu slots go once the set is chosen and the copies landed. A
+  // host tier too full for them leaves the sequence all-resident (the selection still applies).
+  if (kv_->HostCapacityBlocks() > 0) {
+    std::vector<kv::KvStore::Residency> layers;
+    for (const SegmentSelection& seg : sel.segments()) {
+      for (int l : seg.tier_layers) layers.push_back(kv::KvStore::Residency{l, seg.prompt_blocks - 1, {}});
+    }
+    StatusOr<kv::TicketId> t = kv_->WriteThrough(seq, layers);
+    if (t.ok()) {
+      sel.set_tiered(true);
+    } else if (t.status().code() != StatusCode::kResourceExhausted) {
+      return t.status();
+    }
+  }
   selections_.insert_or_assign(seq, std::move(sel));
   return OkStatus();
+}
+
+Status Engine::SwapIn(kv::SeqId seq) {
+  if (!seq_len_.count(seq)) return NotFoundError("no live sequence " + std::to_string(seq));
+  SLIM_RETURN_IF_ERROR(kv_->Prefetch(seq).status());
+  // Every block came back: a tiered selection trims the gpu tier again at its next choice.
+  if (auto it = selections_.find(seq); it != selections_.end()) {
+    for (SegmentSelection& seg : it->second.segments()) seg.residency_dirty = it->second.tiered();
+  }
+  return OkStatus();
+}
+
+size_t Engine::GpuKvBytes(kv::SeqId seq) const {
+  return static_cast<size_t>(kv_->GpuBlocks(seq)) * kv_->layout().BlockBytes();
 }
 
 }  // namespace slim

@@ -667,11 +667,6 @@ Status Engine::SwapOut(kv::SeqId seq) {
   return kv_->Offload(seq, /*release_gpu=*/true).status();
 }
 
-Status Engine::SwapIn(kv::SeqId seq) {
-  if (!seq_len_.count(seq)) return NotFoundError("no live sequence " + std::to_string(seq));
-  return kv_->Prefetch(seq).status();
-}
-
 KvCapacity Engine::kv_capacity() const {
   const kv::KvLayout& L = kv_->layout();
   KvCapacity c;

@@ -228,6 +228,9 @@ class Engine {
   int32_t SequenceLength(kv::SeqId seq) const;
   // KV bytes the sequence's tokens occupy (sum over layers of tokens x per-token bytes).
   size_t SequenceKvBytes(kv::SeqId seq) const;
+  // Bytes of the sequence's KV blocks on the gpu tier now (with a tiered decode KV selection,
+  // the chosen blocks; otherwise every block it holds, reserved ones included).
+  size_t GpuKvBytes(kv::SeqId seq) const;
 
   // Takes before serving what the backend does on first use: one short generation, then, where
   // the backend tunes products per row bucket (CUDA's GEMM tuner), one prompt of each bucket's

@@ -655,8 +655,9 @@ Status Model::AttentionBlock(int l, kv::KvStore& kv, std::span<const ForwardSeq>
   if (l + 1 == c.n_layers && !prune_after && b.n_rows > b.n_seqs) {
     TailAttention(kv, qkv.Cols(0, qd), b);
   } else if (b.any_select) {
-    SLIM_RETURN_IF_ERROR(ApplySelections(l, seqs, qkv.Cols(0, qd), b));
+    SLIM_RETURN_IF_ERROR(ApplySelections(l, kv, seqs, qkv.Cols(0, qd), b));
     backend_->Attention(kv, b.attn_view, shape_, qkv.Cols(0, qd), attn_.Rows(0, b.n_rows));
+    SLIM_RETURN_IF_ERROR(UpdateResidency(l, kv, seqs));
   } else {
     backend_->Attention(kv, b.attn, shape_, qkv.Cols(0, qd), attn_.Rows(0, b.n_rows));
   }
@@ -674,7 +675,25 @@ Status Model::AttentionBlock(int l, kv::KvStore& kv, std::span<const ForwardSeq>
   return OkStatus();
 }
 
-Status Model::ApplySelections(int layer, std::span<const ForwardSeq> seqs, TensorView q, BatchState& b) {
+Status Model::UpdateResidency(int layer, kv::KvStore& kv, std::span<const ForwardSeq> seqs) {
+  for (const ForwardSeq& fs : seqs) {
+    if (fs.select == nullptr || !fs.select->tiered()) continue;
+    SegmentSelection* seg = fs.select->SegmentAt(layer);
+    if (seg == nullptr || layer != seg->choose_layer || !seg->residency_dirty) continue;
+    const std::vector<kv::KvStore::Residency> r = fs.select->ResidencyOf(*seg);
+    SLIM_ASSIGN_OR_RETURN(const kv::KvStore::ResidencyChange ch, kv.SetResidency(fs.seq, r));
+    seg->residency_dirty = ch.deferred > 0;  // blocks not yet clean on the host: again next step
+    if (fs.select_stats != nullptr) {
+      ++fs.select_stats->residency_updates;
+      fs.select_stats->blocks_fetched += ch.fetched;
+      fs.select_stats->blocks_released += ch.released;
+    }
+  }
+  return OkStatus();
+}
+
+Status Model::ApplySelections(int layer, kv::KvStore& kv, std::span<const ForwardSeq> seqs, TensorView q,
+                              BatchState& b) {
   b.attn_view = b.attn;
   for (size_t i = 0; i < seqs.size(); ++i) {
     if (seqs[i].select == nullptr) continue;
@@ -690,7 +709,15 @@ Status Model::ApplySelections(int layer, std::span<const ForwardSeq> seqs, Tenso
       seqs[i].select_stats->attended_block_layers += whole ? seg->prompt_blocks : static_cast<int64_t>(in_force.size());
       seqs[i].select_stats->stored_block_layers += seg->prompt_blocks;
     }
-    if (!whole) a.table = &seqs[i].select->ViewAt(*seg, layer, *a.table, &a.n_past);
+    if (!whole) {
+      a.table = &seqs[i].select->ViewAt(*seg, layer, *a.table, &a.n_past);
+      for (kv::BlockId id : a.table->blocks) {
+        if (id < 0) {
+          return InternalError("decode KV selection: a chosen block of layer " + std::to_string(layer) +
+                               " has no gpu slot");
+        }
+      }
+    }
     if (layer == seg->choose_layer) {
       // The new token's rotated query chooses what the segment's later layers read: the
       // backend's block scorer over the unit-mean keys, the query as the last row of a window
@@ -707,7 +734,9 @@ Status Model::ApplySelections(int layer, std::span<const ForwardSeq> seqs, Tenso
                                                  static_cast<int32_t>(nu), seqs[i].select->units_per_block(), 1, 1,
                                                  false, &b.scores));
       DecodeSelectionStats unused;
-      seqs[i].select->Select(*seg, b.scores, seqs[i].select_stats != nullptr ? seqs[i].select_stats : &unused);
+      const SelectionDecision d =
+          seqs[i].select->Select(*seg, b.scores, seqs[i].select_stats != nullptr ? seqs[i].select_stats : &unused);
+      kv.RecordSelection(d.overlap, d.kept);
     }
   }
   return OkStatus();

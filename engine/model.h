@@ -116,7 +116,10 @@ class Model {
   // Decode KV budgets at `layer`: the sequences' attention tables in b.attn_view (the chosen
   // blocks where a selection applies, b.attn's otherwise), choosing anew at a segment's first
   // layer from the rotated queries q.
-  Status ApplySelections(int layer, std::span<const ForwardSeq> seqs, TensorView q, BatchState& b);
+  Status ApplySelections(int layer, kv::KvStore& kv, std::span<const ForwardSeq> seqs, TensorView q, BatchState& b);
+  // Tiered selections: after the choosing layer's attention is queued, the gpu tier is made to
+  // hold the segment's new set at its tier layers (DecodeSelection::ResidencyOf).
+  Status UpdateResidency(int layer, kv::KvStore& kv, std::span<const ForwardSeq> seqs);
   // Applies the pruning stages at `layer` (before or after its attention) and compacts the
   // batch rows of x (and of qkv when before attention).
   Status PruneAt(int layer, bool before_attention, std::span<const ForwardSeq> seqs, BatchState& b);

@@ -22,7 +22,8 @@ HistogramData HistogramData::WithBounds(std::vector<double> bounds) {
 CopyEngine::CopyEngine(TierMemory* memory, DoneCallback on_done) : memory_(memory), on_done_(std::move(on_done)) {
   stats_.batch_bytes = HistogramData::WithBounds(
       {64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20, 1 << 30});
-  stats_.prefetch_wait = HistogramData::WithBounds({0.0, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1.0});
+  stats_.prefetch_wait =
+      HistogramData::WithBounds({0.0, kLateSeconds, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1.0});
   workers_[0] = std::thread([this] { Worker(CopyDir::kH2D); });
   workers_[1] = std::thread([this] { Worker(CopyDir::kD2H); });
 }
@@ -43,6 +44,7 @@ TicketId CopyEngine::Submit(CopyJob job) {
   t.dir = job.dir;
   t.n_groups = job.groups.size();
   t.markers.assign(t.n_groups, 0);
+  if (job.dir == CopyDir::kH2D) outcomes_[id] = Outcome{};
   queue_[static_cast<int>(job.dir)].emplace_back(id, std::move(job));
   cv_.notify_all();
   return id;
@@ -66,10 +68,6 @@ void CopyEngine::Worker(CopyDir dir) {
       std::lock_guard<std::mutex> l(mu_);
       auto it = live_.find(item.first);
       Ticket& t = it->second;
-      if (dir == CopyDir::kH2D) {
-        stats_.prefetch_wait.Observe(
-            t.waited ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t.first_wait).count() : 0.0);
-      }
       for (Marker m : t.markers)
         if (m != 0) memory_->ReleaseMarker(m);
       if (!st.ok()) {
@@ -77,8 +75,41 @@ void CopyEngine::Worker(CopyDir dir) {
         failed_[item.first] = st;
       }
       live_.erase(it);
+      if (auto o = outcomes_.find(item.first); o != outcomes_.end()) {
+        o->second.done = true;
+        CountIfComplete(item.first);
+      }
     }
     cv_.notify_all();
+    Poll();
+  }
+}
+
+void CopyEngine::CountIfComplete(TicketId id) {
+  auto o = outcomes_.find(id);
+  if (o == outcomes_.end() || !o->second.done || o->second.pending > 0) return;
+  const double stall = o->second.stall;
+  stats_.prefetch_wait.Observe(stall);
+  stats_.prefetch_stall_seconds += stall;
+  ++(stall > kLateSeconds ? stats_.prefetch_late : stats_.prefetch_on_time);
+  outcomes_.erase(o);
+}
+
+void CopyEngine::Poll() {
+  std::vector<TierMemory::ProbeResult> done;
+  memory_->PollProbes(&done);
+  if (done.empty()) return;
+  std::lock_guard<std::mutex> l(mu_);
+  for (const TierMemory::ProbeResult& r : done) {
+    auto p = probes_.find(r.probe);
+    if (p == probes_.end()) continue;
+    const TicketId id = p->second;
+    probes_.erase(p);
+    auto o = outcomes_.find(id);
+    if (o == outcomes_.end()) continue;
+    o->second.stall += r.stall_seconds;
+    --o->second.pending;
+    CountIfComplete(id);
   }
 }
 
@@ -129,27 +160,38 @@ Status CopyEngine::Run(TicketId id, const CopyJob& job) {
 }
 
 void CopyEngine::ComputeWait(TicketId ticket, int group) {
-  std::unique_lock<std::mutex> l(mu_);
-  auto it = live_.find(ticket);
-  if (it == live_.end()) return;
-  Ticket& t = it->second;
-  if (!t.waited) {
-    t.waited = true;
-    t.first_wait = std::chrono::steady_clock::now();
+  {
+    std::unique_lock<std::mutex> l(mu_);
+    auto it = live_.find(ticket);
+    if (it == live_.end()) return;
+    Ticket& t = it->second;
+    const size_t need = group < 0 ? t.n_groups : std::min(t.n_groups, static_cast<size_t>(group) + 1);
+    // The engine thread stands still here until the worker has queued (CPU: copied) the group.
+    const auto t0 = std::chrono::steady_clock::now();
+    cv_.wait(l, [&] {
+      auto i = live_.find(ticket);
+      return i == live_.end() || i->second.submitted >= need;
+    });
+    const double host_wait = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    auto o = outcomes_.find(ticket);
+    if (o != outcomes_.end()) o->second.stall += host_wait;
+    it = live_.find(ticket);
+    if (it == live_.end()) return;
+    auto wait_on = [&](Marker m) {
+      if (m == 0) return;
+      const uint64_t probe = memory_->ComputeWaitProbed(m);
+      if (probe != 0 && o != outcomes_.end()) {
+        probes_[probe] = ticket;
+        ++o->second.pending;
+      }
+    };
+    if (group < 0) {
+      for (Marker m : it->second.markers) wait_on(m);
+    } else if (static_cast<size_t>(group) < it->second.n_groups) {
+      wait_on(it->second.markers[static_cast<size_t>(group)]);
+    }
   }
-  const size_t need = group < 0 ? t.n_groups : std::min(t.n_groups, static_cast<size_t>(group) + 1);
-  cv_.wait(l, [&] {
-    auto i = live_.find(ticket);
-    return i == live_.end() || i->second.submitted >= need;
-  });
-  it = live_.find(ticket);
-  if (it == live_.end()) return;
-  if (group < 0) {
-    for (Marker m : it->second.markers)
-      if (m != 0) memory_->ComputeWait(m);
-  } else if (static_cast<size_t>(group) < it->second.n_groups && it->second.markers[static_cast<size_t>(group)] != 0) {
-    memory_->ComputeWait(it->second.markers[static_cast<size_t>(group)]);
-  }
+  Poll();
 }
 
 Status CopyEngine::HostWait(TicketId ticket) {
@@ -169,7 +211,8 @@ void CopyEngine::Drain() {
   cv_.wait(l, [&] { return live_.empty(); });
 }
 
-TransferStats CopyEngine::Stats() const {
+TransferStats CopyEngine::Stats() {
+  Poll();
   std::lock_guard<std::mutex> l(mu_);
   return stats_;
 }

@@ -45,8 +45,18 @@ struct TransferStats {
   int64_t jobs[2] = {0, 0};
   int64_t failed_jobs = 0;
   HistogramData batch_bytes;       // bytes per batched copy
-  HistogramData prefetch_wait;     // seconds from the first compute wait on an h2d ticket until it landed
+  // Per host-to-device ticket, once it landed and every compute wait on it was measured: the
+  // seconds compute stood still waiting for it (CPU: the engine thread's wait for the worker;
+  // CUDA: timing events around the compute stream's wait, plus any host wait for the worker).
+  HistogramData prefetch_wait;
+  int64_t prefetch_on_time = 0;    // h2d tickets compute waited on for at most kLateSeconds in all
+  int64_t prefetch_late = 0;       // the others
+  double prefetch_stall_seconds = 0.0;  // sum of prefetch_wait
 };
+
+// A prefetch that held compute up longer than this in all counts as late (event timestamps
+// around a wait that was already satisfied differ by a few microseconds).
+inline constexpr double kLateSeconds = 2e-5;
 
 struct CopyJob {
   CopyDir dir = CopyDir::kH2D;
@@ -74,7 +84,7 @@ class CopyEngine {
   bool Done(TicketId ticket) const;
   // Waits until every submitted job is done.
   void Drain();
-  TransferStats Stats() const;
+  TransferStats Stats();  // also collects finished probes
 
  private:
   struct Ticket {
@@ -82,12 +92,18 @@ class CopyEngine {
     size_t n_groups = 0;
     std::vector<Marker> markers;   // by group, valid for the first `submitted`
     size_t submitted = 0;          // groups queued (CPU: copied); a ticket is done once erased
-    bool waited = false;           // a compute wait came before it was done
-    std::chrono::steady_clock::time_point first_wait;
+  };
+  // An h2d ticket's compute stalls until it is counted: done (landed) and no probe pending.
+  struct Outcome {
+    double stall = 0.0;
+    int pending = 0;
+    bool done = false;
   };
   void Worker(CopyDir dir);
   Status Run(TicketId id, const CopyJob& job);
-
+  // Collects finished probes from the memory and counts tickets whose outcome is complete.
+  void Poll();
+  void CountIfComplete(TicketId id);  // mu_ held
   TierMemory* memory_;
   DoneCallback on_done_;
   mutable std::mutex mu_;
@@ -97,6 +113,8 @@ class CopyEngine {
   std::map<TicketId, Ticket> live_;
   std::deque<std::pair<TicketId, CopyJob>> queue_[2];
   std::map<TicketId, Status> failed_;  // failed tickets, kept for HostWait
+  std::map<TicketId, Outcome> outcomes_;  // h2d tickets not counted yet
+  std::map<uint64_t, TicketId> probes_;   // probe id -> its ticket
   TransferStats stats_;
   std::thread workers_[2];
 };

@@ -46,7 +46,8 @@ KvStore::KvStore(const KvStoreOptions& o)
       poison_(o.poison_freed),
       host_capacity_(o.host_blocks),
       gpu_(Tier::kGpu, o.layout.BlockBytes()),
-      host_(Tier::kHost, o.layout.BlockBytes()) {}
+      host_(Tier::kHost, o.layout.BlockBytes()),
+      selection_overlap_(HistogramData::WithBounds({0.0, 0.25, 0.5, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0})) {}
 
 StatusOr<std::unique_ptr<KvStore>> KvStore::Create(const KvStoreOptions& o) {
   const KvLayout& l = o.layout;
@@ -176,8 +177,10 @@ Status KvStore::ReserveAll(SeqId seq, const std::vector<int64_t>& tokens_per_lay
     if (want <= t.capacity()) continue;
     const int64_t add = want - t.capacity();
     SLIM_RETURN_IF_ERROR(gpu_.Allocate(add, &t.blocks, &s.wait));
+    s.gpu_blocks += add;
     t.host.resize(t.blocks.size(), -1);
     t.state.resize(t.blocks.size(), BlockState::kWriting);
+    t.copy.resize(t.blocks.size(), 0);
   }
   return OkStatus();
 }
@@ -254,6 +257,56 @@ int64_t KvStore::HostBlocksToOffload(SeqId seq) const {
   return n;
 }
 
+void KvStore::TrackCopy(SeqId id, Seq& s, TicketId ticket, const std::vector<std::pair<size_t, size_t>>& blocks) {
+  for (const auto& [l, i] : blocks) s.layers[l].copy[i] = ticket;
+  ticket_seq_[ticket] = id;
+}
+
+template <typename Pick>
+StatusOr<TicketId> KvStore::OffloadLocked(SeqId id, Seq& s, bool full_only, Pick pick) {
+  auto written = [&](const LayerTable& t) {
+    return full_only ? t.n_tokens / layout_.block_tokens : layout_.BlocksFor(t.n_tokens);
+  };
+  int64_t need = 0;
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    const LayerTable& t = s.layers[l];
+    for (int64_t b = 0, n = written(t); b < n; ++b)
+      if (t.host[static_cast<size_t>(b)] < 0 && pick(l, b)) ++need;
+  }
+  if (need > host_.free_blocks()) {
+    return ResourceExhaustedError("KV host tier: sequence " + std::to_string(id) + " needs " + std::to_string(need) +
+                                  " blocks, " + std::to_string(host_.free_blocks()) + " free of " +
+                                  std::to_string(host_capacity_));
+  }
+  if (need == 0) return TicketId{0};
+  CopyJob job;
+  job.dir = CopyDir::kD2H;
+  job.after = s.last_compute;
+  SlotStamp host_wait;  // h2d copies still reading the host slots taken now
+  job.groups.resize(s.layers.size());
+  const size_t bb = layout_.BlockBytes();
+  std::vector<std::pair<size_t, size_t>> moved;
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    LayerTable& t = s.layers[l];
+    for (int64_t b = 0, n = written(t); b < n; ++b) {
+      const size_t i = static_cast<size_t>(b);
+      if (t.host[i] >= 0 || !pick(l, b)) continue;  // clean (or fetching): the host already has these bytes
+      std::vector<BlockId> got;
+      SLIM_RETURN_IF_ERROR(host_.Allocate(1, &got, &host_wait));
+      t.host[i] = got[0];
+      t.state[i] = BlockState::kOffloading;
+      AddRange(&job.groups[l], host_.Data(got[0]), gpu_.Data(t.blocks[i]), bb);
+      moved.emplace_back(l, i);
+    }
+  }
+  // A prefetch of this sequence still landing must finish before its slots are read back.
+  job.after_ticket = std::max(host_wait.h2d, s.last_h2d);
+  const TicketId ticket = copy_->Submit(std::move(job));
+  s.last_d2h = ticket;
+  TrackCopy(id, s, ticket, moved);
+  return ticket;
+}
+
 StatusOr<TicketId> KvStore::Offload(SeqId seq, bool release_gpu) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = seqs_.find(seq);
@@ -261,51 +314,15 @@ StatusOr<TicketId> KvStore::Offload(SeqId seq, bool release_gpu) {
   Seq& s = it->second;
   if (!s.error.ok()) return s.error;
   if (!s.resident) return FailedPreconditionError("KV store: sequence " + std::to_string(seq) + " is swapped out");
-  int64_t need = 0;
-  for (const LayerTable& t : s.layers) {
-    const int64_t written = layout_.BlocksFor(t.n_tokens);
-    for (int64_t b = 0; b < written; ++b)
-      if (t.host[static_cast<size_t>(b)] < 0) ++need;
-  }
-  if (need > host_.free_blocks()) {
-    return ResourceExhaustedError("KV host tier: sequence " + std::to_string(seq) + " needs " + std::to_string(need) +
-                                  " blocks, " + std::to_string(host_.free_blocks()) + " free of " +
-                                  std::to_string(host_capacity_));
-  }
-  CopyJob job;
-  job.dir = CopyDir::kD2H;
-  job.after = s.last_compute;
-  SlotStamp host_wait;  // h2d copies still reading the host slots taken now
-  job.groups.resize(s.layers.size());
-  const size_t bb = layout_.BlockBytes();
-  int64_t copied = 0;
-  for (size_t l = 0; l < s.layers.size(); ++l) {
-    LayerTable& t = s.layers[l];
-    const int64_t written = layout_.BlocksFor(t.n_tokens);
-    for (int64_t b = 0; b < written; ++b) {
-      const size_t i = static_cast<size_t>(b);
-      if (t.host[i] >= 0) continue;  // clean (or fetching): the host already has these bytes
-      std::vector<BlockId> got;
-      SLIM_RETURN_IF_ERROR(host_.Allocate(1, &got, &host_wait));
-      t.host[i] = got[0];
-      t.state[i] = BlockState::kOffloading;
-      AddRange(&job.groups[l], host_.Data(got[0]), gpu_.Data(t.blocks[i]), bb);
-      ++copied;
-    }
-  }
-  // A prefetch of this sequence still landing must finish before its slots are read back.
-  job.after_ticket = std::max(host_wait.h2d, s.last_h2d);
-  TicketId ticket = 0;
-  if (copied > 0) {
-    ticket = copy_->Submit(std::move(job));
-    s.last_d2h = ticket;
-    ticket_seq_[ticket] = seq;
-  }
+  // Blocks without a gpu slot (SetResidency released them) are clean: they have a host copy.
+  SLIM_ASSIGN_OR_RETURN(const TicketId ticket,
+                        OffloadLocked(seq, s, /*full_only=*/false, [](size_t, int64_t) { return true; }));
   if (release_gpu) {
     const SlotStamp stamp = StampOf(s);
     for (LayerTable& t : s.layers) {
       const int64_t written = layout_.BlocksFor(t.n_tokens);
       for (size_t i = 0; i < t.blocks.size(); ++i) {
+        if (t.blocks[i] < 0) continue;
         ReleaseGpu(t.blocks[i], stamp, false);
         ++evictions_;
         t.blocks[i] = -1;
@@ -314,13 +331,31 @@ StatusOr<TicketId> KvStore::Offload(SeqId seq, bool release_gpu) {
       t.blocks.resize(static_cast<size_t>(written));
       t.host.resize(static_cast<size_t>(written));
       t.state.resize(static_cast<size_t>(written));
+      t.copy.resize(static_cast<size_t>(written));
       for (BlockState& st : t.state)
-        if (st == BlockState::kClean) st = BlockState::kHostOnly;
+        if (st == BlockState::kClean || st == BlockState::kFetching) st = BlockState::kHostOnly;
     }
+    s.gpu_blocks = 0;
     s.resident = false;
-    s.prefetch = 0;
+    s.prefetch.clear();
+    s.next_prefetch.clear();
   }
   return ticket;
+}
+
+StatusOr<TicketId> KvStore::WriteThrough(SeqId seq, std::span<const Residency> layers) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end()) return NotFoundError("KV store: no sequence " + std::to_string(seq));
+  Seq& s = it->second;
+  if (!s.error.ok()) return s.error;
+  if (!s.resident) return FailedPreconditionError("KV store: sequence " + std::to_string(seq) + " is swapped out");
+  std::vector<int64_t> limit(s.layers.size(), 0);
+  for (const Residency& r : layers) {
+    if (r.layer < 0 || r.layer >= layout_.n_layers) return InvalidArgumentError("KV store: bad layer");
+    limit[static_cast<size_t>(r.layer)] = r.limit;
+  }
+  return OffloadLocked(seq, s, /*full_only=*/true, [&](size_t l, int64_t b) { return b < limit[l]; });
 }
 
 int64_t KvStore::BlocksToPrefetch(SeqId seq) const {
@@ -345,7 +380,7 @@ StatusOr<TicketId> KvStore::Prefetch(SeqId seq) {
     for (BlockId b : t.blocks)
       if (b < 0) ++need;
   if (need == 0) {
-    ++prefetch_resident_;
+    ++prefetch_hit_;
     s.resident = true;
     return TicketId{0};
   }
@@ -359,6 +394,7 @@ StatusOr<TicketId> KvStore::Prefetch(SeqId seq) {
   SlotStamp slot_wait;  // last users of the gpu slots taken now
   job.groups.resize(s.layers.size());
   const size_t bb = layout_.BlockBytes();
+  std::vector<std::pair<size_t, size_t>> moved;
   for (size_t l = 0; l < s.layers.size(); ++l) {
     LayerTable& t = s.layers[l];
     for (size_t i = 0; i < t.blocks.size(); ++i) {
@@ -368,8 +404,10 @@ StatusOr<TicketId> KvStore::Prefetch(SeqId seq) {
       t.blocks[i] = got[0];
       t.state[i] = BlockState::kFetching;
       AddRange(&job.groups[l], gpu_.Data(got[0]), host_.Data(t.host[i]), bb);
+      moved.emplace_back(l, i);
     }
   }
+  s.gpu_blocks += need;
   // The slots' last attention reads (device-side), then any offload still reading them or
   // still writing this sequence's host copies (FIFO per direction: the newest covers the rest).
   job.after = slot_wait.compute;
@@ -377,11 +415,123 @@ StatusOr<TicketId> KvStore::Prefetch(SeqId seq) {
   s.wait = Max(s.wait, SlotStamp{0, slot_wait.h2d, 0});
   const TicketId ticket = copy_->Submit(std::move(job));
   s.last_h2d = ticket;
-  s.prefetch = ticket;
+  s.prefetch.push_back(ticket);
   s.resident = true;
-  ticket_seq_[ticket] = seq;
+  TrackCopy(seq, s, ticket, moved);
   ++prefetch_fetched_;
   return ticket;
+}
+
+int64_t KvStore::ReleaseIfClean(Seq& s, LayerTable& t, size_t i, const SlotStamp& stamp) {
+  if (t.blocks[i] < 0) return 0;
+  if (t.state[i] != BlockState::kClean) return -1;
+  ReleaseGpu(t.blocks[i], stamp, true);
+  t.blocks[i] = -1;
+  t.state[i] = BlockState::kHostOnly;
+  --s.gpu_blocks;
+  ++evictions_;
+  return 1;
+}
+
+StatusOr<KvStore::ResidencyChange> KvStore::SetResidency(SeqId seq, std::span<const Residency> layers) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end()) return NotFoundError("KV store: no sequence " + std::to_string(seq));
+  Seq& s = it->second;
+  if (!s.error.ok()) return s.error;
+  if (!s.resident) return FailedPreconditionError("KV store: sequence " + std::to_string(seq) + " is swapped out");
+  int64_t need = 0;
+  for (const Residency& r : layers) {
+    if (r.layer < 0 || r.layer >= layout_.n_layers) return InvalidArgumentError("KV store: bad layer");
+    const LayerTable& t = s.layers[static_cast<size_t>(r.layer)];
+    if (r.limit < 0 || r.limit > t.capacity()) return InvalidArgumentError("KV store: residency limit past the table");
+    int32_t prev = -1;
+    for (int32_t b : r.keep) {
+      if (b <= prev || b >= r.limit) return InvalidArgumentError("KV store: residency blocks must increase below the limit");
+      prev = b;
+      if (t.blocks[static_cast<size_t>(b)] < 0) {
+        if (t.host[static_cast<size_t>(b)] < 0) return FailedPreconditionError("KV store: a block to fetch has no host copy");
+        ++need;
+      }
+    }
+  }
+  ResidencyChange out;
+  // Slots given up wait for the compute queued so far (the attention that last read them).
+  const SlotStamp stamp{memory_->RecordCompute(), s.last_h2d, s.last_d2h};
+  auto release = [&] {
+    for (const Residency& r : layers) {
+      LayerTable& t = s.layers[static_cast<size_t>(r.layer)];
+      size_t k = 0;
+      for (int64_t b = 0; b < r.limit; ++b) {
+        while (k < r.keep.size() && r.keep[k] < b) ++k;
+        if (k < r.keep.size() && r.keep[k] == b) continue;
+        const int64_t n = ReleaseIfClean(s, t, static_cast<size_t>(b), stamp);
+        if (n > 0) ++out.released;
+        if (n < 0) ++out.deferred;
+      }
+    }
+  };
+  // Fresh slots first, so the copies need not wait for the slots just given up; release first
+  // only when the tier is short.
+  const bool release_first = need > gpu_.free_blocks();
+  if (release_first) release();
+  if (need > gpu_.free_blocks()) {
+    ++prefetch_failed_;
+    return ResourceExhaustedError("KV gpu tier: residency of sequence " + std::to_string(seq) + " needs " +
+                                  std::to_string(need) + " blocks, " + std::to_string(gpu_.free_blocks()) + " free");
+  }
+  if (need > 0) {
+    CopyJob job;
+    job.dir = CopyDir::kH2D;
+    SlotStamp slot_wait;
+    job.groups.resize(s.layers.size());
+    std::vector<std::pair<size_t, size_t>> moved;
+    for (const Residency& r : layers) {
+      LayerTable& t = s.layers[static_cast<size_t>(r.layer)];
+      for (int32_t b : r.keep) {
+        const size_t i = static_cast<size_t>(b);
+        if (t.blocks[i] >= 0) continue;
+        std::vector<BlockId> got;
+        SLIM_RETURN_IF_ERROR(gpu_.Allocate(1, &got, &slot_wait));
+        t.blocks[i] = got[0];
+        t.state[i] = BlockState::kFetching;
+        AddRange(&job.groups[static_cast<size_t>(r.layer)], gpu_.Data(got[0]), host_.Data(t.host[i]), layout_.BlockBytes());
+        moved.emplace_back(static_cast<size_t>(r.layer), i);
+      }
+    }
+    s.gpu_blocks += need;
+    job.after = slot_wait.compute;
+    job.after_ticket = std::max(slot_wait.d2h, s.last_d2h);
+    s.wait = Max(s.wait, SlotStamp{0, slot_wait.h2d, 0});
+    out.ticket = copy_->Submit(std::move(job));
+    out.fetched = need;
+    s.last_h2d = out.ticket;
+    TrackCopy(seq, s, out.ticket, moved);
+    if (in_compute_) {
+      awaiting_.push_back(out.ticket);
+      s.next_prefetch.push_back(out.ticket);
+    } else {
+      s.prefetch.push_back(out.ticket);
+    }
+    ++prefetch_fetched_;
+  } else {
+    ++prefetch_hit_;
+  }
+  if (!release_first) release();
+  return out;
+}
+
+void KvStore::RecordSelection(double overlap, bool kept) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++selections_;
+  if (kept) ++selections_kept_;
+  selection_overlap_.Observe(overlap);
+}
+
+int64_t KvStore::GpuBlocks(SeqId seq) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = seqs_.find(seq);
+  return it == seqs_.end() ? 0 : it->second.gpu_blocks;
 }
 
 void KvStore::OnCopyDone(TicketId ticket, const Status& st) {
@@ -397,13 +547,14 @@ void KvStore::OnCopyDone(TicketId ticket, const Status& st) {
     s.error = st.WithPrefix("KV copy for sequence " + std::to_string(seq));
     return;
   }
-  const bool h2d = ticket == s.last_h2d;
-  const bool d2h = ticket == s.last_d2h;
   for (LayerTable& t : s.layers) {
-    for (size_t i = 0; i < t.state.size(); ++i) {
+    for (size_t i = 0; i < t.copy.size(); ++i) {
+      if (t.copy[i] != ticket) continue;
+      t.copy[i] = 0;
       BlockState& b = t.state[i];
-      if (h2d && b == BlockState::kFetching) b = BlockState::kClean;
-      if (d2h && b == BlockState::kOffloading) b = t.blocks[i] >= 0 ? BlockState::kClean : BlockState::kHostOnly;
+      if (b == BlockState::kFetching || b == BlockState::kOffloading) {
+        b = t.blocks[i] >= 0 ? BlockState::kClean : BlockState::kHostOnly;
+      }
     }
   }
 }
@@ -433,8 +584,9 @@ Status KvStore::BeginCompute(std::span<const SeqId> seqs) {
       if (!s.resident) return FailedPreconditionError("KV store: sequence " + std::to_string(id) + " is swapped out");
       wait = Max(wait, s.wait);
       s.wait = SlotStamp{};
-      if (s.prefetch != 0) awaiting_.push_back(s.prefetch);
+      awaiting_.insert(awaiting_.end(), s.prefetch.begin(), s.prefetch.end());
     }
+    in_compute_ = true;
   }
   // Copies still touching slots these sequences were just given (outside the lock: the copy
   // workers' completion callbacks take it).
@@ -454,9 +606,12 @@ void KvStore::EndCompute(std::span<const SeqId> seqs) {
     auto it = seqs_.find(id);
     if (it == seqs_.end()) continue;
     it->second.last_compute = f;
-    it->second.prefetch = 0;  // the compute stream has waited for every layer of it
+    // The compute stream has waited for every layer of these; what this pass issued is for the next.
+    it->second.prefetch = std::move(it->second.next_prefetch);
+    it->second.next_prefetch.clear();
   }
   awaiting_.clear();
+  in_compute_ = false;
 }
 
 int32_t KvStore::Tokens(SeqId seq, int layer) const {
@@ -516,7 +671,10 @@ KvStoreStats KvStore::Stats() const {
     }
   }
   s.prefetch_fetched = prefetch_fetched_;
-  s.prefetch_resident = prefetch_resident_;
+  s.prefetch_hit = prefetch_hit_;
+  s.selections = selections_;
+  s.selections_kept = selections_kept_;
+  s.selection_overlap = selection_overlap_;
   s.prefetch_failed = prefetch_failed_;
   s.evictions = evictions_;
   s.host_error = host_error_;

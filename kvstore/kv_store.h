@@ -27,7 +27,9 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "engine/core/status.h"
@@ -79,6 +81,7 @@ struct LayerTable {
   std::vector<BlockId> blocks;  // gpu slot of each block, -1 while it has none: the image the kernels read
   std::vector<BlockId> host;    // host slot of each block, -1: none
   std::vector<BlockState> state;
+  std::vector<TicketId> copy;   // the copy moving each block now (fetching, offloading), 0: none
   int32_t n_tokens = 0;         // tokens written at this layer
   int64_t capacity() const { return static_cast<int64_t>(blocks.size()); }
 };
@@ -105,9 +108,14 @@ struct KvStoreStats {
   int64_t swapped_sequences = 0;  // with blocks off the gpu tier
   int64_t tokens_stored = 0;      // sum over (sequence, layer) of n_tokens
   TransferStats transfers;
-  int64_t prefetch_fetched = 0;   // prefetches that copied blocks
-  int64_t prefetch_resident = 0;  // prefetches with nothing to copy
+  int64_t prefetch_fetched = 0;   // prefetches that copied blocks (transfers splits them on time / late)
+  int64_t prefetch_hit = 0;       // prefetches with nothing to copy (every block resident)
   int64_t prefetch_failed = 0;    // refused: no room on the gpu tier
+  // Decode KV selections (RecordSelection): how many, how many kept their set by the gamma
+  // rule (no prefetch at all), and the overlap of each choice with the set in force.
+  int64_t selections = 0;
+  int64_t selections_kept = 0;
+  HistogramData selection_overlap;
   int64_t evictions = 0;          // gpu slots released by offloads
   std::string host_error;         // why the host tier stopped growing, if it did
 };
@@ -155,7 +163,35 @@ class KvStore {
   // Gpu blocks a Prefetch(seq) would take / host slots an Offload(seq) would take.
   int64_t BlocksToPrefetch(SeqId seq) const;
   int64_t HostBlocksToOffload(SeqId seq) const;
-  bool Resident(SeqId seq) const;  // every block has a gpu slot
+  bool Resident(SeqId seq) const;  // not swapped out (with SetResidency some blocks may have no gpu slot)
+  int64_t GpuBlocks(SeqId seq) const;  // gpu slots the sequence holds now (0: absent)
+
+  // Decode-time residency (the asynchronous KV manager): per layer, which of the blocks
+  // [0, limit) keep a gpu slot; blocks from `limit` on are never touched.
+  struct Residency {
+    int layer = 0;
+    int64_t limit = 0;
+    std::span<const int32_t> keep;  // increasing block indices below limit
+  };
+  struct ResidencyChange {
+    TicketId ticket = 0;   // the copy of the entering blocks; 0: none had to move
+    int64_t fetched = 0;   // blocks given a gpu slot and copied in
+    int64_t released = 0;  // gpu slots given up (their blocks are clean: the host has them)
+    int64_t deferred = 0;  // outside `keep` but not clean yet (write-through in flight): kept for now
+  };
+  // Write-through: copies every full block below `limit` of the listed layers that has no host
+  // copy to the host tier (after its KV writes, device-side), keeping the gpu slots. `keep` is
+  // not read. ResourceExhausted (nothing changed) when the host tier lacks the slots.
+  StatusOr<TicketId> WriteThrough(SeqId seq, std::span<const Residency> layers);
+  // Gives each kept block without a gpu slot one and copies it in from the host tier (one
+  // batched copy per layer), then releases the gpu slots of the other clean blocks below the
+  // limit, fenced after the compute queued so far. Inside a compute pass the current pass waits
+  // for the layers it has not reached (AwaitLayer) and the next pass for every layer; outside
+  // one, the next pass waits. ResourceExhausted when the gpu tier lacks the slots even after the
+  // releases (the releases stay; nothing is fetched).
+  StatusOr<ResidencyChange> SetResidency(SeqId seq, std::span<const Residency> layers);
+  // Counts a decode KV selection into Stats (overlap with the set in force, kept by gamma).
+  void RecordSelection(double overlap, bool kept);
   Status HostWait(TicketId ticket);  // for tests and shutdown
   bool Done(TicketId ticket) const;  // the copy finished (0: nothing was copied)
   void Drain() const;                // waits for every copy in flight
@@ -182,7 +218,9 @@ class KvStore {
     std::vector<LayerTable> layers;
     Fence last_compute = 0;
     TicketId last_h2d = 0, last_d2h = 0;   // latest copies issued for it
-    TicketId prefetch = 0;                 // compute must wait per layer for this one
+    std::vector<TicketId> prefetch;        // the next compute pass waits per layer for these
+    std::vector<TicketId> next_prefetch;   // issued inside a pass, for the pass after it
+    int64_t gpu_blocks = 0;                // gpu slots held
     SlotStamp wait;                        // copies still touching slots it was given
     bool resident = true;
     Status error;                          // a failed copy: the sequence is lost
@@ -194,6 +232,13 @@ class KvStore {
   SlotStamp StampOf(const Seq& s) const;
   void ReleaseGpu(BlockId id, const SlotStamp& stamp, bool poison);
   void ReleaseHost(BlockId id, const SlotStamp& stamp, bool poison);
+  // Registers a submitted copy: the blocks it moves (layer, index) and its sequence.
+  void TrackCopy(SeqId id, Seq& s, TicketId ticket, const std::vector<std::pair<size_t, size_t>>& blocks);
+  // Copies the written full blocks `pick(layer, block)` accepts that have no host copy to the
+  // host tier (Offload, WriteThrough).
+  template <typename Pick>
+  StatusOr<TicketId> OffloadLocked(SeqId id, Seq& s, bool full_only, Pick pick);
+  int64_t ReleaseIfClean(Seq& s, LayerTable& t, size_t i, const SlotStamp& stamp);
 
   KvLayout layout_;
   TierMemory* memory_;
@@ -206,9 +251,12 @@ class KvStore {
   std::vector<void*> host_chunks_;     // guarded by mu_
   std::map<SeqId, Seq> seqs_;          // guarded by mu_
   std::map<TicketId, SeqId> ticket_seq_;  // guarded by mu_: in-flight tickets -> sequence
-  int64_t prefetch_fetched_ = 0, prefetch_resident_ = 0, prefetch_failed_ = 0, evictions_ = 0;
+  int64_t prefetch_fetched_ = 0, prefetch_hit_ = 0, prefetch_failed_ = 0, evictions_ = 0;
+  int64_t selections_ = 0, selections_kept_ = 0;
+  HistogramData selection_overlap_;    // guarded by mu_
   std::string host_error_;             // guarded by mu_
   std::vector<TicketId> awaiting_;     // engine thread: prefetches of the current pass
+  bool in_compute_ = false;            // engine thread: between BeginCompute and EndCompute
   std::atomic<bool> stop_pin_{false};
   std::thread pin_thread_;
   std::unique_ptr<CopyEngine> copy_;

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "engine/core/status.h"
 
@@ -54,6 +55,19 @@ class TierMemory {
   virtual Fence RecordCompute() = 0;
   // Makes later compute wait (device-side, no host sync) until `m` of a copy stream is done.
   virtual void ComputeWait(Marker m) = 0;
+  // ComputeWait that also measures how long the compute stream stands still on it (CUDA: timing
+  // events recorded just before and after the wait). Returns a probe id (0: nothing to measure,
+  // the copy can no longer hold compute up); PollProbes hands back the stall of each probe the
+  // compute stream has passed. Engine thread; PollProbes from any thread.
+  virtual uint64_t ComputeWaitProbed(Marker m) {
+    ComputeWait(m);
+    return 0;
+  }
+  struct ProbeResult {
+    uint64_t probe = 0;
+    double stall_seconds = 0.0;
+  };
+  virtual void PollProbes(std::vector<ProbeResult>* done) { (void)done; }
 
   // A marker at the current end of `dir`'s copy stream.
   virtual StatusOr<Marker> Mark(CopyDir dir) = 0;

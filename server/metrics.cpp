@@ -120,11 +120,15 @@ void AddKvFamilies(const kv::KvStoreStats& st, std::vector<MetricFamily>* out) {
     AddCounter(&tbytes, {{"direction", kv::CopyDirName(d)}}, static_cast<double>(st.transfers.bytes[static_cast<int>(d)]));
     AddCounter(&tsecs, {{"direction", kv::CopyDirName(d)}}, st.transfers.seconds[static_cast<int>(d)]);
   }
-  MetricFamily prefetch = Counters("sliminfer_kv_prefetch_total",
-                                   "KV prefetches (host -> gpu tier) by result: fetched, resident (nothing to copy), "
-                                   "failed (no room on the gpu tier).");
-  AddCounter(&prefetch, {{"result", "fetched"}}, static_cast<double>(st.prefetch_fetched));
-  AddCounter(&prefetch, {{"result", "resident"}}, static_cast<double>(st.prefetch_resident));
+  MetricFamily prefetch = Counters(
+      "sliminfer_kv_prefetch_total",
+      "KV prefetches (host -> gpu tier) by result: hit (every block already resident), fetched (copied and landed "
+      "before compute needed it), late (compute waited for it), skipped_gamma (a decode KV selection kept its set by "
+      "the gamma rule: nothing to fetch), failed (no room on the gpu tier).");
+  AddCounter(&prefetch, {{"result", "hit"}}, static_cast<double>(st.prefetch_hit));
+  AddCounter(&prefetch, {{"result", "fetched"}}, static_cast<double>(st.transfers.prefetch_on_time));
+  AddCounter(&prefetch, {{"result", "late"}}, static_cast<double>(st.transfers.prefetch_late));
+  AddCounter(&prefetch, {{"result", "skipped_gamma"}}, static_cast<double>(st.selections_kept));
   AddCounter(&prefetch, {{"result", "failed"}}, static_cast<double>(st.prefetch_failed));
   MetricFamily evictions = Counters("sliminfer_kv_evictions_total", "Gpu-tier KV blocks released by offloads.");
   AddCounter(&evictions, {}, static_cast<double>(st.evictions));
@@ -141,9 +145,13 @@ void AddKvFamilies(const kv::KvStoreStats& st, std::vector<MetricFamily>* out) {
                                  st.transfers.batch_bytes));
   out->push_back(std::move(prefetch));
   out->push_back(HistogramFamily("sliminfer_kv_prefetch_wait_seconds",
-                                 "From the first compute wait on a prefetch until its data had landed (0: it had "
-                                 "landed before compute needed it).",
+                                 "Per prefetch, seconds compute stood still waiting for it (device events on CUDA; "
+                                 "0: it had landed before compute needed it).",
                                  st.transfers.prefetch_wait));
+  out->push_back(HistogramFamily("sliminfer_kv_selection_overlap_ratio",
+                                 "Per decode KV selection, the share of the chosen blocks already in the set in "
+                                 "force (at or above gamma the set stays).",
+                                 st.selection_overlap));
   out->push_back(std::move(evictions));
 }
 

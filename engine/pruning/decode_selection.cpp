@@ -65,6 +65,8 @@ StatusOr<DecodeSelection> DecodeSelection::Create(const DecodeSelectionOptions& 
     seg.first_set.resize(static_cast<size_t>(seg.prompt_blocks));
     for (size_t b = 0; b < seg.first_set.size(); ++b) seg.first_set[b] = static_cast<int32_t>(b);
     seg.rest_set = seg.first_set;
+    if (seg.choose_layer == seg.first_layer) seg.tier_layers.push_back(seg.first_layer);
+    for (int l = seg.choose_layer + 1; l < seg.end_layer; ++l) seg.tier_layers.push_back(l);
     sel.segs_.push_back(std::move(seg));
   }
   return sel;
@@ -77,7 +79,8 @@ SegmentSelection* DecodeSelection::SegmentAt(int layer) {
   return nullptr;
 }
 
-void DecodeSelection::Select(SegmentSelection& s, const std::vector<float>& scores, DecodeSelectionStats* stats) {
+SelectionDecision DecodeSelection::Select(SegmentSelection& s, const std::vector<float>& scores,
+                                          DecodeSelectionStats* stats) {
   SelectionDecision d = Reselect(scores, budget_blocks(), s.rest_set, o_.gamma);
   if (static_cast<int64_t>(s.rest_set.size()) > budget_blocks()) {
     // Every block, as after the prefill, is no set to keep: the first choice always applies.
@@ -90,8 +93,20 @@ void DecodeSelection::Select(SegmentSelection& s, const std::vector<float>& scor
   } else {
     ++stats->changed;
     stats->blocks_swapped_in += d.entering;
-    s.rest_set = std::move(d.set);
+    s.rest_set = d.set;
+    s.residency_dirty = tiered_;
   }
+  return d;
+}
+
+std::vector<kv::KvStore::Residency> DecodeSelection::ResidencyOf(const SegmentSelection& s) const {
+  const int32_t limit = static_cast<int32_t>(s.prompt_blocks - 1);  // the last prompt block stays
+  const auto end = std::lower_bound(s.rest_set.begin(), s.rest_set.end(), limit);
+  const std::span<const int32_t> keep(s.rest_set.data(), static_cast<size_t>(end - s.rest_set.begin()));
+  std::vector<kv::KvStore::Residency> out;
+  out.reserve(s.tier_layers.size());
+  for (int l : s.tier_layers) out.push_back(kv::KvStore::Residency{l, limit, keep});
+  return out;
 }
 
 void DecodeSelection::EndStep() {

@@ -17,6 +17,11 @@
 //     over the set in force before the step (with a KV tier, what is resident when it runs) and
 //     takes the new one from the next step on. The first step after the prefill starts from
 //     every block (all resident) and its choice always applies.
+// With a host tier (tiered()): after the prefill the selectable prompt blocks (all but the last)
+// of the tiered layers are written through to the host; after l_s's attention is queued in a
+// step whose set changed, the gpu tier is made to hold exactly the new set at those layers
+// (KvStore::SetResidency): entering blocks are prefetched (layers l_s + 1 ... wait for them in
+// this step, l_s in the next), the others' gpu slots released once clean.
 // Thread-safety: none (engine thread).
 #pragma once
 
@@ -51,6 +56,10 @@ struct SegmentSelection {
   std::vector<int32_t> first_set;      // what layer choose_layer attends over this step (when it is first_layer)
   std::vector<int32_t> rest_set;       // what the segment's later layers attend over this step
   kv::LayerTable view;                 // scratch: the block table handed to attention
+  bool residency_dirty = false;        // tiered: the gpu tier does not hold exactly rest_set yet
+  // The layers whose selectable blocks move between tiers: l_s when the segment chooses there,
+  // and the layers after the choosing one.
+  std::vector<int> tier_layers;
 };
 
 // Totals over the steps (Engine::decode_selection_stats).
@@ -62,6 +71,10 @@ struct DecodeSelectionStats {
   double overlap_sum = 0.0;     // sum of the overlap ratios
   int64_t attended_block_layers = 0;  // prompt blocks attended, summed over layers and steps
   int64_t stored_block_layers = 0;    // prompt blocks stored, likewise (the dense figure)
+  // With a host tier: residency changes, blocks fetched and gpu slots released (per layer).
+  int64_t residency_updates = 0;
+  int64_t blocks_fetched = 0;
+  int64_t blocks_released = 0;
 };
 
 // The decision for one segment's step.
@@ -100,7 +113,13 @@ class DecodeSelection {
   // unit-mean keys (Backend::ScoreBlocks over unit_keys with units of one row, blocks of
   // block_tokens / unit_tokens units, a query window of one row), sets rest_set by the rule
   // above; counts into *stats.
-  void Select(SegmentSelection& s, const std::vector<float>& block_scores, DecodeSelectionStats* stats);
+  // Returns the decision (overlap, kept).
+  SelectionDecision Select(SegmentSelection& s, const std::vector<float>& block_scores, DecodeSelectionStats* stats);
+  // Tiered: the residency SetResidency is to establish for segment `s` (rest_set below the last
+  // prompt block at each of its tier layers).
+  std::vector<kv::KvStore::Residency> ResidencyOf(const SegmentSelection& s) const;
+  bool tiered() const { return tiered_; }
+  void set_tiered(bool t) { tiered_ = t; }
   int units_per_block() const { return o_.block_tokens / o_.unit_tokens; }
   // After a step: each segment's first layer takes the set its later layers used.
   void EndStep();
@@ -113,6 +132,7 @@ class DecodeSelection {
  private:
   DecodeSelectionOptions o_;
   std::vector<SegmentSelection> segs_;
+  bool tiered_ = false;
 };
 
 }  // namespace slim

@@ -758,6 +758,132 @@ TEST(DecodeBudget, BudgetCoveringThePromptIsBitForBit) {
   }
 }
 
+// With a host tier the selectable prompt blocks are written through after the prefill and the
+// gpu tier holds only each segment's chosen set: the tokens' logits stay bit for bit those of
+// the all-resident selection (the same blocks in the same order), the gpu blocks are exactly the
+// chosen ones plus the rest of the table, the bytes counted are the blocks moved, and a swap out
+// and in midway changes nothing.
+struct TieredRun {
+  std::vector<std::vector<float>> logits;
+  std::vector<int64_t> gpu_blocks;  // after each step
+  std::vector<int64_t> expected_blocks;
+  DecodeSelectionStats stats;
+  kv::KvStoreStats kv;
+  int64_t written_through = 0;  // selectable blocks of the tiered layers (what is written through)
+  int64_t block_bytes = 0;
+};
+
+TieredRun RunTiered(bool pruned, double gamma, int64_t host_tokens, bool drain_first, bool swap_midway) {
+  EngineOptions o;
+  o.model = "synthetic:tiny";
+  o.kv_tokens = 4096;
+  o.host_kv_tokens = host_tokens;
+  o.backend.threads = 2;
+  o.decode_kv_budget = 192;
+  o.decode_kv_gamma = gamma;
+  TieredRun out;
+  auto created = Engine::Create(o);
+  EXPECT_TRUE(created.ok()) << created.status().ToString();
+  if (!created.ok()) return out;
+  std::unique_ptr<Engine> e = std::move(created).value();
+  auto ids = RandomIds(600, e->config().vocab_size, 21);
+  PruningRequest req;
+  if (pruned) {
+    req.mode = PruningMode::kExplicit;
+    req.config.stages = {{1, 320, false}, {2, 192, false}};
+  }
+  auto pre = e->Prefill(1, ids, req);
+  EXPECT_TRUE(pre.ok()) << pre.status().ToString();
+  if (!pre.ok()) return out;
+  out.logits.push_back(pre->logits);
+  if (drain_first) e->kv().Drain();
+  out.block_bytes = static_cast<int64_t>(e->kv().layout().BlockBytes());
+  const DecodeSelection* sel = e->decode_selection(1);
+  EXPECT_NE(sel, nullptr);
+  if (sel == nullptr) return out;
+  if (sel->tiered()) {
+    for (const SegmentSelection& seg : sel->segments()) {
+      out.written_through += static_cast<int64_t>(seg.tier_layers.size()) * (seg.prompt_blocks - 1);
+    }
+  }
+  const std::vector<int32_t> gen = {5, 77, 123, 9, 299, 41, 8, 250};
+  for (size_t k = 0; k < gen.size(); ++k) {
+    if (swap_midway && k == gen.size() / 2) {
+      EXPECT_TRUE(e->SwapOut(1).ok());
+      EXPECT_FALSE(e->kv().Resident(1));
+      EXPECT_TRUE(e->SwapIn(1).ok());
+    }
+    std::vector<float> lg;
+    DecodeItem it{1, gen[k]};
+    const Status st = e->Decode({&it, 1}, &lg);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    out.logits.push_back(std::move(lg));
+    e->kv().Drain();
+    out.gpu_blocks.push_back(e->kv().GpuBlocks(1));
+    // Expected: every table's blocks, less the selectable ones outside the set at tier layers.
+    int64_t want = 0;
+    for (int l = 0; l < e->config().n_layers; ++l) want += e->kv().Table(1, l).capacity();
+    if (sel->tiered()) {
+      for (const SegmentSelection& seg : sel->segments()) {
+        const int64_t kept = std::lower_bound(seg.rest_set.begin(), seg.rest_set.end(), seg.prompt_blocks - 1) -
+                             seg.rest_set.begin();
+        want -= static_cast<int64_t>(seg.tier_layers.size()) * (seg.prompt_blocks - 1 - kept);
+      }
+    }
+    out.expected_blocks.push_back(want);
+  }
+  out.stats = e->decode_selection_stats();
+  out.kv = e->kv().Stats();
+  EXPECT_TRUE(e->Release(1).ok());
+  const kv::KvStoreStats after = e->kv().Stats();
+  EXPECT_EQ(after.gpu.pool.used_blocks, 0);
+  EXPECT_EQ(after.host.pool.used_blocks, 0);
+  return out;
+}
+
+void CheckTiered(bool pruned, double gamma) {
+  const TieredRun resident = RunTiered(pruned, gamma, 0, true, false);
+  ASSERT_EQ(resident.logits.size(), 9u);
+  for (bool drain : {true, false}) {
+    for (bool swap : {false, true}) {
+      SCOPED_TRACE(std::string(drain ? "write-through landed first" : "write-through in flight") +
+                   (swap ? ", swapped midway" : ""));
+      const TieredRun t = RunTiered(pruned, gamma, 8192, drain, swap);
+      ASSERT_EQ(t.logits.size(), resident.logits.size());
+      for (size_t s = 0; s < t.logits.size(); ++s) EXPECT_EQ(t.logits[s], resident.logits[s]) << "step " << s;
+      // Once the write-through has landed (every step drains), the gpu tier holds exactly the sets.
+      for (size_t s = drain ? 0 : 1; s < t.gpu_blocks.size(); ++s) {
+        EXPECT_EQ(t.gpu_blocks[s], t.expected_blocks[s]) << "step " << s;
+      }
+      EXPECT_LT(t.gpu_blocks.back(), resident.gpu_blocks.back());
+      EXPECT_EQ(t.gpu_blocks.size(), resident.gpu_blocks.size());
+      const int64_t block_bytes = t.block_bytes;
+      EXPECT_GT(t.written_through, 0);
+      EXPECT_GT(t.stats.blocks_fetched + t.stats.blocks_released, 0);
+      if (!swap) {
+        // Nothing but the write-through went to the host, and every byte in is a fetched block.
+        EXPECT_EQ(t.kv.transfers.bytes[0], t.stats.blocks_fetched * block_bytes);
+        EXPECT_EQ(t.kv.transfers.bytes[1], t.written_through * block_bytes);
+      }
+      EXPECT_EQ(t.kv.selections, t.stats.selections);
+      EXPECT_EQ(t.kv.selections_kept, t.stats.kept_by_gamma);
+      EXPECT_EQ(t.kv.selection_overlap.counts.back(), t.stats.selections);
+      EXPECT_EQ(t.kv.transfers.prefetch_on_time + t.kv.transfers.prefetch_late, t.kv.transfers.jobs[0]);
+    }
+  }
+}
+
+TEST(DecodeBudget, TieredDenseDecodeHoldsOnlyTheChosenBlocks) { CheckTiered(false, 0.9); }
+TEST(DecodeBudget, TieredPrunedDecodeHoldsOnlyTheChosenBlocks) { CheckTiered(true, 1.0); }
+
+TEST(DecodeBudget, AHostTierTooSmallLeavesTheSequenceResident) {
+  const TieredRun resident = RunTiered(false, 0.9, 0, true, false);
+  const TieredRun t = RunTiered(false, 0.9, 64, true, false);  // one block per layer: no room
+  EXPECT_EQ(t.logits, resident.logits);
+  EXPECT_EQ(t.gpu_blocks, resident.gpu_blocks);
+  EXPECT_EQ(t.kv.transfers.bytes[1], 0);
+}
+
 TEST(DecodeBudget, ReselectAppliesGammaToTheChosenBlocks) {
   const std::vector<float> scores = {0.1f, 0.9f, 0.2f, 0.8f, 0.3f, 0.05f};
   // Chosen with 4 blocks: 0 and 5 always, then 1 and 3.
