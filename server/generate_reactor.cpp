@@ -140,6 +140,8 @@ void GenerateReactor::OnFinished(const FinishedEvent& e) {
   // ttft_ms and e2e_ms are stamped when this event is written (NextLocked).
   ToProto(e.pruning, f->mutable_pruning());
   f->set_preemptions(e.preemptions);
+  f->set_kv_gpu_bytes(static_cast<int64_t>(e.kv_gpu_bytes));
+  f->set_kv_gpu_peak_bytes(static_cast<int64_t>(e.kv_gpu_peak_bytes));
   {
     std::lock_guard<std::mutex> l(mu_);
     trace_.completion_tokens = e.completion_tokens;

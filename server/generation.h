@@ -55,6 +55,8 @@ struct FinishedEvent {
   double decode_ms = 0.0;               // first token to last token
   PruningSummary pruning;
   int32_t preemptions = 0;              // times swapped out to the host tier and back
+  size_t kv_gpu_bytes = 0;              // gpu-tier KV after the last token (ModelRunner::GpuKvBytes)
+  size_t kv_gpu_peak_bytes = 0;         // the most after any token
 };
 
 // Receives a task's events. For an accepted task: OnStarted once (after its prefill), then

@@ -33,6 +33,8 @@ class ModelRunner {
   virtual int64_t HostBlocksToSwapOut(kv::SeqId seq) const { return 0; }
   virtual Status SwapOut(kv::SeqId seq) { return UnimplementedError("this runner cannot swap"); }
   virtual Status SwapIn(kv::SeqId seq) { return UnimplementedError("this runner cannot swap"); }
+  // Bytes of the sequence's KV on the gpu tier now (Engine::GpuKvBytes); 0 when unknown.
+  virtual size_t GpuKvBytes(kv::SeqId seq) const { return 0; }
 };
 
 class EngineRunner final : public ModelRunner {
@@ -55,6 +57,7 @@ class EngineRunner final : public ModelRunner {
   int64_t HostBlocksToSwapOut(kv::SeqId seq) const override { return e_->kv().HostBlocksToOffload(seq); }
   Status SwapOut(kv::SeqId seq) override { return e_->SwapOut(seq); }
   Status SwapIn(kv::SeqId seq) override { return e_->SwapIn(seq); }
+  size_t GpuKvBytes(kv::SeqId seq) const override { return e_->GpuKvBytes(seq); }
 
  private:
   Engine* e_;

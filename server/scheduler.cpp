@@ -31,6 +31,7 @@ struct Scheduler::Running {
   int32_t prefill_chunks = 0;           // steps its prefill took part in
   int64_t prefill_work = 0;             // budget its prefill used so far
   int32_t preemptions = 0;              // times swapped out
+  size_t kv_gpu_peak_bytes = 0;         // gpu-tier KV, the most after any token
 
   Running(std::shared_ptr<GenerationTask> t, int32_t vocab, const Tokenizer* tok)
       : task(std::move(t)), sampler(task->request().sampling, vocab), output(tok, task->request().stop) {}
@@ -471,6 +472,8 @@ bool Scheduler::HandleToken(Running& s, const SampleResult& sr) {
   ++s.generated;
   s.history.push_back(sr.token);
   s.last_token = sr.token;
+  const size_t gpu_bytes = runner_->GpuKvBytes(s.seq);
+  s.kv_gpu_peak_bytes = std::max(s.kv_gpu_peak_bytes, gpu_bytes);
   SequenceOutput::Token t = s.output.Push(sr.token);
   const bool want = s.task->request().want_logprobs;
   s.task->sink()->OnToken(TokenEvent{sr.token, std::move(t.text), want ? &sr : nullptr});
@@ -485,6 +488,8 @@ bool Scheduler::HandleToken(Running& s, const SampleResult& sr) {
   fin.decode_ms = MsBetween(s.first_token, clock_->Now());
   fin.pruning = s.pruning;
   fin.preemptions = s.preemptions;
+  fin.kv_gpu_bytes = gpu_bytes;
+  fin.kv_gpu_peak_bytes = s.kv_gpu_peak_bytes;
   s.ended = true;
   (void)runner_->Release(s.seq);
   s.task->sink()->OnFinished(fin);

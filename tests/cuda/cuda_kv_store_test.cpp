@@ -6,6 +6,7 @@
 // would run first. Skipped without a CUDA device.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <memory>
 #include <vector>
 
@@ -163,6 +164,64 @@ TEST_F(CudaKvStore, PrefetchIntoASlotAttentionStillReadsWaitsForTheRead) {
   EXPECT_EQ(Download(out.view()), want) << "attention read the prefetched data";
   // And the slot now holds B again, byte for byte as it was offloaded.
   EXPECT_EQ(Download(Slot(*kv, kv->Table(2, 0).blocks[0])), HostBlock(*kv, kv->Table(2, 0).host[0]));
+}
+
+// The decode KV manager's residency moves: blocks written through, released, then fetched back
+// inside a compute pass and read on the compute stream right after AwaitLayer, while the copy
+// (64 MiB, over a millisecond) is still running. The read must see the fetched bytes, not the
+// zeros the slots held, and the stall must be measured and counted as late.
+TEST_F(CudaKvStore, ALatePrefetchIsWaitedForOnTheDeviceAndCountedLate) {
+  constexpr int64_t kN = 1024;
+  auto kv = Store(kN, kN);
+  ASSERT_NE(kv, nullptr);
+  ASSERT_TRUE(kv->AddSequence(1).ok());
+  ASSERT_TRUE(kv->Reserve(1, 0, kN * kBlock).ok());
+  ASSERT_TRUE(kv->Append(1, 0, static_cast<int32_t>(kN * kBlock)).ok());
+  const size_t per_block = kv->layout().BlockBytes() / 2;
+  const kv::GpuView view = kv->View();
+  const TensorView arena{view.base, DType::kBF16, Device::kCuda, kN, static_cast<int64_t>(per_block),
+                         static_cast<int64_t>(per_block)};
+  const std::vector<float> data = RandomBf16(static_cast<size_t>(kN) * per_block, 21, 1.0f);
+  ASSERT_TRUE(gpu_->Upload(data.data(), arena).ok());
+  const kv::KvStore::Residency all_released{0, kN, {}};
+  auto wt = kv->WriteThrough(1, std::span<const kv::KvStore::Residency>(&all_released, 1));
+  ASSERT_TRUE(wt.ok()) << wt.status().ToString();
+  ASSERT_TRUE(kv->HostWait(*wt).ok());
+  auto rel = kv->SetResidency(1, std::span<const kv::KvStore::Residency>(&all_released, 1));
+  ASSERT_TRUE(rel.ok()) << rel.status().ToString();
+  EXPECT_EQ(rel->released, kN);
+  EXPECT_EQ(rel->fetched, 0);
+  EXPECT_EQ(kv->GpuBlocks(1), 0);
+  const std::vector<float> zeros(static_cast<size_t>(kN) * per_block, 0.0f);
+  ASSERT_TRUE(gpu_->Upload(zeros.data(), arena).ok());  // stale slots read as zeros
+  std::vector<int32_t> every(static_cast<size_t>(kN));
+  for (int32_t b = 0; b < kN; ++b) every[static_cast<size_t>(b)] = b;
+  const kv::KvStore::Residency all_kept{0, kN, every};
+  const std::vector<kv::SeqId> ids{1};
+  ASSERT_TRUE(kv->BeginCompute(ids).ok());
+  auto fetch = kv->SetResidency(1, std::span<const kv::KvStore::Residency>(&all_kept, 1));
+  ASSERT_TRUE(fetch.ok()) << fetch.status().ToString();
+  EXPECT_EQ(fetch->fetched, kN);
+  kv->AwaitLayer(0);
+  // The last block copied, read on the compute stream at once.
+  const kv::LayerTable t = kv->Table(1, 0);
+  const std::vector<float> got = Download(Slot(*kv, t.blocks[kN - 1]));
+  kv->EndCompute(ids);
+  const std::vector<float> want(data.end() - static_cast<std::ptrdiff_t>(per_block), data.end());
+  EXPECT_EQ(got, want) << "compute read the slot before the prefetch landed";
+  ASSERT_TRUE(kv->HostWait(fetch->ticket).ok());
+  ASSERT_TRUE(gpu_->Sync().ok());
+  const kv::KvStoreStats st = kv->Stats();
+  EXPECT_EQ(st.transfers.prefetch_late, 1);
+  EXPECT_EQ(st.transfers.prefetch_on_time, 0);
+  EXPECT_GT(st.transfers.prefetch_stall_seconds, 1e-4);
+  EXPECT_EQ(st.transfers.bytes[0], kN * static_cast<int64_t>(kv->layout().BlockBytes()));
+  std::printf("64 MiB prefetch: compute stood still %.3f ms; copy-stream time %.3f ms\n",
+              st.transfers.prefetch_stall_seconds * 1e3, st.transfers.seconds[0] * 1e3);
+  ASSERT_TRUE(kv->Free(1).ok());
+  kv->Drain();
+  EXPECT_EQ(kv->Stats().gpu.pool.used_blocks, 0);
+  EXPECT_EQ(kv->Stats().host.pool.used_blocks, 0);
 }
 
 TEST_F(CudaKvStore, RoundTripOverScatteredSlotsKeepsEveryBlock) {

@@ -96,7 +96,10 @@ TEST(ServerSwap, SixLongRequestsOverATwoSequenceTierAllFinishWithTheirOwnTokens)
   EXPECT_GT(h2d, 0.0);
   EXPECT_EQ(d2h, static_cast<double>(st.transfers.bytes[static_cast<int>(kv::CopyDir::kD2H)]));
   EXPECT_EQ(h2d, static_cast<double>(st.transfers.bytes[static_cast<int>(kv::CopyDir::kH2D)]));
-  EXPECT_GT(MetricValue(m, "sliminfer_kv_prefetch_total{result=\"fetched\"}"), 0.0);
+  // A swap-in's blocks are fetched; whether each landed before its layer ran is timing.
+  EXPECT_GT(MetricValue(m, "sliminfer_kv_prefetch_total{result=\"fetched\"}") +
+                MetricValue(m, "sliminfer_kv_prefetch_total{result=\"late\"}"),
+            0.0);
   EXPECT_GT(MetricValue(m, "sliminfer_kv_evictions_total"), 0.0);
   EXPECT_EQ(MetricValue(m, "sliminfer_kv_blocks{tier=\"gpu\",state=\"used\"}"), 0.0);
   EXPECT_EQ(MetricValue(m, "sliminfer_kv_blocks{tier=\"host\",state=\"used\"}"), 0.0);

@@ -30,6 +30,11 @@ CudaTierMemory::~CudaTierMemory() {
     if (e != nullptr) (void)cudaEventDestroy(e);
   for (auto& [id, e] : markers_) (void)cudaEventDestroy(e);
   for (cudaEvent_t e : spare_) (void)cudaEventDestroy(e);
+  for (auto& [id, p] : probes_) {
+    (void)cudaEventDestroy(p.before);
+    (void)cudaEventDestroy(p.after);
+  }
+  for (cudaEvent_t e : timing_spare_) (void)cudaEventDestroy(e);
   for (cudaStream_t s : copy_)
     if (s != nullptr) (void)cudaStreamDestroy(s);
 }
@@ -83,6 +88,53 @@ cudaEvent_t CudaTierMemory::MarkerEvent(kv::Marker m) {
 
 void CudaTierMemory::ComputeWait(kv::Marker m) {
   if (cudaEvent_t e = MarkerEvent(m)) (void)cudaStreamWaitEvent(compute_, e, 0);
+}
+
+cudaEvent_t CudaTierMemory::TimingEvent() {
+  if (!timing_spare_.empty()) {
+    cudaEvent_t e = timing_spare_.back();
+    timing_spare_.pop_back();
+    return e;
+  }
+  cudaEvent_t e = nullptr;
+  return cudaEventCreate(&e) == cudaSuccess ? e : nullptr;
+}
+
+uint64_t CudaTierMemory::ComputeWaitProbed(kv::Marker m) {
+  cudaEvent_t e = MarkerEvent(m);
+  if (e == nullptr) return 0;
+  // A copy already done cannot hold compute up: no wait, nothing to measure.
+  if (cudaEventQuery(e) == cudaSuccess) return 0;
+  std::lock_guard<std::mutex> l(mu_);
+  Probe p{TimingEvent(), TimingEvent()};
+  if (p.before == nullptr || p.after == nullptr) {
+    for (cudaEvent_t x : {p.before, p.after})
+      if (x != nullptr) timing_spare_.push_back(x);
+    (void)cudaStreamWaitEvent(compute_, e, 0);
+    return 0;
+  }
+  (void)cudaEventRecord(p.before, compute_);
+  (void)cudaStreamWaitEvent(compute_, e, 0);
+  (void)cudaEventRecord(p.after, compute_);
+  probes_[++next_probe_] = p;
+  return next_probe_;
+}
+
+void CudaTierMemory::PollProbes(std::vector<ProbeResult>* done) {
+  std::lock_guard<std::mutex> l(mu_);
+  for (auto it = probes_.begin(); it != probes_.end();) {
+    const cudaError_t r = cudaEventQuery(it->second.after);
+    if (r == cudaErrorNotReady) {
+      ++it;
+      continue;
+    }
+    float ms = 0.0f;
+    if (r == cudaSuccess) (void)cudaEventElapsedTime(&ms, it->second.before, it->second.after);
+    done->push_back(ProbeResult{it->first, ms / 1e3});
+    timing_spare_.push_back(it->second.before);
+    timing_spare_.push_back(it->second.after);
+    it = probes_.erase(it);
+  }
 }
 
 StatusOr<kv::Marker> CudaTierMemory::Mark(kv::CopyDir dir) {

@@ -31,6 +31,8 @@ class CudaTierMemory final : public kv::TierMemory {
   void Fill(bool tier_is_gpu, void* p, size_t bytes, uint8_t byte) override;
   kv::Fence RecordCompute() override;
   void ComputeWait(kv::Marker m) override;
+  uint64_t ComputeWaitProbed(kv::Marker m) override;
+  void PollProbes(std::vector<ProbeResult>* done) override;
   StatusOr<kv::Marker> Mark(kv::CopyDir dir) override;
   StatusOr<kv::Marker> CopyBatch(kv::CopyDir dir, kv::Fence after, std::span<const kv::CopyRange> ranges) override;
   Status HostWait(kv::Marker m) override;
@@ -53,6 +55,14 @@ class CudaTierMemory final : public kv::TierMemory {
   kv::Marker next_marker_ = 0;
   std::unordered_map<kv::Marker, cudaEvent_t> markers_;  // guarded by mu_
   std::vector<cudaEvent_t> spare_;                       // guarded by mu_
+  // Timing events around a probed compute wait.
+  struct Probe {
+    cudaEvent_t before = nullptr, after = nullptr;
+  };
+  uint64_t next_probe_ = 0;                      // guarded by mu_
+  std::unordered_map<uint64_t, Probe> probes_;   // guarded by mu_
+  std::vector<cudaEvent_t> timing_spare_;        // guarded by mu_
+  cudaEvent_t TimingEvent();                     // mu_ held
 };
 
 }  // namespace slim::cuda
