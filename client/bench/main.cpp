@@ -5,6 +5,7 @@
 #include <fstream>
 #include <optional>
 #include <iostream>
+#include <numeric>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -40,10 +41,13 @@ const char* kUsage = R"(usage:
                            [--context N (up to 4x the trained context)] [--json]
                            [--profile] [--kv-dtype auto|f32|f16|bf16] [--cuda-attention auto|mma|wgmma] [--decode-kv-budget N]
                            [--cuda-gemv auto|on|off] [--cuda-gemm-tune auto|on|off]
-                           [--warm-up-tokens N]
+                           [--warm-up-tokens N] [--host-kv-gib G] [--decode-detail]
      modes: dense, pruned (the model's default schedule, or --schedule); --profile adds per-op
      device times of one more prefill and of 16 decode steps (CUDA); --warm-up-tokens runs the
-     server's start-up warm-up first (GEMM tuning for prompts up to N tokens on CUDA)
+     server's start-up warm-up first (GEMM tuning for prompts up to N tokens on CUDA);
+     with --decode-kv-budget (or --decode-detail) one more run decodes step by step and reports
+     step time, prefetch wait, bytes moved and the gpu-tier KV ("decode_tiers"); --host-kv-gib
+     gives it a host tier (default none: every block stays on the first tier)
   sliminfer-bench decode-batch --model M [--device cpu|cuda] [--batches 1,8,32,64] [--contexts 4096,32768] [--profile]
                            [--steps 32] [--kv-tokens N | --gpu-memory-fraction F] [--json]
      decode step time per batch size and context against the bytes a step reads (weights + KV)
@@ -92,6 +96,8 @@ StatusOr<std::unique_ptr<Engine>> MakeEngine(const Args& a, int64_t kv_tokens, i
   SLIM_ASSIGN_OR_RETURN(o.context_length, a.Int("context", 0, 0, 1 << 22));
   // Only commands that list --decode-kv-budget take it.
   SLIM_ASSIGN_OR_RETURN(o.decode_kv_budget, a.Int("decode-kv-budget", 0, 0, int64_t{1} << 32));
+  // Only commands that list --host-kv-gib take it (0 = no host tier, the default here).
+  SLIM_ASSIGN_OR_RETURN(o.host_kv_gib, a.Float("host-kv-gib", 0.0, 0.0, 1 << 20));
   if (!a.Has("context") && min_context > 0) {
     // Only the config is read here (GGUF metadata, or the synthetic shape), no weights.
     SLIM_ASSIGN_OR_RETURN(std::unique_ptr<WeightSource> src, OpenWeights(o.model));
@@ -289,12 +295,78 @@ void AddSelectionStats(const DecodeSelectionStats& s0, const DecodeSelectionStat
                  : 1.0;
 }
 
+// One more prefill + greedy decode of `prompt`, step by step, reading the KV store around each
+// step: decode step time, the compute stream's prefetch wait (KvStoreStats, measured on the
+// device on CUDA), bytes fetched per step, the prompt's write-through to the host tier (d2h,
+// issued at the end of prefill), and the sequence's gpu-tier KV after every step.
+StatusOr<json> DecodeTierRun(Engine& e, std::span<const int32_t> prompt, const PruningRequest& req,
+                             int64_t decode_tokens) {
+  const kv::SeqId seq = 1 << 30;
+  Sampler sampler(SamplingParams{}, e.config().vocab_size);
+  std::vector<int32_t> history(prompt.begin(), prompt.end());
+  const kv::KvStoreStats s_start = e.kv().Stats();
+  SLIM_ASSIGN_OR_RETURN(PrefillResult p, e.PrefillAndSample(seq, prompt, SampleSpec{&sampler, history}, req));
+  const kv::KvStoreStats s_pre = e.kv().Stats();
+  const size_t gpu_after_prefill = e.GpuKvBytes(seq);
+  std::vector<double> step_ms, wait_ms;
+  size_t gpu_peak = 0, gpu_last = 0;
+  int32_t token = p.sampled.token;
+  kv::KvStoreStats prev = s_pre;
+  Status status;
+  std::vector<SampleResult> next;
+  for (int64_t i = 0; i < decode_tokens && status.ok(); ++i) {
+    history.push_back(token);
+    const DecodeItem item{seq, token};
+    const SampleSpec spec{&sampler, history};
+    const auto t0 = std::chrono::steady_clock::now();
+    status = e.DecodeAndSample(std::span<const DecodeItem>(&item, 1), std::span<const SampleSpec>(&spec, 1), &next);
+    step_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    if (!status.ok()) break;
+    token = next[0].token;
+    const kv::KvStoreStats now = e.kv().Stats();
+    wait_ms.push_back(1e3 * (now.transfers.prefetch_stall_seconds - prev.transfers.prefetch_stall_seconds));
+    prev = now;
+    gpu_last = e.GpuKvBytes(seq);
+    gpu_peak = std::max(gpu_peak, gpu_last);
+  }
+  (void)e.Release(seq);
+  SLIM_RETURN_IF_ERROR(status);
+  e.kv().Drain();
+  const kv::KvStoreStats s_end = e.kv().Stats();
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[v.size() / 2];
+  };
+  const int h2d = static_cast<int>(kv::CopyDir::kH2D), d2h = static_cast<int>(kv::CopyDir::kD2H);
+  const double steps = static_cast<double>(std::max<size_t>(1, step_ms.size()));
+  const double step_p50 = median(step_ms), wait_p50 = median(wait_ms);
+  const int64_t sel = s_end.selections - s_pre.selections;
+  return json{{"steps", step_ms.size()},
+              {"step_ms_p50", step_p50},
+              {"step_ms_mean", std::accumulate(step_ms.begin(), step_ms.end(), 0.0) / steps},
+              {"prefetch_wait_ms_p50", wait_p50},
+              {"prefetch_wait_ms_mean", std::accumulate(wait_ms.begin(), wait_ms.end(), 0.0) / steps},
+              {"prefetch_wait_over_step_p50", step_p50 > 0 ? wait_p50 / step_p50 : 0.0},
+              {"h2d_bytes_per_step", static_cast<double>(s_end.transfers.bytes[h2d] - s_pre.transfers.bytes[h2d]) / steps},
+              {"d2h_bytes", s_end.transfers.bytes[d2h] - s_start.transfers.bytes[d2h]},
+              {"prefetch_on_time", s_end.transfers.prefetch_on_time - s_pre.transfers.prefetch_on_time},
+              {"prefetch_late", s_end.transfers.prefetch_late - s_pre.transfers.prefetch_late},
+              {"prefetch_hit", s_end.prefetch_hit - s_pre.prefetch_hit},
+              {"selections", sel},
+              {"gamma_skip_rate",
+               sel > 0 ? static_cast<double>(s_end.selections_kept - s_pre.selections_kept) / static_cast<double>(sel) : 0.0},
+              {"gpu_kv_bytes_after_prefill", gpu_after_prefill},
+              {"gpu_kv_bytes_last", gpu_last},
+              {"gpu_kv_bytes_peak", gpu_peak}};
+}
+
 Status CmdEngine(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
                                             {"model", "device", "lengths", "modes", "decode-tokens", "repeat",
                                              "text-file", "prompt-ids-dir", "threads", "schedule", "context", "cuda-attention",
-                                             "kv-dtype", "cuda-gemv", "cuda-gemm-tune", "warm-up-tokens", "decode-kv-budget"},
-                                            {"json", "prune-after-attention", "profile"}));
+                                             "kv-dtype", "cuda-gemv", "cuda-gemm-tune", "warm-up-tokens", "decode-kv-budget",
+                                             "host-kv-gib"},
+                                            {"json", "prune-after-attention", "profile", "decode-detail"}));
   SLIM_ASSIGN_OR_RETURN(std::vector<int64_t> lengths, a.IntList("lengths", "512,2048,8192"));
   const std::vector<std::string> modes = a.StrList("modes", "dense");
   for (const std::string& m : modes)
@@ -384,6 +456,9 @@ Status CmdEngine(int argc, char** argv) {
       if (engine->default_decode_kv_budget() > 0) {
         AddSelectionStats(sel0, engine->decode_selection_stats(), &row);
         row["decode_kv_budget"] = engine->default_decode_kv_budget();
+      }
+      if (engine->default_decode_kv_budget() > 0 || a.Flag("decode-detail")) {
+        SLIM_ASSIGN_OR_RETURN(row["decode_tiers"], DecodeTierRun(*engine, prompt, req, decode_tokens));
       }
       if (a.Flag("profile")) {
         SLIM_ASSIGN_OR_RETURN(json prof, ProfileRun(*engine, prompt, req));

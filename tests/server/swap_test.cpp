@@ -109,5 +109,68 @@ TEST(ServerSwap, SixLongRequestsOverATwoSequenceTierAllFinishWithTheirOwnTokens)
   EXPECT_EQ(st.host.pool.used_blocks, 0);
 }
 
+// A decode KV budget with a host tier, per request over gRPC: after the prompt's write-through
+// the gpu tier holds only the chosen blocks, and Finished says how many bytes that was; a budget
+// at least the stored tokens gives the tokens of no budget at all; /metrics shows the selections
+// and both tiers return to empty.
+TEST(ServerSwap, ADecodeKvBudgetLeavesOnlyTheChosenBlocksOnTheGpuTier) {
+  ServerOptions o = TestOptions();
+  o.engine.kv_tokens = 4096;
+  o.engine.host_kv_tokens = 65536;
+  auto server = StartServer(o);
+  ASSERT_NE(server, nullptr);
+  const Engine& engine = *server->engine();
+  const std::vector<int32_t> prompt = Prompts(engine)[0];
+  constexpr int kMaxTokens = 24;
+  constexpr int64_t kBudget = 128;
+  auto run = [&](int64_t budget) {
+    auto stub = v1::Inference::NewStub(Connect(server->port()));
+    v1::GenerateRequest req;
+    for (int32_t t : prompt) req.mutable_token_ids()->add_ids(t);
+    req.mutable_stopping()->set_max_tokens(kMaxTokens);
+    req.mutable_stopping()->set_ignore_eos(true);
+    req.mutable_pruning()->set_decode_kv_budget(budget);
+    return Stream(*stub, req);
+  };
+  const StreamResult all = run(0), wide = run(4096), tight = run(kBudget);
+  for (const StreamResult* r : {&all, &wide, &tight}) {
+    ASSERT_TRUE(r->status.ok()) << r->status.error_message();
+    ASSERT_EQ(r->token_ids.size(), static_cast<size_t>(kMaxTokens));
+  }
+  EXPECT_EQ(wide.token_ids, all.token_ids);
+
+  const kv::KvLayout& L = server->engine()->kv().layout();
+  const int64_t layers = engine.config().n_layers;
+  const int64_t block = static_cast<int64_t>(L.BlockBytes());
+  // Without a budget every block of the prompt and the generated tokens stays on the gpu tier.
+  const int64_t stored_blocks = (static_cast<int64_t>(prompt.size()) + kMaxTokens - 1 + L.block_tokens - 1) / L.block_tokens;
+  EXPECT_GE(all.finished.kv_gpu_bytes(), stored_blocks * layers * block);
+  EXPECT_EQ(all.finished.kv_gpu_peak_bytes(), all.finished.kv_gpu_bytes());
+  // With one: the budget's blocks, the sink, the last prompt block and the generated tokens'
+  // block(s) at most, at every layer.
+  const int64_t active_max = kBudget / L.block_tokens + 1 + 1 + (kMaxTokens + L.block_tokens - 1) / L.block_tokens + 1;
+  EXPECT_LE(tight.finished.kv_gpu_bytes(), active_max * layers * block);
+  EXPECT_GT(tight.finished.kv_gpu_bytes(), 0);
+  EXPECT_LT(tight.finished.kv_gpu_bytes() * 4, all.finished.kv_gpu_bytes());
+  EXPECT_GE(tight.finished.kv_gpu_peak_bytes(), tight.finished.kv_gpu_bytes());
+
+  EXPECT_TRUE(WaitFor([&] {
+    const std::string text = HttpGet(server->metrics_port(), "/metrics");
+    return MetricValue(text, "sliminfer_num_requests_running") == 0.0 && UsedKvBlocks(*server) == 0;
+  }));
+  server->engine()->kv().Drain();
+  const kv::KvStoreStats st = server->engine()->kv().Stats();
+  const std::string m = HttpGet(server->metrics_port(), "/metrics");
+  EXPECT_GT(MetricValue(m, "sliminfer_kv_selection_overlap_ratio_count"), 0.0);
+  EXPECT_EQ(MetricValue(m, "sliminfer_kv_selection_overlap_ratio_count"), static_cast<double>(st.selections));
+  EXPECT_EQ(MetricValue(m, "sliminfer_kv_prefetch_total{result=\"skipped_gamma\"}"),
+            static_cast<double>(st.selections_kept));
+  // The prompt went to the host tier once per budgeted request.
+  EXPECT_GT(MetricValue(m, "sliminfer_kv_transfer_bytes_total{direction=\"d2h\"}"), 0.0);
+  EXPECT_EQ(MetricValue(m, "sliminfer_num_preemptions_total"), 0.0);
+  EXPECT_EQ(st.gpu.pool.used_blocks, 0);
+  EXPECT_EQ(st.host.pool.used_blocks, 0);
+}
+
 }  // namespace
 }  // namespace slim::server::testing
