@@ -58,6 +58,7 @@ const char* kUsage = R"(usage:
      whole-sequence offload/prefetch, and decode ms/token with and without swaps running
   sliminfer-bench server   --server HOST:PORT [--concurrency C | --rate R [--seed S]] [--requests N]
                            [--prompt-tokens 256,1024] [--max-tokens M] [--pruning off|default] [--warmup N]
+                           [--decode-kv-budget N (sent with each request; default: the server's)]
                            [--slo-ttft-ms 2000] [--slo-itl-ms 50] [--text-file F] [--json]
      closed loop (C streams) or open loop (Poisson arrivals at R requests/s); prompt lengths cycle
      through the list (latencies also reported per length); goodput = requests within both SLOs

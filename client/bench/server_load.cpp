@@ -78,6 +78,7 @@ struct Result {
   double ttft_ms = -1, e2e_ms = 0;
   std::vector<double> gaps_ms;
   double server_queue_ms = 0, server_prefill_ms = 0;
+  int64_t kv_gpu_bytes = 0, kv_gpu_peak_bytes = 0;  // Finished: gpu-tier KV after the last token, most
 };
 
 class Progress {
@@ -195,7 +196,7 @@ Status CmdServer(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
                                             {"server", "concurrency", "requests", "prompt-tokens", "max-tokens",
                                              "pruning", "text-file", "timeout", "warmup", "rate", "seed",
-                                             "slo-ttft-ms", "slo-itl-ms"},
+                                             "slo-ttft-ms", "slo-itl-ms", "decode-kv-budget"},
                                             {"json"}));
   const std::string target = a.Str("server", "localhost:50051");
   SLIM_ASSIGN_OR_RETURN(int64_t concurrency, a.Int("concurrency", 1, 1, 4096));
@@ -208,6 +209,8 @@ Status CmdServer(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(int64_t seed, a.Int("seed", 1, 0, 1LL << 40));
   SLIM_ASSIGN_OR_RETURN(double slo_ttft_ms, a.Float("slo-ttft-ms", 2000.0, 0.0, 1e9));
   SLIM_ASSIGN_OR_RETURN(double slo_itl_ms, a.Float("slo-itl-ms", 50.0, 0.0, 1e9));
+  // -1: the server's --decode-kv-budget; else sent with every request (0 = every block).
+  SLIM_ASSIGN_OR_RETURN(int64_t decode_kv_budget, a.Int("decode-kv-budget", -1, -1, int64_t{1} << 32));
   const std::string pruning = a.Str("pruning", "off");
   if (pruning != "off" && pruning != "default") return InvalidArgumentError("--pruning must be off or default");
   int64_t max_len = 0;
@@ -237,6 +240,7 @@ Status CmdServer(int argc, char** argv) {
     req.mutable_stopping()->set_ignore_eos(true);  // every request generates exactly max_tokens
     req.mutable_pruning()->set_mode(pruning == "default" ? v1::PruningOptions::MODE_DEFAULT
                                                          : v1::PruningOptions::MODE_OFF);
+    if (decode_kv_budget >= 0) req.mutable_pruning()->set_decode_kv_budget(decode_kv_budget);
     return req;
   };
   for (int64_t w = 0; w < warmup; ++w) {
@@ -261,6 +265,8 @@ Status CmdServer(int argc, char** argv) {
     r.gaps_ms = std::move(o.chunk_gaps_ms);
     r.server_queue_ms = o.finished.timings().queue_ms();
     r.server_prefill_ms = o.finished.timings().prefill_ms();
+    r.kv_gpu_bytes = o.finished.kv_gpu_bytes();
+    r.kv_gpu_peak_bytes = o.finished.kv_gpu_peak_bytes();
     progress.Done(o.status.ok());
   };
   const auto t0 = std::chrono::steady_clock::now();
@@ -294,8 +300,21 @@ Status CmdServer(int argc, char** argv) {
               {"requests", requests},
               {"prompt_tokens", lengths},
               {"max_tokens", max_tokens},
-              {"pruning", pruning}};
+              {"pruning", pruning},
+              {"decode_kv_budget", decode_kv_budget >= 0 ? json(decode_kv_budget) : json(nullptr)}};
   out.update(Report(results, duration_s, slo_ttft_ms, slo_itl_ms));
+  // Per request, from Finished: the gpu-tier KV after its last token (mean over the requests
+  // that finished) and the most any request held.
+  double gpu_sum = 0.0;
+  int64_t gpu_n = 0, gpu_peak = 0;
+  for (const Result& r : results) {
+    if (r.code != grpc::StatusCode::OK) continue;
+    gpu_sum += static_cast<double>(r.kv_gpu_bytes);
+    ++gpu_n;
+    gpu_peak = std::max(gpu_peak, r.kv_gpu_peak_bytes);
+  }
+  out["kv_gpu_bytes_last_mean"] = gpu_n > 0 ? gpu_sum / static_cast<double>(gpu_n) : 0.0;
+  out["kv_gpu_bytes_peak_max"] = gpu_peak;
   std::cout << out.dump(a.Flag("json") ? -1 : 2) << std::endl;
   return OkStatus();
 }

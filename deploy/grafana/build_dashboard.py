@@ -2,7 +2,7 @@
 """Writes deploy/grafana/sliminfer.json, the SlimInfer-serve Grafana dashboard (edit panels here).
 
 Every query uses metrics the server exports (server/metrics.cpp), including the KV store's tiers,
-transfers, prefetches and preemptions. tests/deploy/prometheus_e2e.sh evaluates every query
+transfers, prefetches, decode KV selections and preemptions. tests/deploy/prometheus_e2e.sh evaluates every query
 against a real Prometheus scraping a real server that swaps sequences between tiers.
 """
 import json
@@ -66,9 +66,15 @@ PANELS = [
      [("preemptions", f"sum(rate(sliminfer_num_preemptions_total{SEL}[{RI}]))"),
       ("prefetch {{result}}", f"sum by (result) (rate(sliminfer_kv_prefetch_total{SEL}[{RI}]))"),
       ("evicted blocks", f"sum(rate(sliminfer_kv_evictions_total{SEL}[{RI}]))")], 12),
-    ("Prefetch wait", "s", "From the first compute wait on a prefetch until its data had landed (0 when it was there "
-     "before compute needed it).",
+    ("Prefetch wait", "s", "Per prefetch (a swap-in, or the blocks a decode KV selection brought in): how long "
+     "compute stood still waiting for it to land, timed on the device on CUDA (0 when it was there first).",
      quantiles("sliminfer_kv_prefetch_wait_seconds", (0.5, 0.99)), 12),
+    ("Decode KV selection", "percentunit", "With a decode KV budget: overlap of each step's chosen blocks with the "
+     "set on the gpu tier (p10, p50), and the share of selections the gamma rule kept without moving a block.",
+     [("overlap p10", f"histogram_quantile(0.1, sum by (le) (rate(sliminfer_kv_selection_overlap_ratio_bucket{SEL}[{RI}])))"),
+      ("overlap p50", f"histogram_quantile(0.5, sum by (le) (rate(sliminfer_kv_selection_overlap_ratio_bucket{SEL}[{RI}])))"),
+      ("kept by gamma", f"sum(rate(sliminfer_kv_prefetch_total{{job=~\"$job\",result=\"skipped_gamma\"}}[{RI}])) / "
+                        f"sum(rate(sliminfer_kv_selection_overlap_ratio_count{SEL}[{RI}]))")], 12),
 ]
 
 

@@ -98,6 +98,12 @@ timeout 120 "$BUILD/bin/sliminfer-bench" server --server "127.0.0.1:$GRPC_PORT" 
   --prompt-tokens 1200 --max-tokens 8 --pruning off --warmup 0 --json >"$TMP/bench-swap.json" \
   2>"$TMP/bench.err" || { cat "$TMP/bench.err" >&2; fail "swap bench failed"; }
 
+# Two 600-token prompts decoding under a 128-token KV budget per request: the prompt is written
+# through to the host tier and the gpu tier keeps the chosen blocks (the selection panel's data).
+timeout 120 "$BUILD/bin/sliminfer-bench" server --server "127.0.0.1:$GRPC_PORT" --concurrency 1 --requests 2 \
+  --prompt-tokens 600 --max-tokens 16 --pruning off --decode-kv-budget 128 --warmup 0 --json >"$TMP/bench-budget.json" \
+  2>"$TMP/bench.err" || { cat "$TMP/bench.err" >&2; fail "decode budget bench failed"; }
+
 sleep 3  # two more scrapes and rule evaluations after the last request
 python3 "$ROOT/tests/deploy/check_queries.py" --prom "$PROM" \
   --dashboard "${SLIM_E2E_DASHBOARD:-$ROOT/deploy/grafana/sliminfer.json}" --rules "$ROOT/deploy/prometheus/sliminfer-rules.yml" \
