@@ -28,6 +28,15 @@ std::vector<std::vector<int32_t>> Prompts(const Engine& e) {
   return out;
 }
 
+// A greedy request for exactly `max_tokens` tokens after `prompt`.
+v1::GenerateRequest GreedyRequest(const std::vector<int32_t>& prompt, int max_tokens) {
+  v1::GenerateRequest req;
+  for (int32_t t : prompt) req.mutable_token_ids()->add_ids(t);
+  req.mutable_stopping()->set_max_tokens(max_tokens);
+  req.mutable_stopping()->set_ignore_eos(true);
+  return req;
+}
+
 TEST(ServerSwap, SixLongRequestsOverATwoSequenceTierAllFinishWithTheirOwnTokens) {
   ServerOptions o = TestOptions();
   o.engine.kv_tokens = 2048;
@@ -60,11 +69,7 @@ TEST(ServerSwap, SixLongRequestsOverATwoSequenceTierAllFinishWithTheirOwnTokens)
   for (size_t i = 0; i < prompts.size(); ++i) {
     clients.emplace_back([&, i] {
       auto stub = v1::Inference::NewStub(Connect(server->port()));
-      v1::GenerateRequest req;
-      for (int32_t t : prompts[i]) req.mutable_token_ids()->add_ids(t);
-      req.mutable_stopping()->set_max_tokens(kMaxTokens);
-      req.mutable_stopping()->set_ignore_eos(true);
-      results[i] = Stream(*stub, req);
+      results[i] = Stream(*stub, GreedyRequest(prompts[i], kMaxTokens));
     });
   }
   for (auto& t : clients) t.join();
@@ -125,10 +130,7 @@ TEST(ServerSwap, ADecodeKvBudgetLeavesOnlyTheChosenBlocksOnTheGpuTier) {
   constexpr int64_t kBudget = 128;
   auto run = [&](int64_t budget) {
     auto stub = v1::Inference::NewStub(Connect(server->port()));
-    v1::GenerateRequest req;
-    for (int32_t t : prompt) req.mutable_token_ids()->add_ids(t);
-    req.mutable_stopping()->set_max_tokens(kMaxTokens);
-    req.mutable_stopping()->set_ignore_eos(true);
+    v1::GenerateRequest req = GreedyRequest(prompt, kMaxTokens);
     req.mutable_pruning()->set_decode_kv_budget(budget);
     return Stream(*stub, req);
   };
