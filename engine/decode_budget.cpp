@@ -1,6 +1,8 @@
 // Engine: the start of a sequence's decode KV selection after its prefill (the per-step part
 // runs inside Model::Forward, see engine/pruning/decode_selection.h).
 #include <algorithm>
+#include <cmath>
+#include <string>
 #include <vector>
 
 #include "engine/engine.h"
@@ -24,36 +26,21 @@ Status Engine::StartSelection(kv::SeqId seq, const std::vector<int>& bounds, int
   for (size_t s = 0; s + 1 < bounds.size(); ++s) prompt_tokens.push_back(kv_->Tokens(seq, bounds[s]));
   SLIM_ASSIGN_OR_RETURN(DecodeSelection sel, DecodeSelection::Create(o, bounds, prompt_tokens));
   if (sel.segments().empty()) return OkStatus();  // every segment's prompt fits the budget
-  // Unit-mean keys of each selecting segment's prompt, at its first layer, read from the KV
-  // blocks (K of KV head g: rows [g * block_tokens, (g + 1) * block_tokens) of head_dim at the
-  // block's start, one download per block) and kept on the backend for its block scorer.
-  const int hd = L.head_dim, kvh = L.n_kv_heads, kv_dim = kvh * hd, bt = L.block_tokens;
-  std::vector<float> block(static_cast<size_t>(kvh) * bt * hd);
+  // Unit-mean keys of each selecting segment's prompt at the layer it chooses at, read from its
+  // KV blocks and kept on the backend for its block scorer.
+  AttnShape shape;
+  shape.n_heads = model_->config().n_heads;
+  shape.n_kv_heads = L.n_kv_heads;
+  shape.head_dim = L.head_dim;
+  shape.scale = 1.0f / std::sqrt(static_cast<float>(L.head_dim));
+  const int kv_dim = L.n_kv_heads * L.head_dim;
   for (SegmentSelection& seg : sel.segments()) {
     const kv::LayerTable* t = kv_->TablePtr(seq, seg.choose_layer);
     if (t == nullptr) return NotFoundError("no KV table for layer " + std::to_string(seg.choose_layer));
-    std::vector<float> keys(static_cast<size_t>(seg.prompt_tokens) * kv_dim);
-    for (int64_t b = 0; b < seg.prompt_blocks; ++b) {
-      TensorView v;
-      v.data = kv_->Data(t->blocks[static_cast<size_t>(b)]);
-      v.dtype = backend_->kv_dtype();
-      v.device = backend_->device();
-      v.rows = int64_t{kvh} * bt;
-      v.cols = hd;
-      v.stride = hd;
-      SLIM_RETURN_IF_ERROR(backend_->Download(v, block.data()));
-      const int64_t rows = std::min<int64_t>(bt, seg.prompt_tokens - b * bt);
-      for (int g = 0; g < kvh; ++g) {
-        for (int64_t r = 0; r < rows; ++r) {
-          std::copy_n(&block[static_cast<size_t>((int64_t{g} * bt + r) * hd)], hd,
-                      &keys[static_cast<size_t>((b * bt + r) * kv_dim + g * hd)]);
-        }
-      }
-    }
     seg.n_units = (seg.prompt_tokens + o.unit_tokens - 1) / o.unit_tokens;
-    const std::vector<float> unit_keys = UnitMeanKeys(keys, seg.prompt_tokens, kv_dim, o.unit_tokens);
     SLIM_ASSIGN_OR_RETURN(seg.unit_keys, backend_->Alloc(backend_->act_dtype(), seg.n_units, kv_dim));
-    SLIM_RETURN_IF_ERROR(backend_->Upload(unit_keys.data(), seg.unit_keys.view()));
+    SLIM_RETURN_IF_ERROR(
+        backend_->KeyUnitMeans(*kv_, *t, shape, seg.prompt_tokens, o.unit_tokens, seg.unit_keys.view()));
   }
   // With a host tier: the selectable prompt blocks of the tiered layers are written through
   // now, in the background; their gpu slots go once the set is chosen and the copies landed. A

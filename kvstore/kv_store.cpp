@@ -441,6 +441,7 @@ StatusOr<KvStore::ResidencyChange> KvStore::SetResidency(SeqId seq, std::span<co
   if (!s.error.ok()) return s.error;
   if (!s.resident) return FailedPreconditionError("KV store: sequence " + std::to_string(seq) + " is swapped out");
   int64_t need = 0;
+  bool host_copy_pending = false;  // a block to fetch whose host copy is still being written
   for (const Residency& r : layers) {
     if (r.layer < 0 || r.layer >= layout_.n_layers) return InvalidArgumentError("KV store: bad layer");
     const LayerTable& t = s.layers[static_cast<size_t>(r.layer)];
@@ -451,13 +452,15 @@ StatusOr<KvStore::ResidencyChange> KvStore::SetResidency(SeqId seq, std::span<co
       prev = b;
       if (t.blocks[static_cast<size_t>(b)] < 0) {
         if (t.host[static_cast<size_t>(b)] < 0) return FailedPreconditionError("KV store: a block to fetch has no host copy");
+        if (t.state[static_cast<size_t>(b)] == BlockState::kOffloading) host_copy_pending = true;
         ++need;
       }
     }
   }
   ResidencyChange out;
-  // Slots given up wait for the compute queued so far (the attention that last read them).
-  const SlotStamp stamp{memory_->RecordCompute(), s.last_h2d, s.last_d2h};
+  // Slots given up wait for the compute queued so far (the attention that last read them); only
+  // clean blocks are given up, and a clean block's copies (either way) have finished.
+  const SlotStamp stamp{memory_->RecordCompute(), 0, 0};
   auto release = [&] {
     for (const Residency& r : layers) {
       LayerTable& t = s.layers[static_cast<size_t>(r.layer)];
@@ -501,7 +504,10 @@ StatusOr<KvStore::ResidencyChange> KvStore::SetResidency(SeqId seq, std::span<co
     }
     s.gpu_blocks += need;
     job.after = slot_wait.compute;
-    job.after_ticket = std::max(slot_wait.d2h, s.last_d2h);
+    // Offloads still reading the slots taken; this sequence's own offloads only when one of
+    // them is still writing a host copy read here (a write-through of other blocks in flight
+    // must not hold the fetch back).
+    job.after_ticket = host_copy_pending ? std::max(slot_wait.d2h, s.last_d2h) : slot_wait.d2h;
     s.wait = Max(s.wait, SlotStamp{0, slot_wait.h2d, 0});
     out.ticket = copy_->Submit(std::move(job));
     out.fetched = need;

@@ -1,6 +1,10 @@
 // Backend factory: CPU always, CUDA when compiled in.
 #include "engine/backend/backend.h"
 
+#include <algorithm>
+
+#include "engine/pruning/decode_selection.h"
+
 namespace slim {
 
 namespace cpu { StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const BackendOptions& options); }
@@ -53,6 +57,39 @@ void Backend::Mlp(TensorView x, const MlpWeights& w, const MlpScratch& scratch, 
   MatMulQ(x, w.gate_up, w.gate_up_q, scratch.gate_up);
   SwiGlu(scratch.gate_up, scratch.act);
   MatMulQ(scratch.act, w.down, w.down_q, out);
+}
+
+Status Backend::KeyUnitMeans(const kv::KvStore& kv, const kv::LayerTable& table, const AttnShape& shape,
+                             int32_t n_tokens, int unit_tokens, TensorView out) {
+  const kv::KvLayout& L = kv.layout();
+  const int hd = shape.head_dim, kvh = shape.n_kv_heads, kv_dim = kvh * hd, bt = L.block_tokens;
+  if (unit_tokens <= 0 || bt % unit_tokens != 0) return InvalidArgumentError("KeyUnitMeans: the unit must divide the block");
+  const int64_t n_blocks = (int64_t{n_tokens} + bt - 1) / bt, n_units = (int64_t{n_tokens} + unit_tokens - 1) / unit_tokens;
+  if (n_tokens < 0 || static_cast<int64_t>(table.blocks.size()) < n_blocks) {
+    return InvalidArgumentError("KeyUnitMeans: the table holds fewer than n_tokens tokens");
+  }
+  if (out.rows != n_units || out.cols != kv_dim) return InvalidArgumentError("KeyUnitMeans: out must be [n_units, kv_dim]");
+  // K of KV head g: rows [g * block_tokens, (g + 1) * block_tokens) of head_dim at the block's start.
+  std::vector<float> block(static_cast<size_t>(kvh) * bt * hd), keys(static_cast<size_t>(n_tokens) * kv_dim);
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    TensorView v;
+    v.data = kv.Data(table.blocks[static_cast<size_t>(b)]);
+    v.dtype = kv_dtype();
+    v.device = device();
+    v.rows = int64_t{kvh} * bt;
+    v.cols = hd;
+    v.stride = hd;
+    SLIM_RETURN_IF_ERROR(Download(v, block.data()));
+    const int64_t rows = std::min<int64_t>(bt, n_tokens - b * bt);
+    for (int g = 0; g < kvh; ++g) {
+      for (int64_t r = 0; r < rows; ++r) {
+        std::copy_n(&block[static_cast<size_t>((int64_t{g} * bt + r) * hd)], hd,
+                    &keys[static_cast<size_t>((b * bt + r) * kv_dim + g * hd)]);
+      }
+    }
+  }
+  const std::vector<float> means = UnitMeanKeys(keys, n_tokens, kv_dim, unit_tokens);
+  return Upload(means.data(), out);
 }
 
 Status Backend::SummarizeLogits(TensorView logits, std::span<const SummaryRequest> requests,

@@ -164,6 +164,14 @@ class Backend {
   virtual Status ScoreBlocks(TensorView q, TensorView k, const AttnShape& shape, int32_t row_begin,
                              int32_t n_rows, int block_tokens, int unit_tokens, int query_window, bool attention,
                              std::vector<float>* block_scores) = 0;
+  // Per-unit mean keys of the first n_tokens tokens stored in `table` (the decode KV
+  // selection's key summaries; reference: UnitMeanKeys in engine/pruning/decode_selection.h):
+  // out [ceil(n_tokens / unit_tokens), n_kv_heads * head_dim] in act_dtype, row u the mean of
+  // K over tokens [u * unit, min((u + 1) * unit, n_tokens)), KV head g in columns
+  // [g * head_dim, (g + 1) * head_dim). unit_tokens divides the block size. This default
+  // downloads the blocks and averages on the host.
+  virtual Status KeyUnitMeans(const kv::KvStore& kv, const kv::LayerTable& table, const AttnShape& shape,
+                              int32_t n_tokens, int unit_tokens, TensorView out);
   // Causal GQA attention: row r of sequence s (its token index n_past + r) attends to that
   // sequence's tokens [0, n_past + r]. q, out: [n, n_heads * head_dim].
   virtual void Attention(const kv::KvStore& kv, std::span<const AttnSeq> seqs,

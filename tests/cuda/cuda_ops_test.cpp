@@ -18,6 +18,7 @@
 #include "engine/model.h"
 #include "engine/model/weight_source.h"
 #include "engine/pruning/block_scorer.h"
+#include "engine/pruning/decode_selection.h"
 #include "kvstore/kv_store.h"
 
 namespace slim {
@@ -336,6 +337,42 @@ void AttendStep(Backend* gpu, Backend* cpu, KvPair& kv, const AttnShape& shape, 
 
 // bf16 K/V/Q and bf16 probabilities in P V: about 2^-8 relative error, averaged over the keys.
 constexpr double kAttnTol = 1e-2;
+
+// The decode selection's key summaries read straight from the paged K: blocks of two
+// sequences interleaved (scattered ids), a length that ends inside a unit, against the host
+// reference over the same bf16-rounded keys; bf16 and f32 outputs.
+TEST_F(CudaOps, KeyUnitMeansOverScatteredBlocksMatchReference) {
+  const AttnShape shape{32, 8, 128, 1.0f / std::sqrt(128.0f)};
+  KvPair kv = MakeKv(gpu_, shape, 64);
+  const int32_t n_tok = 997;
+  const int64_t kd = int64_t{shape.n_kv_heads} * shape.head_dim;
+  for (kv::SeqId id : {kv::SeqId{0}, kv::SeqId{1}}) ASSERT_TRUE(kv.gpu->AddSequence(id).ok());
+  for (int32_t t = 64; t <= 1024; t += 64) {  // one block at a time, alternating sequences
+    for (kv::SeqId id : {kv::SeqId{0}, kv::SeqId{1}}) ASSERT_TRUE(kv.gpu->Reserve(id, 0, t).ok());
+  }
+  const kv::LayerTable& table = *kv.gpu->TablePtr(1, 0);
+  ASSERT_NE(table.blocks[1], table.blocks[0] + 1);
+  const auto k = Random(static_cast<size_t>(n_tok * kd), 31);
+  Buffer kg = Put(gpu_, DType::kBF16, k, n_tok, kd);
+  AttnSeq s;
+  s.n_rows = n_tok;
+  s.table = &table;
+  gpu_->WriteKv(*kv.gpu, std::span<const AttnSeq>(&s, 1), shape, kg.view(), kg.view());
+  const auto want = UnitMeanKeys(k, n_tok, static_cast<int>(kd), 8);
+  const int64_t n_units = (n_tok + 7) / 8;
+  for (DType t : {DType::kBF16, DType::kF32}) {
+    auto out = gpu_->Alloc(t, n_units, kd);
+    ASSERT_TRUE(out.ok());
+    Status st = gpu_->KeyUnitMeans(*kv.gpu, table, shape, n_tok, 8, out->view());
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    const auto got = Get(gpu_, out->view());
+    EXPECT_LT(RelL2(got, want), t == DType::kF32 ? 1e-6 : 5e-3) << DTypeName(t);
+  }
+  // A unit that does not divide the block, and a table too short, are refused.
+  auto out = gpu_->Alloc(DType::kF32, n_units, kd);
+  EXPECT_EQ(gpu_->KeyUnitMeans(*kv.gpu, table, shape, n_tok, 7, out->view()).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(gpu_->KeyUnitMeans(*kv.gpu, table, shape, 2000, 8, out->view()).code(), StatusCode::kInvalidArgument);
+}
 
 TEST_F(CudaOps, FlashPrefillChunksAndDecodeLlamaShape) {
   const AttnShape shape{32, 8, 128, 1.0f / std::sqrt(128.0f)};

@@ -15,6 +15,7 @@
 #include "engine/backend/cuda/embed_gather.h"
 #include "engine/backend/cuda/flash_attention.h"
 #include "engine/backend/cuda/gemv.h"
+#include "engine/backend/cuda/key_summary.h"
 #include "engine/backend/cuda/kv_write.h"
 #include "engine/backend/cuda/mapped_copy.h"
 #include "engine/backend/cuda/paged_kv.h"
@@ -298,6 +299,43 @@ Status CudaBackend::ScoreBlocks(TensorView q, TensorView k, const AttnShape& sha
     b = std::max(b, host_f32_[static_cast<size_t>(u)]);
   }
   return OkStatus();
+}
+
+Status CudaBackend::KeyUnitMeans(const kv::KvStore& kv, const kv::LayerTable& table, const AttnShape& shape,
+                                 int32_t n_tokens, int unit_tokens, TensorView out) {
+  OpScope scope(this, "KeyUnitMeans");
+  SLIM_RETURN_IF_ERROR(TakeError());
+  SLIM_RETURN_IF_ERROR(CheckKv(kv, shape));
+  const kv::KvLayout& L = kv.layout();
+  const int64_t kv_dim = int64_t{shape.n_kv_heads} * shape.head_dim;
+  if (n_tokens < 0 || unit_tokens <= 0 || L.block_tokens % unit_tokens != 0) {
+    return InvalidArgumentError("cuda KeyUnitMeans: n_tokens >= 0 and a unit dividing the block required");
+  }
+  const int64_t n_blocks = (int64_t{n_tokens} + L.block_tokens - 1) / L.block_tokens;
+  const int64_t n_units = (int64_t{n_tokens} + unit_tokens - 1) / unit_tokens;
+  if (static_cast<int64_t>(table.blocks.size()) < n_blocks) {
+    return InvalidArgumentError("cuda KeyUnitMeans: the table holds fewer than n_tokens tokens");
+  }
+  if (out.rows != n_units || out.cols != kv_dim || out.device != Device::kCuda) {
+    return InvalidArgumentError("cuda KeyUnitMeans: out must be [n_units, kv_dim] on the device");
+  }
+  if (n_tokens == 0) return OkStatus();
+  SLIM_ASSIGN_OR_RETURN(const void* ids, stager_.Stage(table.blocks.data(), static_cast<size_t>(n_blocks) * sizeof(int32_t)));
+  const kv::GpuView view = kv.View();
+  KeyUnitMeanArgs a;
+  a.arena = view.base;
+  a.block_bytes = static_cast<int64_t>(view.block_bytes);
+  a.head_bytes = static_cast<int64_t>(view.head_bytes);
+  a.blocks = static_cast<const int32_t*>(ids);
+  a.n_tokens = n_tokens;
+  a.n_kv_heads = shape.n_kv_heads;
+  a.head_dim = shape.head_dim;
+  a.block_tokens = L.block_tokens;
+  a.unit_tokens = unit_tokens;
+  a.out = out.data;
+  a.out_dtype = out.dtype;
+  a.out_stride = out.stride;
+  return LaunchKeyUnitMeans(a, stream_);
 }
 
 Status CudaBackend::SummarizeLogits(TensorView logits, std::span<const SummaryRequest> requests,

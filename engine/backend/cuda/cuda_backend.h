@@ -59,6 +59,9 @@ class CudaBackend final : public Backend {
   Status ScoreBlocks(TensorView q, TensorView k, const AttnShape& shape, int32_t row_begin, int32_t n_rows,
                      int block_tokens, int unit_tokens, int query_window, bool attention,
                      std::vector<float>* block_scores) override;
+  // One kernel over the paged K (key_summary.h); only the block ids are staged.
+  Status KeyUnitMeans(const kv::KvStore& kv, const kv::LayerTable& table, const AttnShape& shape, int32_t n_tokens,
+                      int unit_tokens, TensorView out) override;
   void Attention(const kv::KvStore& kv, std::span<const AttnSeq> seqs, const AttnShape& shape, TensorView q,
                  TensorView out) override;
   // Penalizes in place and restores (sample_topk.h); downloads only the summaries.
