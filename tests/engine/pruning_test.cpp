@@ -864,8 +864,14 @@ void CheckTiered(bool pruned, double gamma, bool ahead = false) {
       const TieredRun t = RunTiered(pruned, gamma, 8192, drain, swap, ahead);
       ASSERT_EQ(t.logits.size(), resident.logits.size());
       for (size_t s = 0; s < t.logits.size(); ++s) EXPECT_EQ(t.logits[s], resident.logits[s]) << "step " << s;
-      // Once the write-through has landed (every step drains), the gpu tier holds exactly the sets.
+      // Once the write-through has landed (every step drains), the gpu tier holds exactly the sets;
+      // so it does from the step after a swap-in on (blocks still being fetched when that step
+      // chooses are given up at the next choice).
       for (size_t s = drain ? 0 : 1; s < t.gpu_blocks.size(); ++s) {
+        if (swap && s == t.gpu_blocks.size() / 2) {
+          EXPECT_LE(t.gpu_blocks[s], resident.gpu_blocks[s]) << "step " << s;
+          continue;
+        }
         EXPECT_EQ(t.gpu_blocks[s], t.expected_blocks[s]) << "step " << s;
       }
       EXPECT_LT(t.gpu_blocks.back(), resident.gpu_blocks.back());
