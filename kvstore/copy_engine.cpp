@@ -44,6 +44,8 @@ TicketId CopyEngine::Submit(CopyJob job) {
   t.dir = job.dir;
   t.n_groups = job.groups.size();
   t.markers.assign(t.n_groups, 0);
+  t.empty.resize(t.n_groups);
+  for (size_t g = 0; g < t.n_groups; ++g) t.empty[g] = job.groups[g].empty();
   if (job.dir == CopyDir::kH2D) outcomes_[id] = Outcome{};
   queue_[static_cast<int>(job.dir)].emplace_back(id, std::move(job));
   cv_.notify_all();
@@ -121,21 +123,47 @@ Status CopyEngine::Run(TicketId id, const CopyJob& job) {
   bool fenced = false;  // the compute fence is waited for before the first batch only
   int64_t bytes = 0;
   std::vector<int64_t> batch_bytes;
+  std::deque<Marker> in_flight;  // this job's batches queued on the stream, oldest first
+  std::vector<Marker> inner;      // batch markers other than each group's last (released at the end)
   for (size_t g = 0; g < job.groups.size() && st.ok(); ++g) {
     Marker m = 0;
-    if (!job.groups[g].empty()) {
-      StatusOr<Marker> r = memory_->CopyBatch(job.dir, fenced ? 0 : job.after, job.groups[g]);
+    // Batches of at most kMaxBatchBytes, cutting a range (merged contiguous blocks) if need be.
+    const std::vector<CopyRange>& ranges = job.groups[g];
+    std::vector<CopyRange> batch;
+    size_t i = 0, off = 0;  // next range, and bytes of it already sent
+    while (i < ranges.size() && st.ok()) {
+      batch.clear();
+      size_t b = 0;
+      for (; i < ranges.size() && b < kMaxBatchBytes; ++i, off = 0) {
+        const CopyRange& c = ranges[i];
+        const size_t n = std::min(c.bytes - off, kMaxBatchBytes - b);
+        batch.push_back(CopyRange{static_cast<uint8_t*>(c.dst) + off, static_cast<const uint8_t*>(c.src) + off, n});
+        b += n;
+        if (off + n < c.bytes) {  // the rest of this range goes in the next batch
+          off += n;
+          break;
+        }
+      }
+      for (; st.ok() && in_flight.size() >= static_cast<size_t>(kBatchesInFlight); in_flight.pop_front()) {
+        st = memory_->HostWait(in_flight.front());
+      }
+      if (!st.ok()) break;
+      StatusOr<Marker> r = memory_->CopyBatch(job.dir, fenced ? 0 : job.after, batch);
       fenced = true;
       if (!r.ok()) {
         st = r.status();
         break;
       }
+      if (m != 0) inner.push_back(m);
       m = *r;
+      in_flight.push_back(m);
       last = m;
-      int64_t b = 0;
-      for (const CopyRange& c : job.groups[g]) b += static_cast<int64_t>(c.bytes);
-      bytes += b;
-      batch_bytes.push_back(b);
+      bytes += static_cast<int64_t>(b);
+      batch_bytes.push_back(static_cast<int64_t>(b));
+    }
+    if (!st.ok()) {
+      if (m != 0) inner.push_back(m);
+      break;
     }
     std::lock_guard<std::mutex> l(mu_);
     Ticket& t = live_.at(id);
@@ -146,6 +174,7 @@ Status CopyEngine::Run(TicketId id, const CopyJob& job) {
   if (st.ok() && last != start) st = memory_->HostWait(last);
   const double secs = st.ok() && last != start ? memory_->Elapsed(start, last) : 0.0;
   memory_->ReleaseMarker(start);
+  for (Marker m : inner) memory_->ReleaseMarker(m);
   std::lock_guard<std::mutex> l(mu_);
   Ticket& t = live_.at(id);
   t.submitted = t.n_groups;
@@ -165,7 +194,9 @@ void CopyEngine::ComputeWait(TicketId ticket, int group) {
     auto it = live_.find(ticket);
     if (it == live_.end()) return;
     Ticket& t = it->second;
-    const size_t need = group < 0 ? t.n_groups : std::min(t.n_groups, static_cast<size_t>(group) + 1);
+    // A layer this ticket copies nothing for: nothing to wait for (nor for the worker to reach it).
+    if (group >= 0 && (static_cast<size_t>(group) >= t.n_groups || t.empty[static_cast<size_t>(group)])) return;
+    const size_t need = group < 0 ? t.n_groups : static_cast<size_t>(group) + 1;
     // The engine thread stands still here until the worker has queued (CPU: copied) the group.
     const auto t0 = std::chrono::steady_clock::now();
     cv_.wait(l, [&] {

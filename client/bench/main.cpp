@@ -348,6 +348,7 @@ StatusOr<json> DecodeTierRun(Engine& e, std::span<const int32_t> prompt, const P
   const double step_p50 = median(step_ms), wait_p50 = median(wait_ms);
   const int64_t sel = s_end.selections - s_pre.selections;
   return json{{"steps", step_ms.size()},
+              {"step_ms", step_ms},
               {"step_ms_p50", step_p50},
               {"step_ms_mean", std::accumulate(step_ms.begin(), step_ms.end(), 0.0) / steps},
               {"prefetch_wait_ms_p50", wait_p50},
