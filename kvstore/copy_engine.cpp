@@ -123,47 +123,21 @@ Status CopyEngine::Run(TicketId id, const CopyJob& job) {
   bool fenced = false;  // the compute fence is waited for before the first batch only
   int64_t bytes = 0;
   std::vector<int64_t> batch_bytes;
-  std::deque<Marker> in_flight;  // this job's batches queued on the stream, oldest first
-  std::vector<Marker> inner;      // batch markers other than each group's last (released at the end)
   for (size_t g = 0; g < job.groups.size() && st.ok(); ++g) {
     Marker m = 0;
-    // Batches of at most kMaxBatchBytes, cutting a range (merged contiguous blocks) if need be.
-    const std::vector<CopyRange>& ranges = job.groups[g];
-    std::vector<CopyRange> batch;
-    size_t i = 0, off = 0;  // next range, and bytes of it already sent
-    while (i < ranges.size() && st.ok()) {
-      batch.clear();
-      size_t b = 0;
-      for (; i < ranges.size() && b < kMaxBatchBytes; ++i, off = 0) {
-        const CopyRange& c = ranges[i];
-        const size_t n = std::min(c.bytes - off, kMaxBatchBytes - b);
-        batch.push_back(CopyRange{static_cast<uint8_t*>(c.dst) + off, static_cast<const uint8_t*>(c.src) + off, n});
-        b += n;
-        if (off + n < c.bytes) {  // the rest of this range goes in the next batch
-          off += n;
-          break;
-        }
-      }
-      for (; st.ok() && in_flight.size() >= static_cast<size_t>(kBatchesInFlight); in_flight.pop_front()) {
-        st = memory_->HostWait(in_flight.front());
-      }
-      if (!st.ok()) break;
-      StatusOr<Marker> r = memory_->CopyBatch(job.dir, fenced ? 0 : job.after, batch);
+    if (!job.groups[g].empty()) {
+      StatusOr<Marker> r = memory_->CopyBatch(job.dir, fenced ? 0 : job.after, job.groups[g]);
       fenced = true;
       if (!r.ok()) {
         st = r.status();
         break;
       }
-      if (m != 0) inner.push_back(m);
       m = *r;
-      in_flight.push_back(m);
       last = m;
-      bytes += static_cast<int64_t>(b);
-      batch_bytes.push_back(static_cast<int64_t>(b));
-    }
-    if (!st.ok()) {
-      if (m != 0) inner.push_back(m);
-      break;
+      int64_t b = 0;
+      for (const CopyRange& c : job.groups[g]) b += static_cast<int64_t>(c.bytes);
+      bytes += b;
+      batch_bytes.push_back(b);
     }
     std::lock_guard<std::mutex> l(mu_);
     Ticket& t = live_.at(id);
@@ -174,7 +148,6 @@ Status CopyEngine::Run(TicketId id, const CopyJob& job) {
   if (st.ok() && last != start) st = memory_->HostWait(last);
   const double secs = st.ok() && last != start ? memory_->Elapsed(start, last) : 0.0;
   memory_->ReleaseMarker(start);
-  for (Marker m : inner) memory_->ReleaseMarker(m);
   std::lock_guard<std::mutex> l(mu_);
   Ticket& t = live_.at(id);
   t.submitted = t.n_groups;

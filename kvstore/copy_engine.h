@@ -11,9 +11,6 @@
 //  * compute waits (device-side, ComputeWait) for a ticket's group before using its slots;
 //  * the worker waits (host) for its own job's last marker, then reports the ticket done and
 //    calls the completion callback (the store updates block states there).
-// A group larger than kMaxBatchBytes goes as several batches, at most kBatchesInFlight of them
-// queued on the stream at once (the worker waits for the oldest before queuing another): a
-// multi-GB write-through then never fills the driver's copy queue.
 #pragma once
 
 #include <chrono>
@@ -60,8 +57,6 @@ struct TransferStats {
 // A prefetch that held compute up longer than this in all counts as late (event timestamps
 // around a wait that was already satisfied differ by a few microseconds).
 inline constexpr double kLateSeconds = 2e-5;
-inline constexpr size_t kMaxBatchBytes = size_t{64} << 20;
-inline constexpr int kBatchesInFlight = 2;
 
 struct CopyJob {
   CopyDir dir = CopyDir::kH2D;

@@ -264,43 +264,6 @@ TEST(KvStore, SwapRoundTripOverRandomScatterKeepsEveryByte) {
   EXPECT_EQ(st.sequences, 0);
 }
 
-// A layer's group over kMaxBatchBytes goes as several batches (never more than
-// kBatchesInFlight queued at once); every byte lands both ways and compute waits for the group.
-TEST(KvStore, AGroupOverTheBatchLimitGoesInSeveralBatches) {
-  KvStoreOptions o = SmallOptions(0, 0);
-  o.layout.n_layers = 1;
-  o.layout.n_kv_heads = 8;
-  o.layout.head_dim = 128;  // 512 KiB blocks
-  const int64_t n_blocks = 2 * static_cast<int64_t>(kMaxBatchBytes / o.layout.BlockBytes()) + 10;
-  o.gpu_blocks = n_blocks;
-  o.host_blocks = n_blocks;
-  auto store = KvStore::Create(o);
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
-  KvStore& kv = **store;
-  ASSERT_TRUE(kv.AddSequence(1).ok());
-  const int32_t tokens = static_cast<int32_t>(n_blocks * 64);
-  ASSERT_TRUE(kv.ReserveAll(1, {tokens}).ok());
-  ASSERT_TRUE(kv.Append(1, 0, tokens).ok());
-  const auto want = Fill(kv, 1, 5);
-  StatusOr<TicketId> off = kv.Offload(1, /*release_gpu=*/true);
-  ASSERT_TRUE(off.ok()) << off.status().ToString();
-  ASSERT_TRUE(kv.HostWait(*off).ok());
-  StatusOr<TicketId> back = kv.Prefetch(1);
-  ASSERT_TRUE(back.ok()) << back.status().ToString();
-  ASSERT_TRUE(kv.BeginCompute(std::vector<SeqId>{1}).ok());
-  kv.AwaitLayer(0);
-  kv.EndCompute(std::vector<SeqId>{1});
-  ASSERT_TRUE(kv.HostWait(*back).ok());
-  ExpectBytes(kv, 1, want);
-  const KvStoreStats st = kv.Stats();
-  const int64_t bytes = n_blocks * static_cast<int64_t>(o.layout.BlockBytes());
-  EXPECT_EQ(st.transfers.bytes[0], bytes);
-  EXPECT_EQ(st.transfers.bytes[1], bytes);
-  EXPECT_EQ(st.transfers.batch_bytes.counts.back(), 6);  // three batches each way: 64 + 64 + 5 MiB
-  EXPECT_EQ(st.transfers.batch_bytes.sum, 2.0 * static_cast<double>(bytes));
-  ASSERT_TRUE(kv.Free(1).ok());
-}
-
 TEST(KvStore, OffloadAndPrefetchRefuseWhatDoesNotFitAndChangeNothing) {
   auto store = KvStore::Create(SmallOptions(6, 2));
   ASSERT_TRUE(store.ok());
