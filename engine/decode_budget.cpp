@@ -22,7 +22,6 @@ Status Engine::StartSelection(kv::SeqId seq, const std::vector<int>& bounds, int
   o.block_tokens = L.block_tokens;
   o.unit_tokens = default_pruning_.unit_tokens;
   o.select_layer = decode_kv_select_layer_;
-  o.ahead = decode_kv_select_ahead_;
   std::vector<int32_t> prompt_tokens;
   for (size_t s = 0; s + 1 < bounds.size(); ++s) prompt_tokens.push_back(kv_->Tokens(seq, bounds[s]));
   SLIM_ASSIGN_OR_RETURN(DecodeSelection sel, DecodeSelection::Create(o, bounds, prompt_tokens));

@@ -71,8 +71,6 @@ struct EngineOptions {
   // The layer at which segment 0 (and any segment it falls inside) chooses; 0 = each segment's
   // first layer. The layers before it attend over every block.
   int decode_kv_select_layer = 0;
-  // Choose after each pass for the next one (DecodeSelectionOptions::ahead) instead of inside it.
-  bool decode_kv_select_ahead = false;
 };
 
 // What the KV store's tiers hold (GetModelInfo, sliminfer-cli info).
@@ -304,7 +302,6 @@ class Engine {
   int64_t decode_kv_budget_ = 0;
   double decode_kv_gamma_ = 0.9;
   int decode_kv_select_layer_ = 0;
-  bool decode_kv_select_ahead_ = false;
   std::map<kv::SeqId, DecodeSelection> selections_;
   DecodeSelectionStats selection_stats_;
   int64_t context_length_ = 0;

@@ -422,8 +422,7 @@ Status Model::ForwardPass(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std
     if (l + 1 < L) LeaveAfter(l, b, cur);
   }
   if (cur.empty()) return OkStatus();  // only chunks that end before the last layer
-  SLIM_RETURN_IF_ERROR(LogitsOfLastRows(b, logits));
-  return SelectAhead(kv, seqs, b);
+  return LogitsOfLastRows(b, logits);
 }
 
 namespace {
@@ -676,60 +675,18 @@ Status Model::AttentionBlock(int l, kv::KvStore& kv, std::span<const ForwardSeq>
   return OkStatus();
 }
 
-Status Model::ApplyResidency(kv::KvStore& kv, const ForwardSeq& fs, SegmentSelection& seg) {
-  if (!fs.select->tiered() || !seg.residency_dirty) return OkStatus();
-  const std::vector<kv::KvStore::Residency> r = fs.select->ResidencyOf(seg);
-  SLIM_ASSIGN_OR_RETURN(const kv::KvStore::ResidencyChange ch, kv.SetResidency(fs.seq, r));
-  seg.residency_dirty = ch.deferred > 0;  // blocks not yet clean on the host: again next step
-  if (fs.select_stats != nullptr) {
-    ++fs.select_stats->residency_updates;
-    fs.select_stats->blocks_fetched += ch.fetched;
-    fs.select_stats->blocks_released += ch.released;
-  }
-  return OkStatus();
-}
-
 Status Model::UpdateResidency(int layer, kv::KvStore& kv, std::span<const ForwardSeq> seqs) {
   for (const ForwardSeq& fs : seqs) {
-    if (fs.select == nullptr || fs.select->options().ahead) continue;  // ahead: after the pass
+    if (fs.select == nullptr || !fs.select->tiered()) continue;
     SegmentSelection* seg = fs.select->SegmentAt(layer);
-    if (seg == nullptr || layer != seg->choose_layer) continue;
-    SLIM_RETURN_IF_ERROR(ApplyResidency(kv, fs, *seg));
-  }
-  return OkStatus();
-}
-
-Status Model::ScoreAndSelect(kv::KvStore& kv, const ForwardSeq& fs, SegmentSelection& seg, TensorView q_row,
-                             BatchState& b) {
-  // The backend's block scorer over the unit-mean keys, the query as the last row of a window
-  // of one (rows before it are not read).
-  const int64_t nu = seg.n_units;
-  if (select_q_rows_ < nu || select_q_.view().cols != q_row.cols || select_q_.view().dtype != q_row.dtype) {
-    select_q_ = Buffer();
-    SLIM_ASSIGN_OR_RETURN(select_q_, backend_->Alloc(q_row.dtype, std::max(nu, 2 * select_q_rows_), q_row.cols));
-    select_q_rows_ = select_q_.view().rows;
-  }
-  const int32_t zero = 0;
-  backend_->GatherRows(q_row, std::span<const int32_t>(&zero, 1), select_q_.Rows(nu - 1, 1));
-  SLIM_RETURN_IF_ERROR(backend_->ScoreBlocks(select_q_.Rows(0, nu), seg.unit_keys.view(), shape_, 0,
-                                             static_cast<int32_t>(nu), fs.select->units_per_block(), 1, 1, false,
-                                             &b.scores));
-  DecodeSelectionStats unused;
-  const SelectionDecision d = fs.select->Select(seg, b.scores, fs.select_stats != nullptr ? fs.select_stats : &unused);
-  kv.RecordSelection(d.overlap, d.kept);
-  return OkStatus();
-}
-
-Status Model::SelectAhead(kv::KvStore& kv, std::span<const ForwardSeq> seqs, BatchState& b) {
-  for (const ForwardSeq& fs : seqs) {
-    if (fs.select == nullptr || !fs.select->options().ahead) continue;
-    for (SegmentSelection& seg : fs.select->segments()) {
-      if (seg.query_pending) {
-        seg.query_pending = false;
-        SLIM_RETURN_IF_ERROR(ScoreAndSelect(kv, fs, seg, seg.query.view(), b));
-      }
-      // The entering blocks are fetched now, while the host samples and the next pass starts.
-      SLIM_RETURN_IF_ERROR(ApplyResidency(kv, fs, seg));
+    if (seg == nullptr || layer != seg->choose_layer || !seg->residency_dirty) continue;
+    const std::vector<kv::KvStore::Residency> r = fs.select->ResidencyOf(*seg);
+    SLIM_ASSIGN_OR_RETURN(const kv::KvStore::ResidencyChange ch, kv.SetResidency(fs.seq, r));
+    seg->residency_dirty = ch.deferred > 0;  // blocks not yet clean on the host: again next step
+    if (fs.select_stats != nullptr) {
+      ++fs.select_stats->residency_updates;
+      fs.select_stats->blocks_fetched += ch.fetched;
+      fs.select_stats->blocks_released += ch.released;
     }
   }
   return OkStatus();
@@ -745,12 +702,9 @@ Status Model::ApplySelections(int layer, kv::KvStore& kv, std::span<const Forwar
     AttnSeq& a = b.attn_view[i];
     if (a.n_rows != 1) return InvalidArgumentError("decode KV budget: a selection applies to one-token decodes");
     // Up to the choosing layer every block (the choosing layer itself: the set in force, when
-    // it is the segment's first layer); after it the blocks chosen there. Ahead: the set chosen
-    // after the previous pass from the choosing layer on.
-    const bool ahead = seqs[i].select->options().ahead;
-    const bool whole =
-        layer < seg->choose_layer || (!ahead && layer == seg->choose_layer && layer != seg->first_layer);
-    const std::vector<int32_t>& in_force = layer == seg->choose_layer && !ahead ? seg->first_set : seg->rest_set;
+    // it is the segment's first layer); after it the blocks chosen there.
+    const bool whole = layer < seg->choose_layer || (layer == seg->choose_layer && layer != seg->first_layer);
+    const std::vector<int32_t>& in_force = layer == seg->choose_layer ? seg->first_set : seg->rest_set;
     if (seqs[i].select_stats != nullptr) {
       seqs[i].select_stats->attended_block_layers += whole ? seg->prompt_blocks : static_cast<int64_t>(in_force.size());
       seqs[i].select_stats->stored_block_layers += seg->prompt_blocks;
@@ -765,18 +719,24 @@ Status Model::ApplySelections(int layer, kv::KvStore& kv, std::span<const Forwar
       }
     }
     if (layer == seg->choose_layer) {
-      // The new token's rotated query chooses what the segment reads: its later layers in this
-      // pass, or (ahead) all of them from this layer on in the next, scored after this pass.
-      const int32_t row = a.row_begin;
-      if (ahead) {
-        if (seg->query.empty() || seg->query.view().cols != q.cols || seg->query.view().dtype != q.dtype) {
-          SLIM_ASSIGN_OR_RETURN(seg->query, backend_->Alloc(q.dtype, 1, q.cols));
-        }
-        backend_->GatherRows(q, std::span<const int32_t>(&row, 1), seg->query.view());
-        seg->query_pending = true;
-      } else {
-        SLIM_RETURN_IF_ERROR(ScoreAndSelect(kv, seqs[i], *seg, q.Rows(row, 1), b));
+      // The new token's rotated query chooses what the segment's later layers read: the
+      // backend's block scorer over the unit-mean keys, the query as the last row of a window
+      // of one (rows before it are not read).
+      const int64_t nu = seg->n_units;
+      if (select_q_rows_ < nu || select_q_.view().cols != q.cols || select_q_.view().dtype != q.dtype) {
+        select_q_ = Buffer();
+        SLIM_ASSIGN_OR_RETURN(select_q_, backend_->Alloc(q.dtype, std::max(nu, 2 * select_q_rows_), q.cols));
+        select_q_rows_ = select_q_.view().rows;
       }
+      const int32_t row = a.row_begin;
+      backend_->GatherRows(q, std::span<const int32_t>(&row, 1), select_q_.Rows(nu - 1, 1));
+      SLIM_RETURN_IF_ERROR(backend_->ScoreBlocks(select_q_.Rows(0, nu), seg->unit_keys.view(), shape_, 0,
+                                                 static_cast<int32_t>(nu), seqs[i].select->units_per_block(), 1, 1,
+                                                 false, &b.scores));
+      DecodeSelectionStats unused;
+      const SelectionDecision d =
+          seqs[i].select->Select(*seg, b.scores, seqs[i].select_stats != nullptr ? seqs[i].select_stats : &unused);
+      kv.RecordSelection(d.overlap, d.kept);
     }
   }
   return OkStatus();

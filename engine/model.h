@@ -120,13 +120,6 @@ class Model {
   // Tiered selections: after the choosing layer's attention is queued, the gpu tier is made to
   // hold the segment's new set at its tier layers (DecodeSelection::ResidencyOf).
   Status UpdateResidency(int layer, kv::KvStore& kv, std::span<const ForwardSeq> seqs);
-  // A tiered segment whose gpu tier does not hold its set yet: KvStore::SetResidency.
-  Status ApplyResidency(kv::KvStore& kv, const ForwardSeq& fs, SegmentSelection& seg);
-  // Scores the segment's blocks with one query row [1, n_heads * head_dim] and applies the rule.
-  Status ScoreAndSelect(kv::KvStore& kv, const ForwardSeq& fs, SegmentSelection& seg, TensorView q_row,
-                        BatchState& b);
-  // After a pass: the ahead selections of its queries and their residency (next pass's sets).
-  Status SelectAhead(kv::KvStore& kv, std::span<const ForwardSeq> seqs, BatchState& b);
   // Applies the pruning stages at `layer` (before or after its attention) and compacts the
   // batch rows of x (and of qkv when before attention).
   Status PruneAt(int layer, bool before_attention, std::span<const ForwardSeq> seqs, BatchState& b);

@@ -72,9 +72,6 @@ ABSL_FLAG(int64_t, decode_kv_budget, 0,
 ABSL_FLAG(int, decode_kv_select_layer, 0,
           "decode KV selection: the layer at which the first segment chooses its blocks (0 = its first layer; "
           "the layers before it attend over every block)");
-ABSL_FLAG(bool, decode_kv_select_ahead, false,
-          "decode KV selection: choose each segment's blocks after a decode step for the next one (its query one "
-          "token older; no host round trip inside the step, fetches overlap the next step) instead of inside it");
 ABSL_FLAG(double, decode_kv_gamma, 0.9,
           "decode KV selection: overlap with the blocks in force at or above which a segment keeps them, in [0, 1]");
 ABSL_FLAG(std::string, log_format, "text", "text or json (one JSON object per line)");
@@ -103,7 +100,7 @@ const char* const kFlagNames[] = {
     "http_host", "http_port", "http_max_connections", "http_read_timeout_s", "http_idle_timeout_s",
     "http_write_timeout_s", "http_max_body_bytes", "served_model_name", "api_key", "api_key_file",
     "metrics_host",   "metrics_port",    "max_seqs",          "max_queue",     "max_prompt_tokens", "max_prefill_tokens_per_step",
-    "max_total_tokens", "default_max_tokens", "context_length", "kv_tokens", "kv_gib", "gpu_memory_fraction", "host_kv_tokens", "host_kv_gib",    "pruning",       "pruning_schedule", "decode_kv_budget", "decode_kv_gamma", "decode_kv_select_layer", "decode_kv_select_ahead",
+    "max_total_tokens", "default_max_tokens", "context_length", "kv_tokens", "kv_gib", "gpu_memory_fraction", "host_kv_tokens", "host_kv_gib",    "pruning",       "pruning_schedule", "decode_kv_budget", "decode_kv_gamma", "decode_kv_select_layer",
     "log_format",     "log_level",       "drain_grace_s",     "keepalive_time_ms", "keepalive_timeout_ms",
     "max_message_bytes", "warmup", "warmup_tokens", "chat_content_specials", "chat_template", "stream_write_timeout_s",
     "tls_cert", "tls_key", "reflection"};
@@ -295,7 +292,6 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   e.decode_kv_budget = absl::GetFlag(FLAGS_decode_kv_budget);
   e.decode_kv_gamma = absl::GetFlag(FLAGS_decode_kv_gamma);
   e.decode_kv_select_layer = absl::GetFlag(FLAGS_decode_kv_select_layer);
-  e.decode_kv_select_ahead = absl::GetFlag(FLAGS_decode_kv_select_ahead);
   const std::string fmt = absl::GetFlag(FLAGS_log_format);
   if (fmt == "text") o.log_format = LogFormat::kText;
   else if (fmt == "json") o.log_format = LogFormat::kJson;

@@ -42,14 +42,13 @@ const char* kUsage = R"(usage:
                            [--context N (up to 4x the trained context)] [--json]
                            [--profile] [--kv-dtype auto|f32|f16|bf16] [--cuda-attention auto|mma|wgmma] [--decode-kv-budget N]
                            [--cuda-gemv auto|on|off] [--cuda-gemm-tune auto|on|off]
-                           [--warm-up-tokens N] [--host-kv-gib G] [--decode-detail] [--decode-kv-select-ahead]
+                           [--warm-up-tokens N] [--host-kv-gib G] [--decode-detail]
      modes: dense, pruned (the model's default schedule, or --schedule); --profile adds per-op
      device times of one more prefill and of 16 decode steps (CUDA); --warm-up-tokens runs the
      server's start-up warm-up first (GEMM tuning for prompts up to N tokens on CUDA);
      with --decode-kv-budget (or --decode-detail) one more run decodes step by step and reports
      step time, prefetch wait, bytes moved and the gpu-tier KV ("decode_tiers"); --host-kv-gib
-     gives it a host tier (default none: every block stays on the first tier);
-     --decode-kv-select-ahead chooses each step's blocks after the step before (the server flag)
+     gives it a host tier (default none: every block stays on the first tier)
   sliminfer-bench decode-batch --model M [--device cpu|cuda] [--batches 1,8,32,64] [--contexts 4096,32768] [--profile]
                            [--steps 32] [--kv-tokens N | --gpu-memory-fraction F] [--json]
      decode step time per batch size and context against the bytes a step reads (weights + KV)
@@ -69,7 +68,6 @@ const char* kUsage = R"(usage:
                            [--schedules "name=L:K,...;name2=..."] [--include-after-attention]
                            [--max-tokens 24] [--limit N] [--out results.json] [--device cpu|cuda]
                            [--decode-budgets 512,1024,2048]   (each schedule also under these decode KV budgets)
-                           [--decode-select-ahead]   (those budgets choose after each step for the next)
 )";
 
 StatusOr<Device> ParseDevice(const std::string& s) {
@@ -100,7 +98,6 @@ StatusOr<std::unique_ptr<Engine>> MakeEngine(const Args& a, int64_t kv_tokens, i
   SLIM_ASSIGN_OR_RETURN(o.context_length, a.Int("context", 0, 0, 1 << 22));
   // Only commands that list --decode-kv-budget take it.
   SLIM_ASSIGN_OR_RETURN(o.decode_kv_budget, a.Int("decode-kv-budget", 0, 0, int64_t{1} << 32));
-  o.decode_kv_select_ahead = a.Flag("decode-kv-select-ahead");
   // Only commands that list --host-kv-gib take it (0 = no host tier, the default here).
   SLIM_ASSIGN_OR_RETURN(o.host_kv_gib, a.Float("host-kv-gib", 0.0, 0.0, 1 << 20));
   if (!a.Has("context") && min_context > 0) {
@@ -373,7 +370,7 @@ Status CmdEngine(int argc, char** argv) {
                                              "text-file", "prompt-ids-dir", "threads", "schedule", "context", "cuda-attention",
                                              "kv-dtype", "cuda-gemv", "cuda-gemm-tune", "warm-up-tokens", "decode-kv-budget",
                                              "host-kv-gib"},
-                                            {"json", "prune-after-attention", "profile", "decode-detail", "decode-kv-select-ahead"}));
+                                            {"json", "prune-after-attention", "profile", "decode-detail"}));
   SLIM_ASSIGN_OR_RETURN(std::vector<int64_t> lengths, a.IntList("lengths", "512,2048,8192"));
   const std::vector<std::string> modes = a.StrList("modes", "dense");
   for (const std::string& m : modes)

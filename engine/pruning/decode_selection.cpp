@@ -65,7 +65,7 @@ StatusOr<DecodeSelection> DecodeSelection::Create(const DecodeSelectionOptions& 
     seg.first_set.resize(static_cast<size_t>(seg.prompt_blocks));
     for (size_t b = 0; b < seg.first_set.size(); ++b) seg.first_set[b] = static_cast<int32_t>(b);
     seg.rest_set = seg.first_set;
-    if (seg.choose_layer == seg.first_layer || o.ahead) seg.tier_layers.push_back(seg.choose_layer);
+    if (seg.choose_layer == seg.first_layer) seg.tier_layers.push_back(seg.first_layer);
     for (int l = seg.choose_layer + 1; l < seg.end_layer; ++l) seg.tier_layers.push_back(l);
     sel.segs_.push_back(std::move(seg));
   }
@@ -115,7 +115,7 @@ void DecodeSelection::EndStep() {
 
 const kv::LayerTable& DecodeSelection::ViewAt(SegmentSelection& s, int layer, const kv::LayerTable& t,
                                               int32_t* n_past) {
-  const std::vector<int32_t>& set = layer == s.choose_layer && !o_.ahead ? s.first_set : s.rest_set;
+  const std::vector<int32_t>& set = layer == s.choose_layer ? s.first_set : s.rest_set;
   kv::LayerTable& v = s.view;
   v.blocks.clear();
   v.host.clear();

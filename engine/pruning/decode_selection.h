@@ -17,10 +17,6 @@
 //     over the set in force before the step (with a KV tier, what is resident when it runs) and
 //     takes the new one from the next step on. The first step after the prefill starts from
 //     every block (all resident) and its choice always applies.
-// Ahead (DecodeSelectionOptions::ahead): the query of step t at l_s chooses, after the pass,
-// the set every layer from l_s on attends over in step t + 1 (l_s included); the scoring then
-// needs no host round trip inside the pass, and the blocks entering a set are fetched between
-// the steps, each layer waiting only for its own copies (bench/kv-store.md, "Tiered").
 // With a host tier (tiered()): after the prefill the selectable prompt blocks (all but the last)
 // of the tiered layers are written through to the host; after l_s's attention is queued in a
 // step whose set changed, the gpu tier is made to hold exactly the new set at those layers
@@ -46,8 +42,6 @@ struct DecodeSelectionOptions {
   // A segment chooses at its first layer, or at this layer when it lies inside the segment:
   // then the layers from the first up to and including it attend over every block.
   int select_layer = 0;
-  // Choose after the pass for the next step (above) instead of inside it for this one.
-  bool ahead = false;
 };
 
 // One segment's state: its layers, the unit-mean keys of its prompt blocks at its first layer,
@@ -61,12 +55,10 @@ struct SegmentSelection {
   Buffer unit_keys;                    // on the backend, activation dtype: [n_units, n_kv_heads * head_dim]
   std::vector<int32_t> first_set;      // what layer choose_layer attends over this step (when it is first_layer)
   std::vector<int32_t> rest_set;       // what the segment's later layers attend over this step
-  Buffer query;                        // ahead: the step's query at choose_layer [1, n_heads * head_dim]
-  bool query_pending = false;          // ahead: `query` holds a step's query not yet scored
   kv::LayerTable view;                 // scratch: the block table handed to attention
   bool residency_dirty = false;        // tiered: the gpu tier does not hold exactly rest_set yet
-  // The layers whose selectable blocks move between tiers: l_s when the segment chooses there
-  // (or always, ahead), and the layers after the choosing one.
+  // The layers whose selectable blocks move between tiers: l_s when the segment chooses there,
+  // and the layers after the choosing one.
   std::vector<int> tier_layers;
 };
 

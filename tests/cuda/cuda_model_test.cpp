@@ -171,66 +171,59 @@ TEST(CudaModel, BatchedDecodeEqualsSingleSequences) {
 // ones on the copy stream each step; attention reads the same blocks as with everything
 // resident, so the logits are bit for bit those of the all-resident selection, while the gpu
 // tier holds far fewer blocks.
-// Both selection timings: inside the step, and ahead (after a step, for the next).
 TEST(CudaModel, TieredDecodeBudgetEqualsAllResident) {
   if (!HaveGpu()) GTEST_SKIP() << "no CUDA device";
-  for (bool ahead : {false, true}) {
-    SCOPED_TRACE(ahead ? "ahead" : "in the step");
-    auto run = [ahead](int64_t host_tokens, std::vector<std::vector<float>>* logits, size_t* gpu_bytes,
-                       DecodeSelectionStats* stats) {
-      EngineOptions o;
-      o.model = "synthetic:smollm2-135m";
-      o.backend.device = Device::kCuda;
-      o.kv_tokens = 8192;
-      o.host_kv_tokens = host_tokens;
-      o.decode_kv_budget = 256;
-      o.decode_kv_gamma = 0.9;
-      o.decode_kv_select_ahead = ahead;
-      auto e = Engine::Create(o);
-      ASSERT_TRUE(e.ok()) << e.status().ToString();
-      const auto ids = RandomIds(3000, (*e)->config().vocab_size, 17);
-      PruningRequest req;
-      req.mode = PruningMode::kExplicit;
-      req.config.stages = {{10, 1024, false}};
-      auto pre = (*e)->Prefill(1, ids, req);
-      ASSERT_TRUE(pre.ok()) << pre.status().ToString();
-      logits->push_back(pre->logits);
-      for (int k = 0; k < 24; ++k) {
-        DecodeItem it{1, static_cast<int32_t>((k * 131 + 7) % (*e)->config().vocab_size)};
-        std::vector<float> lg;
-        const Status st = (*e)->Decode({&it, 1}, &lg);
-        ASSERT_TRUE(st.ok()) << st.ToString();
-        for (float v : lg) ASSERT_TRUE(std::isfinite(v)) << "step " << k;
-        logits->push_back(std::move(lg));
-      }
-      (*e)->kv().Drain();
-      *gpu_bytes = (*e)->GpuKvBytes(1);
-      *stats = (*e)->decode_selection_stats();
-      ASSERT_TRUE((*e)->Release(1).ok());
-      (*e)->kv().Drain();
-      EXPECT_EQ((*e)->kv().Stats().gpu.pool.used_blocks, 0);
-      EXPECT_EQ((*e)->kv().Stats().host.pool.used_blocks, 0);
-    };
-    std::vector<std::vector<float>> resident, tiered;
-    size_t resident_bytes = 0, tiered_bytes = 0;
-    DecodeSelectionStats rs, ts;
-    run(0, &resident, &resident_bytes, &rs);
-    run(16384, &tiered, &tiered_bytes, &ts);
-    ASSERT_EQ(resident.size(), tiered.size());
-    for (size_t s = 0; s < resident.size(); ++s) {
-      EXPECT_EQ(0, std::memcmp(resident[s].data(), tiered[s].data(), resident[s].size() * sizeof(float)))
-          << "step " << s;
+  auto run = [](int64_t host_tokens, std::vector<std::vector<float>>* logits, size_t* gpu_bytes,
+                DecodeSelectionStats* stats) {
+    EngineOptions o;
+    o.model = "synthetic:smollm2-135m";
+    o.backend.device = Device::kCuda;
+    o.kv_tokens = 8192;
+    o.host_kv_tokens = host_tokens;
+    o.decode_kv_budget = 256;
+    o.decode_kv_gamma = 0.9;
+    auto e = Engine::Create(o);
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    const auto ids = RandomIds(3000, (*e)->config().vocab_size, 17);
+    PruningRequest req;
+    req.mode = PruningMode::kExplicit;
+    req.config.stages = {{10, 1024, false}};
+    auto pre = (*e)->Prefill(1, ids, req);
+    ASSERT_TRUE(pre.ok()) << pre.status().ToString();
+    logits->push_back(pre->logits);
+    for (int k = 0; k < 24; ++k) {
+      DecodeItem it{1, static_cast<int32_t>((k * 131 + 7) % (*e)->config().vocab_size)};
+      std::vector<float> lg;
+      const Status st = (*e)->Decode({&it, 1}, &lg);
+      ASSERT_TRUE(st.ok()) << st.ToString();
+      for (float v : lg) ASSERT_TRUE(std::isfinite(v)) << "step " << k;
+      logits->push_back(std::move(lg));
     }
-    std::printf(
-        "tiered decode budget: gpu KV %zu of %zu bytes; %lld blocks fetched, %lld released, %lld of %lld "
-        "selections kept by gamma\n",
-        tiered_bytes, resident_bytes, static_cast<long long>(ts.blocks_fetched),
-        static_cast<long long>(ts.blocks_released), static_cast<long long>(ts.kept_by_gamma),
-        static_cast<long long>(ts.selections));
-    EXPECT_LT(tiered_bytes * 2, resident_bytes);
-    EXPECT_GT(ts.blocks_released, 0);
-    EXPECT_EQ(ts.selections, rs.selections);
+    (*e)->kv().Drain();
+    *gpu_bytes = (*e)->GpuKvBytes(1);
+    *stats = (*e)->decode_selection_stats();
+    ASSERT_TRUE((*e)->Release(1).ok());
+    (*e)->kv().Drain();
+    EXPECT_EQ((*e)->kv().Stats().gpu.pool.used_blocks, 0);
+    EXPECT_EQ((*e)->kv().Stats().host.pool.used_blocks, 0);
+  };
+  std::vector<std::vector<float>> resident, tiered;
+  size_t resident_bytes = 0, tiered_bytes = 0;
+  DecodeSelectionStats rs, ts;
+  run(0, &resident, &resident_bytes, &rs);
+  run(16384, &tiered, &tiered_bytes, &ts);
+  ASSERT_EQ(resident.size(), tiered.size());
+  for (size_t s = 0; s < resident.size(); ++s) {
+    EXPECT_EQ(0, std::memcmp(resident[s].data(), tiered[s].data(), resident[s].size() * sizeof(float))) << "step " << s;
   }
+  std::printf("tiered decode budget: gpu KV %zu of %zu bytes; %lld blocks fetched, %lld released, %lld of %lld "
+              "selections kept by gamma\n",
+              tiered_bytes, resident_bytes, static_cast<long long>(ts.blocks_fetched),
+              static_cast<long long>(ts.blocks_released), static_cast<long long>(ts.kept_by_gamma),
+              static_cast<long long>(ts.selections));
+  EXPECT_LT(tiered_bytes * 2, resident_bytes);
+  EXPECT_GT(ts.blocks_released, 0);
+  EXPECT_EQ(ts.selections, rs.selections);
 }
 
 TEST(CudaModel, KeepEverythingIsDenseBitForBit) {

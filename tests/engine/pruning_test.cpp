@@ -380,9 +380,6 @@ struct RefBudget {
   int budget_blocks = 0;
   double gamma = 0.9;
   int select_layer = 0;  // a segment chooses here when it lies inside it, else at its first layer
-  // Token i's query chooses for token i + 1 at every layer from the choosing one on (the
-  // first generated token attends over every block).
-  bool ahead = false;
 };
 
 RefResult RunReference(const RefModel& m, const std::vector<int32_t>& prompt, const std::vector<int32_t>& gen,
@@ -453,7 +450,7 @@ RefResult RunReference(const RefModel& m, const std::vector<int32_t>& prompt, co
     }
     // Up to the choosing layer every block (the choosing layer: the set in force, when it is the
     // segment's first layer).
-    const bool whole = seg.rest.empty() || (budget.ahead ? l < seg_choose : l == seg_choose && l != seg_first);
+    const bool whole = seg.rest.empty() || (l == seg_choose && l != seg_first);
     // Attention: token t sees the active tokens with index <= t (a generated token under a
     // budget: only the prompt tokens of its blocks).
     std::vector<std::vector<double>> out(static_cast<size_t>(total));
@@ -464,18 +461,15 @@ RefResult RunReference(const RefModel& m, const std::vector<int32_t>& prompt, co
         std::vector<double> sc;
         std::vector<int> keys;
         std::set<int> attended;
-        const bool every = budget.ahead && t == n;  // ahead: nothing chosen yet
-        if (!whole && t >= n && !every) {
-          const std::vector<int>& blocks =
-              budget.ahead ? seg.rest[static_cast<size_t>(t - n - 1)]
-                           : (l == seg_choose ? seg.first : seg.rest)[static_cast<size_t>(t - n)];
+        if (!whole && t >= n) {
+          const std::vector<int>& blocks = (l == seg_choose ? seg.first : seg.rest)[static_cast<size_t>(t - n)];
           for (int b : blocks)
             for (int i = b * block; i < std::min<int>((b + 1) * block, static_cast<int>(alive.size())); ++i)
               attended.insert(alive[static_cast<size_t>(i)]);
         }
         for (int s : active) {
           if (s > t) continue;
-          if (!whole && t >= n && !every && s < n && attended.count(s) == 0) continue;
+          if (!whole && t >= n && s < n && attended.count(s) == 0) continue;
           double dot = 0.0;
           for (int dd = 0; dd < hd; ++dd) dot += q[static_cast<size_t>(t)][static_cast<size_t>(h * hd + dd)] * k[static_cast<size_t>(s)][static_cast<size_t>(g * hd + dd)];
           sc.push_back(dot / std::sqrt(static_cast<double>(hd)));
@@ -651,7 +645,7 @@ TEST(PrunedForward, InvalidExplicitScheduleIsRejectedAndLeavesNothing) {
 // Decode under a KV budget (engine/pruning/decode_selection.h) against the reference's own
 // rule in plain loops: the blocks each segment chooses at every step, and the logits of
 // attention over them.
-std::unique_ptr<Engine> BudgetEngine(int64_t budget, double gamma, int select_layer = 0, bool ahead = false) {
+std::unique_ptr<Engine> BudgetEngine(int64_t budget, double gamma, int select_layer = 0) {
   EngineOptions o;
   o.model = "synthetic:tiny";
   o.kv_tokens = 4096;
@@ -659,14 +653,13 @@ std::unique_ptr<Engine> BudgetEngine(int64_t budget, double gamma, int select_la
   o.decode_kv_budget = budget;
   o.decode_kv_gamma = gamma;
   o.decode_kv_select_layer = select_layer;
-  o.decode_kv_select_ahead = ahead;
   auto e = Engine::Create(o);
   EXPECT_TRUE(e.ok()) << e.status().ToString();
   return e.ok() ? std::move(e).value() : nullptr;
 }
 
-void CheckBudgetAgainstReference(bool pruned, double gamma, int select_layer = 0, bool ahead = false) {
-  auto e = BudgetEngine(192, gamma, select_layer, ahead);  // 3 blocks per segment: the sink, the last, one chosen
+void CheckBudgetAgainstReference(bool pruned, double gamma, int select_layer = 0) {
+  auto e = BudgetEngine(192, gamma, select_layer);  // 3 blocks per segment: the sink, the last, one chosen
   ASSERT_NE(e, nullptr);
   auto src = OpenWeights("synthetic:tiny", 1234);
   ASSERT_TRUE(src.ok());
@@ -699,7 +692,7 @@ void CheckBudgetAgainstReference(bool pruned, double gamma, int select_layer = 0
       sets[s].emplace_back(r.begin(), r.end());
     }
   }
-  RefResult r = RunReference(ref, ids, gen, stages, 64, 8, 4, false, {3, gamma, select_layer, ahead});
+  RefResult r = RunReference(ref, ids, gen, stages, 64, 8, 4, false, {3, gamma, select_layer});
   ASSERT_EQ(r.decode_sets.size(), n_seg);
   for (size_t s = 0; s < n_seg; ++s) EXPECT_EQ(sets[s], r.decode_sets[s]) << "segment " << s;
   const double worst = WorstStepDiff(ours, r.logits, 1e-4);
@@ -730,10 +723,6 @@ TEST(DecodeBudget, GammaOneFollowsEveryChoice) { CheckBudgetAgainstReference(tru
 TEST(DecodeBudget, GammaZeroKeepsTheFirstChoice) { CheckBudgetAgainstReference(true, 0.0); }
 // Segment 0 (layers 0-2 dense) chooses at layer 1: layers 0 and 1 read every block, layer 2 the choice.
 TEST(DecodeBudget, ALaterSelectLayerChoosesThere) { CheckBudgetAgainstReference(false, 0.9, 1); }
-// Ahead: each step's query chooses the next step's blocks at every layer from the choosing one.
-TEST(DecodeBudget, AheadDenseDecodeMatchesTheReferenceRule) { CheckBudgetAgainstReference(false, 0.9, 0, true); }
-TEST(DecodeBudget, AheadPrunedDecodeMatchesTheReferenceRule) { CheckBudgetAgainstReference(true, 1.0, 0, true); }
-TEST(DecodeBudget, AheadWithALaterSelectLayer) { CheckBudgetAgainstReference(false, 0.9, 1, true); }
 
 // Decode logits of `gen` after `ids` (pruned or not) on an engine with that budget and gamma.
 std::vector<std::vector<float>> DecodeLogits(int64_t budget, double gamma, bool pruned) {
@@ -784,8 +773,7 @@ struct TieredRun {
   int64_t block_bytes = 0;
 };
 
-TieredRun RunTiered(bool pruned, double gamma, int64_t host_tokens, bool drain_first, bool swap_midway,
-                    bool ahead = false) {
+TieredRun RunTiered(bool pruned, double gamma, int64_t host_tokens, bool drain_first, bool swap_midway) {
   EngineOptions o;
   o.model = "synthetic:tiny";
   o.kv_tokens = 4096;
@@ -793,7 +781,6 @@ TieredRun RunTiered(bool pruned, double gamma, int64_t host_tokens, bool drain_f
   o.backend.threads = 2;
   o.decode_kv_budget = 192;
   o.decode_kv_gamma = gamma;
-  o.decode_kv_select_ahead = ahead;
   TieredRun out;
   auto created = Engine::Create(o);
   EXPECT_TRUE(created.ok()) << created.status().ToString();
@@ -854,14 +841,14 @@ TieredRun RunTiered(bool pruned, double gamma, int64_t host_tokens, bool drain_f
   return out;
 }
 
-void CheckTiered(bool pruned, double gamma, bool ahead = false) {
-  const TieredRun resident = RunTiered(pruned, gamma, 0, true, false, ahead);
+void CheckTiered(bool pruned, double gamma) {
+  const TieredRun resident = RunTiered(pruned, gamma, 0, true, false);
   ASSERT_EQ(resident.logits.size(), 9u);
   for (bool drain : {true, false}) {
     for (bool swap : {false, true}) {
       SCOPED_TRACE(std::string(drain ? "write-through landed first" : "write-through in flight") +
                    (swap ? ", swapped midway" : ""));
-      const TieredRun t = RunTiered(pruned, gamma, 8192, drain, swap, ahead);
+      const TieredRun t = RunTiered(pruned, gamma, 8192, drain, swap);
       ASSERT_EQ(t.logits.size(), resident.logits.size());
       for (size_t s = 0; s < t.logits.size(); ++s) EXPECT_EQ(t.logits[s], resident.logits[s]) << "step " << s;
       // Once the write-through has landed (every step drains), the gpu tier holds exactly the sets;
@@ -894,10 +881,6 @@ void CheckTiered(bool pruned, double gamma, bool ahead = false) {
 
 TEST(DecodeBudget, TieredDenseDecodeHoldsOnlyTheChosenBlocks) { CheckTiered(false, 0.9); }
 TEST(DecodeBudget, TieredPrunedDecodeHoldsOnlyTheChosenBlocks) { CheckTiered(true, 1.0); }
-TEST(DecodeBudget, TieredAheadDecodeHoldsOnlyTheChosenBlocks) {
-  CheckTiered(false, 0.9, true);
-  CheckTiered(true, 1.0, true);
-}
 
 TEST(DecodeBudget, AHostTierTooSmallLeavesTheSequenceResident) {
   const TieredRun resident = RunTiered(false, 0.9, 0, true, false);
