@@ -197,12 +197,17 @@ class CappedHttpServer : public HttpServer {
 TEST_F(CappedHttpServer, ConnectionsPastTheCapGet503AndTheCapFreesUp) {
   const int port = server_->http_port();
   std::vector<int> idle;
-  for (int i = 0; i < 3; ++i) idle.push_back(Dial(port));
-  // The three are being served (each on its thread) once a request on one of them is answered.
-  ASSERT_TRUE(SendAll(idle[0], "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"));
-  char buf[512];
-  ASSERT_GT(recv(idle[0], buf, sizeof(buf), 0), 0);
-  ASSERT_TRUE(WaitFor([&] { return Request(port, "GET", "/health").status == 503; }, 10s));
+  // Each of the three counts against the cap once a request on it has been answered.
+  for (int i = 0; i < 3; ++i) {
+    idle.push_back(Dial(port));
+    ASSERT_GE(idle.back(), 0);
+    ASSERT_TRUE(SendAll(idle.back(), "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"));
+    char buf[512];
+    ASSERT_GT(recv(idle.back(), buf, sizeof(buf), 0), 0) << "held connection " << i << " got no answer";
+  }
+  HttpReply last;
+  ASSERT_TRUE(WaitFor([&] { return (last = Request(port, "GET", "/health")).status == 503; }, 10s))
+      << "last probe: status " << last.status << " " << last.head << "\n" << last.body;
   const HttpReply busy = Request(port, "GET", "/health");
   EXPECT_EQ(busy.status, 503);
   EXPECT_NE(busy.body.find("too many open connections"), std::string::npos) << busy.body;
