@@ -22,6 +22,7 @@ Status Engine::StartSelection(kv::SeqId seq, const std::vector<int>& bounds, int
   o.block_tokens = L.block_tokens;
   o.unit_tokens = default_pruning_.unit_tokens;
   o.select_layer = decode_kv_select_layer_;
+  o.score = decode_kv_score_;
   std::vector<int32_t> prompt_tokens;
   for (size_t s = 0; s + 1 < bounds.size(); ++s) prompt_tokens.push_back(kv_->Tokens(seq, bounds[s]));
   SLIM_ASSIGN_OR_RETURN(DecodeSelection sel, DecodeSelection::Create(o, bounds, prompt_tokens));
@@ -38,6 +39,13 @@ Status Engine::StartSelection(kv::SeqId seq, const std::vector<int>& bounds, int
     const kv::LayerTable* t = kv_->TablePtr(seq, seg.choose_layer);
     if (t == nullptr) return NotFoundError("no KV table for layer " + std::to_string(seg.choose_layer));
     seg.n_units = (seg.prompt_tokens + o.unit_tokens - 1) / o.unit_tokens;
+    if (o.score == DecodeKvScore::kKeyBounds) {
+      std::vector<float> keys;
+      SLIM_RETURN_IF_ERROR(
+          backend_->HostKeys(*kv_, *t, shape, seg.prompt_tokens, &keys).WithPrefix("decode KV bounds"));
+      seg.unit_bounds = UnitKeyBounds(keys, seg.prompt_tokens, kv_dim, o.unit_tokens);
+      continue;
+    }
     SLIM_ASSIGN_OR_RETURN(seg.unit_keys, backend_->Alloc(backend_->act_dtype(), seg.n_units, kv_dim));
     SLIM_RETURN_IF_ERROR(
         backend_->KeyUnitMeans(*kv_, *t, shape, seg.prompt_tokens, o.unit_tokens, seg.unit_keys.view()));

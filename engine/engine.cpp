@@ -164,6 +164,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
                                 std::to_string(e->model_->config().n_layers) + ")");
   }
   e->decode_kv_select_layer_ = o.decode_kv_select_layer;
+  e->decode_kv_score_ = o.decode_kv_score;
   SLIM_RETURN_IF_ERROR(e->default_pruning_.Validate(e->model_->config().n_layers).WithPrefix("default pruning schedule"));
   return e;
 }

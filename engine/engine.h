@@ -71,6 +71,8 @@ struct EngineOptions {
   // The layer at which segment 0 (and any segment it falls inside) chooses; 0 = each segment's
   // first layer. The layers before it attend over every block.
   int decode_kv_select_layer = 0;
+  // How the blocks are scored: unit-mean keys on the backend, or per-unit key bounds on the host.
+  DecodeKvScore decode_kv_score = DecodeKvScore::kUnitMeans;
 };
 
 // What the KV store's tiers hold (GetModelInfo, sliminfer-cli info).
@@ -302,6 +304,7 @@ class Engine {
   int64_t decode_kv_budget_ = 0;
   double decode_kv_gamma_ = 0.9;
   int decode_kv_select_layer_ = 0;
+  DecodeKvScore decode_kv_score_ = DecodeKvScore::kUnitMeans;
   std::map<kv::SeqId, DecodeSelection> selections_;
   DecodeSelectionStats selection_stats_;
   int64_t context_length_ = 0;

@@ -721,18 +721,26 @@ Status Model::ApplySelections(int layer, kv::KvStore& kv, std::span<const Forwar
     if (layer == seg->choose_layer) {
       // The new token's rotated query chooses what the segment's later layers read: the
       // backend's block scorer over the unit-mean keys, the query as the last row of a window
-      // of one (rows before it are not read).
+      // of one (rows before it are not read), or the key bounds' scores on the host.
       const int64_t nu = seg->n_units;
-      if (select_q_rows_ < nu || select_q_.view().cols != q.cols || select_q_.view().dtype != q.dtype) {
-        select_q_ = Buffer();
-        SLIM_ASSIGN_OR_RETURN(select_q_, backend_->Alloc(q.dtype, std::max(nu, 2 * select_q_rows_), q.cols));
-        select_q_rows_ = select_q_.view().rows;
+      if (!seg->unit_bounds.empty()) {
+        // Key bounds are scored on the host: the query row comes down.
+        select_q_host_.resize(static_cast<size_t>(q.cols));
+        SLIM_RETURN_IF_ERROR(backend_->Download(q.Rows(a.row_begin, 1), select_q_host_.data()));
+        b.scores = KeyBoundScores(select_q_host_.data(), seg->unit_bounds, nu, shape_.n_heads, shape_.n_kv_heads,
+                                  shape_.head_dim, seqs[i].select->units_per_block());
+      } else {
+        if (select_q_rows_ < nu || select_q_.view().cols != q.cols || select_q_.view().dtype != q.dtype) {
+          select_q_ = Buffer();
+          SLIM_ASSIGN_OR_RETURN(select_q_, backend_->Alloc(q.dtype, std::max(nu, 2 * select_q_rows_), q.cols));
+          select_q_rows_ = select_q_.view().rows;
+        }
+        const int32_t row = a.row_begin;
+        backend_->GatherRows(q, std::span<const int32_t>(&row, 1), select_q_.Rows(nu - 1, 1));
+        SLIM_RETURN_IF_ERROR(backend_->ScoreBlocks(select_q_.Rows(0, nu), seg->unit_keys.view(), shape_, 0,
+                                                   static_cast<int32_t>(nu), seqs[i].select->units_per_block(), 1, 1,
+                                                   false, &b.scores));
       }
-      const int32_t row = a.row_begin;
-      backend_->GatherRows(q, std::span<const int32_t>(&row, 1), select_q_.Rows(nu - 1, 1));
-      SLIM_RETURN_IF_ERROR(backend_->ScoreBlocks(select_q_.Rows(0, nu), seg->unit_keys.view(), shape_, 0,
-                                                 static_cast<int32_t>(nu), seqs[i].select->units_per_block(), 1, 1,
-                                                 false, &b.scores));
       DecodeSelectionStats unused;
       const SelectionDecision d =
           seqs[i].select->Select(*seg, b.scores, seqs[i].select_stats != nullptr ? seqs[i].select_stats : &unused);

@@ -146,6 +146,7 @@ class Model {
   // Decode selections: the query as the last row of a scoring window (ApplySelections).
   Buffer select_q_;
   int64_t select_q_rows_ = 0;
+  std::vector<float> select_q_host_;  // the query row, for key-bound scores
 };
 
 }  // namespace slim

@@ -72,6 +72,9 @@ ABSL_FLAG(int64_t, decode_kv_budget, 0,
 ABSL_FLAG(int, decode_kv_select_layer, 0,
           "decode KV selection: the layer at which the first segment chooses its blocks (0 = its first layer; "
           "the layers before it attend over every block)");
+ABSL_FLAG(std::string, decode_kv_score, "means",
+          "decode KV selection: how blocks are scored, means (unit-mean keys, on the device) or bounds (per-unit "
+          "key minima and maxima, on the host)");
 ABSL_FLAG(double, decode_kv_gamma, 0.9,
           "decode KV selection: overlap with the blocks in force at or above which a segment keeps them, in [0, 1]");
 ABSL_FLAG(std::string, log_format, "text", "text or json (one JSON object per line)");
@@ -100,7 +103,7 @@ const char* const kFlagNames[] = {
     "http_host", "http_port", "http_max_connections", "http_read_timeout_s", "http_idle_timeout_s",
     "http_write_timeout_s", "http_max_body_bytes", "served_model_name", "api_key", "api_key_file",
     "metrics_host",   "metrics_port",    "max_seqs",          "max_queue",     "max_prompt_tokens", "max_prefill_tokens_per_step",
-    "max_total_tokens", "default_max_tokens", "context_length", "kv_tokens", "kv_gib", "gpu_memory_fraction", "host_kv_tokens", "host_kv_gib",    "pruning",       "pruning_schedule", "decode_kv_budget", "decode_kv_gamma", "decode_kv_select_layer",
+    "max_total_tokens", "default_max_tokens", "context_length", "kv_tokens", "kv_gib", "gpu_memory_fraction", "host_kv_tokens", "host_kv_gib",    "pruning",       "pruning_schedule", "decode_kv_budget", "decode_kv_gamma", "decode_kv_select_layer", "decode_kv_score",
     "log_format",     "log_level",       "drain_grace_s",     "keepalive_time_ms", "keepalive_timeout_ms",
     "max_message_bytes", "warmup", "warmup_tokens", "chat_content_specials", "chat_template", "stream_write_timeout_s",
     "tls_cert", "tls_key", "reflection"};
@@ -292,6 +295,11 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   e.decode_kv_budget = absl::GetFlag(FLAGS_decode_kv_budget);
   e.decode_kv_gamma = absl::GetFlag(FLAGS_decode_kv_gamma);
   e.decode_kv_select_layer = absl::GetFlag(FLAGS_decode_kv_select_layer);
+  {
+    StatusOr<DecodeKvScore> score = ParseDecodeKvScore(absl::GetFlag(FLAGS_decode_kv_score));
+    if (!score.ok()) return InvalidArgumentError("--decode-kv-score: " + std::string(score.status().message()));
+    e.decode_kv_score = *score;
+  }
   const std::string fmt = absl::GetFlag(FLAGS_log_format);
   if (fmt == "text") o.log_format = LogFormat::kText;
   else if (fmt == "json") o.log_format = LogFormat::kJson;

@@ -134,10 +134,11 @@ StatusOr<json> DocAgreement(Engine& engine, const std::string& docs_path, const 
 }  // namespace
 
 Status CmdQuality(int argc, char** argv) {
-  SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
-                                            {"model", "device", "threads", "tasks", "docs", "schedules",
-                                             "max-tokens", "limit", "out", "kv-tokens", "decode-budgets", "decode-select-layer"},
-                                            {"include-after-attention", "quiet"}));
+  SLIM_ASSIGN_OR_RETURN(
+      Args a, Args::Parse(argc, argv, 2,
+                          {"model", "device", "threads", "tasks", "docs", "schedules", "max-tokens", "limit", "out",
+                           "kv-tokens", "decode-budgets", "decode-select-layer", "decode-score"},
+                          {"include-after-attention", "quiet"}));
   EngineOptions o;
   o.model = a.Str("model");
   if (o.model.empty() || !a.Has("tasks")) return InvalidArgumentError("--model and --tasks are required");
@@ -149,6 +150,7 @@ Status CmdQuality(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(o.kv_tokens, a.Int("kv-tokens", 0, 0, int64_t{1} << 32));
   SLIM_ASSIGN_OR_RETURN(int64_t select_layer, a.Int("decode-select-layer", 0, 0, 1 << 16));
   o.decode_kv_select_layer = static_cast<int>(select_layer);
+  SLIM_ASSIGN_OR_RETURN(o.decode_kv_score, ParseDecodeKvScore(a.Str("decode-score", "means")));
   SLIM_ASSIGN_OR_RETURN(auto engine, Engine::Create(o));
   const int n_layers = engine->config().n_layers;
   SLIM_ASSIGN_OR_RETURN(int64_t max_tokens, a.Int("max-tokens", 24, 1, 256));

@@ -61,16 +61,30 @@ void Backend::Mlp(TensorView x, const MlpWeights& w, const MlpScratch& scratch, 
 
 Status Backend::KeyUnitMeans(const kv::KvStore& kv, const kv::LayerTable& table, const AttnShape& shape,
                              int32_t n_tokens, int unit_tokens, TensorView out) {
+  const int bt = kv.layout().block_tokens, kv_dim = shape.n_kv_heads * shape.head_dim;
+  if (unit_tokens <= 0 || bt % unit_tokens != 0)
+    return InvalidArgumentError("KeyUnitMeans: the unit must divide the block");
+  const int64_t n_units = (int64_t{n_tokens} + unit_tokens - 1) / unit_tokens;
+  if (out.rows != n_units || out.cols != kv_dim)
+    return InvalidArgumentError("KeyUnitMeans: out must be [n_units, kv_dim]");
+  std::vector<float> keys;
+  SLIM_RETURN_IF_ERROR(HostKeys(kv, table, shape, n_tokens, &keys).WithPrefix("KeyUnitMeans"));
+  const std::vector<float> means = UnitMeanKeys(keys, n_tokens, kv_dim, unit_tokens);
+  return Upload(means.data(), out);
+}
+
+Status Backend::HostKeys(const kv::KvStore& kv, const kv::LayerTable& table, const AttnShape& shape, int32_t n_tokens,
+                         std::vector<float>* keys_out) {
   const kv::KvLayout& L = kv.layout();
   const int hd = shape.head_dim, kvh = shape.n_kv_heads, kv_dim = kvh * hd, bt = L.block_tokens;
-  if (unit_tokens <= 0 || bt % unit_tokens != 0) return InvalidArgumentError("KeyUnitMeans: the unit must divide the block");
-  const int64_t n_blocks = (int64_t{n_tokens} + bt - 1) / bt, n_units = (int64_t{n_tokens} + unit_tokens - 1) / unit_tokens;
+  const int64_t n_blocks = (int64_t{n_tokens} + bt - 1) / bt;
   if (n_tokens < 0 || static_cast<int64_t>(table.blocks.size()) < n_blocks) {
-    return InvalidArgumentError("KeyUnitMeans: the table holds fewer than n_tokens tokens");
+    return InvalidArgumentError("the table holds fewer than n_tokens tokens");
   }
-  if (out.rows != n_units || out.cols != kv_dim) return InvalidArgumentError("KeyUnitMeans: out must be [n_units, kv_dim]");
   // K of KV head g: rows [g * block_tokens, (g + 1) * block_tokens) of head_dim at the block's start.
-  std::vector<float> block(static_cast<size_t>(kvh) * bt * hd), keys(static_cast<size_t>(n_tokens) * kv_dim);
+  std::vector<float> block(static_cast<size_t>(kvh) * bt * hd);
+  std::vector<float>& keys = *keys_out;
+  keys.assign(static_cast<size_t>(n_tokens) * kv_dim, 0.0f);
   for (int64_t b = 0; b < n_blocks; ++b) {
     TensorView v;
     v.data = kv.Data(table.blocks[static_cast<size_t>(b)]);
@@ -88,8 +102,7 @@ Status Backend::KeyUnitMeans(const kv::KvStore& kv, const kv::LayerTable& table,
       }
     }
   }
-  const std::vector<float> means = UnitMeanKeys(keys, n_tokens, kv_dim, unit_tokens);
-  return Upload(means.data(), out);
+  return OkStatus();
 }
 
 Status Backend::SummarizeLogits(TensorView logits, std::span<const SummaryRequest> requests,

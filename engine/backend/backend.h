@@ -172,6 +172,10 @@ class Backend {
   // downloads the blocks and averages on the host.
   virtual Status KeyUnitMeans(const kv::KvStore& kv, const kv::LayerTable& table, const AttnShape& shape,
                               int32_t n_tokens, int unit_tokens, TensorView out);
+  // The first n_tokens keys stored in `table` on the host, f32 [n_tokens, n_kv_heads * head_dim]
+  // (KV head g in columns [g * head_dim, (g + 1) * head_dim)), downloaded block by block.
+  Status HostKeys(const kv::KvStore& kv, const kv::LayerTable& table, const AttnShape& shape, int32_t n_tokens,
+                  std::vector<float>* keys);
   // Causal GQA attention: row r of sequence s (its token index n_past + r) attends to that
   // sequence's tokens [0, n_past + r]. q, out: [n, n_heads * head_dim].
   virtual void Attention(const kv::KvStore& kv, std::span<const AttnSeq> seqs,

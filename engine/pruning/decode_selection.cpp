@@ -2,6 +2,9 @@
 #include "engine/pruning/decode_selection.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
 
 #include "engine/pruning/block_scorer.h"  // SelectBlocks
 
@@ -38,6 +41,67 @@ std::vector<float> UnitMeanKeys(const std::vector<float>& keys, int64_t n_tokens
     for (int d = 0; d < kv_dim; ++d) o[d] *= inv;
   }
   return out;
+}
+
+const char* DecodeKvScoreName(DecodeKvScore s) { return s == DecodeKvScore::kKeyBounds ? "bounds" : "means"; }
+
+StatusOr<DecodeKvScore> ParseDecodeKvScore(std::string_view name) {
+  if (name == "means") return DecodeKvScore::kUnitMeans;
+  if (name == "bounds") return DecodeKvScore::kKeyBounds;
+  return InvalidArgumentError("decode KV score '" + std::string(name) + "' (known: means, bounds)");
+}
+
+std::vector<float> UnitKeyBounds(const std::vector<float>& keys, int64_t n_tokens, int kv_dim, int unit_tokens) {
+  const int64_t n_units = (n_tokens + unit_tokens - 1) / unit_tokens;
+  std::vector<float> out(static_cast<size_t>(n_units * 2 * kv_dim));
+  for (int64_t u = 0; u < n_units; ++u) {
+    const int64_t t0 = u * unit_tokens, t1 = std::min<int64_t>(n_tokens, t0 + unit_tokens);
+    float* lo = &out[static_cast<size_t>(u * 2 * kv_dim)];
+    float* hi = lo + kv_dim;
+    std::copy_n(&keys[static_cast<size_t>(t0 * kv_dim)], kv_dim, lo);
+    std::copy_n(&keys[static_cast<size_t>(t0 * kv_dim)], kv_dim, hi);
+    for (int64_t t = t0 + 1; t < t1; ++t) {
+      const float* k = &keys[static_cast<size_t>(t * kv_dim)];
+      for (int d = 0; d < kv_dim; ++d) {
+        lo[d] = std::min(lo[d], k[d]);
+        hi[d] = std::max(hi[d], k[d]);
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<float> KeyBoundScores(const float* q, const std::vector<float>& bounds, int64_t n_units, int n_heads,
+                                  int n_kv_heads, int head_dim, int units_per_block) {
+  const int group = n_heads / n_kv_heads, kv_dim = n_kv_heads * head_dim;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  std::vector<float> unit(static_cast<size_t>(n_units), 0.0f), ub(static_cast<size_t>(n_units));
+  for (int h = 0; h < n_heads; ++h) {
+    const float* qh = q + static_cast<size_t>(h) * head_dim;
+    const int g = h / group;
+    float top = -std::numeric_limits<float>::infinity();
+    for (int64_t u = 0; u < n_units; ++u) {
+      const float* lo = &bounds[static_cast<size_t>(u * 2 * kv_dim + g * head_dim)];
+      const float* hi = lo + kv_dim;
+      float s = 0.0f;
+      for (int d = 0; d < head_dim; ++d) s += std::max(qh[d] * lo[d], qh[d] * hi[d]);
+      ub[static_cast<size_t>(u)] = s * scale;
+      top = std::max(top, ub[static_cast<size_t>(u)]);
+    }
+    double z = 0.0;
+    for (int64_t u = 0; u < n_units; ++u) z += std::exp(static_cast<double>(ub[static_cast<size_t>(u)] - top));
+    for (int64_t u = 0; u < n_units; ++u) {
+      unit[static_cast<size_t>(u)] +=
+          static_cast<float>(std::exp(static_cast<double>(ub[static_cast<size_t>(u)] - top)) / z / n_heads);
+    }
+  }
+  const int64_t n_blocks = (n_units + units_per_block - 1) / units_per_block;
+  std::vector<float> blocks(static_cast<size_t>(n_blocks), 0.0f);
+  for (int64_t u = 0; u < n_units; ++u) {
+    float& b = blocks[static_cast<size_t>(u / units_per_block)];
+    b = std::max(b, unit[static_cast<size_t>(u)]);
+  }
+  return blocks;
 }
 
 StatusOr<DecodeSelection> DecodeSelection::Create(const DecodeSelectionOptions& o, const std::vector<int>& bounds,

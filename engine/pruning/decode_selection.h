@@ -8,7 +8,9 @@
 // The rule, per step and segment with first layer l_s:
 //   * the new token's post-RoPE query at l_s scores the segment's prompt blocks against their
 //     unit-mean keys at l_s (ScoreBlocksRef with a query window of one row: the prefill scorer's
-//     definition, engine/pruning/block_scorer.h);
+//     definition, engine/pruning/block_scorer.h), or, with DecodeKvScore::kKeyBounds, against
+//     each unit's per-channel key minimum and maximum (KeyBoundScores: Quest's upper bound of
+//     q . k over the unit, softmax-normalized per head, summed over heads);
 //   * the top blocks up to the budget are chosen, block 0 (the sink) and the last prompt block
 //     always among them (SelectBlocks); generated tokens are always attended;
 //   * when the chosen set overlaps the set in force by at least gamma (|new & old| / |new|), the
@@ -26,6 +28,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 #include "engine/core/status.h"
@@ -33,6 +36,14 @@
 #include "kvstore/kv_store.h"
 
 namespace slim {
+
+// How a segment's prompt blocks are scored for the new token's query.
+enum class DecodeKvScore {
+  kUnitMeans,  // |q . mean key| per unit (the prefill scorer's rule, on the backend)
+  kKeyBounds,  // upper bound of q . k from per-unit key minima and maxima (on the host)
+};
+const char* DecodeKvScoreName(DecodeKvScore s);
+StatusOr<DecodeKvScore> ParseDecodeKvScore(std::string_view name);  // "means" or "bounds"
 
 struct DecodeSelectionOptions {
   int64_t budget_tokens = 0;  // prompt tokens per layer a segment attends over; 0 = all
@@ -42,6 +53,7 @@ struct DecodeSelectionOptions {
   // A segment chooses at its first layer, or at this layer when it lies inside the segment:
   // then the layers from the first up to and including it attend over every block.
   int select_layer = 0;
+  DecodeKvScore score = DecodeKvScore::kUnitMeans;
 };
 
 // One segment's state: its layers, the unit-mean keys of its prompt blocks at its first layer,
@@ -52,7 +64,8 @@ struct SegmentSelection {
   int32_t prompt_tokens = 0;           // prompt tokens stored at these layers
   int64_t prompt_blocks = 0;
   int64_t n_units = 0;
-  Buffer unit_keys;                    // on the backend, activation dtype: [n_units, n_kv_heads * head_dim]
+  Buffer unit_keys;                    // kUnitMeans: on the backend, activation dtype: [n_units, n_kv_heads * head_dim]
+  std::vector<float> unit_bounds;      // kKeyBounds: on the host, [n_units, 2 * kv_dim]: minima, then maxima
   std::vector<int32_t> first_set;      // what layer choose_layer attends over this step (when it is first_layer)
   std::vector<int32_t> rest_set;       // what the segment's later layers attend over this step
   kv::LayerTable view;                 // scratch: the block table handed to attention
@@ -93,6 +106,18 @@ SelectionDecision Reselect(const std::vector<float>& block_scores, int64_t budge
 // Unit-mean keys of `n_tokens` keys [n_tokens, kv_dim] (row stride kv_dim): unit u averages
 // tokens [u * unit, min((u + 1) * unit, n_tokens)).
 std::vector<float> UnitMeanKeys(const std::vector<float>& keys, int64_t n_tokens, int kv_dim, int unit_tokens);
+
+// Per-unit key bounds of the same keys: row u holds the per-channel minimum over the unit's
+// tokens in columns [0, kv_dim) and the maximum in [kv_dim, 2 * kv_dim).
+std::vector<float> UnitKeyBounds(const std::vector<float>& keys, int64_t n_tokens, int kv_dim, int unit_tokens);
+
+// Block scores of one query q [n_heads * head_dim] against unit key bounds (UnitKeyBounds):
+//   ub_h(u)  = sum_d max(q[h]_d * min_u[g]_d, q[h]_d * max_u[g]_d) / sqrt(head_dim), g = h / G
+//              (no key of the unit can give head h a larger logit)
+//   score(u) = (1/H) * sum_h softmax over units of ub_h(u)
+//   score(b) = max over the units of block b
+std::vector<float> KeyBoundScores(const float* q, const std::vector<float>& bounds, int64_t n_units, int n_heads,
+                                  int n_kv_heads, int head_dim, int units_per_block);
 
 class DecodeSelection {
  public:

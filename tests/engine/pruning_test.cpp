@@ -299,12 +299,44 @@ struct RefResult {
 // The reference's block choice: per unit of the alive tokens (1/H) sum_h |qm[h] . mean k[h / G]|,
 // the maximum per block; blocks 0 and the last, then the `keep` - 2 best others (ties: lower
 // index first).
+// With `bounds` (DecodeKvScore::kKeyBounds) a unit's score is instead, per head, the largest
+// logit any key of the unit could give: sum over channels of max(q * min k, q * max k) /
+// sqrt(hd), softmax over the units, averaged over the heads.
 std::set<int> RefTopBlocks(const std::vector<double>& qm, const std::vector<std::vector<double>>& k,
-                           const std::vector<int>& alive, int keep, int block, int unit, int H, int hd, int G) {
+                           const std::vector<int>& alive, int keep, int block, int unit, int H, int hd, int G,
+                           bool bounds = false) {
   const int na = static_cast<int>(alive.size());
   const int nb = (na + block - 1) / block;
   std::vector<double> bs(static_cast<size_t>(nb), 0.0);
-  for (int u0 = 0; u0 < na; u0 += unit) {
+  if (bounds) {
+    const int nu = (na + unit - 1) / unit;
+    std::vector<double> us(static_cast<size_t>(nu), 0.0);
+    for (int h = 0; h < H; ++h) {
+      std::vector<double> ub(static_cast<size_t>(nu), 0.0);
+      for (int u = 0; u < nu; ++u) {
+        for (int dd = 0; dd < hd; ++dd) {
+          double lo = 1e300, hi = -1e300;
+          for (int i = u * unit; i < std::min((u + 1) * unit, na); ++i) {
+            const double kv =
+                k[static_cast<size_t>(alive[static_cast<size_t>(i)])][static_cast<size_t>((h / G) * hd + dd)];
+            lo = std::min(lo, kv);
+            hi = std::max(hi, kv);
+          }
+          const double qd = qm[static_cast<size_t>(h * hd + dd)];
+          ub[static_cast<size_t>(u)] += std::max(qd * lo, qd * hi) / std::sqrt(static_cast<double>(hd));
+        }
+      }
+      const double top = *std::max_element(ub.begin(), ub.end());
+      double z = 0.0;
+      for (double x : ub) z += std::exp(x - top);
+      for (int u = 0; u < nu; ++u) us[static_cast<size_t>(u)] += std::exp(ub[static_cast<size_t>(u)] - top) / z / H;
+    }
+    for (int u = 0; u < nu; ++u) {
+      bs[static_cast<size_t>(u * unit / block)] =
+          std::max(bs[static_cast<size_t>(u * unit / block)], us[static_cast<size_t>(u)]);
+    }
+  }
+  for (int u0 = 0; u0 < na && !bounds; u0 += unit) {
     const int u1 = std::min(u0 + unit, na);
     double sc = 0.0;
     for (int h = 0; h < H; ++h) {
@@ -355,13 +387,14 @@ struct RefSegmentSets {
 
 RefSegmentSets RefDecodeSets(const std::vector<std::vector<double>>& q, const std::vector<std::vector<double>>& k,
                              const std::vector<int>& alive, int n_prompt, int total, int budget_blocks, double gamma,
-                             int block, int unit, int H, int hd, int G) {
+                             int block, int unit, int H, int hd, int G, bool bounds) {
   RefSegmentSets r;
   const int na = static_cast<int>(alive.size()), nb = (na + block - 1) / block;
   std::vector<int> in_force(static_cast<size_t>(nb));
   std::iota(in_force.begin(), in_force.end(), 0);
   for (int t = n_prompt; t < total; ++t) {
-    const std::set<int> chosen = RefTopBlocks(q[static_cast<size_t>(t)], k, alive, budget_blocks, block, unit, H, hd, G);
+    const std::set<int> chosen =
+        RefTopBlocks(q[static_cast<size_t>(t)], k, alive, budget_blocks, block, unit, H, hd, G, bounds);
     int common = 0;
     for (int b : chosen) common += std::count(in_force.begin(), in_force.end(), b) > 0 ? 1 : 0;
     r.first.push_back(in_force);
@@ -380,6 +413,7 @@ struct RefBudget {
   int budget_blocks = 0;
   double gamma = 0.9;
   int select_layer = 0;  // a segment chooses here when it lies inside it, else at its first layer
+  bool bounds = false;   // DecodeKvScore::kKeyBounds
 };
 
 RefResult RunReference(const RefModel& m, const std::vector<int32_t>& prompt, const std::vector<int32_t>& gen,
@@ -445,7 +479,8 @@ RefResult RunReference(const RefModel& m, const std::vector<int32_t>& prompt, co
       seg_selects = budget.budget_blocks > 0 && nb > budget.budget_blocks;
     }
     if (seg_selects && l == seg_choose) {
-      seg = RefDecodeSets(q, k, alive, n, total, budget.budget_blocks, budget.gamma, block, unit, H, hd, G);
+      seg = RefDecodeSets(q, k, alive, n, total, budget.budget_blocks, budget.gamma, block, unit, H, hd, G,
+                          budget.bounds);
       res.decode_sets.push_back(seg.rest);
     }
     // Up to the choosing layer every block (the choosing layer: the set in force, when it is the
@@ -645,7 +680,8 @@ TEST(PrunedForward, InvalidExplicitScheduleIsRejectedAndLeavesNothing) {
 // Decode under a KV budget (engine/pruning/decode_selection.h) against the reference's own
 // rule in plain loops: the blocks each segment chooses at every step, and the logits of
 // attention over them.
-std::unique_ptr<Engine> BudgetEngine(int64_t budget, double gamma, int select_layer = 0) {
+std::unique_ptr<Engine> BudgetEngine(int64_t budget, double gamma, int select_layer = 0,
+                                     DecodeKvScore score = DecodeKvScore::kUnitMeans) {
   EngineOptions o;
   o.model = "synthetic:tiny";
   o.kv_tokens = 4096;
@@ -653,13 +689,15 @@ std::unique_ptr<Engine> BudgetEngine(int64_t budget, double gamma, int select_la
   o.decode_kv_budget = budget;
   o.decode_kv_gamma = gamma;
   o.decode_kv_select_layer = select_layer;
+  o.decode_kv_score = score;
   auto e = Engine::Create(o);
   EXPECT_TRUE(e.ok()) << e.status().ToString();
   return e.ok() ? std::move(e).value() : nullptr;
 }
 
-void CheckBudgetAgainstReference(bool pruned, double gamma, int select_layer = 0) {
-  auto e = BudgetEngine(192, gamma, select_layer);  // 3 blocks per segment: the sink, the last, one chosen
+void CheckBudgetAgainstReference(bool pruned, double gamma, int select_layer = 0, bool bounds = false) {
+  // 3 blocks per segment: the sink, the last, one chosen.
+  auto e = BudgetEngine(192, gamma, select_layer, bounds ? DecodeKvScore::kKeyBounds : DecodeKvScore::kUnitMeans);
   ASSERT_NE(e, nullptr);
   auto src = OpenWeights("synthetic:tiny", 1234);
   ASSERT_TRUE(src.ok());
@@ -692,7 +730,7 @@ void CheckBudgetAgainstReference(bool pruned, double gamma, int select_layer = 0
       sets[s].emplace_back(r.begin(), r.end());
     }
   }
-  RefResult r = RunReference(ref, ids, gen, stages, 64, 8, 4, false, {3, gamma, select_layer});
+  RefResult r = RunReference(ref, ids, gen, stages, 64, 8, 4, false, {3, gamma, select_layer, bounds});
   ASSERT_EQ(r.decode_sets.size(), n_seg);
   for (size_t s = 0; s < n_seg; ++s) EXPECT_EQ(sets[s], r.decode_sets[s]) << "segment " << s;
   const double worst = WorstStepDiff(ours, r.logits, 1e-4);
@@ -723,6 +761,51 @@ TEST(DecodeBudget, GammaOneFollowsEveryChoice) { CheckBudgetAgainstReference(tru
 TEST(DecodeBudget, GammaZeroKeepsTheFirstChoice) { CheckBudgetAgainstReference(true, 0.0); }
 // Segment 0 (layers 0-2 dense) chooses at layer 1: layers 0 and 1 read every block, layer 2 the choice.
 TEST(DecodeBudget, ALaterSelectLayerChoosesThere) { CheckBudgetAgainstReference(false, 0.9, 1); }
+TEST(DecodeBudget, KeyBoundScoresDenseMatchTheReferenceRule) { CheckBudgetAgainstReference(false, 0.9, 0, true); }
+TEST(DecodeBudget, KeyBoundScoresPrunedMatchTheReferenceRule) { CheckBudgetAgainstReference(true, 1.0, 0, true); }
+
+// The bound holds: no key of a unit gives any head a larger logit than that unit's bound, and
+// the needle (one key along the query) puts its block first.
+TEST(DecodeBudget, KeyBoundsBoundEveryKeyAndFindTheNeedle) {
+  const int H = 4, KVH = 2, hd = 16, kv_dim = KVH * hd, unit = 8, n = 200;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> keys(static_cast<size_t>(n * kv_dim)), q(static_cast<size_t>(H * hd));
+  for (float& x : keys) x = nd(rng);
+  for (float& x : q) x = nd(rng);
+  const std::vector<float> b = UnitKeyBounds(keys, n, kv_dim, unit);
+  const int64_t nu = (n + unit - 1) / unit;
+  ASSERT_EQ(b.size(), static_cast<size_t>(nu * 2 * kv_dim));
+  for (int t = 0; t < n; ++t) {
+    const int64_t u = t / unit;
+    for (int c = 0; c < kv_dim; ++c) {
+      EXPECT_LE(b[static_cast<size_t>(u * 2 * kv_dim + c)], keys[static_cast<size_t>(t * kv_dim + c)]);
+      EXPECT_GE(b[static_cast<size_t>(u * 2 * kv_dim + kv_dim + c)], keys[static_cast<size_t>(t * kv_dim + c)]);
+    }
+    for (int h = 0; h < H; ++h) {
+      const int g = h / (H / KVH);
+      double dot = 0.0, ub = 0.0;
+      for (int d = 0; d < hd; ++d) {
+        const float qd = q[static_cast<size_t>(h * hd + d)];
+        dot += qd * keys[static_cast<size_t>(t * kv_dim + g * hd + d)];
+        ub += std::max(qd * b[static_cast<size_t>(u * 2 * kv_dim + g * hd + d)],
+                       qd * b[static_cast<size_t>(u * 2 * kv_dim + kv_dim + g * hd + d)]);
+      }
+      EXPECT_LE(dot, ub + 1e-4) << "token " << t << " head " << h;
+    }
+  }
+  // Token 130 (block 2 of 64-token blocks) gets keys along every head's query, scaled up.
+  for (int g = 0; g < KVH; ++g)
+    for (int d = 0; d < hd; ++d)
+      keys[static_cast<size_t>(130 * kv_dim + g * hd + d)] = 4.0f * q[static_cast<size_t>(g * 2 * hd + d)];
+  const std::vector<float> scores =
+      KeyBoundScores(q.data(), UnitKeyBounds(keys, n, kv_dim, unit), nu, H, KVH, hd, 64 / unit);
+  ASSERT_EQ(scores.size(), 4u);
+  EXPECT_EQ(std::max_element(scores.begin(), scores.end()) - scores.begin(), 2);
+  EXPECT_EQ(ParseDecodeKvScore("bounds").value(), DecodeKvScore::kKeyBounds);
+  EXPECT_EQ(ParseDecodeKvScore("means").value(), DecodeKvScore::kUnitMeans);
+  EXPECT_EQ(ParseDecodeKvScore("quest").status().code(), StatusCode::kInvalidArgument);
+}
 
 // Decode logits of `gen` after `ids` (pruned or not) on an engine with that budget and gamma.
 std::vector<std::vector<float>> DecodeLogits(int64_t budget, double gamma, bool pruned) {

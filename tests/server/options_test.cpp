@@ -116,6 +116,25 @@ TEST(ServerOptions, BadEnvironmentValueIsAnError) {
   EXPECT_NE(o.status().message().find("SLIMINFER_MAX_SEQS"), std::string::npos) << o.status().message();
 }
 
+TEST(ServerOptions, DecodeKvScoreIsParsedAndAnUnknownOneNamesTheFlag) {
+  auto parse = [](const std::string& flag) {
+    std::vector<std::string> args = {"sliminfer-server", flag};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    return ParseServerOptions(static_cast<int>(argv.size()), argv.data());
+  };
+  auto bad = parse("--decode-kv-score=quest");
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("--decode-kv-score"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("means, bounds"), std::string::npos) << bad.status().message();
+  auto bounds = parse("--decode-kv-score=bounds");
+  ASSERT_TRUE(bounds.ok()) << bounds.status().ToString();
+  EXPECT_EQ(bounds->engine.decode_kv_score, DecodeKvScore::kKeyBounds);
+  auto means = parse("--decode-kv-score=means");  // back to the default for the tests after
+  ASSERT_TRUE(means.ok()) << means.status().ToString();
+  EXPECT_EQ(means->engine.decode_kv_score, DecodeKvScore::kUnitMeans);
+}
+
 TEST(ServerOptions, ApiKeyComesFromTheEnvironmentOrAFile) {
   setenv("SLIMINFER_API_KEY", "from-env", 1);
   std::vector<std::string> args = {"sliminfer-server"};
