@@ -116,6 +116,9 @@ class HttpListener::Impl final : public httplib::Server {
   std::thread accept_thread;
 
   bool closed() const { return svr_sock_ == INVALID_SOCKET || stopping.load(std::memory_order_acquire); }
+  // httplib listens with a backlog of 5: a burst of more connects than that is dropped by the
+  // kernel and the clients retry after a second or more. listen() again sets a larger one.
+  bool SetBacklog(int n) { return ::listen(svr_sock_, n) == 0; }
 
  private:
   // Replaces httplib's connection loop (private virtual in httplib::Server, called per accepted
@@ -318,6 +321,10 @@ StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(const HttpListenerOp
   if (port <= 0) {
     return UnavailableError("cannot listen on " + options.host + ":" + std::to_string(options.port) + " (" +
                             options.name + ")");
+  }
+  if (!impl->SetBacklog(std::clamp(options.max_connections, 128, 4096))) {
+    return UnavailableError("cannot listen on " + options.host + ":" + std::to_string(port) + " (" + options.name +
+                            "): listen: " + std::strerror(errno));
   }
   Impl* p = impl.get();
   p->accept_thread = std::thread([p] {

@@ -5,6 +5,8 @@
 // client that disconnects mid-stream cancels its request and frees its KV; the API key guards
 // gRPC and /v1/* but not health or /metrics.
 #include <gtest/gtest.h>
+#include <cstdio>
+#include <sstream>
 #include <poll.h>
 
 #include <atomic>
@@ -183,6 +185,25 @@ TEST_F(HttpServer, IdleAndTricklingClientsDoNotStallMetricsOrHealthAndAreClosed)
     EXPECT_EQ(recv(fd, &c, 1, 0), 0);
     close(fd);
   }
+}
+
+// The kernel's queue of connections not yet accepted: `ss` prints it as a listening socket's
+// Send-Q. httplib's own is 5, which drops the SYNs of a burst of clients (each then retries
+// after a second or more).
+TEST_F(HttpServer, ListensWithABacklogForABurstOfClients) {
+  const std::string cmd = "ss -ltnH 'sport = :" + std::to_string(server_->http_port()) + "' 2>/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char line[512] = {0};
+  const bool got = fgets(line, sizeof(line), p) != nullptr;
+  pclose(p);
+  if (!got) GTEST_SKIP() << "ss (iproute2) printed nothing";
+  std::istringstream in(line);
+  std::string state;
+  long recv_q = -1, send_q = -1;
+  in >> state >> recv_q >> send_q;
+  EXPECT_EQ(state, "LISTEN") << line;
+  EXPECT_GE(send_q, 128) << line;
 }
 
 class CappedHttpServer : public HttpServer {
