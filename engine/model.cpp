@@ -723,7 +723,7 @@ Status Model::ApplySelections(int layer, kv::KvStore& kv, std::span<const Forwar
       // backend's block scorer over the unit-mean keys, the query as the last row of a window
       // of one (rows before it are not read), or the key bounds' scores on the host.
       const int64_t nu = seg->n_units;
-      if (!seg->unit_bounds.empty()) {
+      if (seqs[i].select->options().score == DecodeKvScore::kKeyBounds) {
         // Key bounds are scored on the host: the query row comes down.
         select_q_host_.resize(static_cast<size_t>(q.cols));
         SLIM_RETURN_IF_ERROR(backend_->Download(q.Rows(a.row_begin, 1), select_q_host_.data()));

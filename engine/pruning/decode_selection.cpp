@@ -89,10 +89,13 @@ std::vector<float> KeyBoundScores(const float* q, const std::vector<float>& boun
       top = std::max(top, ub[static_cast<size_t>(u)]);
     }
     double z = 0.0;
-    for (int64_t u = 0; u < n_units; ++u) z += std::exp(static_cast<double>(ub[static_cast<size_t>(u)] - top));
+    for (float& x : ub) {
+      x = std::exp(x - top);
+      z += x;
+    }
+    const double inv = 1.0 / (z * n_heads);
     for (int64_t u = 0; u < n_units; ++u) {
-      unit[static_cast<size_t>(u)] +=
-          static_cast<float>(std::exp(static_cast<double>(ub[static_cast<size_t>(u)] - top)) / z / n_heads);
+      unit[static_cast<size_t>(u)] += static_cast<float>(ub[static_cast<size_t>(u)] * inv);
     }
   }
   const int64_t n_blocks = (n_units + units_per_block - 1) / units_per_block;
