@@ -1,6 +1,7 @@
 // Model loading (weights by name, shapes checked, fused projections) and the layer loop.
 #include "engine/model.h"
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -308,7 +309,18 @@ struct Model::BatchState {
   bool tail_done = false;          // the last layer ran on the last rows only, leaving them in last_
   bool any_select = false;         // some sequence decodes under a decode KV budget
   std::vector<AttnSeq> attn_view;  // per sequence: what attention reads (ApplySelections)
-  std::vector<float> scores;       // scratch: a decode selection's block scores
+  // Selections scored at a choosing layer whose decision (Select, then the tier change) waits
+  // until the next layer's projection is queued, so that the engine thread's wait for the scores
+  // and its host work overlap the device's work on the rest of the choosing layer.
+  struct PendingSelection {
+    kv::SeqId seq = 0;
+    DecodeSelection* select = nullptr;
+    SegmentSelection* seg = nullptr;
+    DecodeSelectionStats* stats = nullptr;
+    int slot = -1;              // Backend::BeginScoreBlocks slot; -1: `scores` already hold them
+    std::vector<float> scores;  // key-bound scores (computed on the host at once)
+  };
+  std::vector<PendingSelection> pending;
   std::vector<int32_t> ids;        // [n_rows at the start] token ids
   std::vector<int32_t> pos;        // [n_rows] positions
   std::vector<AttnSeq> attn;       // per sequence: its rows
@@ -421,6 +433,7 @@ Status Model::ForwardPass(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std
     MlpBlock(l, b);
     if (l + 1 < L) LeaveAfter(l, b, cur);
   }
+  SLIM_RETURN_IF_ERROR(FinishSelections(kv, b));  // a segment that chooses at the last layer
   if (cur.empty()) return OkStatus();  // only chunks that end before the last layer
   return LogitsOfLastRows(b, logits);
 }
@@ -609,8 +622,9 @@ void Model::ProjectForPruning(int layer, std::span<const ForwardSeq> seqs, Batch
 void Model::TailAttention(const kv::KvStore& kv, TensorView q, BatchState& b) {
   // Past its KV write the last layer runs on each sequence's last row alone: no other row of it
   // reaches the logits (as llama.cpp does).
+  // A decode under a KV budget batched with a prompt reads its chosen blocks here too.
   const int64_t n_seqs = b.n_seqs;
-  std::vector<AttnSeq> tail(b.attn);
+  std::vector<AttnSeq> tail(b.any_select ? b.attn_view : b.attn);
   for (int64_t i = 0; i < n_seqs; ++i) {
     AttnSeq& a = tail[static_cast<size_t>(i)];
     a.n_past += a.n_rows - 1;  // the last row sees every key, as in the full causal pass
@@ -639,6 +653,7 @@ Status Model::AttentionBlock(int l, kv::KvStore& kv, std::span<const ForwardSeq>
   const TensorView qkv = qkv_.Rows(0, b.n_rows);
   backend_->MatMulQ(h_.Rows(0, b.n_rows), w.wqkv.view(), &w.wqkv_q, qkv);
   if (!w.bqkv.empty()) backend_->AddBias(qkv, w.bqkv.view());
+  SLIM_RETURN_IF_ERROR(FinishSelections(kv, b));  // the previous layer's choices, before this layer's wait
   kv.AwaitLayer(l);  // prefetched KV of this layer has landed (device-side wait)
   for (size_t i = 0; i < seqs.size(); ++i) {
     AttnSeq& a = b.attn[i];
@@ -651,13 +666,12 @@ Status Model::AttentionBlock(int l, kv::KvStore& kv, std::span<const ForwardSeq>
   }
   backend_->RopeWriteKv(kv, b.attn, shape_, qkv.Cols(0, qd), qkv.Cols(qd, kvd), qkv.Cols(qd + kvd, kvd), b.pos,
                         rope_);
+  if (b.any_select) SLIM_RETURN_IF_ERROR(ApplySelections(l, kv, seqs, qkv.Cols(0, qd), b));
   // Not with a stage after attention at the last layer.
   if (l + 1 == c.n_layers && !prune_after && b.n_rows > b.n_seqs) {
     TailAttention(kv, qkv.Cols(0, qd), b);
   } else if (b.any_select) {
-    SLIM_RETURN_IF_ERROR(ApplySelections(l, kv, seqs, qkv.Cols(0, qd), b));
     backend_->Attention(kv, b.attn_view, shape_, qkv.Cols(0, qd), attn_.Rows(0, b.n_rows));
-    SLIM_RETURN_IF_ERROR(UpdateResidency(l, kv, seqs));
   } else {
     backend_->Attention(kv, b.attn, shape_, qkv.Cols(0, qd), attn_.Rows(0, b.n_rows));
   }
@@ -675,20 +689,32 @@ Status Model::AttentionBlock(int l, kv::KvStore& kv, std::span<const ForwardSeq>
   return OkStatus();
 }
 
-Status Model::UpdateResidency(int layer, kv::KvStore& kv, std::span<const ForwardSeq> seqs) {
-  for (const ForwardSeq& fs : seqs) {
-    if (fs.select == nullptr || !fs.select->tiered()) continue;
-    SegmentSelection* seg = fs.select->SegmentAt(layer);
-    if (seg == nullptr || layer != seg->choose_layer || !seg->residency_dirty) continue;
-    const std::vector<kv::KvStore::Residency> r = fs.select->ResidencyOf(*seg);
-    SLIM_ASSIGN_OR_RETURN(const kv::KvStore::ResidencyChange ch, kv.SetResidency(fs.seq, r));
-    seg->residency_dirty = ch.deferred > 0;  // blocks not yet clean on the host: again next step
-    if (fs.select_stats != nullptr) {
-      ++fs.select_stats->residency_updates;
-      fs.select_stats->blocks_fetched += ch.fetched;
-      fs.select_stats->blocks_released += ch.released;
+Status Model::FinishSelections(kv::KvStore& kv, BatchState& b) {
+  using Clock = std::chrono::steady_clock;
+  for (size_t i = 0; i < b.pending.size(); ++i) {
+    BatchState::PendingSelection& p = b.pending[i];
+    DecodeSelectionStats unused;
+    DecodeSelectionStats& stats = p.stats != nullptr ? *p.stats : unused;
+    const Clock::time_point t0 = Clock::now();
+    if (p.slot >= 0) SLIM_RETURN_IF_ERROR(backend_->EndScoreBlocks(p.slot, &p.scores));
+    const Clock::time_point t1 = Clock::now();
+    const SelectionDecision d = p.select->Select(*p.seg, p.scores, &stats);
+    kv.RecordSelection(d.overlap, d.kept);
+    // Tiered: the gpu tier is made to hold the new set at the segment's tier layers. The slots
+    // given up are fenced on the compute queued so far, which includes the choosing layer's
+    // attention over the set before.
+    if (p.select->tiered() && p.seg->residency_dirty) {
+      const std::vector<kv::KvStore::Residency> r = p.select->ResidencyOf(*p.seg);
+      SLIM_ASSIGN_OR_RETURN(const kv::KvStore::ResidencyChange ch, kv.SetResidency(p.seq, r));
+      p.seg->residency_dirty = ch.deferred > 0;  // blocks not yet clean on the host: again next step
+      ++stats.residency_updates;
+      stats.blocks_fetched += ch.fetched;
+      stats.blocks_released += ch.released;
     }
+    stats.score_wait_seconds += std::chrono::duration<double>(t1 - t0).count();
+    stats.host_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
   }
+  b.pending.clear();
   return OkStatus();
 }
 
@@ -723,11 +749,16 @@ Status Model::ApplySelections(int layer, kv::KvStore& kv, std::span<const Forwar
       // backend's block scorer over the unit-mean keys, the query as the last row of a window
       // of one (rows before it are not read), or the key bounds' scores on the host.
       const int64_t nu = seg->n_units;
+      BatchState::PendingSelection p;
+      p.seq = seqs[i].seq;
+      p.select = seqs[i].select;
+      p.seg = seg;
+      p.stats = seqs[i].select_stats;
       if (seqs[i].select->options().score == DecodeKvScore::kKeyBounds) {
         // Key bounds are scored on the host: the query row comes down.
         select_q_host_.resize(static_cast<size_t>(q.cols));
         SLIM_RETURN_IF_ERROR(backend_->Download(q.Rows(a.row_begin, 1), select_q_host_.data()));
-        b.scores = KeyBoundScores(select_q_host_.data(), seg->unit_bounds, nu, shape_.n_heads, shape_.n_kv_heads,
+        p.scores = KeyBoundScores(select_q_host_.data(), seg->unit_bounds, nu, shape_.n_heads, shape_.n_kv_heads,
                                   shape_.head_dim, seqs[i].select->units_per_block());
       } else {
         if (select_q_rows_ < nu || select_q_.view().cols != q.cols || select_q_.view().dtype != q.dtype) {
@@ -737,14 +768,12 @@ Status Model::ApplySelections(int layer, kv::KvStore& kv, std::span<const Forwar
         }
         const int32_t row = a.row_begin;
         backend_->GatherRows(q, std::span<const int32_t>(&row, 1), select_q_.Rows(nu - 1, 1));
-        SLIM_RETURN_IF_ERROR(backend_->ScoreBlocks(select_q_.Rows(0, nu), seg->unit_keys.view(), shape_, 0,
-                                                   static_cast<int32_t>(nu), seqs[i].select->units_per_block(), 1, 1,
-                                                   false, &b.scores));
+        p.slot = static_cast<int>(b.pending.size());
+        SLIM_RETURN_IF_ERROR(backend_->BeginScoreBlocks(p.slot, select_q_.Rows(0, nu), seg->unit_keys.view(), shape_,
+                                                        0, static_cast<int32_t>(nu),
+                                                        seqs[i].select->units_per_block(), 1, 1, false));
       }
-      DecodeSelectionStats unused;
-      const SelectionDecision d =
-          seqs[i].select->Select(*seg, b.scores, seqs[i].select_stats != nullptr ? seqs[i].select_stats : &unused);
-      kv.RecordSelection(d.overlap, d.kept);
+      b.pending.push_back(std::move(p));  // decided by FinishSelections
     }
   }
   return OkStatus();

@@ -114,12 +114,14 @@ class Model {
   void ProjectForPruning(int layer, std::span<const ForwardSeq> seqs, BatchState& b);
   void TailAttention(const kv::KvStore& kv, TensorView q, BatchState& b);
   // Decode KV budgets at `layer`: the sequences' attention tables in b.attn_view (the chosen
-  // blocks where a selection applies, b.attn's otherwise), choosing anew at a segment's first
-  // layer from the rotated queries q.
+  // blocks where a selection applies, b.attn's otherwise); at a segment's choosing layer it
+  // queues the scoring of the rotated query q, decided later by FinishSelections.
   Status ApplySelections(int layer, kv::KvStore& kv, std::span<const ForwardSeq> seqs, TensorView q, BatchState& b);
-  // Tiered selections: after the choosing layer's attention is queued, the gpu tier is made to
-  // hold the segment's new set at its tier layers (DecodeSelection::ResidencyOf).
-  Status UpdateResidency(int layer, kv::KvStore& kv, std::span<const ForwardSeq> seqs);
+  // The choices ApplySelections scored (b.pending): each segment's new set (DecodeSelection::
+  // Select), and with a host tier the gpu tier made to hold it at the segment's tier layers
+  // (DecodeSelection::ResidencyOf, KvStore::SetResidency). Called once the next layer's
+  // projection is queued, before its KV wait, and after the last layer.
+  Status FinishSelections(kv::KvStore& kv, BatchState& b);
   // Applies the pruning stages at `layer` (before or after its attention) and compacts the
   // batch rows of x (and of qkv when before attention).
   Status PruneAt(int layer, bool before_attention, std::span<const ForwardSeq> seqs, BatchState& b);

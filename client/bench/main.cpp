@@ -310,6 +310,7 @@ StatusOr<json> DecodeTierRun(Engine& e, std::span<const int32_t> prompt, const P
   std::vector<int32_t> history(prompt.begin(), prompt.end());
   e.kv().Drain();  // copies of earlier runs counted before this one starts
   const kv::KvStoreStats s_start = e.kv().Stats();
+  const DecodeSelectionStats sel_start = e.decode_selection_stats();
   SLIM_ASSIGN_OR_RETURN(PrefillResult p, e.PrefillAndSample(seq, prompt, SampleSpec{&sampler, history}, req));
   const kv::KvStoreStats s_pre = e.kv().Stats();
   const size_t gpu_after_prefill = e.GpuKvBytes(seq);
@@ -346,7 +347,13 @@ StatusOr<json> DecodeTierRun(Engine& e, std::span<const int32_t> prompt, const P
   const double steps = static_cast<double>(std::max<size_t>(1, step_ms.size()));
   const double step_p50 = median(step_ms), wait_p50 = median(wait_ms);
   const int64_t sel = s_end.selections - s_pre.selections;
+  const DecodeSelectionStats& sel_end = e.decode_selection_stats();
   return json{{"steps", step_ms.size()},
+              // The engine thread's selection work (the scores' wait, the choice, the tier change)
+              // and of it the wait for the scores, per step.
+              {"selection_host_ms_per_step", 1e3 * (sel_end.host_seconds - sel_start.host_seconds) / steps},
+              {"selection_score_wait_ms_per_step",
+               1e3 * (sel_end.score_wait_seconds - sel_start.score_wait_seconds) / steps},
               {"step_ms", step_ms},
               {"step_ms_p50", step_p50},
               {"step_ms_mean", std::accumulate(step_ms.begin(), step_ms.end(), 0.0) / steps},

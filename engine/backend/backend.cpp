@@ -73,6 +73,28 @@ Status Backend::KeyUnitMeans(const kv::KvStore& kv, const kv::LayerTable& table,
   return Upload(means.data(), out);
 }
 
+Status Backend::BeginScoreBlocks(int slot, TensorView q, TensorView k, const AttnShape& shape, int32_t row_begin,
+                                 int32_t n_rows, int block_tokens, int unit_tokens, int query_window, bool attention) {
+  if (slot < 0 || slot > 4096) return InvalidArgumentError("BeginScoreBlocks: slot out of range");
+  if (begun_scores_.size() <= static_cast<size_t>(slot)) begun_scores_.resize(static_cast<size_t>(slot) + 1);
+  std::optional<std::vector<float>>& out = begun_scores_[static_cast<size_t>(slot)];
+  out.reset();
+  std::vector<float> scores;
+  SLIM_RETURN_IF_ERROR(
+      ScoreBlocks(q, k, shape, row_begin, n_rows, block_tokens, unit_tokens, query_window, attention, &scores));
+  out = std::move(scores);
+  return OkStatus();
+}
+
+Status Backend::EndScoreBlocks(int slot, std::vector<float>* block_scores) {
+  if (slot < 0 || static_cast<size_t>(slot) >= begun_scores_.size() || !begun_scores_[static_cast<size_t>(slot)]) {
+    return FailedPreconditionError("EndScoreBlocks: nothing begun in slot " + std::to_string(slot));
+  }
+  *block_scores = std::move(*begun_scores_[static_cast<size_t>(slot)]);
+  begun_scores_[static_cast<size_t>(slot)].reset();
+  return OkStatus();
+}
+
 Status Backend::HostKeys(const kv::KvStore& kv, const kv::LayerTable& table, const AttnShape& shape, int32_t n_tokens,
                          std::vector<float>* keys_out) {
   const kv::KvLayout& L = kv.layout();

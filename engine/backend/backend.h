@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -164,6 +165,15 @@ class Backend {
   virtual Status ScoreBlocks(TensorView q, TensorView k, const AttnShape& shape, int32_t row_begin,
                              int32_t n_rows, int block_tokens, int unit_tokens, int query_window, bool attention,
                              std::vector<float>* block_scores) = 0;
+  // ScoreBlocks in two halves, so that a decode step's selection need not hold the engine
+  // thread while the device catches up: BeginScoreBlocks queues the scoring under `slot` (a
+  // small index, one per sequence of a pass; a slot's earlier scores are dropped) and returns
+  // at once; EndScoreBlocks returns that slot's scores, waiting for them, and frees the slot.
+  // q and k may be overwritten once Begin returns. This default scores at Begin.
+  virtual Status BeginScoreBlocks(int slot, TensorView q, TensorView k, const AttnShape& shape, int32_t row_begin,
+                                  int32_t n_rows, int block_tokens, int unit_tokens, int query_window,
+                                  bool attention);
+  virtual Status EndScoreBlocks(int slot, std::vector<float>* block_scores);
   // Per-unit mean keys of the first n_tokens tokens stored in `table` (the decode KV
   // selection's key summaries; reference: UnitMeanKeys in engine/pruning/decode_selection.h):
   // out [ceil(n_tokens / unit_tokens), n_kv_heads * head_dim] in act_dtype, row u the mean of
@@ -194,6 +204,10 @@ class Backend {
   // Backends without timers return nothing.
   virtual void SetProfiling(bool on) {}
   virtual std::vector<OpTime> TakeProfile() { return {}; }
+
+ private:
+  // The default Begin/EndScoreBlocks: per slot, the scores Begin computed (or none).
+  std::vector<std::optional<std::vector<float>>> begun_scores_;
 };
 
 // The backend's choices, parsed from their flag spellings once at the edge (ParseKvCache & co.

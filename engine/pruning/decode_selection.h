@@ -20,8 +20,9 @@
 //     takes the new one from the next step on. The first step after the prefill starts from
 //     every block (all resident) and its choice always applies.
 // With a host tier (tiered()): after the prefill the selectable prompt blocks (all but the last)
-// of the tiered layers are written through to the host; after l_s's attention is queued in a
-// step whose set changed, the gpu tier is made to hold exactly the new set at those layers
+// of the tiered layers are written through to the host; in a step whose set changed, once l_s's
+// attention and the next layer's projection are queued, the gpu tier is made to hold exactly the
+// new set at those layers
 // (KvStore::SetResidency): entering blocks are prefetched (layers l_s + 1 ... wait for them in
 // this step, l_s in the next), the others' gpu slots released once clean.
 // Thread-safety: none (engine thread).
@@ -88,6 +89,10 @@ struct DecodeSelectionStats {
   int64_t residency_updates = 0;
   int64_t blocks_fetched = 0;
   int64_t blocks_released = 0;
+  // Engine-thread time spent deciding (Model::FinishSelections: the scores' wait, the choice and
+  // the tier change), and of it the wait for the scores.
+  double host_seconds = 0.0;
+  double score_wait_seconds = 0.0;
 };
 
 // The decision for one segment's step.

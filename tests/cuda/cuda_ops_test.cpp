@@ -240,6 +240,45 @@ TEST_F(CudaOps, ScoreBlocksMatchesReference) {
   }
 }
 
+// Two scorings in flight at once (Begin, Begin, then End, End) give what ScoreBlocks gives each,
+// with the inputs overwritten between Begin and End (stream order keeps the scores); a shape whose
+// unit scores start off a 16-byte boundary in the scratch (9 heads x a window of 1 x 3 rows); an
+// End with nothing begun is refused.
+TEST_F(CudaOps, BeginAndEndScoreBlocksMatchScoreBlocks) {
+  struct Case {
+    AttnShape shape;
+    int64_t n;
+    int window;
+    bool attention;
+  };
+  const Case cases[] = {{{32, 8, 128, 1.0f / std::sqrt(128.0f)}, 4099, 1, false},
+                        {{9, 3, 64, 1.0f / 8.0f}, 3, 1, true},
+                        {{9, 3, 64, 1.0f / 8.0f}, 1000, 4, true}};
+  for (const Case& c : cases) {
+    const int64_t qd = int64_t{c.shape.n_heads} * c.shape.head_dim, kd = int64_t{c.shape.n_kv_heads} * c.shape.head_dim;
+    const int32_t n = static_cast<int32_t>(c.n);
+    Buffer q[2], k[2];
+    std::vector<float> want[2];
+    for (int i = 0; i < 2; ++i) {
+      q[i] = Put(gpu_, DType::kBF16, Random(static_cast<size_t>(c.n * qd), 30 + i), c.n, qd);
+      k[i] = Put(gpu_, DType::kBF16, Random(static_cast<size_t>(c.n * kd), 40 + i), c.n, kd);
+      ASSERT_TRUE(gpu_->ScoreBlocks(q[i].view(), k[i].view(), c.shape, 0, n, 64, 8, c.window, c.attention, &want[i]).ok());
+    }
+    for (int i = 0; i < 2; ++i) {
+      ASSERT_TRUE(gpu_->BeginScoreBlocks(i, q[i].view(), k[i].view(), c.shape, 0, n, 64, 8, c.window, c.attention).ok());
+    }
+    const std::vector<float> zeros(static_cast<size_t>(c.n * qd), 0.0f);
+    for (int i = 0; i < 2; ++i) ASSERT_TRUE(gpu_->Upload(zeros.data(), q[i].view()).ok());  // queued after the scorings
+    for (int i = 1; i >= 0; --i) {
+      std::vector<float> got;
+      ASSERT_TRUE(gpu_->EndScoreBlocks(i, &got).ok());
+      EXPECT_EQ(got, want[i]) << "n " << c.n << " slot " << i;
+    }
+    std::vector<float> again;
+    EXPECT_EQ(gpu_->EndScoreBlocks(0, &again).code(), StatusCode::kFailedPrecondition);
+  }
+}
+
 // Attention over KV written by WriteKv, GPU (bf16 blocks) against CPU (f32 blocks): the same
 // block tables on both (blocks taken in the same order), sequences written in chunks.
 struct KvPair {

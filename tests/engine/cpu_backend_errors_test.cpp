@@ -76,5 +76,30 @@ TEST(CpuBackendErrors, EachVoidOpChecksItsShapes) {
   }
 }
 
+// The two-half scoring (Backend::BeginScoreBlocks / EndScoreBlocks, default: scores at Begin):
+// each slot returns the scores ScoreBlocks gives, once; an End with nothing begun, or a slot out
+// of range, is refused with a clear error.
+TEST(CpuBackendErrors, EndScoreBlocksWithoutBeginIsRefused) {
+  auto be = Cpu();
+  const AttnShape shape{2, 1, 4, 0.5f};
+  Buffer q = Filled(be.get(), 130, 8, 0.25f), k0 = Filled(be.get(), 130, 4, 1.0f), k1 = Filled(be.get(), 130, 4, -2.0f);
+  std::vector<float> want0, want1, got;
+  ASSERT_TRUE(be->ScoreBlocks(q.view(), k0.view(), shape, 0, 130, 64, 8, 1, false, &want0).ok());
+  ASSERT_TRUE(be->ScoreBlocks(q.view(), k1.view(), shape, 0, 130, 64, 8, 1, false, &want1).ok());
+  ASSERT_EQ(want0.size(), 3u);
+  ASSERT_TRUE(be->BeginScoreBlocks(0, q.view(), k0.view(), shape, 0, 130, 64, 8, 1, false).ok());
+  ASSERT_TRUE(be->BeginScoreBlocks(1, q.view(), k1.view(), shape, 0, 130, 64, 8, 1, false).ok());
+  ASSERT_TRUE(be->EndScoreBlocks(1, &got).ok());
+  EXPECT_EQ(got, want1);
+  ASSERT_TRUE(be->EndScoreBlocks(0, &got).ok());
+  EXPECT_EQ(got, want0);
+  const Status again = be->EndScoreBlocks(0, &got);
+  EXPECT_EQ(again.code(), StatusCode::kFailedPrecondition) << again.ToString();
+  EXPECT_NE(again.message().find("slot 0"), std::string::npos) << again.ToString();
+  EXPECT_EQ(be->EndScoreBlocks(7, &got).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(be->BeginScoreBlocks(-1, q.view(), k0.view(), shape, 0, 130, 64, 8, 1, false).code(),
+            StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace slim

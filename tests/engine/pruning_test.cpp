@@ -965,6 +965,62 @@ void CheckTiered(bool pruned, double gamma) {
 TEST(DecodeBudget, TieredDenseDecodeHoldsOnlyTheChosenBlocks) { CheckTiered(false, 0.9); }
 TEST(DecodeBudget, TieredPrunedDecodeHoldsOnlyTheChosenBlocks) { CheckTiered(true, 1.0); }
 
+// A decode under a tiered budget batched with another sequence's prompt in one pass: the last
+// layer then runs on each sequence's last row (Model::TailAttention), and the decode must read
+// its chosen blocks there too (the others have no gpu slot), giving the logits it gets alone.
+TEST(DecodeBudget, ATieredDecodeBatchedWithAPromptReadsItsChosenBlocks) {
+  std::vector<std::vector<float>> logits[2];
+  for (int mixed = 0; mixed < 2; ++mixed) {
+    EngineOptions o;
+    o.model = "synthetic:tiny";
+    o.kv_tokens = 4096;
+    o.host_kv_tokens = 8192;
+    o.backend.threads = 2;
+    o.decode_kv_budget = 192;
+    auto created = Engine::Create(o);
+    ASSERT_TRUE(created.ok()) << created.status().ToString();
+    std::unique_ptr<Engine> e = std::move(created).value();
+    const auto ids = RandomIds(600, e->config().vocab_size, 21);
+    const auto other = RandomIds(100, e->config().vocab_size, 22);
+    ASSERT_TRUE(e->Prefill(1, ids, PruningRequest{}).ok());
+    e->kv().Drain();
+    const int32_t gen[] = {5, 77, 123, 9};
+    for (size_t k = 0; k < std::size(gen); ++k) {
+      std::vector<float> lg;
+      if (mixed == 1 && k == 2) {
+        StepItem items[2];
+        items[0].kind = StepItem::Kind::kDecode;
+        items[0].seq = 1;
+        items[0].tokens = std::span<const int32_t>(&gen[k], 1);
+        items[1].kind = StepItem::Kind::kPrefill;
+        items[1].seq = 2;
+        items[1].tokens = other;
+        std::vector<StepOutput> out;
+        ASSERT_TRUE(e->Step(items, 0, &out).ok());
+        ASSERT_TRUE(out[0].status.ok()) << out[0].status.ToString();
+        ASSERT_TRUE(out[1].status.ok() && out[1].done) << out[1].status.ToString();
+        lg = out[0].logits;
+      } else {
+        DecodeItem it{1, gen[k]};
+        ASSERT_TRUE(e->Decode({&it, 1}, &lg).ok());
+      }
+      e->kv().Drain();
+      logits[mixed].push_back(std::move(lg));
+    }
+    ASSERT_TRUE(e->Release(1).ok());
+    if (mixed == 1) ASSERT_TRUE(e->Release(2).ok());
+    EXPECT_EQ(e->kv().Stats().gpu.pool.used_blocks, 0);
+  }
+  ASSERT_EQ(logits[0].size(), logits[1].size());
+  for (size_t k = 0; k < logits[0].size(); ++k) {
+    ASSERT_EQ(logits[0][k].size(), logits[1][k].size());
+    float worst = 0.0f;
+    for (size_t j = 0; j < logits[0][k].size(); ++j) worst = std::max(worst, std::abs(logits[0][k][j] - logits[1][k][j]));
+    // Batched products may round differently; attending other blocks would move them far more.
+    EXPECT_LT(worst, 1e-3f) << "step " << k;
+  }
+}
+
 TEST(DecodeBudget, AHostTierTooSmallLeavesTheSequenceResident) {
   const TieredRun resident = RunTiered(false, 0.9, 0, true, false);
   const TieredRun t = RunTiered(false, 0.9, 64, true, false);  // one block per layer: no room

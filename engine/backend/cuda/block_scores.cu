@@ -144,13 +144,20 @@ Status Run(const BlockScoreArgs& a, cudaStream_t stream) {
   return OkStatus();
 }
 
+// Floats before the unit scores in the scratch, rounded up to 16 bytes: the scores are read back
+// by a 16-byte copy kernel.
+size_t UnitScoreOffset(const BlockScoreArgs& a) {
+  const size_t rows = static_cast<size_t>(a.n_heads) * static_cast<size_t>(a.query_window < a.n_rows ? a.query_window : a.n_rows);
+  const size_t before = a.attention ? rows * static_cast<size_t>(a.n_rows) + 2 * rows
+                                    : static_cast<size_t>(a.n_heads) * a.head_dim;
+  return (before + 3) / 4 * 4;
+}
+
 }  // namespace
 
 size_t BlockScoreScratchFloats(const BlockScoreArgs& a) {
   const size_t units = static_cast<size_t>((a.n_rows + a.unit_tokens - 1) / a.unit_tokens);
-  if (!a.attention) return static_cast<size_t>(a.n_heads) * a.head_dim + units;
-  const size_t rows = static_cast<size_t>(a.n_heads) * static_cast<size_t>(a.query_window < a.n_rows ? a.query_window : a.n_rows);
-  return rows * static_cast<size_t>(a.n_rows) + 2 * rows + units;
+  return UnitScoreOffset(a) + units;
 }
 
 void AssignBlockScoreScratch(BlockScoreArgs* a, float* scratch) {
@@ -158,11 +165,10 @@ void AssignBlockScoreScratch(BlockScoreArgs* a, float* scratch) {
   if (a->attention) {
     a->logits = scratch;
     a->row_stats = scratch + rows * static_cast<size_t>(a->n_rows);
-    a->unit_scores = a->row_stats + 2 * rows;
   } else {
     a->q_mean = scratch;
-    a->unit_scores = scratch + static_cast<size_t>(a->n_heads) * a->head_dim;
   }
+  a->unit_scores = scratch + UnitScoreOffset(*a);
 }
 
 Status LaunchBlockScores(const BlockScoreArgs& a, cudaStream_t stream) {

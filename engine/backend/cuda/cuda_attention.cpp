@@ -263,40 +263,87 @@ Status CudaBackend::DoAttention(const kv::KvStore& kv, std::span<const AttnSeq> 
 Status CudaBackend::ScoreBlocks(TensorView q, TensorView k, const AttnShape& shape, int32_t row_begin, int32_t n_rows,
                                 int block_tokens, int unit_tokens, int query_window, bool attention,
                                 std::vector<float>* block_scores) {
+  SLIM_RETURN_IF_ERROR(LaunchScores(&sync_scores_, q, k, shape, row_begin, n_rows, block_tokens, unit_tokens,
+                                    query_window, attention));
+  return CollectScores(&sync_scores_, block_scores);
+}
+
+Status CudaBackend::BeginScoreBlocks(int slot, TensorView q, TensorView k, const AttnShape& shape, int32_t row_begin,
+                                     int32_t n_rows, int block_tokens, int unit_tokens, int query_window,
+                                     bool attention) {
+  if (slot < 0 || slot > 4096) return InvalidArgumentError("cuda BeginScoreBlocks: slot out of range");
+  while (score_slots_.size() <= static_cast<size_t>(slot)) score_slots_.push_back(std::make_unique<ScoreSlot>());
+  return LaunchScores(score_slots_[static_cast<size_t>(slot)].get(), q, k, shape, row_begin, n_rows, block_tokens,
+                      unit_tokens, query_window, attention);
+}
+
+Status CudaBackend::EndScoreBlocks(int slot, std::vector<float>* block_scores) {
+  if (slot < 0 || static_cast<size_t>(slot) >= score_slots_.size() || !score_slots_[static_cast<size_t>(slot)]->begun) {
+    return FailedPreconditionError("cuda EndScoreBlocks: nothing begun in slot " + std::to_string(slot));
+  }
+  return CollectScores(score_slots_[static_cast<size_t>(slot)].get(), block_scores);
+}
+
+CudaBackend::ScoreSlot::~ScoreSlot() {
+  if (done != nullptr) (void)cudaEventDestroy(done);
+}
+
+Status CudaBackend::LaunchScores(ScoreSlot* slot, TensorView q, TensorView k, const AttnShape& shape,
+                                 int32_t row_begin, int32_t n_rows, int block_tokens, int unit_tokens,
+                                 int query_window, bool attention) {
   OpScope scope(this, "ScoreBlocks");
+  slot->begun = false;
   SLIM_RETURN_IF_ERROR(TakeError());
   if (q.dtype != k.dtype) return InvalidArgumentError("cuda ScoreBlocks: q and k dtypes differ");
   if (block_tokens <= 0 || unit_tokens <= 0 || block_tokens % unit_tokens != 0) {
     return InvalidArgumentError("cuda ScoreBlocks: unit_tokens must divide block_tokens");
   }
-  const int64_t n_units = (int64_t{n_rows} + unit_tokens - 1) / unit_tokens;
-  const int64_t n_blocks = (int64_t{n_rows} + block_tokens - 1) / block_tokens;
-  block_scores->assign(static_cast<size_t>(n_blocks), 0.0f);
-  if (n_rows == 0) return OkStatus();
-  BlockScoreArgs a;
-  const TensorView qs = q.Rows(row_begin, n_rows), ks = k.Rows(row_begin, n_rows);
-  a.q = qs.data;
-  a.q_stride = qs.stride;
-  a.k = ks.data;
-  a.k_stride = ks.stride;
-  a.dtype = q.dtype;
-  a.n_rows = n_rows;
-  a.n_heads = shape.n_heads;
-  a.n_kv_heads = shape.n_kv_heads;
-  a.head_dim = shape.head_dim;
-  a.unit_tokens = unit_tokens;
-  a.query_window = query_window;
-  a.attention = attention;
-  SLIM_ASSIGN_OR_RETURN(void* scratch, score_scratch_.Get(BlockScoreScratchFloats(a) * sizeof(float)));
-  AssignBlockScoreScratch(&a, static_cast<float*>(scratch));
-  SLIM_RETURN_IF_ERROR(LaunchBlockScores(a, stream_));
-  host_f32_.resize(static_cast<size_t>(n_units));
-  CUDA_CHECK(cudaMemcpyAsync(host_f32_.data(), a.unit_scores, static_cast<size_t>(n_units) * sizeof(float),
-                             cudaMemcpyDeviceToHost, stream_));
-  CUDA_CHECK(cudaStreamSynchronize(stream_));
-  for (int64_t u = 0; u < n_units; ++u) {
-    float& b = (*block_scores)[static_cast<size_t>(u * unit_tokens / block_tokens)];
-    b = std::max(b, host_f32_[static_cast<size_t>(u)]);
+  if (n_rows < 0) return InvalidArgumentError("cuda ScoreBlocks: n_rows < 0");
+  slot->n_units = (int64_t{n_rows} + unit_tokens - 1) / unit_tokens;
+  slot->n_blocks = (int64_t{n_rows} + block_tokens - 1) / block_tokens;
+  slot->units_per_block = block_tokens / unit_tokens;
+  if (slot->done == nullptr) CUDA_CHECK(cudaEventCreateWithFlags(&slot->done, cudaEventDisableTiming));
+  if (n_rows > 0) {
+    BlockScoreArgs a;
+    const TensorView qs = q.Rows(row_begin, n_rows), ks = k.Rows(row_begin, n_rows);
+    a.q = qs.data;
+    a.q_stride = qs.stride;
+    a.k = ks.data;
+    a.k_stride = ks.stride;
+    a.dtype = q.dtype;
+    a.n_rows = n_rows;
+    a.n_heads = shape.n_heads;
+    a.n_kv_heads = shape.n_kv_heads;
+    a.head_dim = shape.head_dim;
+    a.unit_tokens = unit_tokens;
+    a.query_window = query_window;
+    a.attention = attention;
+    SLIM_ASSIGN_OR_RETURN(void* scratch, score_scratch_.Get(BlockScoreScratchFloats(a) * sizeof(float)));
+    AssignBlockScoreScratch(&a, static_cast<float*>(scratch));
+    SLIM_RETURN_IF_ERROR(LaunchBlockScores(a, stream_));
+    // The scores come back through a copy kernel into pinned memory, not a DMA copy: a decode
+    // step scores while the copy engines carry KV blocks between tiers, and a DMA read-back
+    // would queue behind those transfers.
+    const size_t bytes = static_cast<size_t>(slot->n_units) * sizeof(float);
+    SLIM_ASSIGN_OR_RETURN(uint8_t* host, slot->host.Get(bytes));
+    SLIM_RETURN_IF_ERROR(LaunchMappedCopy(a.unit_scores, host, bytes, stream_));
+  }
+  CUDA_CHECK(cudaEventRecord(slot->done, stream_));
+  slot->begun = true;
+  return OkStatus();
+}
+
+Status CudaBackend::CollectScores(ScoreSlot* slot, std::vector<float>* block_scores) {
+  slot->begun = false;
+  CUDA_CHECK(cudaEventSynchronize(slot->done));
+  SLIM_RETURN_IF_ERROR(TakeError());
+  block_scores->assign(static_cast<size_t>(slot->n_blocks), 0.0f);
+  if (slot->n_units == 0) return OkStatus();
+  SLIM_ASSIGN_OR_RETURN(uint8_t* host, slot->host.Get(static_cast<size_t>(slot->n_units) * sizeof(float)));
+  const float* unit_scores = reinterpret_cast<const float*>(host);
+  for (int64_t u = 0; u < slot->n_units; ++u) {
+    float& b = (*block_scores)[static_cast<size_t>(u / slot->units_per_block)];
+    b = std::max(b, unit_scores[u]);
   }
   return OkStatus();
 }

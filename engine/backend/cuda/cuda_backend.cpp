@@ -91,6 +91,11 @@ Status CudaBackend::Init(const BackendOptions& options) {
   CUDA_CHECK(cudaMalloc(&cublas_ws_, kCublasWorkspace));
   CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_, kCublasWorkspace));
   SLIM_RETURN_IF_ERROR(stager_.Init(kStagerBytes, stream_));
+  // Sized for 64K score units, so that a decode step's scoring (one sequence) allocates no
+  // pinned memory (an allocation synchronizes the device).
+  SLIM_RETURN_IF_ERROR(sync_scores_.host.Get(size_t{256} << 10).status());
+  score_slots_.push_back(std::make_unique<ScoreSlot>());
+  SLIM_RETURN_IF_ERROR(score_slots_[0]->host.Get(size_t{256} << 10).status());
   profiling_ = options.profile;
   gemv_ = options.cuda_gemv;
   SLIM_RETURN_IF_ERROR(

@@ -59,6 +59,10 @@ class CudaBackend final : public Backend {
   Status ScoreBlocks(TensorView q, TensorView k, const AttnShape& shape, int32_t row_begin, int32_t n_rows,
                      int block_tokens, int unit_tokens, int query_window, bool attention,
                      std::vector<float>* block_scores) override;
+  // Begin queues the scorer and the scores' copy to pinned memory; End waits for an event.
+  Status BeginScoreBlocks(int slot, TensorView q, TensorView k, const AttnShape& shape, int32_t row_begin,
+                          int32_t n_rows, int block_tokens, int unit_tokens, int query_window, bool attention) override;
+  Status EndScoreBlocks(int slot, std::vector<float>* block_scores) override;
   // One kernel over the paged K (key_summary.h); only the block ids are staged.
   Status KeyUnitMeans(const kv::KvStore& kv, const kv::LayerTable& table, const AttnShape& shape, int32_t n_tokens,
                       int unit_tokens, TensorView out) override;
@@ -128,7 +132,6 @@ class CudaBackend final : public Backend {
   HostStager stager_;
   DeviceScratch gather_scratch_, convert_scratch_, attn_scratch_, score_scratch_;
   std::vector<int32_t> host_i32_;  // reused host staging vectors
-  std::vector<float> host_f32_;
   Status error_;
   bool profiling_ = false;
   FlashKernel flash_kernel_ = FlashKernel::kAuto;
@@ -138,6 +141,20 @@ class CudaBackend final : public Backend {
   DeviceScratch summary_scratch_;        // SummarizeLogits: kernels' scratch and output
   std::vector<int32_t> summary_words_;    // its staged request words
   PinnedBuffer summary_host_;             // its output, written there by a copy kernel
+  // A scoring's unit scores, written into pinned memory by a copy kernel, and its end.
+  struct ScoreSlot {
+    ~ScoreSlot();
+    PinnedBuffer host;
+    cudaEvent_t done = nullptr;
+    int64_t n_units = 0, n_blocks = 0;
+    int units_per_block = 1;
+    bool begun = false;
+  };
+  Status LaunchScores(ScoreSlot* slot, TensorView q, TensorView k, const AttnShape& shape, int32_t row_begin,
+                      int32_t n_rows, int block_tokens, int unit_tokens, int query_window, bool attention);
+  Status CollectScores(ScoreSlot* slot, std::vector<float>* block_scores);
+  ScoreSlot sync_scores_;                              // ScoreBlocks
+  std::vector<std::unique_ptr<ScoreSlot>> score_slots_;  // Begin/EndScoreBlocks
 };
 
 StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const BackendOptions& options);
