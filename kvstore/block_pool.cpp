@@ -1,7 +1,8 @@
-// BlockPool: chunked slots, lowest-first free set, reference counts, release stamps.
+// BlockPool: chunked slots, lowest-first free bitmap, reference counts, release stamps.
 #include "kvstore/block_pool.h"
 
 #include <algorithm>
+#include <bit>
 #include <string>
 
 namespace slim::kv {
@@ -13,7 +14,25 @@ void BlockPool::AddChunk(uint8_t* base, int64_t n_blocks) {
   chunks_.push_back(Chunk{base, first});
   refs_.resize(refs_.size() + static_cast<size_t>(n_blocks), 0);
   stamps_.resize(refs_.size());
-  for (int64_t i = 0; i < n_blocks; ++i) free_.insert(free_.end(), first + static_cast<BlockId>(i));
+  free_bits_.resize((refs_.size() + 63) / 64, 0);
+  for (int64_t i = 0; i < n_blocks; ++i) MarkFree(first + static_cast<BlockId>(i));
+}
+
+void BlockPool::MarkFree(BlockId id) {
+  const size_t w = static_cast<size_t>(id) / 64;
+  free_bits_[w] |= uint64_t{1} << (static_cast<size_t>(id) % 64);
+  first_free_word_ = std::min(first_free_word_, w);
+  ++n_free_;
+}
+
+BlockId BlockPool::TakeLowest() {
+  size_t w = first_free_word_;
+  while (free_bits_[w] == 0) ++w;  // n_free_ > 0: some word below the end has a bit
+  first_free_word_ = w;
+  const int bit = std::countr_zero(free_bits_[w]);
+  free_bits_[w] &= free_bits_[w] - 1;
+  --n_free_;
+  return static_cast<BlockId>(w * 64 + static_cast<size_t>(bit));
 }
 
 uint8_t* BlockPool::Data(BlockId id) const {
@@ -31,8 +50,7 @@ Status BlockPool::Allocate(int64_t n, std::vector<BlockId>* out, SlotStamp* stam
                                   std::to_string(total_blocks()));
   }
   for (int64_t i = 0; i < n; ++i) {
-    const BlockId id = *free_.begin();
-    free_.erase(free_.begin());
+    const BlockId id = TakeLowest();
     refs_[static_cast<size_t>(id)] = 1;
     if (stamp != nullptr) {
       const SlotStamp& s = stamps_[static_cast<size_t>(id)];
@@ -53,7 +71,7 @@ bool BlockPool::Release(BlockId id, const SlotStamp& stamp) {
   if (r <= 0) return false;  // double release: ignored rather than corrupting the free list
   if (--r > 0) return false;
   stamps_[static_cast<size_t>(id)] = stamp;
-  free_.insert(id);
+  MarkFree(id);
   ++releases_;
   return true;
 }

@@ -1,4 +1,4 @@
-// Slots of one memory tier: arenas (chunks) cut into equal blocks, a free set handing out the
+// Slots of one memory tier: arenas (chunks) cut into equal blocks, a free bitmap handing out the
 // lowest ids first (so a sequence's blocks tend to lie side by side and its copies merge into
 // few long ranges), reference counts, and per slot the last users a new owner must wait for.
 // Memory comes from the caller (KvStore, through TierMemory); the pool never allocates or copies.
@@ -6,7 +6,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <set>
 #include <vector>
 
 #include "engine/core/status.h"
@@ -56,7 +55,7 @@ class BlockPool {
   uint8_t* Data(BlockId id) const;
   int32_t RefCount(BlockId id) const { return refs_[static_cast<size_t>(id)]; }
   const SlotStamp& Stamp(BlockId id) const { return stamps_[static_cast<size_t>(id)]; }
-  int64_t free_blocks() const { return static_cast<int64_t>(free_.size()); }
+  int64_t free_blocks() const { return n_free_; }
   int64_t total_blocks() const { return static_cast<int64_t>(refs_.size()); }
   size_t block_bytes() const { return block_bytes_; }
   Tier tier() const { return tier_; }
@@ -69,10 +68,17 @@ class BlockPool {
     uint8_t* base;
     BlockId first;
   };
+  void MarkFree(BlockId id);
+  BlockId TakeLowest();  // n_free_ > 0
   Tier tier_;
   size_t block_bytes_;
   std::vector<Chunk> chunks_;
-  std::set<BlockId> free_;
+  // Free slots, one bit each (set = free); every word below first_free_word_ is all zero. A
+  // bitmap, not an ordered set: a decode step under a tiered budget takes and gives back about a
+  // thousand slots of a pool of some 500,000, which a std::set did in about 0.2 ms.
+  std::vector<uint64_t> free_bits_;
+  size_t first_free_word_ = 0;
+  int64_t n_free_ = 0;
   std::vector<int32_t> refs_;
   std::vector<SlotStamp> stamps_;
   int64_t allocations_ = 0;

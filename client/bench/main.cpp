@@ -314,7 +314,7 @@ StatusOr<json> DecodeTierRun(Engine& e, std::span<const int32_t> prompt, const P
   SLIM_ASSIGN_OR_RETURN(PrefillResult p, e.PrefillAndSample(seq, prompt, SampleSpec{&sampler, history}, req));
   const kv::KvStoreStats s_pre = e.kv().Stats();
   const size_t gpu_after_prefill = e.GpuKvBytes(seq);
-  std::vector<double> step_ms, wait_ms;
+  std::vector<double> step_ms, wait_ms, h2d_mb;
   size_t gpu_peak = 0, gpu_last = 0;
   int32_t token = p.sampled.token;
   kv::KvStoreStats prev = s_pre;
@@ -331,6 +331,8 @@ StatusOr<json> DecodeTierRun(Engine& e, std::span<const int32_t> prompt, const P
     token = next[0].token;
     const kv::KvStoreStats now = e.kv().Stats();
     wait_ms.push_back(1e3 * (now.transfers.prefetch_stall_seconds - prev.transfers.prefetch_stall_seconds));
+    h2d_mb.push_back(1e-6 * static_cast<double>(now.transfers.bytes[static_cast<int>(kv::CopyDir::kH2D)] -
+                                                 prev.transfers.bytes[static_cast<int>(kv::CopyDir::kH2D)]));
     prev = now;
     gpu_last = e.GpuKvBytes(seq);
     gpu_peak = std::max(gpu_peak, gpu_last);
@@ -348,7 +350,23 @@ StatusOr<json> DecodeTierRun(Engine& e, std::span<const int32_t> prompt, const P
   const double step_p50 = median(step_ms), wait_p50 = median(wait_ms);
   const int64_t sel = s_end.selections - s_pre.selections;
   const DecodeSelectionStats& sel_end = e.decode_selection_stats();
+  // Until the prompt's write-through has landed its blocks are not clean, so the steps keep every
+  // block resident and fetch nothing; the steps from the first fetch on are the tiered steady state.
+  // (Bytes are read as the copies finish, so a step's fetch may count in the next step.)
+  size_t first_fetch = h2d_mb.size();
+  for (size_t i = 0; i < h2d_mb.size(); ++i) {
+    if (h2d_mb[i] > 0) {
+      first_fetch = i;
+      break;
+    }
+  }
+  const std::vector<double> fetching_steps(step_ms.begin() + static_cast<std::ptrdiff_t>(first_fetch), step_ms.end());
+  const std::vector<double> fetching_waits(wait_ms.begin() + static_cast<std::ptrdiff_t>(first_fetch), wait_ms.end());
   return json{{"steps", step_ms.size()},
+              {"steps_before_first_fetch", first_fetch},
+              {"fetching_step_ms_p50", median(fetching_steps)},
+              {"fetching_prefetch_wait_ms_p50", median(fetching_waits)},
+              {"h2d_mb_per_step", h2d_mb},
               // The engine thread's selection work (the scores' wait, the choice, the tier change)
               // and of it the wait for the scores, per step.
               {"selection_host_ms_per_step", 1e3 * (sel_end.host_seconds - sel_start.host_seconds) / steps},
