@@ -45,7 +45,21 @@ TicketId CopyEngine::Submit(CopyJob job) {
   t.n_groups = job.groups.size();
   t.markers.assign(t.n_groups, 0);
   t.empty.resize(t.n_groups);
+  t.queued.assign(t.n_groups, false);
   for (size_t g = 0; g < t.n_groups; ++g) t.empty[g] = job.groups[g].empty();
+  if (!job.order.empty()) {
+    // Anything but a permutation of the groups is a caller's bug: issue in index order then.
+    std::vector<bool> seen(t.n_groups, false);
+    bool ok = job.order.size() == t.n_groups;
+    for (size_t g : job.order) {
+      if (!ok || g >= t.n_groups || seen[g]) {
+        ok = false;
+        break;
+      }
+      seen[g] = true;
+    }
+    if (!ok) job.order.clear();
+  }
   if (job.dir == CopyDir::kH2D) outcomes_[id] = Outcome{};
   queue_[static_cast<int>(job.dir)].emplace_back(id, std::move(job));
   cv_.notify_all();
@@ -123,7 +137,8 @@ Status CopyEngine::Run(TicketId id, const CopyJob& job) {
   bool fenced = false;  // the compute fence is waited for before the first batch only
   int64_t bytes = 0;
   std::vector<int64_t> batch_bytes;
-  for (size_t g = 0; g < job.groups.size() && st.ok(); ++g) {
+  for (size_t k = 0; k < job.groups.size() && st.ok(); ++k) {
+    const size_t g = job.order.empty() ? k : job.order[k];
     Marker m = 0;
     if (!job.groups[g].empty()) {
       StatusOr<Marker> r = memory_->CopyBatch(job.dir, fenced ? 0 : job.after, job.groups[g]);
@@ -142,7 +157,8 @@ Status CopyEngine::Run(TicketId id, const CopyJob& job) {
     std::lock_guard<std::mutex> l(mu_);
     Ticket& t = live_.at(id);
     t.markers[g] = m;
-    t.submitted = g + 1;
+    t.queued[g] = true;
+    ++t.n_queued;
     cv_.notify_all();
   }
   if (st.ok() && last != start) st = memory_->HostWait(last);
@@ -150,7 +166,8 @@ Status CopyEngine::Run(TicketId id, const CopyJob& job) {
   memory_->ReleaseMarker(start);
   std::lock_guard<std::mutex> l(mu_);
   Ticket& t = live_.at(id);
-  t.submitted = t.n_groups;
+  t.queued.assign(t.n_groups, true);
+  t.n_queued = t.n_groups;
   const int d = static_cast<int>(job.dir);
   if (st.ok()) {
     stats_.bytes[d] += bytes;
@@ -169,12 +186,12 @@ void CopyEngine::ComputeWait(TicketId ticket, int group) {
     Ticket& t = it->second;
     // A layer this ticket copies nothing for: nothing to wait for (nor for the worker to reach it).
     if (group >= 0 && (static_cast<size_t>(group) >= t.n_groups || t.empty[static_cast<size_t>(group)])) return;
-    const size_t need = group < 0 ? t.n_groups : static_cast<size_t>(group) + 1;
     // The engine thread stands still here until the worker has queued (CPU: copied) the group.
     const auto t0 = std::chrono::steady_clock::now();
     cv_.wait(l, [&] {
       auto i = live_.find(ticket);
-      return i == live_.end() || i->second.submitted >= need;
+      if (i == live_.end()) return true;
+      return group < 0 ? i->second.n_queued >= i->second.n_groups : i->second.queued[static_cast<size_t>(group)];
     });
     const double host_wait = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     auto o = outcomes_.find(ticket);

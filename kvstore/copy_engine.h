@@ -63,6 +63,9 @@ struct CopyJob {
   Fence after = 0;               // compute fence to wait for (device side)
   TicketId after_ticket = 0;     // another direction's ticket to finish first (0: none)
   std::vector<std::vector<CopyRange>> groups;  // one batched copy each
+  // The order the groups are issued in (a permutation of their indices), most urgent first;
+  // empty: index order.
+  std::vector<size_t> order;
 };
 
 // Thread-safety: every public method may be called from any thread; the completion callback
@@ -90,9 +93,10 @@ class CopyEngine {
   struct Ticket {
     CopyDir dir;
     size_t n_groups = 0;
-    std::vector<Marker> markers;   // by group, valid for the first `submitted`
+    std::vector<Marker> markers;   // by group, valid where `queued`
     std::vector<bool> empty;       // by group: nothing to copy (compute need not wait for it)
-    size_t submitted = 0;          // groups queued (CPU: copied); a ticket is done once erased
+    std::vector<bool> queued;      // by group: queued (CPU: copied); a ticket is done once erased
+    size_t n_queued = 0;
   };
   // An h2d ticket's compute stalls until it is counted: done (landed) and no probe pending.
   struct Outcome {

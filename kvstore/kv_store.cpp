@@ -259,7 +259,7 @@ int64_t KvStore::HostBlocksToOffload(SeqId seq) const {
 
 void KvStore::TrackCopy(SeqId id, Seq& s, TicketId ticket, const std::vector<std::pair<size_t, size_t>>& blocks) {
   for (const auto& [l, i] : blocks) s.layers[l].copy[i] = ticket;
-  ticket_seq_[ticket] = id;
+  ticket_seq_[ticket] = TicketBlocks{id, blocks};
 }
 
 template <typename Pick>
@@ -465,7 +465,9 @@ StatusOr<KvStore::ResidencyChange> KvStore::SetResidency(SeqId seq, std::span<co
     for (const Residency& r : layers) {
       LayerTable& t = s.layers[static_cast<size_t>(r.layer)];
       size_t k = 0;
+      const BlockId* ids = t.blocks.data();
       for (int64_t b = 0; b < r.limit; ++b) {
+        if (ids[b] < 0) continue;  // most blocks below the limit: already host-only
         while (k < r.keep.size() && r.keep[k] < b) ++k;
         if (k < r.keep.size() && r.keep[k] == b) continue;
         const int64_t n = ReleaseIfClean(s, t, static_cast<size_t>(b), stamp);
@@ -503,6 +505,16 @@ StatusOr<KvStore::ResidencyChange> KvStore::SetResidency(SeqId seq, std::span<co
       }
     }
     s.gpu_blocks += need;
+    // Issued in the order the layers were given (the caller's order of need), the rest after.
+    std::vector<bool> listed(job.groups.size(), false);
+    for (const Residency& r : layers) {
+      const size_t g = static_cast<size_t>(r.layer);
+      if (listed[g]) continue;
+      listed[g] = true;
+      job.order.push_back(g);
+    }
+    for (size_t g = 0; g < job.groups.size(); ++g)
+      if (!listed[g]) job.order.push_back(g);
     job.after = slot_wait.compute;
     // Offloads still reading the slots taken; this sequence's own offloads only when one of
     // them is still writing a host copy read here (a write-through of other blocks in flight
@@ -544,23 +556,24 @@ void KvStore::OnCopyDone(TicketId ticket, const Status& st) {
   std::lock_guard<std::mutex> lock(mu_);
   auto ts = ticket_seq_.find(ticket);
   if (ts == ticket_seq_.end()) return;
-  const SeqId seq = ts->second;
+  const TicketBlocks done = std::move(ts->second);
   ticket_seq_.erase(ts);
-  auto it = seqs_.find(seq);
+  auto it = seqs_.find(done.seq);
   if (it == seqs_.end()) return;  // freed meanwhile
   Seq& s = it->second;
   if (!st.ok()) {
-    s.error = st.WithPrefix("KV copy for sequence " + std::to_string(seq));
+    s.error = st.WithPrefix("KV copy for sequence " + std::to_string(done.seq));
     return;
   }
-  for (LayerTable& t : s.layers) {
-    for (size_t i = 0; i < t.copy.size(); ++i) {
-      if (t.copy[i] != ticket) continue;
-      t.copy[i] = 0;
-      BlockState& b = t.state[i];
-      if (b == BlockState::kFetching || b == BlockState::kOffloading) {
-        b = t.blocks[i] >= 0 ? BlockState::kClean : BlockState::kHostOnly;
-      }
+  // The ticket's own blocks, where no later copy has claimed them (tables may have shrunk since).
+  for (const auto& [l, i] : done.blocks) {
+    if (l >= s.layers.size()) continue;
+    LayerTable& t = s.layers[l];
+    if (i >= t.copy.size() || t.copy[i] != ticket) continue;
+    t.copy[i] = 0;
+    BlockState& b = t.state[i];
+    if (b == BlockState::kFetching || b == BlockState::kOffloading) {
+      b = t.blocks[i] >= 0 ? BlockState::kClean : BlockState::kHostOnly;
     }
   }
 }

@@ -184,7 +184,8 @@ class KvStore {
   // not read. ResourceExhausted (nothing changed) when the host tier lacks the slots.
   StatusOr<TicketId> WriteThrough(SeqId seq, std::span<const Residency> layers);
   // Gives each kept block without a gpu slot one and copies it in from the host tier (one
-  // batched copy per layer), then releases the gpu slots of the other clean blocks below the
+  // batched copy per layer, issued in the order of `layers`: list the layers that need their
+  // blocks first first), then releases the gpu slots of the other clean blocks below the
   // limit, fenced after the compute queued so far. Inside a compute pass the current pass waits
   // for the layers it has not reached (AwaitLayer) and the next pass for every layer; outside
   // one, the next pass waits. ResourceExhausted when the gpu tier lacks the slots even after the
@@ -250,7 +251,13 @@ class KvStore {
   void* gpu_arena_ = nullptr;
   std::vector<void*> host_chunks_;     // guarded by mu_
   std::map<SeqId, Seq> seqs_;          // guarded by mu_
-  std::map<TicketId, SeqId> ticket_seq_;  // guarded by mu_: in-flight tickets -> sequence
+  // Guarded by mu_: in-flight tickets -> their sequence and the (layer, block index) pairs they
+  // copy, so that a finished copy updates its own blocks' states rather than scanning every table.
+  struct TicketBlocks {
+    SeqId seq = 0;
+    std::vector<std::pair<size_t, size_t>> blocks;
+  };
+  std::map<TicketId, TicketBlocks> ticket_seq_;
   int64_t prefetch_fetched_ = 0, prefetch_hit_ = 0, prefetch_failed_ = 0, evictions_ = 0;
   int64_t selections_ = 0, selections_kept_ = 0;
   HistogramData selection_overlap_;    // guarded by mu_

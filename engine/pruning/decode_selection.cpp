@@ -172,7 +172,12 @@ std::vector<kv::KvStore::Residency> DecodeSelection::ResidencyOf(const SegmentSe
   const std::span<const int32_t> keep(s.rest_set.data(), static_cast<size_t>(end - s.rest_set.begin()));
   std::vector<kv::KvStore::Residency> out;
   out.reserve(s.tier_layers.size());
-  for (int l : s.tier_layers) out.push_back(kv::KvStore::Residency{l, limit, keep});
+  // In the order the blocks are needed: the layers after the choosing one in this step, the
+  // choosing layer itself (it reads the new set from the next step on) last.
+  for (int l : s.tier_layers)
+    if (l != s.choose_layer) out.push_back(kv::KvStore::Residency{l, limit, keep});
+  for (int l : s.tier_layers)
+    if (l == s.choose_layer) out.push_back(kv::KvStore::Residency{l, limit, keep});
   return out;
 }
 

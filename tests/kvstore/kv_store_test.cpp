@@ -11,10 +11,12 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <random>
 #include <set>
 #include <thread>
 
+#include "kvstore/copy_engine.h"
 #include "kvstore/host_tier_memory.h"
 
 namespace slim::kv {
@@ -117,6 +119,65 @@ TEST(BlockPool, HandsOutTheLowestFreeIdsAcrossWordsAndChunks) {
   EXPECT_EQ(pool.free_blocks(), 0);
   EXPECT_EQ(pool.Allocate(1, &rest).code(), StatusCode::kResourceExhausted);
   EXPECT_EQ(pool.Data(199), b.data() + 129);
+}
+
+// Host memory that records the destination of each batched copy, in the order issued.
+class RecordingMemory final : public TierMemory {
+ public:
+  const char* Name() const override { return "recording"; }
+  size_t GpuFreeBytes() const override { return host_.GpuFreeBytes(); }
+  StatusOr<void*> AllocGpu(size_t bytes) override { return host_.AllocGpu(bytes); }
+  void FreeGpu(void* p) override { host_.FreeGpu(p); }
+  StatusOr<void*> AllocHost(size_t bytes) override { return host_.AllocHost(bytes); }
+  void FreeHost(void* p) override { host_.FreeHost(p); }
+  void Fill(bool tier_is_gpu, void* p, size_t bytes, uint8_t byte) override { host_.Fill(tier_is_gpu, p, bytes, byte); }
+  Fence RecordCompute() override { return host_.RecordCompute(); }
+  void ComputeWait(Marker m) override { host_.ComputeWait(m); }
+  StatusOr<Marker> Mark(CopyDir dir) override { return host_.Mark(dir); }
+  StatusOr<Marker> CopyBatch(CopyDir dir, Fence after, std::span<const CopyRange> ranges) override {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (const CopyRange& r : ranges) dsts_.push_back(r.dst);
+    }
+    return host_.CopyBatch(dir, after, ranges);
+  }
+  Status HostWait(Marker m) override { return host_.HostWait(m); }
+  double Elapsed(Marker from, Marker to) override { return host_.Elapsed(from, to); }
+  void ReleaseMarker(Marker m) override { host_.ReleaseMarker(m); }
+  std::vector<void*> Dsts() {
+    std::lock_guard<std::mutex> l(mu_);
+    return dsts_;
+  }
+
+ private:
+  HostTierMemory host_;
+  std::mutex mu_;
+  std::vector<void*> dsts_;
+};
+
+// A job's groups go out in its `order` (most urgent first), each group's compute wait still
+// keyed by its index; an order that is not a permutation falls back to index order.
+TEST(CopyEngine, IssuesGroupsInTheJobsOrder) {
+  RecordingMemory mem;
+  CopyEngine engine(&mem, nullptr);
+  uint8_t src[4] = {1, 2, 3, 4}, dst[4] = {};
+  auto job = [&](std::vector<size_t> order) {
+    CopyJob j;
+    j.dir = CopyDir::kH2D;
+    for (int g = 0; g < 4; ++g) j.groups.push_back({CopyRange{dst + g, src + g, 1}});
+    j.order = std::move(order);
+    return j;
+  };
+  const TicketId a = engine.Submit(job({2, 0, 3, 1}));
+  engine.ComputeWait(a, 3);
+  engine.ComputeWait(a, -1);
+  ASSERT_TRUE(engine.HostWait(a).ok());
+  EXPECT_EQ(mem.Dsts(), (std::vector<void*>{dst + 2, dst + 0, dst + 3, dst + 1}));
+  EXPECT_EQ(std::vector<uint8_t>(dst, dst + 4), (std::vector<uint8_t>{1, 2, 3, 4}));
+  const TicketId b = engine.Submit(job({2, 2, 0, 1}));  // not a permutation
+  ASSERT_TRUE(engine.HostWait(b).ok());
+  const std::vector<void*> all = mem.Dsts();
+  EXPECT_EQ(std::vector<void*>(all.begin() + 4, all.end()), (std::vector<void*>{dst, dst + 1, dst + 2, dst + 3}));
 }
 
 TEST(KvStore, RejectsBadSizes) {
