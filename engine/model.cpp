@@ -321,6 +321,16 @@ struct Model::BatchState {
     std::vector<float> scores;  // key-bound scores (computed on the host at once)
   };
   std::vector<PendingSelection> pending;
+  // Tier changes whose releases wait until the last layer is queued (ReleaseDeferred): only the
+  // fetches are on the path to the next layer.
+  struct PendingRelease {
+    kv::SeqId seq = 0;
+    SegmentSelection* seg = nullptr;
+    DecodeSelectionStats* stats = nullptr;
+    std::vector<kv::KvStore::Residency> layers;
+    int64_t deferred = 0;  // blocks SetResidency already found not clean (when it released first)
+  };
+  std::vector<PendingRelease> releases;
   std::vector<int32_t> ids;        // [n_rows at the start] token ids
   std::vector<int32_t> pos;        // [n_rows] positions
   std::vector<AttnSeq> attn;       // per sequence: its rows
@@ -434,6 +444,7 @@ Status Model::ForwardPass(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std
     if (l + 1 < L) LeaveAfter(l, b, cur);
   }
   SLIM_RETURN_IF_ERROR(FinishSelections(kv, b));  // a segment that chooses at the last layer
+  SLIM_RETURN_IF_ERROR(ReleaseDeferred(kv, b));
   if (cur.empty()) return OkStatus();  // only chunks that end before the last layer
   return LogitsOfLastRows(b, logits);
 }
@@ -704,17 +715,31 @@ Status Model::FinishSelections(kv::KvStore& kv, BatchState& b) {
     // given up are fenced on the compute queued so far, which includes the choosing layer's
     // attention over the set before.
     if (p.select->tiered() && p.seg->residency_dirty) {
-      const std::vector<kv::KvStore::Residency> r = p.select->ResidencyOf(*p.seg);
-      SLIM_ASSIGN_OR_RETURN(const kv::KvStore::ResidencyChange ch, kv.SetResidency(p.seq, r));
-      p.seg->residency_dirty = ch.deferred > 0;  // blocks not yet clean on the host: again next step
+      BatchState::PendingRelease rel{p.seq, p.seg, p.stats, p.select->ResidencyOf(*p.seg), 0};
+      SLIM_ASSIGN_OR_RETURN(const kv::KvStore::ResidencyChange ch,
+                            kv.SetResidency(p.seq, rel.layers, /*release_later=*/true));
       ++stats.residency_updates;
       stats.blocks_fetched += ch.fetched;
       stats.blocks_released += ch.released;
+      rel.deferred = ch.deferred;
+      b.releases.push_back(std::move(rel));
     }
     stats.score_wait_seconds += std::chrono::duration<double>(t1 - t0).count();
     stats.host_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
   }
   b.pending.clear();
+  return OkStatus();
+}
+
+Status Model::ReleaseDeferred(kv::KvStore& kv, BatchState& b) {
+  for (BatchState::PendingRelease& r : b.releases) {
+    int64_t released = 0, deferred = 0;
+    SLIM_RETURN_IF_ERROR(kv.ReleaseOutside(r.seq, r.layers, &released, &deferred));
+    // Blocks not yet clean on the host keep their slots: the next step tries again.
+    r.seg->residency_dirty = deferred + r.deferred > 0;
+    if (r.stats != nullptr) r.stats->blocks_released += released;
+  }
+  b.releases.clear();
   return OkStatus();
 }
 

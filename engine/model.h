@@ -119,9 +119,12 @@ class Model {
   Status ApplySelections(int layer, kv::KvStore& kv, std::span<const ForwardSeq> seqs, TensorView q, BatchState& b);
   // The choices ApplySelections scored (b.pending): each segment's new set (DecodeSelection::
   // Select), and with a host tier the gpu tier made to hold it at the segment's tier layers
-  // (DecodeSelection::ResidencyOf, KvStore::SetResidency). Called once the next layer's
-  // projection is queued, before its KV wait, and after the last layer.
+  // (DecodeSelection::ResidencyOf, KvStore::SetResidency: the fetches now, the releases in
+  // ReleaseDeferred). Called once the next layer's projection is queued, before its KV wait,
+  // and after the last layer.
   Status FinishSelections(kv::KvStore& kv, BatchState& b);
+  // The releases of those tier changes (KvStore::ReleaseOutside), once the last layer is queued.
+  Status ReleaseDeferred(kv::KvStore& kv, BatchState& b);
   // Applies the pruning stages at `layer` (before or after its attention) and compacts the
   // batch rows of x (and of qkv when before attention).
   Status PruneAt(int layer, bool before_attention, std::span<const ForwardSeq> seqs, BatchState& b);

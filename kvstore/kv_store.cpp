@@ -433,7 +433,41 @@ int64_t KvStore::ReleaseIfClean(Seq& s, LayerTable& t, size_t i, const SlotStamp
   return 1;
 }
 
-StatusOr<KvStore::ResidencyChange> KvStore::SetResidency(SeqId seq, std::span<const Residency> layers) {
+void KvStore::ReleaseOutsideLocked(Seq& s, std::span<const Residency> layers, const SlotStamp& stamp,
+                                   int64_t* released, int64_t* deferred) {
+  for (const Residency& r : layers) {
+    LayerTable& t = s.layers[static_cast<size_t>(r.layer)];
+    size_t k = 0;
+    const BlockId* ids = t.blocks.data();
+    const int64_t limit = std::min<int64_t>(r.limit, static_cast<int64_t>(t.blocks.size()));
+    for (int64_t b = 0; b < limit; ++b) {
+      if (ids[b] < 0) continue;  // most blocks below the limit: already host-only
+      while (k < r.keep.size() && r.keep[k] < b) ++k;
+      if (k < r.keep.size() && r.keep[k] == b) continue;
+      const int64_t n = ReleaseIfClean(s, t, static_cast<size_t>(b), stamp);
+      if (n > 0) ++*released;
+      if (n < 0) ++*deferred;
+    }
+  }
+}
+
+Status KvStore::ReleaseOutside(SeqId seq, std::span<const Residency> layers, int64_t* released, int64_t* deferred) {
+  std::lock_guard<std::mutex> lock(mu_);
+  *released = *deferred = 0;
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end()) return NotFoundError("KV store: no sequence " + std::to_string(seq));
+  Seq& s = it->second;
+  if (!s.error.ok()) return s.error;
+  if (!s.resident) return FailedPreconditionError("KV store: sequence " + std::to_string(seq) + " is swapped out");
+  for (const Residency& r : layers) {
+    if (r.layer < 0 || r.layer >= layout_.n_layers) return InvalidArgumentError("KV store: bad layer");
+  }
+  ReleaseOutsideLocked(s, layers, SlotStamp{memory_->RecordCompute(), 0, 0}, released, deferred);
+  return OkStatus();
+}
+
+StatusOr<KvStore::ResidencyChange> KvStore::SetResidency(SeqId seq, std::span<const Residency> layers,
+                                                         bool release_later) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = seqs_.find(seq);
   if (it == seqs_.end()) return NotFoundError("KV store: no sequence " + std::to_string(seq));
@@ -461,21 +495,7 @@ StatusOr<KvStore::ResidencyChange> KvStore::SetResidency(SeqId seq, std::span<co
   // Slots given up wait for the compute queued so far (the attention that last read them); only
   // clean blocks are given up, and a clean block's copies (either way) have finished.
   const SlotStamp stamp{memory_->RecordCompute(), 0, 0};
-  auto release = [&] {
-    for (const Residency& r : layers) {
-      LayerTable& t = s.layers[static_cast<size_t>(r.layer)];
-      size_t k = 0;
-      const BlockId* ids = t.blocks.data();
-      for (int64_t b = 0; b < r.limit; ++b) {
-        if (ids[b] < 0) continue;  // most blocks below the limit: already host-only
-        while (k < r.keep.size() && r.keep[k] < b) ++k;
-        if (k < r.keep.size() && r.keep[k] == b) continue;
-        const int64_t n = ReleaseIfClean(s, t, static_cast<size_t>(b), stamp);
-        if (n > 0) ++out.released;
-        if (n < 0) ++out.deferred;
-      }
-    }
-  };
+  auto release = [&] { ReleaseOutsideLocked(s, layers, stamp, &out.released, &out.deferred); };
   // Fresh slots first, so the copies need not wait for the slots just given up; release first
   // only when the tier is short.
   const bool release_first = need > gpu_.free_blocks();
@@ -535,7 +555,7 @@ StatusOr<KvStore::ResidencyChange> KvStore::SetResidency(SeqId seq, std::span<co
   } else {
     ++prefetch_hit_;
   }
-  if (!release_first) release();
+  if (!release_first && !release_later) release();
   return out;
 }
 

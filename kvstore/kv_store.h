@@ -190,7 +190,14 @@ class KvStore {
   // for the layers it has not reached (AwaitLayer) and the next pass for every layer; outside
   // one, the next pass waits. ResourceExhausted when the gpu tier lacks the slots even after the
   // releases (the releases stay; nothing is fetched).
-  StatusOr<ResidencyChange> SetResidency(SeqId seq, std::span<const Residency> layers);
+  // With release_later, the releases are left to a later ReleaseOutside with the same layers
+  // (unless the gpu tier is short: then they come first, as always), so that the caller can
+  // queue more compute before that bookkeeping; `released` and `deferred` are then 0.
+  StatusOr<ResidencyChange> SetResidency(SeqId seq, std::span<const Residency> layers, bool release_later = false);
+  // The releases of SetResidency: the gpu slots of the clean blocks below each limit outside
+  // `keep`, fenced after the compute queued so far. Sets *released and *deferred (blocks not
+  // yet clean). NotFound / FailedPrecondition as SetResidency.
+  Status ReleaseOutside(SeqId seq, std::span<const Residency> layers, int64_t* released, int64_t* deferred);
   // Counts a decode KV selection into Stats (overlap with the set in force, kept by gamma).
   void RecordSelection(double overlap, bool kept);
   Status HostWait(TicketId ticket);  // for tests and shutdown
@@ -240,6 +247,8 @@ class KvStore {
   template <typename Pick>
   StatusOr<TicketId> OffloadLocked(SeqId id, Seq& s, bool full_only, Pick pick);
   int64_t ReleaseIfClean(Seq& s, LayerTable& t, size_t i, const SlotStamp& stamp);
+  void ReleaseOutsideLocked(Seq& s, std::span<const Residency> layers, const SlotStamp& stamp, int64_t* released,
+                            int64_t* deferred);
 
   KvLayout layout_;
   TierMemory* memory_;

@@ -755,6 +755,33 @@ void CheckBudgetAgainstReference(bool pruned, double gamma, int select_layer = 0
   EXPECT_EQ(e->kv().FreeBlocks(), e->kv().TotalBlocks());
 }
 
+// SelectBlocks against a plain reference (sink, last, then the middle blocks by score with ties
+// to the lower index, as a stable sort orders them), with many ties and budgets up to past n.
+TEST(BlockScorer, SelectBlocksMatchesAStableSortWithTies) {
+  std::mt19937 rng(11);
+  for (int round = 0; round < 200; ++round) {
+    const int n = 1 + static_cast<int>(rng() % 300);
+    std::vector<float> scores(static_cast<size_t>(n));
+    for (float& v : scores) v = static_cast<float>(rng() % 7);  // few values: many ties
+    const int64_t keep = static_cast<int64_t>(rng() % static_cast<uint32_t>(n + 3));
+    std::vector<int32_t> want;
+    if (keep >= n) {
+      for (int b = 0; b < n; ++b) want.push_back(b);
+    } else {
+      want.push_back(0);
+      if (n > 1) want.push_back(n - 1);
+      std::vector<int32_t> middle;
+      for (int b = 1; b < n - 1; ++b) middle.push_back(b);
+      std::stable_sort(middle.begin(), middle.end(),
+                       [&](int32_t a, int32_t b) { return scores[static_cast<size_t>(a)] > scores[static_cast<size_t>(b)]; });
+      const int64_t more = keep - static_cast<int64_t>(want.size());
+      for (int64_t i = 0; i < more && i < static_cast<int64_t>(middle.size()); ++i) want.push_back(middle[static_cast<size_t>(i)]);
+      std::sort(want.begin(), want.end());
+    }
+    ASSERT_EQ(SelectBlocks(scores, keep), want) << "n " << n << " keep " << keep;
+  }
+}
+
 TEST(DecodeBudget, DenseDecodeMatchesTheReferenceRule) { CheckBudgetAgainstReference(false, 0.9); }
 TEST(DecodeBudget, PrunedDecodeMatchesTheReferenceRule) { CheckBudgetAgainstReference(true, 0.9); }
 TEST(DecodeBudget, GammaOneFollowsEveryChoice) { CheckBudgetAgainstReference(true, 1.0); }
