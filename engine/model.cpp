@@ -1,13 +1,13 @@
 // Model loading (weights by name, shapes checked, fused projections) and the layer loop.
 #include "engine/model.h"
 
-#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <string>
 #include <unordered_set>
 
 #include "engine/gguf/gguf_file.h"
+#include "engine/model_batch.h"
 #include "engine/pruning/block_scorer.h"
 
 namespace slim {
@@ -300,42 +300,6 @@ Status Model::EnsureWorkspace(int64_t n_rows, int64_t n_seqs) {
   }
   return OkStatus();
 }
-
-// The rows of a batch as they shrink under pruning.
-struct Model::BatchState {
-  int64_t n_rows = 0;              // rows alive now (pruning compacts them)
-  int64_t n_seqs = 0;
-  bool any_prune = false;          // some sequence has pruning stages
-  bool tail_done = false;          // the last layer ran on the last rows only, leaving them in last_
-  bool any_select = false;         // some sequence decodes under a decode KV budget
-  std::vector<AttnSeq> attn_view;  // per sequence: what attention reads (ApplySelections)
-  // Selections scored at a choosing layer whose decision (Select, then the tier change) waits
-  // until the next layer's projection is queued, so that the engine thread's wait for the scores
-  // and its host work overlap the device's work on the rest of the choosing layer.
-  struct PendingSelection {
-    kv::SeqId seq = 0;
-    DecodeSelection* select = nullptr;
-    SegmentSelection* seg = nullptr;
-    DecodeSelectionStats* stats = nullptr;
-    int slot = -1;              // Backend::BeginScoreBlocks slot; -1: `scores` already hold them
-    std::vector<float> scores;  // key-bound scores (computed on the host at once)
-  };
-  std::vector<PendingSelection> pending;
-  // Tier changes whose releases wait until the last layer is queued (ReleaseDeferred): only the
-  // fetches are on the path to the next layer.
-  struct PendingRelease {
-    kv::SeqId seq = 0;
-    SegmentSelection* seg = nullptr;
-    DecodeSelectionStats* stats = nullptr;
-    std::vector<kv::KvStore::Residency> layers;
-    int64_t deferred = 0;  // blocks SetResidency already found not clean (when it released first)
-  };
-  std::vector<PendingRelease> releases;
-  std::vector<int32_t> ids;        // [n_rows at the start] token ids
-  std::vector<int32_t> pos;        // [n_rows] positions
-  std::vector<AttnSeq> attn;       // per sequence: its rows
-  std::vector<int32_t> last_rows;  // per sequence: its last row
-};
 
 // The stage of `s` at `layer` placed before (or after) attention, or null.
 static const ResolvedStage* StageAt(const ForwardSeq& s, int layer, bool before_attention) {
@@ -696,110 +660,6 @@ Status Model::AttentionBlock(int l, kv::KvStore& kv, std::span<const ForwardSeq>
     backend_->RmsNorm(x_.Rows(0, b.n_rows), w.ffn_norm.view(), c.rms_eps, h_.Rows(0, b.n_rows));
   } else {
     backend_->AddRmsNorm(x, proj_.Rows(0, n_out), w.ffn_norm.view(), c.rms_eps, h_.Rows(0, n_out));
-  }
-  return OkStatus();
-}
-
-Status Model::FinishSelections(kv::KvStore& kv, BatchState& b) {
-  using Clock = std::chrono::steady_clock;
-  for (size_t i = 0; i < b.pending.size(); ++i) {
-    BatchState::PendingSelection& p = b.pending[i];
-    DecodeSelectionStats unused;
-    DecodeSelectionStats& stats = p.stats != nullptr ? *p.stats : unused;
-    const Clock::time_point t0 = Clock::now();
-    if (p.slot >= 0) SLIM_RETURN_IF_ERROR(backend_->EndScoreBlocks(p.slot, &p.scores));
-    const Clock::time_point t1 = Clock::now();
-    const SelectionDecision d = p.select->Select(*p.seg, p.scores, &stats);
-    kv.RecordSelection(d.overlap, d.kept);
-    // Tiered: the gpu tier is made to hold the new set at the segment's tier layers. The slots
-    // given up are fenced on the compute queued so far, which includes the choosing layer's
-    // attention over the set before.
-    if (p.select->tiered() && p.seg->residency_dirty) {
-      BatchState::PendingRelease rel{p.seq, p.seg, p.stats, p.select->ResidencyOf(*p.seg), 0};
-      SLIM_ASSIGN_OR_RETURN(const kv::KvStore::ResidencyChange ch,
-                            kv.SetResidency(p.seq, rel.layers, /*release_later=*/true));
-      ++stats.residency_updates;
-      stats.blocks_fetched += ch.fetched;
-      stats.blocks_released += ch.released;
-      rel.deferred = ch.deferred;
-      b.releases.push_back(std::move(rel));
-    }
-    stats.score_wait_seconds += std::chrono::duration<double>(t1 - t0).count();
-    stats.host_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
-  }
-  b.pending.clear();
-  return OkStatus();
-}
-
-Status Model::ReleaseDeferred(kv::KvStore& kv, BatchState& b) {
-  for (BatchState::PendingRelease& r : b.releases) {
-    int64_t released = 0, deferred = 0;
-    SLIM_RETURN_IF_ERROR(kv.ReleaseOutside(r.seq, r.layers, &released, &deferred));
-    // Blocks not yet clean on the host keep their slots: the next step tries again.
-    r.seg->residency_dirty = deferred + r.deferred > 0;
-    if (r.stats != nullptr) r.stats->blocks_released += released;
-  }
-  b.releases.clear();
-  return OkStatus();
-}
-
-Status Model::ApplySelections(int layer, kv::KvStore& kv, std::span<const ForwardSeq> seqs, TensorView q,
-                              BatchState& b) {
-  b.attn_view = b.attn;
-  for (size_t i = 0; i < seqs.size(); ++i) {
-    if (seqs[i].select == nullptr) continue;
-    SegmentSelection* seg = seqs[i].select->SegmentAt(layer);
-    if (seg == nullptr) continue;
-    AttnSeq& a = b.attn_view[i];
-    if (a.n_rows != 1) return InvalidArgumentError("decode KV budget: a selection applies to one-token decodes");
-    // Up to the choosing layer every block (the choosing layer itself: the set in force, when
-    // it is the segment's first layer); after it the blocks chosen there.
-    const bool whole = layer < seg->choose_layer || (layer == seg->choose_layer && layer != seg->first_layer);
-    const std::vector<int32_t>& in_force = layer == seg->choose_layer ? seg->first_set : seg->rest_set;
-    if (seqs[i].select_stats != nullptr) {
-      seqs[i].select_stats->attended_block_layers += whole ? seg->prompt_blocks : static_cast<int64_t>(in_force.size());
-      seqs[i].select_stats->stored_block_layers += seg->prompt_blocks;
-    }
-    if (!whole) {
-      a.table = &seqs[i].select->ViewAt(*seg, layer, *a.table, &a.n_past);
-      for (kv::BlockId id : a.table->blocks) {
-        if (id < 0) {
-          return InternalError("decode KV selection: a chosen block of layer " + std::to_string(layer) +
-                               " has no gpu slot");
-        }
-      }
-    }
-    if (layer == seg->choose_layer) {
-      // The new token's rotated query chooses what the segment's later layers read: the
-      // backend's block scorer over the unit-mean keys, the query as the last row of a window
-      // of one (rows before it are not read), or the key bounds' scores on the host.
-      const int64_t nu = seg->n_units;
-      BatchState::PendingSelection p;
-      p.seq = seqs[i].seq;
-      p.select = seqs[i].select;
-      p.seg = seg;
-      p.stats = seqs[i].select_stats;
-      if (seqs[i].select->options().score == DecodeKvScore::kKeyBounds) {
-        // Key bounds are scored on the host: the query row comes down.
-        select_q_host_.resize(static_cast<size_t>(q.cols));
-        SLIM_RETURN_IF_ERROR(backend_->Download(q.Rows(a.row_begin, 1), select_q_host_.data()));
-        p.scores = KeyBoundScores(select_q_host_.data(), seg->unit_bounds, nu, shape_.n_heads, shape_.n_kv_heads,
-                                  shape_.head_dim, seqs[i].select->units_per_block());
-      } else {
-        if (select_q_rows_ < nu || select_q_.view().cols != q.cols || select_q_.view().dtype != q.dtype) {
-          select_q_ = Buffer();
-          SLIM_ASSIGN_OR_RETURN(select_q_, backend_->Alloc(q.dtype, std::max(nu, 2 * select_q_rows_), q.cols));
-          select_q_rows_ = select_q_.view().rows;
-        }
-        const int32_t row = a.row_begin;
-        backend_->GatherRows(q, std::span<const int32_t>(&row, 1), select_q_.Rows(nu - 1, 1));
-        p.slot = static_cast<int>(b.pending.size());
-        SLIM_RETURN_IF_ERROR(backend_->BeginScoreBlocks(p.slot, select_q_.Rows(0, nu), seg->unit_keys.view(), shape_,
-                                                        0, static_cast<int32_t>(nu),
-                                                        seqs[i].select->units_per_block(), 1, 1, false));
-      }
-      b.pending.push_back(std::move(p));  // decided by FinishSelections
-    }
   }
   return OkStatus();
 }

@@ -159,6 +159,15 @@ Status KvStore::Reserve(SeqId seq, int layer, int64_t tokens) {
   return ReserveAll(seq, per_layer);
 }
 
+StatusOr<KvStore::Seq*> KvStore::ResidentSeqLocked(SeqId seq) {
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end()) return NotFoundError("KV store: no sequence " + std::to_string(seq));
+  Seq& s = it->second;
+  if (!s.error.ok()) return s.error;
+  if (!s.resident) return FailedPreconditionError("KV store: sequence " + std::to_string(seq) + " is swapped out");
+  return &s;
+}
+
 Status KvStore::ReserveAll(SeqId seq, const std::vector<int64_t>& tokens_per_layer) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = seqs_.find(seq);
@@ -309,11 +318,8 @@ StatusOr<TicketId> KvStore::OffloadLocked(SeqId id, Seq& s, bool full_only, Pick
 
 StatusOr<TicketId> KvStore::Offload(SeqId seq, bool release_gpu) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = seqs_.find(seq);
-  if (it == seqs_.end()) return NotFoundError("KV store: no sequence " + std::to_string(seq));
-  Seq& s = it->second;
-  if (!s.error.ok()) return s.error;
-  if (!s.resident) return FailedPreconditionError("KV store: sequence " + std::to_string(seq) + " is swapped out");
+  SLIM_ASSIGN_OR_RETURN(Seq * found, ResidentSeqLocked(seq));
+  Seq& s = *found;
   // Blocks without a gpu slot (SetResidency released them) are clean: they have a host copy.
   SLIM_ASSIGN_OR_RETURN(const TicketId ticket,
                         OffloadLocked(seq, s, /*full_only=*/false, [](size_t, int64_t) { return true; }));
@@ -345,11 +351,8 @@ StatusOr<TicketId> KvStore::Offload(SeqId seq, bool release_gpu) {
 
 StatusOr<TicketId> KvStore::WriteThrough(SeqId seq, std::span<const Residency> layers) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = seqs_.find(seq);
-  if (it == seqs_.end()) return NotFoundError("KV store: no sequence " + std::to_string(seq));
-  Seq& s = it->second;
-  if (!s.error.ok()) return s.error;
-  if (!s.resident) return FailedPreconditionError("KV store: sequence " + std::to_string(seq) + " is swapped out");
+  SLIM_ASSIGN_OR_RETURN(Seq * found, ResidentSeqLocked(seq));
+  Seq& s = *found;
   std::vector<int64_t> limit(s.layers.size(), 0);
   for (const Residency& r : layers) {
     if (r.layer < 0 || r.layer >= layout_.n_layers) return InvalidArgumentError("KV store: bad layer");
@@ -454,11 +457,8 @@ void KvStore::ReleaseOutsideLocked(Seq& s, std::span<const Residency> layers, co
 Status KvStore::ReleaseOutside(SeqId seq, std::span<const Residency> layers, int64_t* released, int64_t* deferred) {
   std::lock_guard<std::mutex> lock(mu_);
   *released = *deferred = 0;
-  auto it = seqs_.find(seq);
-  if (it == seqs_.end()) return NotFoundError("KV store: no sequence " + std::to_string(seq));
-  Seq& s = it->second;
-  if (!s.error.ok()) return s.error;
-  if (!s.resident) return FailedPreconditionError("KV store: sequence " + std::to_string(seq) + " is swapped out");
+  SLIM_ASSIGN_OR_RETURN(Seq * found, ResidentSeqLocked(seq));
+  Seq& s = *found;
   for (const Residency& r : layers) {
     if (r.layer < 0 || r.layer >= layout_.n_layers) return InvalidArgumentError("KV store: bad layer");
   }
@@ -469,11 +469,8 @@ Status KvStore::ReleaseOutside(SeqId seq, std::span<const Residency> layers, int
 StatusOr<KvStore::ResidencyChange> KvStore::SetResidency(SeqId seq, std::span<const Residency> layers,
                                                          bool release_later) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = seqs_.find(seq);
-  if (it == seqs_.end()) return NotFoundError("KV store: no sequence " + std::to_string(seq));
-  Seq& s = it->second;
-  if (!s.error.ok()) return s.error;
-  if (!s.resident) return FailedPreconditionError("KV store: sequence " + std::to_string(seq) + " is swapped out");
+  SLIM_ASSIGN_OR_RETURN(Seq * found, ResidentSeqLocked(seq));
+  Seq& s = *found;
   int64_t need = 0;
   bool host_copy_pending = false;  // a block to fetch whose host copy is still being written
   for (const Residency& r : layers) {

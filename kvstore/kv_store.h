@@ -247,6 +247,8 @@ class KvStore {
   template <typename Pick>
   StatusOr<TicketId> OffloadLocked(SeqId id, Seq& s, bool full_only, Pick pick);
   int64_t ReleaseIfClean(Seq& s, LayerTable& t, size_t i, const SlotStamp& stamp);
+  // The sequence, resident and without a copy error; NotFound / its error / FailedPrecondition.
+  StatusOr<Seq*> ResidentSeqLocked(SeqId seq);
   void ReleaseOutsideLocked(Seq& s, std::span<const Residency> layers, const SlotStamp& stamp, int64_t* released,
                             int64_t* deferred);
 
