@@ -23,6 +23,7 @@ Status Engine::StartSelection(kv::SeqId seq, const std::vector<int>& bounds, int
   o.unit_tokens = default_pruning_.unit_tokens;
   o.select_layer = decode_kv_select_layer_;
   o.score = decode_kv_score_;
+  o.resident_layers = decode_kv_resident_layers_;
   std::vector<int32_t> prompt_tokens;
   for (size_t s = 0; s + 1 < bounds.size(); ++s) prompt_tokens.push_back(kv_->Tokens(seq, bounds[s]));
   SLIM_ASSIGN_OR_RETURN(DecodeSelection sel, DecodeSelection::Create(o, bounds, prompt_tokens));

@@ -165,6 +165,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   }
   e->decode_kv_select_layer_ = o.decode_kv_select_layer;
   e->decode_kv_score_ = o.decode_kv_score;
+  if (o.decode_kv_resident_layers < 0) return InvalidArgumentError("engine: decode_kv_resident_layers must be >= 0");
+  e->decode_kv_resident_layers_ = o.decode_kv_resident_layers;
   SLIM_RETURN_IF_ERROR(e->default_pruning_.Validate(e->model_->config().n_layers).WithPrefix("default pruning schedule"));
   return e;
 }

@@ -73,6 +73,9 @@ struct EngineOptions {
   int decode_kv_select_layer = 0;
   // How the blocks are scored: unit-mean keys on the backend, or per-unit key bounds on the host.
   DecodeKvScore decode_kv_score = DecodeKvScore::kUnitMeans;
+  // With a host tier: layers after each choosing layer that keep every prompt block on the gpu
+  // tier (DecodeSelectionOptions::resident_layers).
+  int decode_kv_resident_layers = 1;
 };
 
 // What the KV store's tiers hold (GetModelInfo, sliminfer-cli info).
@@ -305,6 +308,7 @@ class Engine {
   double decode_kv_gamma_ = 0.9;
   int decode_kv_select_layer_ = 0;
   DecodeKvScore decode_kv_score_ = DecodeKvScore::kUnitMeans;
+  int decode_kv_resident_layers_ = 1;
   std::map<kv::SeqId, DecodeSelection> selections_;
   DecodeSelectionStats selection_stats_;
   int64_t context_length_ = 0;

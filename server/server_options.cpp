@@ -75,6 +75,9 @@ ABSL_FLAG(int, decode_kv_select_layer, 0,
 ABSL_FLAG(std::string, decode_kv_score, "means",
           "decode KV selection: how blocks are scored, means (unit-mean keys, on the device) or bounds (per-unit "
           "key minima and maxima, on the host)");
+ABSL_FLAG(int, decode_kv_resident_layers, 1,
+          "decode KV selection with a host tier: layers after each choosing layer that keep every prompt block on "
+          "the GPU tier, so the first layers read their chosen blocks with no fetch to wait for (0 = none)");
 ABSL_FLAG(double, decode_kv_gamma, 0.9,
           "decode KV selection: overlap with the blocks in force at or above which a segment keeps them, in [0, 1]");
 ABSL_FLAG(std::string, log_format, "text", "text or json (one JSON object per line)");
@@ -103,7 +106,7 @@ const char* const kFlagNames[] = {
     "http_host", "http_port", "http_max_connections", "http_read_timeout_s", "http_idle_timeout_s",
     "http_write_timeout_s", "http_max_body_bytes", "served_model_name", "api_key", "api_key_file",
     "metrics_host",   "metrics_port",    "max_seqs",          "max_queue",     "max_prompt_tokens", "max_prefill_tokens_per_step",
-    "max_total_tokens", "default_max_tokens", "context_length", "kv_tokens", "kv_gib", "gpu_memory_fraction", "host_kv_tokens", "host_kv_gib",    "pruning",       "pruning_schedule", "decode_kv_budget", "decode_kv_gamma", "decode_kv_select_layer", "decode_kv_score",
+    "max_total_tokens", "default_max_tokens", "context_length", "kv_tokens", "kv_gib", "gpu_memory_fraction", "host_kv_tokens", "host_kv_gib",    "pruning",       "pruning_schedule", "decode_kv_budget", "decode_kv_gamma", "decode_kv_select_layer", "decode_kv_score", "decode_kv_resident_layers",
     "log_format",     "log_level",       "drain_grace_s",     "keepalive_time_ms", "keepalive_timeout_ms",
     "max_message_bytes", "warmup", "warmup_tokens", "chat_content_specials", "chat_template", "stream_write_timeout_s",
     "tls_cert", "tls_key", "reflection"};
@@ -185,6 +188,7 @@ Status ServerOptions::Validate() const {
   if (e.decode_kv_budget < 0) return bad("decode-kv-budget", "must be >= 0 (0 = every token)");
   if (!(e.decode_kv_gamma >= 0.0 && e.decode_kv_gamma <= 1.0)) return bad("decode-kv-gamma", "must be in [0, 1]");
   if (e.decode_kv_select_layer < 0) return bad("decode-kv-select-layer", "must be >= 0");
+  if (e.decode_kv_resident_layers < 0) return bad("decode-kv-resident-layers", "must be >= 0");
   if (log_level != "trace" && log_level != "debug" && log_level != "info" && log_level != "warn" &&
       log_level != "error" && log_level != "off") {
     return bad("log-level", "must be trace, debug, info, warn, error or off");
@@ -295,6 +299,7 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   e.decode_kv_budget = absl::GetFlag(FLAGS_decode_kv_budget);
   e.decode_kv_gamma = absl::GetFlag(FLAGS_decode_kv_gamma);
   e.decode_kv_select_layer = absl::GetFlag(FLAGS_decode_kv_select_layer);
+  e.decode_kv_resident_layers = absl::GetFlag(FLAGS_decode_kv_resident_layers);
   {
     StatusOr<DecodeKvScore> score = ParseDecodeKvScore(absl::GetFlag(FLAGS_decode_kv_score));
     if (!score.ok()) return InvalidArgumentError("--decode-kv-score: " + std::string(score.status().message()));

@@ -43,6 +43,7 @@ const char* kUsage = R"(usage:
                            [--profile] [--kv-dtype auto|f32|f16|bf16] [--cuda-attention auto|mma|wgmma] [--decode-kv-budget N]
                            [--cuda-gemv auto|on|off] [--cuda-gemm-tune auto|on|off]
                            [--warm-up-tokens N] [--host-kv-gib G] [--decode-detail] [--decode-kv-score means|bounds]
+                           [--decode-kv-resident-layers N]
      modes: dense, pruned (the model's default schedule, or --schedule); --profile adds per-op
      device times of one more prefill and of 16 decode steps (CUDA); --warm-up-tokens runs the
      server's start-up warm-up first (GEMM tuning for prompts up to N tokens on CUDA);
@@ -102,6 +103,9 @@ StatusOr<std::unique_ptr<Engine>> MakeEngine(const Args& a, int64_t kv_tokens, i
   SLIM_ASSIGN_OR_RETURN(o.host_kv_gib, a.Float("host-kv-gib", 0.0, 0.0, 1 << 20));
   // Only commands that list --decode-kv-score take it.
   SLIM_ASSIGN_OR_RETURN(o.decode_kv_score, ParseDecodeKvScore(a.Str("decode-kv-score", "means")));
+  // Only commands that list --decode-kv-resident-layers take it.
+  SLIM_ASSIGN_OR_RETURN(const int64_t resident, a.Int("decode-kv-resident-layers", o.decode_kv_resident_layers, 0, 1024));
+  o.decode_kv_resident_layers = static_cast<int>(resident);
   if (!a.Has("context") && min_context > 0) {
     // Only the config is read here (GGUF metadata, or the synthetic shape), no weights.
     SLIM_ASSIGN_OR_RETURN(std::unique_ptr<WeightSource> src, OpenWeights(o.model));
@@ -396,7 +400,7 @@ Status CmdEngine(int argc, char** argv) {
                                             {"model", "device", "lengths", "modes", "decode-tokens", "repeat",
                                              "text-file", "prompt-ids-dir", "threads", "schedule", "context", "cuda-attention",
                                              "kv-dtype", "cuda-gemv", "cuda-gemm-tune", "warm-up-tokens", "decode-kv-budget",
-                                             "host-kv-gib", "decode-kv-score"},
+                                             "host-kv-gib", "decode-kv-score", "decode-kv-resident-layers"},
                                             {"json", "prune-after-attention", "profile", "decode-detail"}));
   SLIM_ASSIGN_OR_RETURN(std::vector<int64_t> lengths, a.IntList("lengths", "512,2048,8192"));
   const std::vector<std::string> modes = a.StrList("modes", "dense");

@@ -111,6 +111,7 @@ StatusOr<DecodeSelection> DecodeSelection::Create(const DecodeSelectionOptions& 
                                                   const std::vector<int32_t>& prompt_tokens) {
   if (o.budget_tokens < 0) return InvalidArgumentError("decode KV budget: must be >= 0");
   if (o.select_layer < 0) return InvalidArgumentError("decode KV selection layer: must be >= 0");
+  if (o.resident_layers < 0) return InvalidArgumentError("decode KV resident layers: must be >= 0");
   if (!(o.gamma >= 0.0 && o.gamma <= 1.0)) return InvalidArgumentError("decode KV gamma: must be in [0, 1]");
   if (o.unit_tokens <= 0 || o.block_tokens % o.unit_tokens != 0) {
     return InvalidArgumentError("decode KV selection: the block size must be a multiple of the unit size");
@@ -133,7 +134,7 @@ StatusOr<DecodeSelection> DecodeSelection::Create(const DecodeSelectionOptions& 
     for (size_t b = 0; b < seg.first_set.size(); ++b) seg.first_set[b] = static_cast<int32_t>(b);
     seg.rest_set = seg.first_set;
     if (seg.choose_layer == seg.first_layer) seg.tier_layers.push_back(seg.first_layer);
-    for (int l = seg.choose_layer + 1; l < seg.end_layer; ++l) seg.tier_layers.push_back(l);
+    for (int l = seg.choose_layer + 1 + o.resident_layers; l < seg.end_layer; ++l) seg.tier_layers.push_back(l);
     sel.segs_.push_back(std::move(seg));
   }
   return sel;

@@ -55,6 +55,10 @@ struct DecodeSelectionOptions {
   // then the layers from the first up to and including it attend over every block.
   int select_layer = 0;
   DecodeKvScore score = DecodeKvScore::kUnitMeans;
+  // With a host tier: the layers right after the choosing one that keep every prompt block on
+  // the gpu tier. They read the same chosen blocks, but with no fetch to wait for; the first
+  // fetched layer then has these layers' time for its copy. Costs their prompt KV in gpu memory.
+  int resident_layers = 0;
 };
 
 // One segment's state: its layers, the unit-mean keys of its prompt blocks at its first layer,
@@ -72,7 +76,7 @@ struct SegmentSelection {
   kv::LayerTable view;                 // scratch: the block table handed to attention
   bool residency_dirty = false;        // tiered: the gpu tier does not hold exactly rest_set yet
   // The layers whose selectable blocks move between tiers: l_s when the segment chooses there,
-  // and the layers after the choosing one.
+  // and the layers after the choosing one but for the first resident_layers of them.
   std::vector<int> tier_layers;
 };
 

@@ -883,8 +883,10 @@ struct TieredRun {
   int64_t block_bytes = 0;
 };
 
-TieredRun RunTiered(bool pruned, double gamma, int64_t host_tokens, bool drain_first, bool swap_midway) {
+TieredRun RunTiered(bool pruned, double gamma, int64_t host_tokens, bool drain_first, bool swap_midway,
+                    int resident_layers = -1) {
   EngineOptions o;
+  if (resident_layers >= 0) o.decode_kv_resident_layers = resident_layers;
   o.model = "synthetic:tiny";
   o.kv_tokens = 4096;
   o.host_kv_tokens = host_tokens;
@@ -951,14 +953,14 @@ TieredRun RunTiered(bool pruned, double gamma, int64_t host_tokens, bool drain_f
   return out;
 }
 
-void CheckTiered(bool pruned, double gamma) {
-  const TieredRun resident = RunTiered(pruned, gamma, 0, true, false);
+void CheckTiered(bool pruned, double gamma, int resident_layers = -1) {
+  const TieredRun resident = RunTiered(pruned, gamma, 0, true, false, resident_layers);
   ASSERT_EQ(resident.logits.size(), 9u);
   for (bool drain : {true, false}) {
     for (bool swap : {false, true}) {
       SCOPED_TRACE(std::string(drain ? "write-through landed first" : "write-through in flight") +
                    (swap ? ", swapped midway" : ""));
-      const TieredRun t = RunTiered(pruned, gamma, 8192, drain, swap);
+      const TieredRun t = RunTiered(pruned, gamma, 8192, drain, swap, resident_layers);
       ASSERT_EQ(t.logits.size(), resident.logits.size());
       for (size_t s = 0; s < t.logits.size(); ++s) EXPECT_EQ(t.logits[s], resident.logits[s]) << "step " << s;
       // Once the write-through has landed (every step drains), the gpu tier holds exactly the sets;
@@ -991,6 +993,9 @@ void CheckTiered(bool pruned, double gamma) {
 
 TEST(DecodeBudget, TieredDenseDecodeHoldsOnlyTheChosenBlocks) { CheckTiered(false, 0.9); }
 TEST(DecodeBudget, TieredPrunedDecodeHoldsOnlyTheChosenBlocks) { CheckTiered(true, 1.0); }
+// Every layer after the choosing one tiered, and two of them resident (more than some segments have).
+TEST(DecodeBudget, TieredDecodeWithNoResidentLayers) { CheckTiered(false, 0.9, 0); }
+TEST(DecodeBudget, TieredDecodeWithTwoResidentLayers) { CheckTiered(false, 1.0, 2); }
 
 // A decode under a tiered budget batched with another sequence's prompt in one pass: the last
 // layer then runs on each sequence's last row (Model::TailAttention), and the decode must read

@@ -116,6 +116,24 @@ TEST(ServerOptions, BadEnvironmentValueIsAnError) {
   EXPECT_NE(o.status().message().find("SLIMINFER_MAX_SEQS"), std::string::npos) << o.status().message();
 }
 
+TEST(ServerOptions, DecodeKvResidentLayersIsParsedAndANegativeOneNamesTheFlag) {
+  auto parse = [](const std::string& flag) {
+    std::vector<std::string> args = {"sliminfer-server", flag};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    return ParseServerOptions(static_cast<int>(argv.size()), argv.data());
+  };
+  auto bad = parse("--decode-kv-resident-layers=-1");
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("--decode-kv-resident-layers"), std::string::npos) << bad.status().message();
+  auto two = parse("--decode-kv-resident-layers=2");
+  ASSERT_TRUE(two.ok()) << two.status().ToString();
+  EXPECT_EQ(two->engine.decode_kv_resident_layers, 2);
+  auto back = parse("--decode-kv-resident-layers=1");  // back to the default for the tests after
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->engine.decode_kv_resident_layers, 1);
+}
+
 TEST(ServerOptions, DecodeKvScoreIsParsedAndAnUnknownOneNamesTheFlag) {
   auto parse = [](const std::string& flag) {
     std::vector<std::string> args = {"sliminfer-server", flag};
