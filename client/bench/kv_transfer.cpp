@@ -184,7 +184,21 @@ using DecodeRun = std::function<StatusOr<double>(bool copying, int64_t n, int64_
 
 // Raw copies of 1 GiB (32 batches of scattered blocks) looping on separate copy streams in one
 // direction ("h2d", "d2h") or "both", while `run` decodes: which direction disturbs decode.
-StatusOr<json> DecodeWithRawCopies(Engine& e, const std::string& dir, int64_t steps, const DecodeRun& run) {
+// Per-op device times per token (Backend::TakeProfile) and their sum: what the kernels took, so
+// that a step's time beyond the sum is time the device spent between ops.
+json OpsPerToken(const std::vector<OpTime>& ops, int64_t steps) {
+  json list = json::array();
+  double sum = 0.0;
+  for (const OpTime& t : ops) {
+    const double ms = t.ms / static_cast<double>(steps);
+    sum += ms;
+    list.push_back({{"op", t.op}, {"ms", ms}, {"calls", static_cast<double>(t.calls) / static_cast<double>(steps)}});
+  }
+  return json{{"op_sum_ms", sum}, {"ops", list}};
+}
+
+StatusOr<json> DecodeWithRawCopies(Engine& e, const std::string& dir, int64_t steps, const DecodeRun& run,
+                                   bool profile) {
   int64_t copies = 0;
   SLIM_ASSIGN_OR_RETURN(auto mem, e.backend()->CreateKvMemory());
   const int64_t nb = 4096;
@@ -221,10 +235,33 @@ StatusOr<json> DecodeWithRawCopies(Engine& e, const std::string& dir, int64_t st
     if (!y.ok()) return y.status();
     busy.push_back(*y);
   }
+  json prof;
+  if (profile) {
+    // One more pair with per-op device timing (which slows both alike): whether copies make the
+    // kernels slower or the gaps between them longer.
+    e.backend()->SetProfiling(true);
+    SLIM_ASSIGN_OR_RETURN(const double pa, run(false, steps, &copies));
+    const std::vector<OpTime> ops_alone = e.backend()->TakeProfile();
+    stop = false;
+    std::vector<std::thread> threads;
+    if (dir == "h2d" || dir == "both") threads.emplace_back(loop, kv::CopyDir::kH2D);
+    if (dir == "d2h" || dir == "both") threads.emplace_back(loop, kv::CopyDir::kD2H);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    auto pb = run(false, steps, &copies);
+    stop = true;
+    for (auto& t : threads) t.join();
+    const std::vector<OpTime> ops_busy = e.backend()->TakeProfile();
+    e.backend()->SetProfiling(false);
+    if (!pb.ok()) return pb.status();
+    prof = json{{"alone_ms_per_token", pa}, {"copying_ms_per_token", *pb}, {"alone", OpsPerToken(ops_alone, steps)},
+                {"copying", OpsPerToken(ops_busy, steps)}};
+  }
   mem->FreeGpu(g);
   mem->FreeHost(h);
-  return json{{"decode_ms_alone", Median(alone)}, {"decode_ms_while_copying", Median(busy)},
+  json out = {{"decode_ms_alone", Median(alone)}, {"decode_ms_while_copying", Median(busy)},
               {"slowdown", Median(busy) / Median(alone) - 1.0}, {"runs_copying", busy}};
+  if (profile) out["profile"] = std::move(prof);
+  return out;
 }
 
 // Decode ms/token of one sequence, alone and while another sequence swaps out and in again
@@ -279,7 +316,7 @@ StatusOr<json> DecodeWhileCopying(const Args& a) {
   (void)warm;
   json raw = json::object();
   for (const std::string& dir : a.StrList("background", "")) {
-    SLIM_ASSIGN_OR_RETURN(raw[dir], DecodeWithRawCopies(*e, dir, steps, run));
+    SLIM_ASSIGN_OR_RETURN(raw[dir], DecodeWithRawCopies(*e, dir, steps, run, a.Flag("profile")));
   }
   std::vector<double> alone, busy;
   int64_t total_copies = 0;
@@ -319,7 +356,7 @@ Status CmdKvTransfer(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
                                             {"device", "blocks", "block-kib", "repeat", "groups", "model",
                                              "context-tokens", "swap-tokens", "decode-tokens", "parts", "background"},
-                                            {"json"}));
+                                            {"json", "profile"}));
   BackendOptions bo;
   bo.device = a.Str("device", "cuda") == "cpu" ? Device::kCpu : Device::kCuda;
   SLIM_ASSIGN_OR_RETURN(const int64_t blocks, a.Int("blocks", 4096, 1, 1 << 20));

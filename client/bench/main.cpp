@@ -56,8 +56,11 @@ const char* kUsage = R"(usage:
   sliminfer-bench kv-transfer [--device cuda|cpu] [--blocks 4096] [--block-kib 256] [--repeat 5]
                            [--parts copies,store,decode] [--model synthetic:llama-3.1-8b]
                            [--context-tokens 32768] [--swap-tokens 8192] [--decode-tokens 64] [--json]
+                           [--background h2d,d2h,both] [--profile]
      KV store copy rates (contiguous, per block, grouped, batched; each way and both ways),
-     whole-sequence offload/prefetch, and decode ms/token with and without swaps running
+     whole-sequence offload/prefetch, and decode ms/token with and without swaps running;
+     --background: also beside raw copies looping one way; --profile: with those, per-op device
+     times per token alone and beside the copies
   sliminfer-bench server   --server HOST:PORT [--concurrency C | --rate R [--seed S]] [--requests N]
                            [--prompt-tokens 256,1024] [--max-tokens M] [--pruning off|default] [--warmup N]
                            [--decode-kv-budget N (sent with each request; default: the server's)]
