@@ -156,6 +156,31 @@ TEST(ServerSwap, ADecodeKvBudgetLeavesOnlyTheChosenBlocksOnTheGpuTier) {
   EXPECT_LT(tight.finished.kv_gpu_bytes() * 4, all.finished.kv_gpu_bytes());
   EXPECT_GE(tight.finished.kv_gpu_peak_bytes(), tight.finished.kv_gpu_bytes());
 
+  // A budgeted stream still decoding when another request's prompt arrives: the prompt's chunks
+  // run in the same passes as its decodes (the last layer then runs on each sequence's last row
+  // alone, where the budgeted decode must still read only blocks with a gpu slot); both finish.
+  {
+    auto stub = v1::Inference::NewStub(Connect(server->port()));
+    v1::GenerateRequest req = GreedyRequest(prompt, 3 * kMaxTokens);
+    req.mutable_pruning()->set_decode_kv_budget(kBudget);
+    std::thread other_thread;
+    StreamResult other;
+    const StreamResult first = Stream(*stub, req, 0, [&](const StreamResult& r, grpc::ClientContext*) {
+      if (r.token_ids.size() < 2 || other_thread.joinable()) return;
+      other_thread = std::thread([&] {
+        auto stub2 = v1::Inference::NewStub(Connect(server->port()));
+        other = Stream(*stub2, GreedyRequest(Prompts(engine)[1], 8));
+      });
+    });
+    ASSERT_TRUE(other_thread.joinable());
+    other_thread.join();
+    ASSERT_TRUE(first.status.ok()) << first.status.error_message();
+    ASSERT_TRUE(other.status.ok()) << other.status.error_message();
+    EXPECT_EQ(first.token_ids.size(), static_cast<size_t>(3 * kMaxTokens));
+    EXPECT_EQ(other.token_ids.size(), 8u);
+    EXPECT_LE(first.finished.kv_gpu_bytes(), active_max * layers * block + 2 * layers * block);
+  }
+
   EXPECT_TRUE(WaitFor([&] {
     const std::string text = HttpGet(server->metrics_port(), "/metrics");
     return MetricValue(text, "sliminfer_num_requests_running") == 0.0 && UsedKvBlocks(*server) == 0;
