@@ -220,20 +220,24 @@ StatusOr<json> DecodeWithRawCopies(Engine& e, const std::string& dir, int64_t st
       if (!TimeCopies(*mem, d, d == kv::CopyDir::kH2D ? L.h2d : L.d2h).ok()) return;
     }
   };
-  std::vector<double> alone, busy;
-  for (int r = 0; r < 3; ++r) {
-    SLIM_ASSIGN_OR_RETURN(const double x, run(false, steps, &copies));
-    alone.push_back(x);
+  // One decode run while the copies loop on their own threads.
+  auto run_copying = [&]() -> StatusOr<double> {
     stop = false;
     std::vector<std::thread> threads;
     if (dir == "h2d" || dir == "both") threads.emplace_back(loop, kv::CopyDir::kH2D);
     if (dir == "d2h" || dir == "both") threads.emplace_back(loop, kv::CopyDir::kD2H);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    auto y = run(false, steps, &copies);
+    StatusOr<double> y = run(false, steps, &copies);
     stop = true;
     for (auto& t : threads) t.join();
-    if (!y.ok()) return y.status();
-    busy.push_back(*y);
+    return y;
+  };
+  std::vector<double> alone, busy;
+  for (int r = 0; r < 3; ++r) {
+    SLIM_ASSIGN_OR_RETURN(const double x, run(false, steps, &copies));
+    alone.push_back(x);
+    SLIM_ASSIGN_OR_RETURN(const double y, run_copying());
+    busy.push_back(y);
   }
   json prof;
   if (profile) {
@@ -242,14 +246,7 @@ StatusOr<json> DecodeWithRawCopies(Engine& e, const std::string& dir, int64_t st
     e.backend()->SetProfiling(true);
     SLIM_ASSIGN_OR_RETURN(const double pa, run(false, steps, &copies));
     const std::vector<OpTime> ops_alone = e.backend()->TakeProfile();
-    stop = false;
-    std::vector<std::thread> threads;
-    if (dir == "h2d" || dir == "both") threads.emplace_back(loop, kv::CopyDir::kH2D);
-    if (dir == "d2h" || dir == "both") threads.emplace_back(loop, kv::CopyDir::kD2H);
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    auto pb = run(false, steps, &copies);
-    stop = true;
-    for (auto& t : threads) t.join();
+    const StatusOr<double> pb = run_copying();
     const std::vector<OpTime> ops_busy = e.backend()->TakeProfile();
     e.backend()->SetProfiling(false);
     if (!pb.ok()) return pb.status();

@@ -116,39 +116,35 @@ TEST(ServerOptions, BadEnvironmentValueIsAnError) {
   EXPECT_NE(o.status().message().find("SLIMINFER_MAX_SEQS"), std::string::npos) << o.status().message();
 }
 
+// The server's options from its name and one flag.
+StatusOr<ServerOptions> ParseOneFlag(const std::string& flag) {
+  std::vector<std::string> args = {"sliminfer-server", flag};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  return ParseServerOptions(static_cast<int>(argv.size()), argv.data());
+}
+
 TEST(ServerOptions, DecodeKvResidentLayersIsParsedAndANegativeOneNamesTheFlag) {
-  auto parse = [](const std::string& flag) {
-    std::vector<std::string> args = {"sliminfer-server", flag};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    return ParseServerOptions(static_cast<int>(argv.size()), argv.data());
-  };
-  auto bad = parse("--decode-kv-resident-layers=-1");
+  auto bad = ParseOneFlag("--decode-kv-resident-layers=-1");
   EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(bad.status().message().find("--decode-kv-resident-layers"), std::string::npos) << bad.status().message();
-  auto two = parse("--decode-kv-resident-layers=2");
+  auto two = ParseOneFlag("--decode-kv-resident-layers=2");
   ASSERT_TRUE(two.ok()) << two.status().ToString();
   EXPECT_EQ(two->engine.decode_kv_resident_layers, 2);
-  auto back = parse("--decode-kv-resident-layers=1");  // back to the default for the tests after
+  auto back = ParseOneFlag("--decode-kv-resident-layers=1");  // back to the default for the tests after
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->engine.decode_kv_resident_layers, 1);
 }
 
 TEST(ServerOptions, DecodeKvScoreIsParsedAndAnUnknownOneNamesTheFlag) {
-  auto parse = [](const std::string& flag) {
-    std::vector<std::string> args = {"sliminfer-server", flag};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    return ParseServerOptions(static_cast<int>(argv.size()), argv.data());
-  };
-  auto bad = parse("--decode-kv-score=quest");
+  auto bad = ParseOneFlag("--decode-kv-score=quest");
   EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(bad.status().message().find("--decode-kv-score"), std::string::npos) << bad.status().message();
   EXPECT_NE(bad.status().message().find("means, bounds"), std::string::npos) << bad.status().message();
-  auto bounds = parse("--decode-kv-score=bounds");
+  auto bounds = ParseOneFlag("--decode-kv-score=bounds");
   ASSERT_TRUE(bounds.ok()) << bounds.status().ToString();
   EXPECT_EQ(bounds->engine.decode_kv_score, DecodeKvScore::kKeyBounds);
-  auto means = parse("--decode-kv-score=means");  // back to the default for the tests after
+  auto means = ParseOneFlag("--decode-kv-score=means");  // back to the default for the tests after
   ASSERT_TRUE(means.ok()) << means.status().ToString();
   EXPECT_EQ(means->engine.decode_kv_score, DecodeKvScore::kUnitMeans);
 }
