@@ -23,9 +23,10 @@ Status Model::FinishSelections(kv::KvStore& kv, BatchState& b) {
     const Clock::time_point t1 = Clock::now();
     const SelectionDecision d = p.select->Select(*p.seg, p.scores, &stats);
     kv.RecordSelection(d.overlap, d.kept);
-    // Tiered: the gpu tier is made to hold the new set at the segment's tier layers. The slots
-    // given up are fenced on the compute queued so far, which includes the choosing layer's
-    // attention over the set before.
+    // Tiered: the gpu tier is made to hold the new set at the segment's tier layers. The
+    // entering blocks are fetched now; the slots given up are released after the last layer is
+    // queued (ReleaseDeferred), fenced on this pass's compute, which reads the old set at the
+    // choosing layer.
     if (p.select->tiered() && p.seg->residency_dirty) {
       BatchState::PendingRelease rel{p.seq, p.seg, p.stats, p.select->ResidencyOf(*p.seg), 0};
       SLIM_ASSIGN_OR_RETURN(const kv::KvStore::ResidencyChange ch,
