@@ -374,7 +374,23 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
   ids.reserve(seqs.size());
   for (const ForwardSeq& s : seqs) ids.push_back(s.seq);
   SLIM_RETURN_IF_ERROR(kv.BeginCompute(ids));
-  const Status st = ForwardPass(kv, seqs, logits);
+  // Decode passes (a few rows per sequence, every layer, no pruning) may run as launch graphs.
+  bool decode = true;
+  for (const ForwardSeq& s : seqs) {
+    decode = decode && s.tokens.size() <= 8 && s.prune == nullptr && s.layer_begin == 0 && EndOf(s) == config_.n_layers;
+  }
+  Status st;
+  if (decode && backend_->BeginGraphPass()) {
+    st = ForwardPass(kv, seqs, logits);
+    if (const Status g = backend_->EndGraphPass(); !g.ok()) {
+      // Part of the recorded work did not run; the backend records no more, and the pass runs
+      // again (its KV writes land in the same slots; selection counts are taken twice).
+      if (graph_failure_.ok()) graph_failure_ = g;
+      st = ForwardPass(kv, seqs, logits);
+    }
+  } else {
+    st = ForwardPass(kv, seqs, logits);
+  }
   kv.EndCompute(ids);
   return st;
 }
@@ -406,6 +422,7 @@ Status Model::ForwardPass(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std
     SLIM_RETURN_IF_ERROR(AttentionBlock(l, kv, cur, b));
     MlpBlock(l, b);
     if (l + 1 < L) LeaveAfter(l, b, cur);
+    backend_->GraphBoundary();
   }
   SLIM_RETURN_IF_ERROR(FinishSelections(kv, b));  // a segment that chooses at the last layer
   SLIM_RETURN_IF_ERROR(ReleaseDeferred(kv, b));

@@ -85,6 +85,9 @@ class Model {
   Status SummarizeLast(std::span<const SummaryRequest> requests, std::vector<LogitsSummary>* summaries);
   // Sequence i's logits of the last pass -> row [vocab]. Valid until the next pass.
   Status DownloadLogits(int64_t i, std::vector<float>* row);
+  // The first failure of a decode pass recorded as launch graphs (Backend::EndGraphPass; the
+  // pass then ran again without), OK when none.
+  const Status& graph_failure() const { return graph_failure_; }
 
  private:
   Model(ModelConfig config, Backend* backend);
@@ -152,6 +155,7 @@ class Model {
   Buffer select_q_;
   int64_t select_q_rows_ = 0;
   std::vector<float> select_q_host_;  // the query row, for key-bound scores
+  Status graph_failure_;
 };
 
 }  // namespace slim

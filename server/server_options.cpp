@@ -19,6 +19,8 @@ ABSL_FLAG(std::string, tokenizer, "",
 ABSL_FLAG(std::string, device, "cpu", "cpu, cuda, or auto (cuda when a GPU is present, else cpu)");
 ABSL_FLAG(int, threads, 0, "CPU threads for the engine (0 = all cores)");
 ABSL_FLAG(std::string, kv_dtype, "auto", "KV cache type: auto (cpu f32, cuda bf16), f32 or f16 (cpu), bf16 (cuda)");
+ABSL_FLAG(std::string, cuda_graphs, "auto",
+          "cuda: launch decode steps as CUDA graphs (auto, on) or every kernel from the host (off)");
 ABSL_FLAG(bool, chat_content_specials, false,
           "recognise special-token texts (<|im_start|> ...) inside chat message content too; off: content "
           "is plain text and only the chat template's markup yields special tokens (for trusted callers only)");
@@ -102,7 +104,7 @@ namespace slim::server {
 namespace {
 
 const char* const kFlagNames[] = {
-    "model", "tokenizer",          "device",          "threads",           "kv_dtype",      "host",          "port",
+    "model", "tokenizer",          "device",          "threads",           "kv_dtype",      "cuda_graphs", "host",          "port",
     "http_host", "http_port", "http_max_connections", "http_read_timeout_s", "http_idle_timeout_s",
     "http_write_timeout_s", "http_max_body_bytes", "served_model_name", "api_key", "api_key_file",
     "metrics_host",   "metrics_port",    "max_seqs",          "max_queue",     "max_prompt_tokens", "max_prefill_tokens_per_step",
@@ -257,6 +259,7 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   auto kv_cache = ParseKvCache(absl::GetFlag(FLAGS_kv_dtype));
   if (!kv_cache.ok()) return kv_cache.status().WithPrefix("--kv-dtype");
   e.backend.kv_cache = *kv_cache;
+  SLIM_ASSIGN_OR_RETURN(e.backend.cuda_graphs, ParseToggle("--cuda-graphs", absl::GetFlag(FLAGS_cuda_graphs)));
   e.chat_content_specials = absl::GetFlag(FLAGS_chat_content_specials);
   e.chat_template_file = absl::GetFlag(FLAGS_chat_template);
   o.host = absl::GetFlag(FLAGS_host);

@@ -267,6 +267,7 @@ StatusOr<json> DecodeWhileCopying(const Args& a) {
   EngineOptions o;
   o.model = a.Str("model", "synthetic:llama-3.1-8b");
   o.backend.device = a.Str("device", "cuda") == "cpu" ? Device::kCpu : Device::kCuda;
+  SLIM_ASSIGN_OR_RETURN(o.backend.cuda_graphs, ParseToggle("cuda graphs mode", a.Str("cuda-graphs", "auto")));
   SLIM_ASSIGN_OR_RETURN(const int64_t context, a.Int("context-tokens", 32768, 64, 1 << 20));
   SLIM_ASSIGN_OR_RETURN(const int64_t other, a.Int("swap-tokens", 8192, 64, 1 << 20));
   SLIM_ASSIGN_OR_RETURN(const int64_t steps, a.Int("decode-tokens", 64, 4, 4096));
@@ -352,7 +353,7 @@ StatusOr<json> DecodeWhileCopying(const Args& a) {
 Status CmdKvTransfer(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
                                             {"device", "blocks", "block-kib", "repeat", "groups", "model",
-                                             "context-tokens", "swap-tokens", "decode-tokens", "parts", "background"},
+                                             "context-tokens", "swap-tokens", "decode-tokens", "parts", "background", "cuda-graphs"},
                                             {"json", "profile"}));
   BackendOptions bo;
   bo.device = a.Str("device", "cuda") == "cpu" ? Device::kCpu : Device::kCuda;

@@ -199,6 +199,16 @@ class Backend {
   virtual Status SummarizeLogits(TensorView logits, std::span<const SummaryRequest> requests,
                                  std::vector<LogitsSummary>* out);
 
+  // Launch graphs: the ops of a pass between BeginGraphPass (true when the backend records
+  // this pass) and EndGraphPass may be recorded and launched as a few graphs, in the same
+  // order; GraphBoundary marks where launching what was recorded so far may pay (a layer's
+  // end). EndGraphPass returns the first failure to record or launch, in which case some of the
+  // pass's work did not run and the caller reruns it (the backend then records no more passes).
+  // Backends without graphs record nothing.
+  virtual bool BeginGraphPass() { return false; }
+  virtual void GraphBoundary() {}
+  virtual Status EndGraphPass() { return OkStatus(); }
+
   // Per-op device timings for benchmarks: while on, the backend times each op (CUDA events);
   // TakeProfile waits for queued work and returns and clears the totals (largest first).
   // Backends without timers return nothing.
@@ -234,6 +244,9 @@ struct BackendOptions {
   // algorithms on the first product of each shape and size bucket and keep the fastest; off
   // leaves every choice to cublasGemmEx.
   Toggle cuda_gemm_tune = Toggle::kAuto;
+  // CUDA decode passes launched as graphs (BeginGraphPass; cuda/stream_graphs.h): auto/on
+  // record them, off launches every op from the host.
+  Toggle cuda_graphs = Toggle::kAuto;
 };
 
 // Flag spellings: "auto" "f32" "f16" "bf16" / "auto" "mma" "wgmma" / "auto" "on" "off".

@@ -84,10 +84,11 @@ TEST(ServerOptions, ValidateNamesTheFlag) {
 // Word-valued flags become enums when parsed; an unknown word is refused there, naming the flag.
 TEST(ServerOptions, UnknownWordsAreRefusedNamingTheFlag) {
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"pruning", "sometimes"}, {"device", "tpu"}, {"reflection", "maybe"}, {"kv-dtype", "int4"}};
+      {"pruning", "sometimes"}, {"device", "tpu"}, {"reflection", "maybe"}, {"kv-dtype", "int4"},
+      {"cuda-graphs", "sometimes"}};
   // Flags keep their values between parses in one process: each parse sets the others back.
   const std::vector<std::string> defaults = {"sliminfer-server", "--pruning=off", "--device=cpu", "--reflection=auto",
-                                             "--kv-dtype=auto"};
+                                             "--kv-dtype=auto", "--cuda-graphs=auto"};
   for (const auto& [flag, word] : cases) {
     std::vector<std::string> args = defaults;
     args.push_back("--" + flag + "=" + word);

@@ -22,6 +22,7 @@
 #include "engine/backend/cuda/rms_norm.h"
 #include "engine/backend/cuda/rope.h"
 #include "engine/backend/cuda/sample_topk.h"
+#include "engine/backend/cuda/stream_graphs.h"
 #include "engine/backend/cuda/swiglu.h"
 
 namespace slim::cuda {
@@ -328,13 +329,17 @@ Status CudaBackend::LaunchScores(ScoreSlot* slot, TensorView q, TensorView k, co
     SLIM_ASSIGN_OR_RETURN(uint8_t* host, slot->host.Get(bytes));
     SLIM_RETURN_IF_ERROR(LaunchMappedCopy(a.unit_scores, host, bytes, stream_));
   }
-  CUDA_CHECK(cudaEventRecord(slot->done, stream_));
+  {
+    CaptureGap gap;  // the host waits on this event: it must be recorded, not captured
+    CUDA_CHECK(cudaEventRecord(slot->done, stream_));
+  }
   slot->begun = true;
   return OkStatus();
 }
 
 Status CudaBackend::CollectScores(ScoreSlot* slot, std::vector<float>* block_scores) {
   slot->begun = false;
+  CaptureGap gap;
   CUDA_CHECK(cudaEventSynchronize(slot->done));
   SLIM_RETURN_IF_ERROR(TakeError());
   block_scores->assign(static_cast<size_t>(slot->n_blocks), 0.0f);
@@ -444,6 +449,7 @@ Status CudaBackend::SummarizeLogits(TensorView logits, std::span<const SummaryRe
   const size_t out_bytes = SummaryOutputBytes(n_rows, k_max);
   SLIM_ASSIGN_OR_RETURN(uint8_t* host_out, summary_host_.Get(out_bytes));
   SLIM_RETURN_IF_ERROR(LaunchMappedCopy(scratch, host_out, out_bytes, stream_));
+  CaptureGap gap;
   CUDA_CHECK(cudaStreamSynchronize(stream_));
   const uint8_t* tops = host_out + requests.size() * sizeof(SummaryRowOut);
   for (size_t i = 0; i < requests.size(); ++i) {

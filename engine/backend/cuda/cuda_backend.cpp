@@ -21,6 +21,7 @@
 #include "engine/backend/cuda/rms_norm.h"
 #include "engine/backend/cuda/rope.h"
 #include "engine/backend/cuda/sample_topk.h"
+#include "engine/backend/cuda/stream_graphs.h"
 #include "engine/backend/cuda/swiglu.h"
 
 namespace slim::cuda {
@@ -40,6 +41,7 @@ cudaEvent_t CudaBackend::NewEvent() {
 
 std::vector<OpTime> CudaBackend::TakeProfile() {
   std::vector<OpTime> out;
+  CaptureGap gap;
   if (cudaStreamSynchronize(stream_) != cudaSuccess) return out;
   std::map<std::string, OpTime> by_op;
   for (const Pending& p : pending_) {
@@ -98,6 +100,8 @@ Status CudaBackend::Init(const BackendOptions& options) {
   SLIM_RETURN_IF_ERROR(score_slots_[0]->host.Get(size_t{256} << 10).status());
   profiling_ = options.profile;
   gemv_ = options.cuda_gemv;
+  graphs_.Init(stream_);
+  graphs_on_ = options.cuda_graphs != Toggle::kOff;
   SLIM_RETURN_IF_ERROR(
       gemm_.Init(stream_, cublas_, cublas_ws_, kCublasWorkspace, options.cuda_gemm_tune != Toggle::kOff));
   if (options.kv_cache != KvCache::kAuto && options.kv_cache != KvCache::kBf16) {
@@ -140,11 +144,40 @@ Status CudaBackend::TakeError() {
   return s;
 }
 
+bool CudaBackend::BeginGraphPass() {
+  if (!graphs_on_ || profiling_ || graphs_.in_pass()) return false;
+  graph_boundaries_ = 0;
+  if (!graphs_.Begin().ok()) {
+    (void)graphs_.End();
+    graphs_on_ = false;
+    return false;
+  }
+  return true;
+}
+
+void CudaBackend::GraphBoundary() {
+  if (!graphs_.in_pass()) return;
+  ++graph_boundaries_;
+  // After 1, 3, 7, 15, ... boundaries: segments double in length.
+  if ((graph_boundaries_ & (graph_boundaries_ + 1)) == 0) (void)graphs_.Split();  // End reports a failure
+}
+
+Status CudaBackend::EndGraphPass() {
+  const Status s = graphs_.End();
+  if (s.ok()) return s;
+  // Errors the ops noted meanwhile came from the failed recording; the caller's rerun reports
+  // its own.
+  graphs_on_ = false;
+  (void)TakeError();
+  return s.WithPrefix("cuda graphs");
+}
+
 // ---- memory and transfers ----------------------------------------------------------------------
 
 StatusOr<Buffer> CudaBackend::Alloc(DType dtype, int64_t rows, int64_t cols) {
   if (rows < 0 || cols < 0) return InvalidArgumentError("cuda alloc: negative shape");
   const size_t bytes = static_cast<size_t>(rows) * static_cast<size_t>(cols) * DTypeBytes(dtype);
+  CaptureGap gap;
   void* p = nullptr;
   const cudaError_t e = cudaMalloc(&p, std::max<size_t>(bytes, 256));
   if (e != cudaSuccess) {
@@ -167,12 +200,16 @@ StatusOr<Buffer> CudaBackend::Alloc(DType dtype, int64_t rows, int64_t cols) {
   v.rows = rows;
   v.cols = cols;
   v.stride = cols;
-  return Buffer(v, [](void* q) { (void)cudaFree(q); });
+  return Buffer(v, [](void* q) {
+    CaptureGap gap;
+    (void)cudaFree(q);
+  });
 }
 
 Status CudaBackend::Upload(const float* host, TensorView dst) {
   SLIM_RETURN_IF_ERROR(TakeError());
   if (dst.rows == 0 || dst.cols == 0) return OkStatus();
+  CaptureGap gap;
   if (dst.dtype == DType::kF32) {
     CUDA_CHECK(cudaMemcpy2DAsync(dst.data, dst.stride * 4, host, dst.cols * 4, dst.cols * 4, dst.rows,
                                  cudaMemcpyHostToDevice, stream_));
@@ -197,6 +234,7 @@ Status CudaBackend::Upload(const float* host, TensorView dst) {
 Status CudaBackend::Download(TensorView src, float* host) {
   SLIM_RETURN_IF_ERROR(TakeError());
   if (src.rows == 0 || src.cols == 0) return OkStatus();
+  CaptureGap gap;
   const void* from = src.data;
   int64_t pitch = src.stride;
   if (src.dtype != DType::kF32) {
@@ -214,6 +252,7 @@ Status CudaBackend::Download(TensorView src, float* host) {
 
 Status CudaBackend::Sync() {
   SLIM_RETURN_IF_ERROR(TakeError());
+  CaptureGap gap;
   CUDA_CHECK(cudaStreamSynchronize(stream_));
   return OkStatus();
 }

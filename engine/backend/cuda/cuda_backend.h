@@ -17,6 +17,7 @@
 #include "engine/backend/cuda/flash_attention.h"
 #include "engine/backend/cuda/gemm_tuner.h"
 #include "engine/backend/cuda/host_stager.h"
+#include "engine/backend/cuda/stream_graphs.h"
 
 namespace slim::cuda {
 
@@ -71,6 +72,14 @@ class CudaBackend final : public Backend {
   // Penalizes in place and restores (sample_topk.h); downloads only the summaries.
   Status SummarizeLogits(TensorView logits, std::span<const SummaryRequest> requests,
                          std::vector<LogitsSummary>* out) override;
+
+  // Records the pass as graph segments (StreamGraphs), split at layer boundaries 1, 3, 7, 15,
+  // ... so the device starts on the first layers while later ones are recorded. Not while
+  // profiling (its events are recorded per op), nor after a failed pass.
+  bool BeginGraphPass() override;
+  void GraphBoundary() override;
+  Status EndGraphPass() override;
+  const StreamGraphs& graphs() const { return graphs_; }
 
   void SetProfiling(bool on) override { profiling_ = on; }
   std::vector<OpTime> TakeProfile() override;
@@ -130,6 +139,9 @@ class CudaBackend final : public Backend {
   void* cublas_ws_ = nullptr;
   GemmTuner gemm_;  // prefill products: GemmEx or the fastest cuBLASLt algorithm per shape
   HostStager stager_;
+  StreamGraphs graphs_;
+  bool graphs_on_ = true;    // BackendOptions::cuda_graphs, off after a failed pass
+  int graph_boundaries_ = 0;  // GraphBoundary calls in the open pass
   DeviceScratch gather_scratch_, convert_scratch_, attn_scratch_, score_scratch_;
   std::vector<int32_t> host_i32_;  // reused host staging vectors
   Status error_;

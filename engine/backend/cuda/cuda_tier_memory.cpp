@@ -8,6 +8,7 @@
 
 #include "engine/backend/cuda/cuda_backend.h"
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/stream_graphs.h"
 
 namespace slim::cuda {
 
@@ -68,6 +69,7 @@ void CudaTierMemory::FreeHost(void* p) {
 
 void CudaTierMemory::Fill(bool tier_is_gpu, void* p, size_t bytes, uint8_t byte) {
   if (tier_is_gpu) {
+    CaptureGap gap;
     (void)cudaMemsetAsync(p, byte, bytes, compute_);
   } else {
     std::memset(p, byte, bytes);
@@ -76,6 +78,9 @@ void CudaTierMemory::Fill(bool tier_is_gpu, void* p, size_t bytes, uint8_t byte)
 
 kv::Fence CudaTierMemory::RecordCompute() {
   const kv::Fence f = ++next_fence_;
+  // Copy streams wait on fences and markers on the compute stream: they are recorded and waited
+  // on outside any capture of it (stream_graphs.h), after the work captured so far is launched.
+  CaptureGap gap;
   (void)cudaEventRecord(fences_[f % kFenceRing], compute_);
   return f;
 }
@@ -87,7 +92,10 @@ cudaEvent_t CudaTierMemory::MarkerEvent(kv::Marker m) {
 }
 
 void CudaTierMemory::ComputeWait(kv::Marker m) {
-  if (cudaEvent_t e = MarkerEvent(m)) (void)cudaStreamWaitEvent(compute_, e, 0);
+  if (cudaEvent_t e = MarkerEvent(m)) {
+    CaptureGap gap;
+    (void)cudaStreamWaitEvent(compute_, e, 0);
+  }
 }
 
 cudaEvent_t CudaTierMemory::TimingEvent() {
@@ -105,6 +113,7 @@ uint64_t CudaTierMemory::ComputeWaitProbed(kv::Marker m) {
   if (e == nullptr) return 0;
   // A copy already done cannot hold compute up: no wait, nothing to measure.
   if (cudaEventQuery(e) == cudaSuccess) return 0;
+  CaptureGap gap;
   std::lock_guard<std::mutex> l(mu_);
   Probe p{TimingEvent(), TimingEvent()};
   if (p.before == nullptr || p.after == nullptr) {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/stream_graphs.h"
 
 namespace slim::cuda {
 namespace {
@@ -82,6 +83,7 @@ Status GemmTuner::RunChoice(const GemmArgs& a, const Plan& plan, const Choice& c
 
 // The second of two runs (the first may load the kernel), in milliseconds.
 StatusOr<float> GemmTuner::TimeOnce(const GemmArgs& a, const Plan& plan, const Choice& c) {
+  CaptureGap gap;  // timed with events and a host wait
   SLIM_RETURN_IF_ERROR(RunChoice(a, plan, c));
   CUDA_CHECK(cudaEventRecord(t0_, stream_));
   SLIM_RETURN_IF_ERROR(RunChoice(a, plan, c));

@@ -6,6 +6,7 @@
 
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/mapped_copy.h"
+#include "engine/backend/cuda/stream_graphs.h"
 
 namespace slim::cuda {
 
@@ -20,6 +21,7 @@ DeviceScratch::~DeviceScratch() {
 
 StatusOr<void*> DeviceScratch::Get(size_t bytes) {
   if (bytes <= bytes_ && data_ != nullptr) return data_;
+  CaptureGap gap;  // freeing and allocating cannot be captured
   if (data_ != nullptr) {
     CUDA_CHECK(cudaFree(data_));  // synchronizes: nothing still reads the old buffer
     data_ = nullptr;
@@ -37,6 +39,7 @@ PinnedBuffer::~PinnedBuffer() {
 
 StatusOr<uint8_t*> PinnedBuffer::Get(size_t bytes) {
   if (bytes <= bytes_ && data_ != nullptr) return data_;
+  CaptureGap gap;
   if (data_ != nullptr) {
     CUDA_CHECK(cudaDeviceSynchronize());
     CUDA_CHECK(cudaFreeHost(data_));
@@ -72,6 +75,17 @@ Status HostStager::Init(size_t capacity, cudaStream_t stream) {
 
 Status HostStager::Reserve(size_t bytes, size_t* offset) {
   const size_t need = AlignUp(std::max<size_t>(bytes, 1));
+  if (need > capacity_ / 4 || head_ + need > capacity_) {
+    // Waiting for the stream is outside any capture: what was captured so far is launched first.
+    CaptureGap gap;
+    SLIM_RETURN_IF_ERROR(Wrap(need));
+  }
+  *offset = head_;
+  head_ += need;
+  return OkStatus();
+}
+
+Status HostStager::Wrap(size_t need) {
   if (need > capacity_ / 4) {
     // Grow: everything staged so far must have been consumed first.
     CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -81,8 +95,6 @@ Status HostStager::Reserve(size_t bytes, size_t* offset) {
     head_ = 0;
     ++lap_;
   }
-  *offset = head_;
-  head_ += need;
   return OkStatus();
 }
 

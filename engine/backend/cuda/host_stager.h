@@ -64,6 +64,8 @@ class HostStager {
 
  private:
   Status Reserve(size_t bytes, size_t* offset);
+  // Grows the rings for `need` bytes or starts the next lap, waiting for the stream.
+  Status Wrap(size_t need);
   void Release();
 
   cudaStream_t stream_ = nullptr;
