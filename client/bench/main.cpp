@@ -51,7 +51,7 @@ const char* kUsage = R"(usage:
      step time, prefetch wait, bytes moved and the gpu-tier KV ("decode_tiers"); --host-kv-gib
      gives it a host tier (default none: every block stays on the first tier)
   sliminfer-bench decode-batch --model M [--device cpu|cuda] [--batches 1,8,32,64] [--contexts 4096,32768] [--profile]
-                           [--steps 32] [--kv-tokens N | --gpu-memory-fraction F] [--json]
+                           [--steps 32] [--kv-tokens N | --gpu-memory-fraction F] [--json] [--cuda-graphs auto|on|off]
      decode step time per batch size and context against the bytes a step reads (weights + KV)
   sliminfer-bench kv-transfer [--device cuda|cpu] [--blocks 4096] [--block-kib 256] [--repeat 5]
                            [--parts copies,store,decode] [--model synthetic:llama-3.1-8b]

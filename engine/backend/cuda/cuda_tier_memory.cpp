@@ -92,10 +92,8 @@ cudaEvent_t CudaTierMemory::MarkerEvent(kv::Marker m) {
 }
 
 void CudaTierMemory::ComputeWait(kv::Marker m) {
-  if (cudaEvent_t e = MarkerEvent(m)) {
-    CaptureGap gap;
-    (void)cudaStreamWaitEvent(compute_, e, 0);
-  }
+  CaptureGap gap;
+  if (cudaEvent_t e = MarkerEvent(m)) (void)cudaStreamWaitEvent(compute_, e, 0);
 }
 
 cudaEvent_t CudaTierMemory::TimingEvent() {
@@ -109,11 +107,13 @@ cudaEvent_t CudaTierMemory::TimingEvent() {
 }
 
 uint64_t CudaTierMemory::ComputeWaitProbed(kv::Marker m) {
+  // Outside a capture whether or not it waits, so that a recorded pass splits at the same
+  // points step after step (its graphs are then updated in place, not instantiated anew).
+  CaptureGap gap;
   cudaEvent_t e = MarkerEvent(m);
   if (e == nullptr) return 0;
   // A copy already done cannot hold compute up: no wait, nothing to measure.
   if (cudaEventQuery(e) == cudaSuccess) return 0;
-  CaptureGap gap;
   std::lock_guard<std::mutex> l(mu_);
   Probe p{TimingEvent(), TimingEvent()};
   if (p.before == nullptr || p.after == nullptr) {
