@@ -56,6 +56,7 @@ TEST(CudaStreamGraphs, StagingThatWrapsInsideARecordingLandsInOrder) {
       }
       const Status st = graphs.End();
       ASSERT_TRUE(st.ok()) << st.ToString();
+      ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);  // s does not wait for the legacy stream's copy
       std::vector<int32_t> got(static_cast<size_t>(kSlices * kInts));
       ASSERT_EQ(cudaMemcpy(got.data(), out, got.size() * sizeof(int32_t), cudaMemcpyDeviceToHost), cudaSuccess);
       for (int i = 0; i < kSlices; ++i) {
