@@ -3,12 +3,14 @@
 // store's host-to-device copies every one of them took a few microseconds longer
 // (bench/kv-store.md). Not part of the build:
 //   nvcc -std=c++17 -O2 -arch=sm_90a launch_probe.cu -o launch_probe
-//   ./launch_probe [kernels_per_chain] [kib_read_per_kernel]
+//   ./launch_probe [kernels_per_chain] [kib_read_per_kernel] [mapped_every]
 //
 // Times a chain of `kernels_per_chain` memory-bound kernels (each reads its own slice of a
 // device buffer) launched one by one on a stream and as one captured graph, alone and beside
 // a copy stream kept busy with host-to-device or device-to-host copies of pinned memory, in
-// 64 MiB and 256 KiB pieces. Prints the median chain time of each case in microseconds.
+// 64 MiB and 256 KiB pieces. Prints the median chain time of each case in microseconds. With
+// mapped_every N > 0, every Nth kernel of the chain also reads 1 KiB of pinned host memory
+// through unified addressing (as the backend's staging copy kernel does).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -43,13 +45,19 @@ __global__ void Spin(long long ns) {
   }
 }
 
+__global__ void ReadMapped(const int4* host, int4* dev, int n) {
+  for (int i = threadIdx.x; i < n; i += blockDim.x) dev[i] = host[i];
+}
+
 int main(int argc, char** argv) {
   const int kernels = argc > 1 ? std::atoi(argv[1]) : 256;
   const size_t kib = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 2048;
   const size_t slice4 = kib * 1024 / sizeof(float4);
+  const int mapped_every = argc > 3 ? std::atoi(argv[3]) : 0;
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("device %s, %d kernels per chain, %zu KiB read per kernel\n", prop.name, kernels, kib);
+  std::printf("device %s, %d kernels per chain, %zu KiB read per kernel, a mapped 1 KiB read every %d\n",
+              prop.name, kernels, kib, mapped_every);
 
   float4* buf;
   float* out;
@@ -66,8 +74,15 @@ int main(int argc, char** argv) {
   CK(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking));
   CK(cudaStreamCreateWithFlags(&copy, cudaStreamNonBlocking));
   const int grid = prop.multiProcessorCount * 2;
+  int4* pinned_small;
+  int4* dev_small;
+  CK(cudaMallocHost(&pinned_small, 1024));
+  CK(cudaMalloc(&dev_small, 1024));
   auto chain = [&] {
-    for (int k = 0; k < kernels; ++k) ReadSlice<<<grid, 256, 0, compute>>>(buf + slice4 * k, slice4, out);
+    for (int k = 0; k < kernels; ++k) {
+      ReadSlice<<<grid, 256, 0, compute>>>(buf + slice4 * k, slice4, out);
+      if (mapped_every > 0 && k % mapped_every == 0) ReadMapped<<<1, 64, 0, compute>>>(pinned_small, dev_small, 64);
+    }
   };
   cudaGraph_t graph;
   cudaGraphExec_t exec;
