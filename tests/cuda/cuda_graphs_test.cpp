@@ -13,18 +13,10 @@
 #include "engine/backend/cuda/mapped_copy.h"
 #include "engine/backend/cuda/stream_graphs.h"
 #include "engine/engine.h"
+#include "tests/cuda/cuda_test_util.h"
 
 namespace slim {
 namespace {
-
-bool HaveGpu() {
-  static const bool have = [] {
-    BackendOptions o;
-    o.device = Device::kCuda;
-    return CreateBackend(o).ok();
-  }();
-  return have;
-}
 
 // Staged arrays copied into their own slices of a device buffer, with a ring of four slots so
 // that the stager wraps (waits for the stream) inside the recording again and again: every
@@ -98,13 +90,6 @@ TEST(CudaStreamGraphs, AForbiddenCallInsideARecordingIsReported) {
     EXPECT_TRUE(graphs.End().ok());
   }
   ASSERT_EQ(cudaStreamDestroy(s), cudaSuccess);
-}
-
-std::vector<int32_t> RandomIds(int n, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> ids(static_cast<size_t>(n));
-  for (auto& t : ids) t = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
-  return ids;
 }
 
 struct Steps {

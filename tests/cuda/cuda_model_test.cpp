@@ -13,18 +13,10 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "tests/cuda/cuda_test_util.h"
 
 namespace slim {
 namespace {
-
-bool HaveGpu() {
-  static const bool have = [] {
-    BackendOptions o;
-    o.device = Device::kCuda;
-    return CreateBackend(o).ok();
-  }();
-  return have;
-}
 
 std::unique_ptr<Engine> MakeEngine(const std::string& model, Device device, int64_t kv_tokens) {
   EngineOptions o;
@@ -35,13 +27,6 @@ std::unique_ptr<Engine> MakeEngine(const std::string& model, Device device, int6
   auto e = Engine::Create(o);
   EXPECT_TRUE(e.ok()) << e.status().ToString();
   return e.ok() ? std::move(e).value() : nullptr;
-}
-
-std::vector<int32_t> RandomIds(int n, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> ids(static_cast<size_t>(n));
-  for (auto& t : ids) t = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
-  return ids;
 }
 
 struct Diff {

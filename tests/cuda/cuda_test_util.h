@@ -1,4 +1,4 @@
-// Helpers shared by the CUDA tests: host values rounded to bf16 (so both backends see the same
+// Helpers shared by the CUDA tests: whether a GPU is here, random token ids, host values rounded to bf16 (so both backends see the same
 // inputs), the relative L2 error the tolerances are stated in, and host <-> backend buffers.
 #pragma once
 
@@ -9,11 +9,30 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <random>
 #include <vector>
 
 #include "engine/backend/backend.h"
 
 namespace slim {
+
+// Whether a CUDA backend can be created here (tests skip without one).
+inline bool HaveGpu() {
+  static const bool have = [] {
+    BackendOptions o;
+    o.device = Device::kCuda;
+    return CreateBackend(o).ok();
+  }();
+  return have;
+}
+
+// n token ids uniform in [0, vocab).
+inline std::vector<int32_t> RandomIds(int n, int vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (auto& t : ids) t = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
+  return ids;
+}
 
 // Round to nearest even bf16, kept in a float.
 inline float RoundBf16(float x) {
