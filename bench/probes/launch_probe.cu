@@ -3,14 +3,16 @@
 // store's host-to-device copies every one of them took a few microseconds longer
 // (bench/kv-store.md). Not part of the build:
 //   nvcc -std=c++17 -O2 -arch=sm_90a launch_probe.cu -o launch_probe
-//   ./launch_probe [kernels_per_chain] [kib_read_per_kernel] [mapped_every]
+//   ./launch_probe [kernels_per_chain] [kib_read_per_kernel] [mapped_every] [pdl]
 //
 // Times a chain of `kernels_per_chain` memory-bound kernels (each reads its own slice of a
 // device buffer) launched one by one on a stream and as one captured graph, alone and beside
 // a copy stream kept busy with host-to-device or device-to-host copies of pinned memory, in
 // 64 MiB and 256 KiB pieces. Prints the median chain time of each case in microseconds. With
 // mapped_every N > 0, every Nth kernel of the chain also reads 1 KiB of pinned host memory
-// through unified addressing (as the backend's staging copy kernel does).
+// through unified addressing (as the backend's staging copy kernel does). With pdl 1 the chain's
+// kernels use programmatic dependent launch as the decode kernels do (each may start while the
+// one before runs, and waits for it before reading).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -28,6 +30,8 @@
   } while (0)
 
 __global__ void ReadSlice(const float4* in, size_t n4, float* out) {
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
   float acc = 0.0f;
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n4; i += size_t(gridDim.x) * blockDim.x) {
     const float4 v = in[i];
@@ -54,10 +58,11 @@ int main(int argc, char** argv) {
   const size_t kib = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 2048;
   const size_t slice4 = kib * 1024 / sizeof(float4);
   const int mapped_every = argc > 3 ? std::atoi(argv[3]) : 0;
+  const bool pdl = argc > 4 && std::atoi(argv[4]) != 0;
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("device %s, %d kernels per chain, %zu KiB read per kernel, a mapped 1 KiB read every %d\n",
-              prop.name, kernels, kib, mapped_every);
+  std::printf("device %s, %d kernels per chain, %zu KiB read per kernel, a mapped 1 KiB read every %d, pdl %d\n",
+              prop.name, kernels, kib, mapped_every, int(pdl));
 
   float4* buf;
   float* out;
@@ -80,7 +85,21 @@ int main(int argc, char** argv) {
   CK(cudaMalloc(&dev_small, 1024));
   auto chain = [&] {
     for (int k = 0; k < kernels; ++k) {
-      ReadSlice<<<grid, 256, 0, compute>>>(buf + slice4 * k, slice4, out);
+      if (pdl) {
+        cudaLaunchConfig_t cfg{};
+        cfg.gridDim = dim3(grid);
+        cfg.blockDim = dim3(256);
+        cfg.stream = compute;
+        cudaLaunchAttribute attr[1];
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = attr;
+        cfg.numAttrs = 1;
+        const float4* in = buf + slice4 * k;
+        (void)cudaLaunchKernelEx(&cfg, ReadSlice, in, slice4, out);
+      } else {
+        ReadSlice<<<grid, 256, 0, compute>>>(buf + slice4 * k, slice4, out);
+      }
       if (mapped_every > 0 && k % mapped_every == 0) ReadMapped<<<1, 64, 0, compute>>>(pinned_small, dev_small, 64);
     }
   };
