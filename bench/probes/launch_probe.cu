@@ -2,7 +2,7 @@
 // chain as a CUDA graph avoid it? Decode runs about 250 short kernels per token; beside the KV
 // store's host-to-device copies every one of them took a few microseconds longer
 // (bench/kv-store.md). Not part of the build:
-//   nvcc -std=c++17 -O2 -arch=sm_90a launch_probe.cu -o launch_probe
+//   nvcc -std=c++17 -O2 -arch=sm_90a -I../.. launch_probe.cu -o launch_probe
 //   ./launch_probe [kernels_per_chain] [kib_read_per_kernel] [mapped_every] [pdl]
 //
 // Times a chain of `kernels_per_chain` memory-bound kernels (each reads its own slice of a
@@ -20,6 +20,8 @@
 #include <cstdlib>
 #include <vector>
 
+#include "engine/backend/cuda/device_common.cuh"  // the backend's PDL launch and wait
+
 #define CK(x)                                                                  \
   do {                                                                         \
     cudaError_t e = (x);                                                       \
@@ -30,8 +32,8 @@
   } while (0)
 
 __global__ void ReadSlice(const float4* in, size_t n4, float* out) {
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+  slim::cuda::PdlWait();
+  slim::cuda::PdlTrigger();
   float acc = 0.0f;
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n4; i += size_t(gridDim.x) * blockDim.x) {
     const float4 v = in[i];
@@ -86,17 +88,7 @@ int main(int argc, char** argv) {
   auto chain = [&] {
     for (int k = 0; k < kernels; ++k) {
       if (pdl) {
-        cudaLaunchConfig_t cfg{};
-        cfg.gridDim = dim3(grid);
-        cfg.blockDim = dim3(256);
-        cfg.stream = compute;
-        cudaLaunchAttribute attr[1];
-        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr[0].val.programmaticStreamSerializationAllowed = 1;
-        cfg.attrs = attr;
-        cfg.numAttrs = 1;
-        const float4* in = buf + slice4 * k;
-        (void)cudaLaunchKernelEx(&cfg, ReadSlice, in, slice4, out);
+        (void)slim::cuda::LaunchPdl(ReadSlice, dim3(grid), dim3(256), 0, compute, buf + slice4 * k, slice4, out);
       } else {
         ReadSlice<<<grid, 256, 0, compute>>>(buf + slice4 * k, slice4, out);
       }
