@@ -374,10 +374,13 @@ Status Model::Forward(kv::KvStore& kv, std::span<const ForwardSeq> seqs, std::ve
   ids.reserve(seqs.size());
   for (const ForwardSeq& s : seqs) ids.push_back(s.seq);
   SLIM_RETURN_IF_ERROR(kv.BeginCompute(ids));
-  // Decode passes (a few rows per sequence, every layer, no pruning) may run as launch graphs.
+  // Decode passes (a few rows per sequence, every layer, no pruning) may run as launch graphs;
+  // prefill passes are a few long kernels, where launches cost nothing worth recording.
+  constexpr size_t kGraphMaxRows = 8;
   bool decode = true;
   for (const ForwardSeq& s : seqs) {
-    decode = decode && s.tokens.size() <= 8 && s.prune == nullptr && s.layer_begin == 0 && EndOf(s) == config_.n_layers;
+    decode = decode && s.tokens.size() <= kGraphMaxRows && s.prune == nullptr && s.layer_begin == 0 &&
+             EndOf(s) == config_.n_layers;
   }
   Status st;
   if (decode && backend_->BeginGraphPass()) {
