@@ -4,11 +4,13 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
+#include <regex>
 #include <thread>
 
 #include "client/bench/args.h"
@@ -213,19 +215,59 @@ StatusOr<json> DecodeWithRawCopies(Engine& e, const std::string& dir, int64_t st
   std::shuffle(hs.begin(), hs.end(), rng);
   gs.resize(nb);
   hs.resize(nb);
-  const Layouts L = Arrange(static_cast<uint8_t*>(g), static_cast<uint8_t*>(h), gs, hs, bb, "grouped", 32);
+  // "-contig": the same 1 GiB as one contiguous range per copy instead of 32 batches of 128
+  // scattered blocks (few CUDA calls instead of about 500 us of cudaMemcpyBatchAsync per batch).
+  // "-gN": N batches of 4096 / N blocks each instead of 32 (how long one call holds the driver).
+  const bool contig = dir.find("-contig") != std::string::npos;
+  const size_t gpos = dir.find("-g");
+  const int groups = gpos == std::string::npos ? 32 : std::atoi(dir.c_str() + gpos + 2);
+  const Layouts L = Arrange(static_cast<uint8_t*>(g), static_cast<uint8_t*>(h), gs, hs, bb,
+                            contig ? "contiguous" : "grouped", groups);
   std::atomic<bool> stop{false};
   auto loop = [&](kv::CopyDir d) {
     while (!stop) {
       if (!TimeCopies(*mem, d, d == kv::CopyDir::kH2D ? L.h2d : L.d2h).ok()) return;
     }
   };
+  // "-queued": 40 GiB of copies (about 0.75 s at 55 GB/s) queued on this thread before the run
+  // and waited for after it, so that no other thread calls into CUDA while decode runs (whether
+  // the slowdown is the copies on the link or the copy threads' API calls beside the engine's).
+  const bool queued = dir.find("-queued") != std::string::npos;
+  const kv::CopyDir queued_dir = dir.starts_with("d2h") ? kv::CopyDir::kD2H : kv::CopyDir::kH2D;
+  json queued_runs = json::array();
+  auto run_queued = [&]() -> StatusOr<double> {
+    std::vector<kv::Marker> marks;
+    SLIM_ASSIGN_OR_RETURN(const kv::Marker start, mem->Mark(queued_dir));
+    marks.push_back(start);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int rep = 0; rep < 40; ++rep) {
+      for (const auto& b : queued_dir == kv::CopyDir::kH2D ? L.h2d : L.d2h) {
+        SLIM_ASSIGN_OR_RETURN(const kv::Marker mk, mem->CopyBatch(queued_dir, 0, b));
+        marks.push_back(mk);
+      }
+    }
+    const double queue_s = Seconds(t0);
+    const auto t1 = std::chrono::steady_clock::now();
+    StatusOr<double> y = run(false, steps, &copies);
+    const double decode_s = Seconds(t1);
+    SLIM_RETURN_IF_ERROR(mem->HostWait(marks.back()));
+    const double copy_s = mem->Elapsed(start, marks.back());
+    for (kv::Marker mk : marks) mem->ReleaseMarker(mk);
+    // The copies covered the run when they took longer than queueing them plus the run.
+    queued_runs.push_back({{"queue_s", queue_s},
+                           {"decode_s", decode_s},
+                           {"copy_s", copy_s},
+                           {"copies_covered_run", copy_s > queue_s + decode_s},
+                           {"gbs", 40.0 * static_cast<double>(L.bytes) / copy_s / 1e9}});
+    return y;
+  };
   // One decode run while the copies loop on their own threads.
   auto run_copying = [&]() -> StatusOr<double> {
+    if (queued) return run_queued();
     stop = false;
     std::vector<std::thread> threads;
-    if (dir == "h2d" || dir == "both") threads.emplace_back(loop, kv::CopyDir::kH2D);
-    if (dir == "d2h" || dir == "both") threads.emplace_back(loop, kv::CopyDir::kD2H);
+    if (dir.starts_with("h2d") || dir.starts_with("both")) threads.emplace_back(loop, kv::CopyDir::kH2D);
+    if (dir.starts_with("d2h") || dir.starts_with("both")) threads.emplace_back(loop, kv::CopyDir::kD2H);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     StatusOr<double> y = run(false, steps, &copies);
     stop = true;
@@ -258,6 +300,7 @@ StatusOr<json> DecodeWithRawCopies(Engine& e, const std::string& dir, int64_t st
   json out = {{"decode_ms_alone", Median(alone)}, {"decode_ms_while_copying", Median(busy)},
               {"slowdown", Median(busy) / Median(alone) - 1.0}, {"runs_copying", busy}};
   if (profile) out["profile"] = std::move(prof);
+  if (queued) out["queued_copies"] = std::move(queued_runs);
   return out;
 }
 
@@ -268,9 +311,21 @@ StatusOr<json> DecodeWhileCopying(const Args& a) {
   o.model = a.Str("model", "synthetic:llama-3.1-8b");
   o.backend.device = a.Str("device", "cuda") == "cpu" ? Device::kCpu : Device::kCuda;
   SLIM_ASSIGN_OR_RETURN(o.backend.cuda_graphs, ParseToggle("cuda graphs mode", a.Str("cuda-graphs", "auto")));
+  SLIM_ASSIGN_OR_RETURN(o.backend.cuda_pdl, ParseToggle("cuda PDL mode", a.Str("cuda-pdl", "auto")));
   SLIM_ASSIGN_OR_RETURN(const int64_t context, a.Int("context-tokens", 32768, 64, 1 << 20));
   SLIM_ASSIGN_OR_RETURN(const int64_t other, a.Int("swap-tokens", 8192, 64, 1 << 20));
   SLIM_ASSIGN_OR_RETURN(const int64_t steps, a.Int("decode-tokens", 64, 4, 4096));
+  const std::vector<std::string> backgrounds = a.StrList("background", "");
+  for (const std::string& dir : backgrounds) {
+    static const std::regex kKnown(
+        "(h2d|d2h|both)(-contig|-g(1|2|4|8|16|32|64|128|256|512|1024|2048|4096))?|"
+        "(h2d|d2h)-contig-queued");
+    if (!std::regex_match(dir, kKnown)) {
+      return InvalidArgumentError("--background '" + dir +
+                                  "' (known: h2d, d2h, both, each with -contig or -gN (N a power of two up to 4096), "
+                                  "and h2d-contig-queued, d2h-contig-queued)");
+    }
+  }
   o.kv_tokens = context + other + 64 * steps + 1024;  // room for every run's decoded tokens
   o.host_kv_tokens = other + 256;
   SLIM_ASSIGN_OR_RETURN(auto e, Engine::Create(o));
@@ -313,7 +368,7 @@ StatusOr<json> DecodeWhileCopying(const Args& a) {
   SLIM_ASSIGN_OR_RETURN(double warm, run(false, 8, &copies));
   (void)warm;
   json raw = json::object();
-  for (const std::string& dir : a.StrList("background", "")) {
+  for (const std::string& dir : backgrounds) {
     SLIM_ASSIGN_OR_RETURN(raw[dir], DecodeWithRawCopies(*e, dir, steps, run, a.Flag("profile")));
   }
   std::vector<double> alone, busy;
@@ -351,10 +406,11 @@ StatusOr<json> DecodeWhileCopying(const Args& a) {
 }  // namespace
 
 Status CmdKvTransfer(int argc, char** argv) {
-  SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
-                                            {"device", "blocks", "block-kib", "repeat", "groups", "model",
-                                             "context-tokens", "swap-tokens", "decode-tokens", "parts", "background", "cuda-graphs"},
-                                            {"json", "profile"}));
+  SLIM_ASSIGN_OR_RETURN(Args a,
+                        Args::Parse(argc, argv, 2,
+                                    {"device", "blocks", "block-kib", "repeat", "groups", "model", "context-tokens",
+                                     "swap-tokens", "decode-tokens", "parts", "background", "cuda-graphs", "cuda-pdl"},
+                                    {"json", "profile"}));
   BackendOptions bo;
   bo.device = a.Str("device", "cuda") == "cpu" ? Device::kCpu : Device::kCuda;
   SLIM_ASSIGN_OR_RETURN(const int64_t blocks, a.Int("blocks", 4096, 1, 1 << 20));

@@ -41,7 +41,7 @@ const char* kUsage = R"(usage:
                            [--schedule LAYER:KEEP,...] [--prune-after-attention] [--threads N]
                            [--context N (up to 4x the trained context)] [--json]
                            [--profile] [--kv-dtype auto|f32|f16|bf16] [--cuda-attention auto|mma|wgmma] [--decode-kv-budget N]
-                           [--cuda-gemv auto|on|off] [--cuda-gemm-tune auto|on|off] [--cuda-graphs auto|on|off]
+                           [--cuda-gemv auto|on|off] [--cuda-gemm-tune auto|on|off] [--cuda-graphs auto|on|off] [--cuda-pdl auto|on|off]
                            [--warm-up-tokens N] [--host-kv-gib G] [--decode-detail] [--decode-kv-score means|bounds]
                            [--decode-kv-resident-layers N]
      modes: dense, pruned (the model's default schedule, or --schedule); --profile adds per-op
@@ -51,16 +51,18 @@ const char* kUsage = R"(usage:
      step time, prefetch wait, bytes moved and the gpu-tier KV ("decode_tiers"); --host-kv-gib
      gives it a host tier (default none: every block stays on the first tier)
   sliminfer-bench decode-batch --model M [--device cpu|cuda] [--batches 1,8,32,64] [--contexts 4096,32768] [--profile]
-                           [--steps 32] [--kv-tokens N | --gpu-memory-fraction F] [--json] [--cuda-graphs auto|on|off]
+                           [--steps 32] [--kv-tokens N | --gpu-memory-fraction F] [--json] [--cuda-graphs auto|on|off] [--cuda-pdl auto|on|off]
      decode step time per batch size and context against the bytes a step reads (weights + KV)
   sliminfer-bench kv-transfer [--device cuda|cpu] [--blocks 4096] [--block-kib 256] [--repeat 5]
                            [--parts copies,store,decode] [--model synthetic:llama-3.1-8b]
                            [--context-tokens 32768] [--swap-tokens 8192] [--decode-tokens 64] [--json]
-                           [--background h2d,d2h,both] [--profile] [--cuda-graphs auto|on|off]
+                           [--background h2d,d2h,both[-contig[-queued]|-gN],...] [--profile] [--cuda-graphs auto|on|off] [--cuda-pdl auto|on|off]
      KV store copy rates (contiguous, per block, grouped, batched; each way and both ways),
      whole-sequence offload/prefetch, and decode ms/token with and without swaps running;
-     --background: also beside raw copies looping one way; --profile: with those, per-op device
-     times per token alone and beside the copies
+     --background: also beside raw 1 GiB copies of scattered blocks looping one way (-contig: one
+     contiguous range each; -contig-queued: queued up front by the decoding thread, so that no
+     other thread calls CUDA during the run; -gN: in N batches instead of 32); --profile: with
+     those, per-op device times per token alone and beside the copies
   sliminfer-bench server   --server HOST:PORT [--concurrency C | --rate R [--seed S]] [--requests N]
                            [--prompt-tokens 256,1024] [--max-tokens M] [--pruning off|default] [--warmup N]
                            [--decode-kv-budget N (sent with each request; default: the server's)]
@@ -96,6 +98,7 @@ StatusOr<std::unique_ptr<Engine>> MakeEngine(const Args& a, int64_t kv_tokens, i
   SLIM_ASSIGN_OR_RETURN(bo.cuda_gemv, ParseToggle("cuda GEMV mode", a.Str("cuda-gemv", "auto")));
   SLIM_ASSIGN_OR_RETURN(bo.cuda_gemm_tune, ParseToggle("cuda GEMM tuning mode", a.Str("cuda-gemm-tune", "auto")));
   SLIM_ASSIGN_OR_RETURN(bo.cuda_graphs, ParseToggle("cuda graphs mode", a.Str("cuda-graphs", "auto")));
+  SLIM_ASSIGN_OR_RETURN(bo.cuda_pdl, ParseToggle("cuda PDL mode", a.Str("cuda-pdl", "auto")));
   o.kv_tokens = kv_tokens;
   o.chat_template_file = a.Str("chat-template");  // only commands that list it take it
   // Only commands that list --gpu-memory-fraction take it (the KV tier sized from the device).
@@ -402,9 +405,10 @@ StatusOr<json> DecodeTierRun(Engine& e, std::span<const int32_t> prompt, const P
 Status CmdEngine(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
                                             {"model", "device", "lengths", "modes", "decode-tokens", "repeat",
-                                             "text-file", "prompt-ids-dir", "threads", "schedule", "context", "cuda-attention",
-                                             "kv-dtype", "cuda-gemv", "cuda-gemm-tune", "cuda-graphs", "warm-up-tokens", "decode-kv-budget",
-                                             "host-kv-gib", "decode-kv-score", "decode-kv-resident-layers"},
+                                             "text-file", "prompt-ids-dir", "threads", "schedule", "context",
+                                             "cuda-attention", "kv-dtype", "cuda-gemv", "cuda-gemm-tune", "cuda-graphs",
+                                             "cuda-pdl", "warm-up-tokens", "decode-kv-budget", "host-kv-gib",
+                                             "decode-kv-score", "decode-kv-resident-layers"},
                                             {"json", "prune-after-attention", "profile", "decode-detail"}));
   SLIM_ASSIGN_OR_RETURN(std::vector<int64_t> lengths, a.IntList("lengths", "512,2048,8192"));
   const std::vector<std::string> modes = a.StrList("modes", "dense");
@@ -539,8 +543,8 @@ Status CmdEngine(int argc, char** argv) {
 Status CmdDecodeBatch(int argc, char** argv) {
   SLIM_ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2,
                                             {"model", "device", "batches", "contexts", "steps", "kv-tokens", "threads",
-                                             "context", "kv-dtype", "cuda-attention", "cuda-gemv", "cuda-gemm-tune", "cuda-graphs",
-                                             "gpu-memory-fraction"},
+                                             "context", "kv-dtype", "cuda-attention", "cuda-gemv", "cuda-gemm-tune",
+                                             "cuda-graphs", "cuda-pdl", "gpu-memory-fraction"},
                                             {"json", "profile"}));
   SLIM_ASSIGN_OR_RETURN(std::vector<int64_t> batches, a.IntList("batches", "1,8,32,64"));
   SLIM_ASSIGN_OR_RETURN(std::vector<int64_t> contexts, a.IntList("contexts", "4096,32768"));

@@ -247,6 +247,9 @@ struct BackendOptions {
   // CUDA decode passes launched as graphs (BeginGraphPass; cuda/stream_graphs.h): auto/on
   // record them, off launches every op from the host.
   Toggle cuda_graphs = Toggle::kAuto;
+  // CUDA decode kernels launched with programmatic dependent launch (each may start while the one
+  // before it runs): auto/on, or off (plain stream order). One setting for the process.
+  Toggle cuda_pdl = Toggle::kAuto;
 };
 
 // Flag spellings: "auto" "f32" "f16" "bf16" / "auto" "mma" "wgmma" / "auto" "on" "off".

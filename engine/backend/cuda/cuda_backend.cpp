@@ -18,6 +18,7 @@
 #include "engine/backend/cuda/kv_write.h"
 #include "engine/backend/cuda/mapped_copy.h"
 #include "engine/backend/cuda/paged_kv.h"
+#include "engine/backend/cuda/pdl.h"
 #include "engine/backend/cuda/rms_norm.h"
 #include "engine/backend/cuda/rope.h"
 #include "engine/backend/cuda/sample_topk.h"
@@ -102,6 +103,7 @@ Status CudaBackend::Init(const BackendOptions& options) {
   gemv_ = options.cuda_gemv;
   graphs_.Init(stream_);
   graphs_on_ = options.cuda_graphs != Toggle::kOff;
+  SetPdlLaunch(options.cuda_pdl != Toggle::kOff);
   SLIM_RETURN_IF_ERROR(
       gemm_.Init(stream_, cublas_, cublas_ws_, kCublasWorkspace, options.cuda_gemm_tune != Toggle::kOff));
   if (options.kv_cache != KvCache::kAuto && options.kv_cache != KvCache::kBf16) {

@@ -6,6 +6,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <utility>
@@ -171,6 +172,11 @@ __device__ __forceinline__ void PdlTrigger() {
 #endif
 }
 
+// Whether LaunchPdl allows programmatic stream serialization (BackendOptions::cuda_pdl; one
+// setting for the process). Off, its kernels launch in plain stream order and their PdlWait /
+// PdlTrigger are no-ops.
+inline std::atomic<bool> g_pdl_launch{true};
+
 // kernel<<<grid, block, smem, stream>>>(args...) with programmatic stream serialization allowed.
 template <typename... KArgs, typename... Args>
 cudaError_t LaunchPdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
@@ -184,7 +190,7 @@ cudaError_t LaunchPdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t sm
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
-  cfg.numAttrs = 1;
+  cfg.numAttrs = g_pdl_launch.load(std::memory_order_relaxed) ? 1 : 0;
   return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
 }
 
