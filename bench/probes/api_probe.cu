@@ -3,8 +3,8 @@
 // copies does not (launch_probe.cu), and queueing one 1 GiB copy of 4096 scattered 256 KiB blocks
 // as 32 cudaMemcpyBatchAsync calls takes the host about as long as the copy itself
 // (bench/kv-store.md). Not part of the build:
-//   nvcc -std=c++17 -O2 -arch=sm_90a api_probe.cu -o api_probe
-//   ./api_probe [ranges_per_batch]
+//   nvcc -std=c++17 -O2 -arch=sm_90a api_probe.cu -o api_probe -lcuda
+//   ./api_probe [ranges_per_batch] [sources]
 //
 // 1. Host time of one cudaMemcpyBatchAsync call per range count, and of cudaMemcpyAsync per range.
 // 2. A decode-like loop on the main thread: launch a graph of 256 short kernels (about 6 ms),
@@ -13,15 +13,26 @@
 //    ranges, then polled with 100 us sleeps, as the KV store's worker does), and beside the same
 //    bytes as contiguous copies. Also the median and p99 host latency of cudaGraphLaunch and
 //    cudaEventQuery on the main thread in each case.
+// 3. With `sources` (a comma list of KIND:MIB, KIND one of mallochost, register, register-thp,
+//    vmm): the loop alone and beside contiguous host-to-device copies that cycle through a
+//    source of MIB MiB allocated that way (cudaMallocHost; malloc + cudaHostRegister, without
+//    or with transparent huge pages; cuMemCreate on the host NUMA node, mapped with the
+//    driver's granularity), and the loop with 8 graphs queued per wait. Whether the slowdown
+//    depends on how much pinned memory the copies walk through and on its page size.
+#include <cuda.h>
 #include <cuda_runtime.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <numeric>
 #include <random>
+#include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -184,5 +195,109 @@ int main(int argc, char** argv) {
   mode = 0;
   quit = true;
   worker.join();
+
+  // 3. Sources of copies: size and kind of pinned memory.
+  if (argc <= 2) return 0;
+  std::stringstream list(argv[2]);
+  std::string item;
+  while (std::getline(list, item, ',')) {
+    const size_t colon = item.find(':');
+    const std::string kind = item.substr(0, colon);
+    const size_t bytes = std::strtoull(item.c_str() + colon + 1, nullptr, 10) << 20;
+    char* src = nullptr;
+    char* raw = nullptr;
+    CUmemGenericAllocationHandle handle{};
+    CUdeviceptr va = 0;
+    if (kind == "mallochost") {
+      CK(cudaMallocHost(&src, bytes));
+    } else if (kind == "register" || kind == "register-thp") {
+      raw = static_cast<char*>(std::aligned_alloc(size_t{2} << 20, bytes));
+      if (kind == "register-thp" && madvise(raw, bytes, MADV_HUGEPAGE) != 0) std::printf("madvise failed\n");
+      std::memset(raw, 1, bytes);
+      CK(cudaHostRegister(raw, bytes, cudaHostRegisterDefault));
+      src = raw;
+    } else if (kind == "vmm") {
+      CUmemAllocationProp prop{};
+      prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+      prop.location.type = CU_MEM_LOCATION_TYPE_HOST_NUMA;
+      prop.location.id = 0;
+      size_t gran = 0;
+      if (cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_RECOMMENDED) != CUDA_SUCCESS ||
+          cuMemCreate(&handle, bytes, &prop, 0) != CUDA_SUCCESS ||
+          cuMemAddressReserve(&va, bytes, 0, 0, 0) != CUDA_SUCCESS || cuMemMap(va, bytes, 0, handle, 0) != CUDA_SUCCESS) {
+        std::printf("%s: vmm host allocation failed\n", item.c_str());
+        continue;
+      }
+      CUmemAccessDesc acc[2]{};
+      acc[0].location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+      acc[0].location.id = 0;
+      acc[0].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+      acc[1].location.type = CU_MEM_LOCATION_TYPE_HOST_NUMA;
+      acc[1].location.id = 0;
+      acc[1].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+      if (cuMemSetAccess(va, bytes, acc, 2) != CUDA_SUCCESS) {
+        std::printf("%s: cuMemSetAccess failed\n", item.c_str());
+        continue;
+      }
+      std::printf("vmm granularity %zu KiB\n", gran >> 10);
+      src = reinterpret_cast<char*>(va);
+    } else {
+      std::printf("unknown kind %s\n", kind.c_str());
+      continue;
+    }
+    char* dst2;
+    CK(cudaMalloc(&dst2, bytes));
+    std::atomic<bool> run{false}, stop{false};
+    std::thread copier([&] {
+      cudaEvent_t done;
+      CK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+      const size_t piece = std::min(bytes, size_t{64} << 20);
+      while (!stop) {
+        if (!run) {
+          std::this_thread::sleep_for(std::chrono::microseconds(200));
+          continue;
+        }
+        for (size_t off = 0; off < bytes; off += piece)
+          CK(cudaMemcpyAsync(dst2 + off, src + off, std::min(piece, bytes - off), cudaMemcpyHostToDevice, copy));
+        CK(cudaEventRecord(done, copy));
+        while (cudaEventQuery(done) == cudaErrorNotReady) std::this_thread::sleep_for(std::chrono::microseconds(100));
+      }
+    });
+    for (int queued : {1, 8}) {
+      for (int round = 0; round < 2; ++round) {
+        double med[2];
+        for (int busy = 0; busy < 2; ++busy) {
+          run = busy == 1;
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          std::vector<double> iter;
+          for (int it = 0; it < 48 / queued; ++it) {
+            const auto t0 = Clock::now();
+            for (int q = 0; q < queued; ++q) CK(cudaGraphLaunch(exec, compute));
+            CK(cudaEventRecord(ev, compute));
+            while (cudaEventQuery(ev) == cudaErrorNotReady) {
+            }
+            iter.push_back(Us(t0, Clock::now()) / queued);
+          }
+          med[busy] = Percentiles(iter).p50;
+        }
+        run = false;
+        std::printf("source %-18s graphs per wait %d round %d: alone %8.1f us, beside h2d copies %8.1f us (%+.1f%%)\n",
+                    item.c_str(), queued, round, med[0], med[1], 100.0 * (med[1] / med[0] - 1.0));
+      }
+    }
+    stop = true;
+    copier.join();
+    CK(cudaFree(dst2));
+    if (kind == "mallochost") CK(cudaFreeHost(src));
+    if (raw != nullptr) {
+      CK(cudaHostUnregister(raw));
+      std::free(raw);
+    }
+    if (va != 0) {
+      cuMemUnmap(va, bytes);
+      cuMemAddressFree(va, bytes);
+      cuMemRelease(handle);
+    }
+  }
   return 0;
 }
