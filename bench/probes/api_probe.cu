@@ -4,7 +4,7 @@
 // as 32 cudaMemcpyBatchAsync calls takes the host about as long as the copy itself
 // (bench/kv-store.md). Not part of the build:
 //   nvcc -std=c++17 -O2 -arch=sm_90a api_probe.cu -o api_probe -lcuda
-//   ./api_probe [ranges_per_batch] [sources]
+//   ./api_probe [ranges_per_batch] [sources|-] [rates]
 //
 // 1. Host time of one cudaMemcpyBatchAsync call per range count, and of cudaMemcpyAsync per range.
 // 2. A decode-like loop on the main thread: launch a graph of 256 short kernels (about 6 ms),
@@ -19,6 +19,8 @@
 //    or with transparent huge pages; cuMemCreate on the host NUMA node, mapped with the
 //    driver's granularity), and the loop with 8 graphs queued per wait. Whether the slowdown
 //    depends on how much pinned memory the copies walk through and on its page size.
+// 4. With `rates` (a comma list of DIR:GBS, DIR h2d or d2h, GBS 0 for unpaced): the loop alone
+//    and beside contiguous copies of 8 MiB pieces queued at that rate, measured rate printed.
 #include <cuda.h>
 #include <cuda_runtime.h>
 #include <sys/mman.h>
@@ -196,8 +198,69 @@ int main(int argc, char** argv) {
   quit = true;
   worker.join();
 
+  // 4. Rates and directions (run first; section 3 follows).
+  if (argc > 3) {
+    std::stringstream rl(argv[3]);
+    std::string it;
+    while (std::getline(rl, it, ',')) {
+      const size_t colon = it.find(':');
+      const bool h2d = it.substr(0, colon) == "h2d";
+      const double gbs = std::atof(it.c_str() + colon + 1);
+      const size_t piece = size_t{8} << 20, span = size_t{2} * blocks * block;
+      std::atomic<bool> run{false}, stop{false};
+      std::atomic<double> moved_gbs{0.0};
+      std::thread copier([&] {
+        cudaEvent_t done;
+        CK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+        while (!stop) {
+          if (!run) {
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+            continue;
+          }
+          const auto t0 = Clock::now();
+          size_t bytes = 0;
+          for (size_t off = 0; off < span && run; off += piece) {
+            if (h2d) {
+              CK(cudaMemcpyAsync(dev + off, host + off, piece, cudaMemcpyHostToDevice, copy));
+            } else {
+              CK(cudaMemcpyAsync(host + off, dev + off, piece, cudaMemcpyDeviceToHost, copy));
+            }
+            bytes += piece;
+            if (gbs > 0) std::this_thread::sleep_until(t0 + std::chrono::nanoseconds(int64_t(bytes / gbs)));
+          }
+          CK(cudaEventRecord(done, copy));
+          while (cudaEventQuery(done) == cudaErrorNotReady) std::this_thread::sleep_for(std::chrono::microseconds(50));
+          moved_gbs = bytes / (Us(t0, Clock::now()) * 1e3);
+        }
+      });
+      for (int round = 0; round < 2; ++round) {
+        double med[2];
+        for (int busy = 0; busy < 2; ++busy) {
+          run = busy == 1;
+          std::this_thread::sleep_for(std::chrono::milliseconds(30));
+          std::vector<double> iter;
+          for (int i = 0; i < 40; ++i) {
+            const auto t0 = Clock::now();
+            CK(cudaGraphLaunch(exec, compute));
+            CK(cudaEventRecord(ev, compute));
+            while (cudaEventQuery(ev) == cudaErrorNotReady) {
+            }
+            iter.push_back(Us(t0, Clock::now()));
+          }
+          med[busy] = Percentiles(iter).p50;
+        }
+        run = false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(60));
+        std::printf("rate %-9s round %d: copies at %5.1f GB/s; alone %8.1f us, beside %8.1f us (%+.2f%%)\n", it.c_str(),
+                    round, moved_gbs.load(), med[0], med[1], 100.0 * (med[1] / med[0] - 1.0));
+      }
+      stop = true;
+      copier.join();
+    }
+  }
+
   // 3. Sources of copies: size and kind of pinned memory.
-  if (argc <= 2) return 0;
+  if (argc <= 2 || std::string(argv[2]) == "-") return 0;
   std::stringstream list(argv[2]);
   std::string item;
   while (std::getline(list, item, ',')) {
