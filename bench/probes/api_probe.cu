@@ -19,7 +19,7 @@
 //    or with transparent huge pages; cuMemCreate on the host NUMA node, mapped with the
 //    driver's granularity), and the loop with 8 graphs queued per wait. Whether the slowdown
 //    depends on how much pinned memory the copies walk through and on its page size.
-// 4. With `rates` (a comma list of DIR:GBS, DIR h2d or d2h, GBS 0 for unpaced): the loop alone
+// 4. With `rates` (a comma list of DIR:GBS, DIR h2d, d2h or d2d, GBS 0 for unpaced): the loop alone
 //    and beside contiguous copies of 8 MiB pieces queued at that rate, measured rate printed.
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -204,7 +204,8 @@ int main(int argc, char** argv) {
     std::string it;
     while (std::getline(rl, it, ',')) {
       const size_t colon = it.find(':');
-      const bool h2d = it.substr(0, colon) == "h2d";
+      const std::string dir = it.substr(0, colon);
+      const bool h2d = dir == "h2d", d2d = dir == "d2d";
       const double gbs = std::atof(it.c_str() + colon + 1);
       const size_t piece = size_t{8} << 20, span = size_t{2} * blocks * block;
       std::atomic<bool> run{false}, stop{false};
@@ -220,7 +221,10 @@ int main(int argc, char** argv) {
           const auto t0 = Clock::now();
           size_t bytes = 0;
           for (size_t off = 0; off < span && run; off += piece) {
-            if (h2d) {
+            if (d2d) {  // the copy engine writing device memory as fast as h2d does, without PCIe
+              const size_t half = span / 2, o = off % half;
+              CK(cudaMemcpyAsync(dev + half + o, dev + o, piece, cudaMemcpyDeviceToDevice, copy));
+            } else if (h2d) {
               CK(cudaMemcpyAsync(dev + off, host + off, piece, cudaMemcpyHostToDevice, copy));
             } else {
               CK(cudaMemcpyAsync(host + off, dev + off, piece, cudaMemcpyDeviceToHost, copy));
