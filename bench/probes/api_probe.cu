@@ -3,7 +3,7 @@
 // copies does not (launch_probe.cu), and queueing one 1 GiB copy of 4096 scattered 256 KiB blocks
 // as 32 cudaMemcpyBatchAsync calls takes the host about as long as the copy itself
 // (bench/kv-store.md). Not part of the build:
-//   nvcc -std=c++17 -O2 -arch=sm_90a api_probe.cu -o api_probe -lcuda
+//   nvcc -std=c++17 -O2 -arch=sm_90a -I../.. api_probe.cu -o api_probe -lcuda
 //   ./api_probe [ranges_per_batch] [sources|-] [rates]
 //
 // 1. Host time of one cudaMemcpyBatchAsync call per range count, and of cudaMemcpyAsync per range.
@@ -38,14 +38,7 @@
 #include <thread>
 #include <vector>
 
-#define CK(x)                                                                        \
-  do {                                                                               \
-    cudaError_t e = (x);                                                             \
-    if (e != cudaSuccess) {                                                          \
-      std::printf("%s failed: %s (line %d)\n", #x, cudaGetErrorString(e), __LINE__); \
-      std::exit(1);                                                                  \
-    }                                                                                \
-  } while (0)
+#include "bench/probes/probe_check.h"
 
 using Clock = std::chrono::steady_clock;
 static double Us(Clock::time_point a, Clock::time_point b) {

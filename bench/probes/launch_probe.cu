@@ -27,14 +27,7 @@
 
 #include "engine/backend/cuda/device_common.cuh"  // the backend's PDL launch and wait
 
-#define CK(x)                                                                  \
-  do {                                                                         \
-    cudaError_t e = (x);                                                       \
-    if (e != cudaSuccess) {                                                    \
-      std::printf("%s failed: %s (line %d)\n", #x, cudaGetErrorString(e), __LINE__); \
-      std::exit(1);                                                            \
-    }                                                                          \
-  } while (0)
+#include "bench/probes/probe_check.h"
 
 __global__ void ReadSlice(const float4* in, size_t n4, float* out) {
   slim::cuda::PdlWait();
