@@ -138,6 +138,19 @@ int main(int argc, char** argv) {
   CK(cudaGraphInstantiate(&exec, graph, 0));
   cudaEvent_t ev;
   CK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+  // Median wall time of one graph pass over `waits` waits, each after `queued` launched passes.
+  auto pass_median = [&](int waits, int queued) {
+    std::vector<double> per_pass;
+    for (int w = 0; w < waits; ++w) {
+      const auto t0 = Clock::now();
+      for (int q = 0; q < queued; ++q) CK(cudaGraphLaunch(exec, compute));
+      CK(cudaEventRecord(ev, compute));
+      while (cudaEventQuery(ev) == cudaErrorNotReady) {
+      }
+      per_pass.push_back(Us(t0, Clock::now()) / queued);
+    }
+    return Percentiles(per_pass).p50;
+  };
 
   std::atomic<int> mode{0};  // 0 idle, 1 batched scattered, 2 contiguous
   std::atomic<bool> quit{false};
@@ -235,16 +248,7 @@ int main(int argc, char** argv) {
         for (int busy = 0; busy < 2; ++busy) {
           run = busy == 1;
           std::this_thread::sleep_for(std::chrono::milliseconds(30));
-          std::vector<double> iter;
-          for (int i = 0; i < 40; ++i) {
-            const auto t0 = Clock::now();
-            CK(cudaGraphLaunch(exec, compute));
-            CK(cudaEventRecord(ev, compute));
-            while (cudaEventQuery(ev) == cudaErrorNotReady) {
-            }
-            iter.push_back(Us(t0, Clock::now()));
-          }
-          med[busy] = Percentiles(iter).p50;
+          med[busy] = pass_median(40, 1);
         }
         run = false;
         std::this_thread::sleep_for(std::chrono::milliseconds(60));
@@ -329,16 +333,7 @@ int main(int argc, char** argv) {
         for (int busy = 0; busy < 2; ++busy) {
           run = busy == 1;
           std::this_thread::sleep_for(std::chrono::milliseconds(20));
-          std::vector<double> iter;
-          for (int it = 0; it < 48 / queued; ++it) {
-            const auto t0 = Clock::now();
-            for (int q = 0; q < queued; ++q) CK(cudaGraphLaunch(exec, compute));
-            CK(cudaEventRecord(ev, compute));
-            while (cudaEventQuery(ev) == cudaErrorNotReady) {
-            }
-            iter.push_back(Us(t0, Clock::now()) / queued);
-          }
-          med[busy] = Percentiles(iter).p50;
+          med[busy] = pass_median(48 / queued, queued);
         }
         run = false;
         std::printf("source %-18s graphs per wait %d round %d: alone %8.1f us, beside h2d copies %8.1f us (%+.1f%%)\n",
